@@ -1,0 +1,147 @@
+"""The ``leadloop`` command: operator tools around the services.
+
+  leadloop migrate            apply pending PostgreSQL migrations
+  leadloop topics create      create every registered topic that is missing
+  leadloop topics list        print the topic registry
+  leadloop schemas export     write JSON Schemas of the events to shared/leadloop/schemas
+  leadloop schemas check      fail if the committed schemas or examples are stale/invalid
+  leadloop simulate           feed realistic simulated traffic (deterministic with --seed)
+  leadloop watch              live terminal view of the funnel (reads /metrics)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from rich.console import Console
+from rich.table import Table
+
+from leadloop import settings as settings_mod
+from leadloop.settings import KafkaSettings
+
+app = typer.Typer(help="leadloop operator tools", no_args_is_help=True, add_completion=False)
+topics_app = typer.Typer(help="Kafka topics from the registry", no_args_is_help=True)
+schemas_app = typer.Typer(help="JSON Schemas of the event contract", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
+app.add_typer(schemas_app, name="schemas")
+console = Console()
+
+
+class ToolSettings(BaseSettings):
+    """Settings for the CLI: like a service's, but the database is only needed by
+    commands that touch it."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LEADLOOP_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
+
+    database_url: SecretStr | None = Field(
+        default=None, validation_alias="DATABASE_URL"
+    )
+    kafka: KafkaSettings = KafkaSettings()
+    metrics_url: str = "http://127.0.0.1:18084/metrics"
+
+    def require_database(self) -> str:
+        if self.database_url is None:
+            console.print("[red]DATABASE_URL is not set[/red]")
+            raise typer.Exit(2)
+        return self.database_url.get_secret_value()
+
+
+def _settings() -> ToolSettings:
+    return settings_mod.load(ToolSettings)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending forward-only migrations (deploy/postgres/migrations)."""
+    from leadloop.db import apply_migrations
+
+    applied = asyncio.run(apply_migrations(_settings().require_database()))
+    console.print(f"migrations applied: {', '.join(applied) if applied else 'none pending'}")
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create every registered topic that does not exist yet."""
+    from leadloop.kafka import create_topics
+
+    created = asyncio.run(create_topics(_settings().kafka))
+    console.print(f"topics created: {', '.join(created) if created else 'none missing'}")
+
+
+@topics_app.command("list")
+def topics_list() -> None:
+    """Print the topic registry."""
+    from leadloop.topics import REGISTRY
+
+    table = Table("topic", "key", "partitions", "cleanup", "producers", "consumers", "pii")
+    for t in REGISTRY:
+        table.add_row(
+            t.name,
+            t.key,
+            str(t.partitions),
+            t.cleanup_policy,
+            ", ".join(t.producers),
+            ", ".join(t.consumers),
+            "yes" if t.contains_pii else "",
+        )
+    console.print(table)
+
+
+@schemas_app.command("export")
+def schemas_export() -> None:
+    """Write the JSON Schema of every event model next to the package."""
+    from leadloop.schemas import export
+
+    for path in export():
+        console.print(f"wrote {path}")
+
+
+@schemas_app.command("check")
+def schemas_check() -> None:
+    """Fail when a committed schema differs from the models or an example is invalid."""
+    from leadloop.schemas import check
+
+    problems = check()
+    for p in problems:
+        console.print(f"[red]{p}[/red]")
+    if problems:
+        raise typer.Exit(1)
+    console.print("schemas and examples are current and valid")
+
+
+@app.command()
+def simulate(
+    leads: Annotated[int, typer.Option(help="how many leads to send")] = 1000,
+    rate: Annotated[float, typer.Option(help="leads per second (0 = as fast as possible)")] = 50.0,
+    seed: Annotated[int, typer.Option(help="random seed; the same seed sends the same traffic")] = 7,
+    reps: Annotated[bool, typer.Option(help="also play the reps (activities, stage changes)")] = True,
+    time_scale: Annotated[
+        float, typer.Option(help="simulated seconds per real second for rep behaviour")
+    ] = 60.0,
+) -> None:
+    """Feed simulated channel traffic to leads.raw and play the reps on the CRM topics."""
+    from leadloop.simulate import SimulationConfig, run
+
+    cfg = SimulationConfig(leads=leads, rate=rate, seed=seed, reps=reps, time_scale=time_scale)
+    summary = asyncio.run(run(_settings().kafka, cfg))
+    console.print(summary)
+
+
+@app.command()
+def watch(
+    interval: Annotated[float, typer.Option(help="refresh interval in seconds")] = 1.0,
+) -> None:
+    """Live terminal view of the funnel, read from the metrics service's /metrics."""
+    from leadloop.watch import run_watch
+
+    run_watch(_settings().metrics_url, interval)
+
+
+def main() -> None:
+    app()

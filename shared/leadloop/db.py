@@ -1,0 +1,158 @@
+"""PostgreSQL access: a pool helper that waits out outages, and the migration runner.
+
+Migrations are forward-only SQL files ``NNNN_name.sql`` under
+``deploy/postgres/migrations``; each runs once, in order, in its own transaction, under
+an advisory lock so concurrent starters do not race. They are applied by
+``leadloop migrate`` before any consumer starts; services never create tables.
+(A tiny runner instead of a migration framework: the project speaks asyncpg only and
+needs nothing beyond ordered SQL files.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import asyncpg
+
+from leadloop.logging import get_logger
+
+__all__ = [
+    "TRANSIENT_ERRORS",
+    "apply_migrations",
+    "create_pool",
+    "migrations_dir",
+    "retrying",
+]
+
+log = get_logger(__name__)
+
+#: Errors that mean "PostgreSQL is unavailable right now", not "this data is bad".
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncio.TimeoutError,
+)
+
+_MIGRATION_LOCK = 0x1EAD100B
+_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+T = TypeVar("T")
+
+
+def migrations_dir() -> Path:
+    """``deploy/postgres/migrations`` of the checkout this package was installed from."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        candidate = parent / "deploy" / "postgres" / "migrations"
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError("deploy/postgres/migrations not found above " + str(here))
+
+
+async def create_pool(
+    url: str, *, min_size: int = 1, max_size: int = 4, attempts: int = 60
+) -> asyncpg.Pool:
+    """Connect, retrying with backoff while PostgreSQL is starting or unreachable."""
+    delay = 0.2
+    for attempt in range(1, attempts + 1):
+        try:
+            pool = await asyncpg.create_pool(
+                url, min_size=min_size, max_size=max_size, command_timeout=30
+            )
+            assert pool is not None
+            return pool
+        except TRANSIENT_ERRORS as exc:
+            if attempt == attempts:
+                raise
+            log.warning("postgres_unavailable", attempt=attempt, error=type(exc).__name__)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    raise AssertionError("unreachable")
+
+
+async def retrying(
+    op: Callable[[], Awaitable[T]],
+    *,
+    what: str,
+    on_retry: Callable[[int], None] | None = None,
+    max_delay: float = 5.0,
+) -> T:
+    """Run ``op`` until it succeeds, backing off while PostgreSQL is unavailable.
+
+    Only transient errors are retried; anything else propagates. The caller holds its
+    input (and its uncommitted Kafka offsets) meanwhile, so an outage pauses
+    consumption instead of losing work.
+    """
+    delay = 0.1
+    attempt = 0
+    while True:
+        try:
+            return await op()
+        except TRANSIENT_ERRORS as exc:
+            attempt += 1
+            if on_retry is not None:
+                on_retry(attempt)
+            log.warning("postgres_retry", what=what, attempt=attempt, error=type(exc).__name__)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)
+
+
+@asynccontextmanager
+async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    async with pool.acquire() as conn:
+        yield conn
+
+
+async def apply_migrations(url: str, directory: Path | None = None) -> list[str]:
+    """Apply pending migrations; return the names applied. Refuses edited history."""
+    directory = directory or migrations_dir()
+    files = sorted(p for p in directory.iterdir() if _NAME.match(p.name))
+    conn = await asyncpg.connect(url)
+    applied: list[str] = []
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   version text PRIMARY KEY,
+                   checksum text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        done = {
+            r["version"]: r["checksum"]
+            for r in await conn.fetch("SELECT version, checksum FROM schema_migrations")
+        }
+        for path in files:
+            sql = path.read_text(encoding="utf-8")
+            checksum = hashlib.sha256(sql.encode()).hexdigest()
+            if path.name in done:
+                if done[path.name] != checksum:
+                    raise RuntimeError(
+                        f"migration {path.name} was edited after it was applied; "
+                        "migrations are forward-only: add a new file instead"
+                    )
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, checksum) VALUES ($1, $2)",
+                    path.name,
+                    checksum,
+                )
+            applied.append(path.name)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+        await conn.close()
+    return applied

@@ -1,0 +1,343 @@
+"""The event contract: one pydantic model per topic value (see DESIGN.md, "External contract").
+
+Every event leadloop emits carries ``event_id`` (unique, for consumer-side dedupe),
+``schema_version`` and ``occurred_at``. Models of events leadloop emits forbid unknown
+fields so a typo never ships; models of events written by outside systems (CRM, HR)
+ignore unknown fields so those systems can add fields without breaking us.
+
+A change that removes a field, narrows a type or adds a required field is breaking:
+``tests/contract`` compares the exported JSON Schema with the committed one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "ActivityKind",
+    "ActivityRecorded",
+    "AssignmentKind",
+    "EscalationAction",
+    "EscalationKind",
+    "EscalationRaised",
+    "EscalationStatus",
+    "Event",
+    "IngestOutcome",
+    "IngestOutcomeRecorded",
+    "LeadAccepted",
+    "LeadAssigned",
+    "LossReason",
+    "Priority",
+    "RawLead",
+    "RepStatus",
+    "RepUpdated",
+    "Stage",
+    "StageChanged",
+    "Strategy",
+    "deterministic_id",
+]
+
+SCHEMA_VERSION = 1
+
+# Namespace for deterministic ids (uuid5): the same input always yields the same id,
+# which is what makes a redelivered record recognisable downstream.
+_ID_NAMESPACE = uuid.UUID("6f1d3c1e-5b1a-4a57-9d62-6c9a3f0e1a10")
+
+
+def deterministic_id(*parts: str | int) -> str:
+    """A stable id derived from its parts: a redelivery produces the same id."""
+    return str(uuid.uuid5(_ID_NAMESPACE, "\x1f".join(str(p) for p in parts)))
+
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+SourceId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.-]{1,64}$")]
+ShortText = Annotated[str, StringConstraints(max_length=256)]
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+
+
+class Priority(StrEnum):
+    HOT = "hot"
+    WARM = "warm"
+    COLD = "cold"
+
+
+class Strategy(StrEnum):
+    ROUND_ROBIN = "round_robin"
+    WEIGHTED = "weighted"
+    LEAST_LOADED = "least_loaded"
+    STICKY = "sticky"
+    DIRECT = "direct"
+    POOL = "pool"
+
+
+class AssignmentKind(StrEnum):
+    INITIAL = "initial"
+    REASSIGNED = "reassigned"
+    RECLAIMED = "reclaimed"
+    POOLED = "pooled"
+
+
+class ActivityKind(StrEnum):
+    CALL = "call"
+    EMAIL = "email"
+    MESSAGE = "message"
+    MEETING = "meeting"
+    VISIT = "visit"
+    NOTE = "note"
+
+
+class Stage(StrEnum):
+    """Pipeline stages. ``new`` and ``assigned`` are set by leadloop itself; the CRM
+    publishes the rest."""
+
+    NEW = "new"
+    ASSIGNED = "assigned"
+    CONTACTED = "contacted"
+    QUALIFIED = "qualified"
+    PROPOSAL = "proposal"
+    NEGOTIATION = "negotiation"
+    WON = "won"
+    LOST = "lost"
+
+
+class LossReason(StrEnum):
+    NO_BUDGET = "no_budget"
+    NO_RESPONSE = "no_response"
+    CHOSE_COMPETITOR = "chose_competitor"
+    TIMING = "timing"
+    NOT_A_FIT = "not_a_fit"
+    INVALID_CONTACT = "invalid_contact"
+    OTHER = "other"
+
+
+class RepStatus(StrEnum):
+    ACTIVE = "active"
+    AWAY = "away"
+    LEFT = "left"
+
+
+class EscalationKind(StrEnum):
+    FIRST_RESPONSE = "first_response"
+    FOLLOW_UP = "follow_up"
+    STAGE_STALL = "stage_stall"
+    RECLAIM_WARNING = "reclaim_warning"
+
+
+class EscalationAction(StrEnum):
+    REMIND_OWNER = "remind_owner"
+    NOTIFY_MANAGER = "notify_manager"
+    REASSIGN = "reassign"
+    RETURN_TO_POOL = "return_to_pool"
+    PAGE_ONCALL = "page_oncall"
+
+
+class EscalationStatus(StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+class IngestOutcome(StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+
+
+class Event(BaseModel):
+    """Fields every emitted event carries."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: The topic this model is the value of; the registry in ``topics.py`` checks it.
+    topic: ClassVar[str]
+
+    event_id: Id
+    schema_version: Literal[1] = SCHEMA_VERSION
+    occurred_at: AwareDatetime
+
+
+class RawLead(BaseModel):
+    """A lead as a channel sends it on ``leads.raw`` (contains personal data).
+
+    Fields the system owns (``lead_id``, ``owner_id``, ``stage``, ``score``,
+    ``priority``) are not part of this model and are therefore never taken from input.
+    Shape only: normalisation (email case, E.164 phones, Unicode) is ingest's job.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
+    topic: ClassVar[str] = "leads.raw"
+
+    source: SourceId
+    source_lead_id: Id
+    occurred_at: AwareDatetime | None = None
+    name: Annotated[str, StringConstraints(max_length=200)] | None = None
+    email: Annotated[str, StringConstraints(max_length=254)] | None = None
+    phone: Annotated[str, StringConstraints(max_length=64)] | None = None
+    company: ShortText | None = None
+    title: ShortText | None = None
+    country: CountryCode | None = None
+    region: ShortText | None = None
+    city: ShortText | None = None
+    industry: ShortText | None = None
+    product: ShortText | None = None
+    company_size: Annotated[int, Field(ge=0, le=10_000_000)] | None = None
+    budget: Annotated[float, Field(ge=0, le=1e12)] | None = None
+    campaign: ShortText | None = None
+    message: Annotated[str, StringConstraints(max_length=4000)] | None = None
+    attributes: Annotated[
+        dict[
+            Annotated[str, StringConstraints(min_length=1, max_length=64)],
+            Annotated[str, StringConstraints(max_length=1000)] | bool | int | float,
+        ],
+        Field(max_length=50),
+    ] = Field(default_factory=dict)
+
+
+class IngestOutcomeRecorded(Event):
+    """One per record read from ``leads.raw``: how it ended. No personal data.
+
+    Extends the contract so the metrics service can count conservation
+    (received = accepted + duplicate + rejected) without reading personal data.
+    ``event_id`` is derived from the raw record's position, so a redelivery is
+    recognisable.
+    """
+
+    topic: ClassVar[str] = "ingest.outcomes"
+
+    source: str
+    outcome: IngestOutcome
+    reason: str | None = None
+    lead_id: Id | None = None
+    raw_partition: int
+    raw_offset: int
+
+
+class LeadAccepted(Event):
+    topic: ClassVar[str] = "leads.accepted"
+
+    lead_id: Id
+    source: SourceId
+    source_lead_id: Id
+    accepted_at: AwareDatetime
+    country: CountryCode | None = None
+    region: ShortText | None = None
+    city: ShortText | None = None
+    industry: ShortText | None = None
+    product: ShortText | None = None
+    company_size: int | None = None
+    budget: float | None = None
+    campaign: ShortText | None = None
+    is_returning: bool = False
+    previous_owner_id: Id | None = None
+    score: Annotated[int, Field(ge=0, le=100)]
+    priority: Priority
+
+
+class LeadAssigned(Event):
+    topic: ClassVar[str] = "leads.assigned"
+
+    assignment_id: Id
+    lead_id: Id
+    owner_id: Id | None
+    team_id: Id
+    rule_id: Id
+    rule_version: str
+    strategy: Strategy
+    kind: AssignmentKind
+    previous_owner_id: Id | None = None
+    reason: str
+    lead_occurred_at: AwareDatetime
+    assigned_at: AwareDatetime
+    priority: Priority
+
+
+class ActivityRecorded(BaseModel):
+    """A follow-up touch published by the CRM or a sales tool on ``crm.activities``."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    topic: ClassVar[str] = "crm.activities"
+
+    event_id: Id
+    schema_version: int = SCHEMA_VERSION
+    lead_id: Id
+    rep_id: Id
+    kind: ActivityKind
+    occurred_at: AwareDatetime
+    outcome: ShortText | None = None
+    next_followup_at: AwareDatetime | None = None
+
+
+class StageChanged(BaseModel):
+    """Pipeline progress published by the CRM on ``crm.stage-changes``."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    topic: ClassVar[str] = "crm.stage-changes"
+
+    event_id: Id
+    schema_version: int = SCHEMA_VERSION
+    lead_id: Id
+    stage: Stage
+    occurred_at: AwareDatetime
+    rep_id: Id
+    amount: Annotated[float, Field(ge=0)] | None = None
+    expected_close_date: date | None = None
+    loss_reason: LossReason | None = None
+
+    @model_validator(mode="after")
+    def _lost_needs_reason(self) -> StageChanged:
+        # The contract makes a loss reason mandatory for lost leads: loss attribution
+        # in the monthly review depends on it.
+        if self.stage is Stage.LOST and self.loss_reason is None:
+            raise ValueError("loss_reason is required when stage is 'lost'")
+        return self
+
+
+class RepUpdated(BaseModel):
+    """A rep's roster entry on the compacted ``crm.reps`` topic (key: rep_id)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    topic: ClassVar[str] = "crm.reps"
+
+    event_id: Id | None = None
+    schema_version: int = SCHEMA_VERSION
+    rep_id: Id
+    team_id: Id
+    manager_id: Id | None = None
+    status: RepStatus = RepStatus.ACTIVE
+    capacity: Annotated[int, Field(ge=0)] = 50
+    weight: Annotated[int, Field(ge=0)] = 1
+    skills: list[ShortText] = Field(default_factory=list)
+    regions: list[ShortText] = Field(default_factory=list)
+    timezone: str = "UTC"
+    updated_at: datetime
+
+
+class EscalationRaised(Event):
+    """One step of an SLA escalation ladder on ``sla.escalations`` (fired or resolved)."""
+
+    topic: ClassVar[str] = "sla.escalations"
+
+    escalation_id: Id
+    lead_id: Id
+    owner_id: Id | None
+    team_id: Id
+    manager_id: Id | None = None
+    policy_id: Id
+    kind: EscalationKind
+    level: Annotated[int, Field(ge=1)]
+    action: EscalationAction
+    due_at: AwareDatetime
+    breached_at: AwareDatetime
+    status: EscalationStatus

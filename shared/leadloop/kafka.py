@@ -1,0 +1,151 @@
+"""Kafka plumbing shared by the services: the faust app factory, topic creation from the
+registry, acknowledged publishing, and the health endpoints.
+
+Delivery is at-least-once (faust ``processing_guarantee="at_least_once"``); services
+make effects exactly-once with idempotent PostgreSQL writes, never with faust's
+``exactly_once`` mode. Consumed offsets are committed by faust only after an agent has
+moved past an event, and agents move past a batch only after its effects are persisted
+and its output acknowledged by the broker (acks=all).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from leadloop.logging import get_logger
+from leadloop.settings import HttpSettings, KafkaSettings
+from leadloop.topics import REGISTRY, TopicSpec, qualified
+
+__all__ = [
+    "Outgoing",
+    "create_topics",
+    "make_app",
+    "publish",
+    "raw_topic",
+    "register_health",
+]
+
+log = get_logger(__name__)
+
+
+def make_app(
+    service: str,
+    kafka: KafkaSettings,
+    http: HttpSettings,
+    *,
+    data_dir: str,
+) -> faust.App:
+    """The one faust App of a service. Created by its composition root, never at import."""
+    servers = ";".join(kafka.bootstrap_servers.split(","))
+    return faust.App(
+        f"{kafka.topic_prefix}leadloop-{service}",
+        broker=f"kafka://{servers}",
+        store="memory://",
+        autodiscover=False,
+        processing_guarantee="at_least_once",
+        # Topics come from the registry (``leadloop topics create``); a client that
+        # declares topics on the fly would hide a missing or misconfigured topic.
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=kafka.commit_interval_s,
+        web_enabled=True,
+        web_bind=http.host,
+        web_host=http.host,
+        web_port=http.port,
+        web_in_thread=False,
+        datadir=f"{data_dir}/{kafka.topic_prefix}{service}",
+    )
+
+
+def raw_topic(app: faust.App, name: str, prefix: str) -> faust.TopicT:
+    """A topic whose keys and values stay bytes: leadloop decodes them itself so that
+    undecodable input becomes a dead letter instead of a crashed agent."""
+    return app.topic(
+        qualified(name, prefix),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        allow_empty=True,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    topic: faust.TopicT
+    key: bytes | None
+    value: bytes
+    headers: Sequence[tuple[str, bytes]] = ()
+
+
+async def publish(messages: Iterable[Outgoing]) -> None:
+    """Send every message and wait until the broker has acknowledged all of them."""
+    futures = []
+    for m in messages:
+        # force=True: send now instead of attaching to the current event, so the
+        # acknowledgement can be awaited before the batch is considered done.
+        fut = await m.topic.send(
+            key=m.key, value=m.value, headers=list(m.headers) or None, force=True
+        )
+        futures.append(fut)
+    if futures:
+        await asyncio.gather(*futures)
+
+
+async def create_topics(
+    kafka: KafkaSettings,
+    specs: Sequence[TopicSpec] = REGISTRY,
+    *,
+    replication_factor: int = 1,
+) -> list[str]:
+    """Create every registered topic that does not exist yet; return those created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(
+                name=qualified(spec.name, kafka.topic_prefix),
+                num_partitions=spec.partitions,
+                replication_factor=replication_factor,
+                topic_configs=spec.config(),
+            )
+            for spec in specs
+            if qualified(spec.name, kafka.topic_prefix) not in existing
+        ]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass  # another starter won the race; the topics exist, which is the goal
+        return [t.name for t in wanted]
+    finally:
+        await admin.close()
+
+
+ReadyCheck = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
+
+
+def register_health(app: faust.App, ready: ReadyCheck) -> None:
+    """``GET /healthz`` (the process is alive) and ``GET /readyz`` (connected and caught up)."""
+
+    @app.page("/healthz")
+    async def healthz(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        return self.json({"status": "ok"})
+
+    @app.page("/readyz")
+    async def readyz(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        try:
+            ok, detail = await ready()
+        except Exception as exc:  # readiness must answer, not raise
+            ok, detail = False, {"error": type(exc).__name__}
+        return self.json({"ready": ok, **detail}, status=200 if ok else 503)

@@ -1,0 +1,101 @@
+"""Typed, frozen settings read once from the environment (pydantic-settings).
+
+Every service builds its settings class in its composition root and nowhere else.
+Names: ``LEADLOOP_<FIELD>`` with ``__`` for nesting (``LEADLOOP_KAFKA__BOOTSTRAP_SERVERS``);
+``DATABASE_URL`` is also honoured as is, because that is where users already keep it.
+A missing or placeholder secret stops start-up with a message that names the setting
+and never echoes its value.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "ConfigError",
+    "HttpSettings",
+    "KafkaSettings",
+    "ServiceSettings",
+    "load",
+    "require_secret",
+]
+
+_PLACEHOLDERS = frozenset({"", "changeme", "change-me", "secret", "password", "xxx", "todo"})
+
+
+class ConfigError(SystemExit):
+    """Raised (as a clean exit) when the environment cannot make valid settings."""
+
+
+class KafkaSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    bootstrap_servers: str = "127.0.0.1:19092"
+    #: Prepended to every topic name; lets tests and parallel environments share a broker.
+    topic_prefix: str = ""
+    #: How often consumed offsets are committed. Only offsets of persisted work are
+    #: ever committed; a shorter interval shrinks the redelivery window after a crash.
+    commit_interval_s: float = 1.0
+    batch_size: Annotated[int, Field(ge=1, le=10_000)] = 500
+    batch_within_s: Annotated[float, Field(gt=0, le=10)] = 0.2
+
+
+class HttpSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)]
+
+
+def require_secret(value: SecretStr | None, name: str) -> SecretStr:
+    """A secret must be present and not a well-known placeholder."""
+    if value is None or value.get_secret_value().strip().lower() in _PLACEHOLDERS:
+        raise ValueError(f"{name} is missing or a placeholder; set a real secret")
+    return value
+
+
+class ServiceSettings(BaseSettings):
+    """What every service needs. Services subclass this and add their own fields."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LEADLOOP_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="ignore",
+    )
+
+    database_url: SecretStr = Field(
+        validation_alias=AliasChoices("DATABASE_URL", "LEADLOOP_DATABASE_URL"),
+    )
+    kafka: KafkaSettings = KafkaSettings()
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    #: Where per-worker scratch data (faust's data dir) lives.
+    data_dir: str = ".state/data"
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_present(cls, v: SecretStr) -> SecretStr:
+        if not v.get_secret_value().startswith(("postgres://", "postgresql://")):
+            raise ValueError("DATABASE_URL must be a postgresql:// URL")
+        return v
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load(cls: type[S], **overrides: Any) -> S:
+    """Build settings or exit with a message that never includes a value."""
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        lines = [f"leadloop: invalid configuration for {cls.__name__}:"]
+        for err in exc.errors(include_input=False, include_url=False):
+            where = ".".join(str(p) for p in err["loc"]) or "(settings)"
+            lines.append(f"  - {where}: {err['msg']}")
+        print("\n".join(lines), file=sys.stderr)
+        raise ConfigError(2) from None

@@ -1,0 +1,140 @@
+"""The topic registry: every topic leadloop reads or writes, in one place.
+
+Topics are created up front from this registry (``leadloop topics create``), never on
+the fly by a client. Faust table changelogs take their partition count from their
+source topic, so every keyed topic shares ``DEFAULT_PARTITIONS``: a lead's events
+land on the same partition number in every topic, which keeps per-lead state local
+to one worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel
+
+from leadloop import events
+
+__all__ = ["DEFAULT_PARTITIONS", "REGISTRY", "TopicSpec", "by_name", "qualified"]
+
+DEFAULT_PARTITIONS = 6
+
+_HOUR_MS = 3_600_000
+_DAY_MS = 24 * _HOUR_MS
+
+Service = Literal[
+    "ingest", "assignment", "sla-monitor", "metrics", "channels", "crm", "humans"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    key: str
+    model: type[BaseModel] | None
+    producers: tuple[Service, ...]
+    consumers: tuple[Service, ...]
+    partitions: int = DEFAULT_PARTITIONS
+    retention_ms: int = 7 * _DAY_MS
+    cleanup_policy: Literal["delete", "compact"] = "delete"
+    contains_pii: bool = False
+    notes: str = ""
+    extra_config: dict[str, str] = field(default_factory=dict)
+
+    def config(self) -> dict[str, str]:
+        """Broker-side topic configuration."""
+        cfg = {"cleanup.policy": self.cleanup_policy, **self.extra_config}
+        if self.cleanup_policy == "delete":
+            cfg["retention.ms"] = str(self.retention_ms)
+        return cfg
+
+
+REGISTRY: tuple[TopicSpec, ...] = (
+    TopicSpec(
+        name="leads.raw",
+        key="optional",
+        model=events.RawLead,
+        producers=("channels", "ingest"),
+        consumers=("ingest",),
+        # Personal data: kept only long enough to recover from an outage.
+        retention_ms=3 * _DAY_MS,
+        contains_pii=True,
+        notes="channels, webhook and CSV import write here",
+    ),
+    TopicSpec(
+        name="leads.rejected",
+        key="as input",
+        model=None,
+        producers=("ingest",),
+        consumers=("humans",),
+        # Original bytes of rejected records may contain personal data.
+        retention_ms=14 * _DAY_MS,
+        contains_pii=True,
+        notes="original bytes plus reject-* headers; replayed after a fix",
+    ),
+    TopicSpec(
+        name="ingest.outcomes",
+        key="source",
+        model=events.IngestOutcomeRecorded,
+        producers=("ingest",),
+        consumers=("metrics",),
+        notes="one per leads.raw record: accepted, duplicate or rejected",
+    ),
+    TopicSpec(
+        name="leads.accepted",
+        key="lead_id",
+        model=events.LeadAccepted,
+        producers=("ingest",),
+        consumers=("assignment", "sla-monitor", "metrics"),
+    ),
+    TopicSpec(
+        name="leads.assigned",
+        key="lead_id",
+        model=events.LeadAssigned,
+        producers=("assignment",),
+        consumers=("sla-monitor", "metrics", "crm"),
+    ),
+    TopicSpec(
+        name="crm.activities",
+        key="lead_id",
+        model=events.ActivityRecorded,
+        producers=("crm",),
+        consumers=("sla-monitor", "metrics"),
+    ),
+    TopicSpec(
+        name="crm.stage-changes",
+        key="lead_id",
+        model=events.StageChanged,
+        producers=("crm",),
+        consumers=("sla-monitor", "metrics", "assignment"),
+    ),
+    TopicSpec(
+        name="crm.reps",
+        key="rep_id",
+        model=events.RepUpdated,
+        producers=("crm",),
+        consumers=("assignment", "sla-monitor"),
+        partitions=1,
+        cleanup_policy="compact",
+        notes="compacted roster: the latest entry per rep wins",
+    ),
+    TopicSpec(
+        name="sla.escalations",
+        key="lead_id",
+        model=events.EscalationRaised,
+        producers=("sla-monitor",),
+        consumers=("assignment", "metrics"),
+    ),
+)
+
+_BY_NAME = {spec.name: spec for spec in REGISTRY}
+
+
+def by_name(name: str) -> TopicSpec:
+    return _BY_NAME[name]
+
+
+def qualified(name: str, prefix: str) -> str:
+    """The broker-side name: tests and parallel environments prefix every topic."""
+    return f"{prefix}{name}"
