@@ -11,28 +11,31 @@ and its output acknowledged by the broker (acks=all).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+import os
+from pathlib import Path
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from leadloop.logging import get_logger
+from leadloop.messaging import OutMessage
 from leadloop.settings import HttpSettings, KafkaSettings
 from leadloop.topics import REGISTRY, TopicSpec, qualified
 
 __all__ = [
-    "Outgoing",
+    "FaustPublisher",
     "create_topics",
     "make_app",
-    "publish",
+    "process_or_die",
     "raw_topic",
     "register_health",
 ]
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 
 def make_app(
@@ -44,6 +47,8 @@ def make_app(
 ) -> faust.App:
     """The one faust App of a service. Created by its composition root, never at import."""
     servers = ";".join(kafka.bootstrap_servers.split(","))
+    datadir = Path(data_dir) / f"{kafka.topic_prefix}{service}"
+    datadir.mkdir(parents=True, exist_ok=True)
     return faust.App(
         f"{kafka.topic_prefix}leadloop-{service}",
         broker=f"kafka://{servers}",
@@ -62,7 +67,7 @@ def make_app(
         web_host=http.host,
         web_port=http.port,
         web_in_thread=False,
-        datadir=f"{data_dir}/{kafka.topic_prefix}{service}",
+        datadir=str(datadir),
     )
 
 
@@ -79,26 +84,54 @@ def raw_topic(app: faust.App, name: str, prefix: str) -> faust.TopicT:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    topic: faust.TopicT
-    key: bytes | None
-    value: bytes
-    headers: Sequence[tuple[str, bytes]] = ()
+class FaustPublisher:
+    """``Publisher`` over the faust app's producer (acks=all)."""
+
+    def __init__(self, app: faust.App, prefix: str) -> None:
+        self._app = app
+        self._prefix = prefix
+        self._topics: dict[str, faust.TopicT] = {}
+
+    def _topic(self, name: str) -> faust.TopicT:
+        if name not in self._topics:
+            self._topics[name] = raw_topic(self._app, name, self._prefix)
+        return self._topics[name]
+
+    async def publish(self, messages: Sequence[OutMessage]) -> None:
+        futures = []
+        for m in messages:
+            # force=True: send now instead of attaching to the current event, so the
+            # acknowledgement can be awaited before the batch is considered done.
+            fut = await self._topic(m.topic).send(
+                key=m.key, value=m.value, headers=list(m.headers) or None, force=True
+            )
+            futures.append(fut)
+        if futures:
+            await asyncio.gather(*futures)
 
 
-async def publish(messages: Iterable[Outgoing]) -> None:
-    """Send every message and wait until the broker has acknowledged all of them."""
-    futures = []
-    for m in messages:
-        # force=True: send now instead of attaching to the current event, so the
-        # acknowledgement can be awaited before the batch is considered done.
-        fut = await m.topic.send(
-            key=m.key, value=m.value, headers=list(m.headers) or None, force=True
-        )
-        futures.append(fut)
-    if futures:
-        await asyncio.gather(*futures)
+async def process_or_die(work: Awaitable[T], *, what: str) -> T:
+    """Run one batch's work so that its events are acknowledged only if it completed.
+
+    faust acknowledges a ``take_events`` batch when the agent's loop moves on, even
+    when the body raised or was cancelled. Work that failed for a reason other than a
+    transient outage (which handlers retry) is therefore a bug: the worker stops at
+    once, without acknowledging, and the batch is redelivered after the restart.
+    On shutdown the batch in flight is finished first.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=30)
+        except BaseException:
+            log.critical("batch_unfinished_at_shutdown", what=what)
+            os._exit(75)
+        raise
+    except Exception:
+        log.critical("batch_failed", what=what, exc_info=True)
+        os._exit(70)
 
 
 async def create_topics(

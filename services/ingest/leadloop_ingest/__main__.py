@@ -1,0 +1,3 @@
+from leadloop_ingest.bootstrap import main
+
+main()

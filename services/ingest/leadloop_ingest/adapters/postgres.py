@@ -1,0 +1,192 @@
+"""PostgreSQL side of ingest: leads and per-record outcomes, written in one transaction.
+
+A batch is applied exactly once whatever Kafka redelivers: a raw record whose position
+already has an outcome is answered from the table (so its events are re-published
+with the same ids), and a lead whose (source, source_lead_id) already exists becomes a
+duplicate. Array parameters with ``unnest`` keep a batch to a handful of round trips.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from leadloop.events import IngestOutcome, Priority
+
+from leadloop_ingest.domain.intake import (
+    PROFILE_FIELDS,
+    ROUTING_FIELDS,
+    LeadRecord,
+    OutcomeRecord,
+    Position,
+    as_duplicate,
+)
+
+__all__ = ["LeadStore"]
+
+Decided = list[tuple[OutcomeRecord, LeadRecord | None]]
+
+_LEAD_COLUMNS = (
+    "lead_id", "source", "source_lead_id", "email", "phone", "name",
+    *PROFILE_FIELDS, *ROUTING_FIELDS,
+    "attributes", "email_key", "phone_key", "score", "priority", "is_returning",
+    "previous_owner_id", "occurred_at", "accepted_at", "accepted_event_id",
+    "raw_partition", "raw_offset",
+)
+_LEAD_TYPES = {
+    "company_size": "integer", "budget": "float8", "attributes": "jsonb", "score": "smallint",
+    "is_returning": "boolean", "occurred_at": "timestamptz", "accepted_at": "timestamptz",
+    "raw_partition": "integer", "raw_offset": "bigint",
+}
+
+
+def _unnest(columns: Sequence[str], types: dict[str, str]) -> str:
+    params = ", ".join(
+        f"${i}::{'text' if types.get(c) == 'jsonb' else types.get(c, 'text')}[]"
+        for i, c in enumerate(columns, 1)
+    )
+    select = ", ".join(f"{c}::jsonb" if types.get(c) == "jsonb" else c for c in columns)
+    return f"SELECT {select} FROM unnest({params}) AS t({', '.join(columns)})"
+
+
+_INSERT_LEADS = (
+    f"INSERT INTO leads ({', '.join(_LEAD_COLUMNS)}) "
+    f"{_unnest(_LEAD_COLUMNS, _LEAD_TYPES)} ON CONFLICT DO NOTHING RETURNING lead_id"
+)
+_OUTCOME_COLUMNS = ("raw_topic", "raw_partition", "raw_offset", "source", "outcome", "reason",
+                    "detail", "lead_id", "event_id", "recorded_at")
+_OUTCOME_TYPES = {"raw_partition": "integer", "raw_offset": "bigint", "recorded_at": "timestamptz"}
+_INSERT_OUTCOMES = (
+    f"INSERT INTO ingest_outcomes ({', '.join(_OUTCOME_COLUMNS)}) "
+    f"{_unnest(_OUTCOME_COLUMNS, _OUTCOME_TYPES)} ON CONFLICT DO NOTHING"
+)
+_EXISTING_OUTCOMES = """
+    SELECT o.* FROM ingest_outcomes o
+    JOIN unnest($1::text[], $2::integer[], $3::bigint[]) AS p(t, part, off)
+      ON o.raw_topic = p.t AND o.raw_partition = p.part AND o.raw_offset = p.off
+"""
+
+
+class LeadStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def ping(self) -> bool:
+        return bool(await self._pool.fetchval("SELECT true"))
+
+    async def apply(self, proposed: Decided) -> Decided:
+        """Persist a batch's proposals once; return the final outcome of every record."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            done = await self._existing(conn, [o.position for o, _ in proposed])
+            fresh = [(o, lead) for o, lead in proposed if o.position not in done]
+            new_leads = [lead for _, lead in fresh if lead is not None]
+            inserted: set[str] = set()
+            if new_leads:
+                rows = await conn.fetch(_INSERT_LEADS, *_lead_columns(new_leads))
+                inserted = {r["lead_id"] for r in rows}
+            final_fresh: Decided = []
+            for outcome, lead in fresh:
+                if lead is not None and lead.lead_id not in inserted:
+                    final_fresh.append((as_duplicate(outcome), None))
+                else:
+                    final_fresh.append((outcome, lead))
+            if final_fresh:
+                await conn.execute(_INSERT_OUTCOMES, *_outcome_columns([o for o, _ in final_fresh]))
+            replayed_ids = [
+                o.lead_id for o in done.values()
+                if o.outcome is IngestOutcome.ACCEPTED and o.lead_id is not None
+            ]
+            replayed = await self._leads(conn, replayed_ids)
+        final = dict((o.position, (o, lead)) for o, lead in final_fresh)
+        for pos, o in done.items():
+            final[pos] = (o, replayed.get(o.lead_id or "") if o.outcome is IngestOutcome.ACCEPTED
+                          else None)
+        return [final[o.position] for o, _ in proposed]
+
+    async def _existing(
+        self, conn: asyncpg.Connection, positions: list[Position]
+    ) -> dict[Position, OutcomeRecord]:
+        rows = await conn.fetch(
+            _EXISTING_OUTCOMES,
+            [p.topic for p in positions],
+            [p.partition for p in positions],
+            [p.offset for p in positions],
+        )
+        return {
+            Position(r["raw_topic"], r["raw_partition"], r["raw_offset"]): OutcomeRecord(
+                position=Position(r["raw_topic"], r["raw_partition"], r["raw_offset"]),
+                source=r["source"],
+                outcome=IngestOutcome(r["outcome"]),
+                reason=r["reason"],
+                detail=r["detail"],
+                lead_id=r["lead_id"],
+                event_id=r["event_id"],
+                recorded_at=r["recorded_at"],
+            )
+            for r in rows
+        }
+
+    async def _leads(self, conn: asyncpg.Connection, lead_ids: list[str]) -> dict[str, LeadRecord]:
+        if not lead_ids:
+            return {}
+        rows = await conn.fetch("SELECT * FROM leads WHERE lead_id = ANY($1::text[])", lead_ids)
+        return {r["lead_id"]: _lead_from_row(r, topic=None) for r in rows}
+
+
+def _lead_columns(leads: list[LeadRecord]) -> list[list[Any]]:
+    def value(lead: LeadRecord, column: str) -> Any:
+        if column in ROUTING_FIELDS or column in PROFILE_FIELDS:
+            return lead.fields.get(column)
+        if column == "attributes":
+            return json.dumps(lead.attributes, ensure_ascii=False)
+        if column == "priority":
+            return lead.priority.value
+        if column == "raw_partition":
+            return lead.position.partition
+        if column == "raw_offset":
+            return lead.position.offset
+        return getattr(lead, column)
+
+    return [[value(lead, c) for lead in leads] for c in _LEAD_COLUMNS]
+
+
+def _outcome_columns(outcomes: list[OutcomeRecord]) -> list[list[Any]]:
+    return [
+        [o.position.topic for o in outcomes],
+        [o.position.partition for o in outcomes],
+        [o.position.offset for o in outcomes],
+        [o.source for o in outcomes],
+        [o.outcome.value for o in outcomes],
+        [o.reason for o in outcomes],
+        [o.detail for o in outcomes],
+        [o.lead_id for o in outcomes],
+        [o.event_id for o in outcomes],
+        [o.recorded_at for o in outcomes],
+    ]
+
+
+def _lead_from_row(r: asyncpg.Record, topic: str | None) -> LeadRecord:
+    attributes = r["attributes"]
+    return LeadRecord(
+        lead_id=r["lead_id"],
+        source=r["source"],
+        source_lead_id=r["source_lead_id"],
+        email=r["email"],
+        phone=r["phone"],
+        name=r["name"],
+        fields={f: r[f] for f in (*ROUTING_FIELDS, *PROFILE_FIELDS)},
+        attributes=json.loads(attributes) if isinstance(attributes, str) else attributes,
+        email_key=r["email_key"],
+        phone_key=r["phone_key"],
+        score=r["score"],
+        priority=Priority(r["priority"]),
+        is_returning=r["is_returning"],
+        previous_owner_id=r["previous_owner_id"],
+        occurred_at=r["occurred_at"],
+        accepted_at=r["accepted_at"],
+        accepted_event_id=r["accepted_event_id"],
+        position=Position(topic or "", r["raw_partition"], r["raw_offset"]),
+    )

@@ -1,0 +1,46 @@
+"""Ingest's composition root: settings, store, publisher, handler, agents — wired once."""
+
+from __future__ import annotations
+
+import asyncpg
+import faust
+
+from leadloop import settings as settings_mod
+from leadloop.clock import SystemClock
+from leadloop.kafka import FaustPublisher
+from leadloop.runtime import run_service
+
+from leadloop_ingest.adapters.kafka import register_agents
+from leadloop_ingest.adapters.postgres import LeadStore
+from leadloop_ingest.domain.scoring import ScoringWeights
+from leadloop_ingest.domain.validation import Limits
+from leadloop_ingest.handlers import IngestHandler
+from leadloop_ingest.settings import IngestSettings
+
+
+def main() -> None:
+    cfg = settings_mod.load(IngestSettings)
+    assert cfg.identity_pepper is not None  # enforced by the settings validator
+
+    def wire(app: faust.App, pool: asyncpg.Pool) -> None:
+        handler = IngestHandler(
+            store=LeadStore(pool),
+            publisher=FaustPublisher(app, cfg.kafka.topic_prefix),
+            clock=SystemClock(),
+            limits=Limits(
+                max_record_bytes=cfg.max_record_bytes,
+                sources=frozenset(cfg.sources),
+                default_phone_region=dict(cfg.default_phone_region),
+            ),
+            weights=ScoringWeights(),
+            pepper=cfg.identity_pepper.get_secret_value().encode(),
+        )
+        register_agents(
+            app,
+            handler,
+            prefix=cfg.kafka.topic_prefix,
+            batch_size=cfg.kafka.batch_size,
+            within=cfg.kafka.batch_within_s,
+        )
+
+    run_service("ingest", cfg, cfg.http, wire)

@@ -1,0 +1,86 @@
+"""Running a service process: the part of every composition root that is the same.
+
+A service's ``bootstrap.main`` builds its settings and its handler, then calls
+``run_service`` with a ``wire`` function that registers its agents and views on the
+faust app. This owns the event loop, the PostgreSQL pool, logging, ``/healthz`` and
+``/readyz``, and graceful shutdown (SIGTERM/SIGINT stop the faust worker, which
+finishes the batch in flight and commits only acknowledged offsets).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+import faust
+
+from leadloop.db import create_pool
+from leadloop.kafka import make_app, register_health
+from leadloop.logging import configure, get_logger
+from leadloop.settings import HttpSettings, ServiceSettings
+
+__all__ = ["Wiring", "run_service"]
+
+log = get_logger(__name__)
+
+#: Registers agents, timers and views; returns extra readiness details (or None).
+Wiring = Callable[[faust.App, asyncpg.Pool], None]
+
+#: A worker more than this many records behind on any partition is not "caught up".
+MAX_READY_LAG = 10_000
+
+
+def run_service(
+    service: str, settings: ServiceSettings, http: HttpSettings, wire: Wiring
+) -> None:
+    configure(service, settings.log_level)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    pool = loop.run_until_complete(
+        create_pool(settings.database_url.get_secret_value(), max_size=8)
+    )
+    app = make_app(service, settings.kafka, http, data_dir=settings.data_dir)
+    wire(app, pool)
+
+    async def ready() -> tuple[bool, dict[str, Any]]:
+        try:
+            db_ok = bool(await pool.fetchval("SELECT true"))
+        except Exception:  # any failure means "not ready", reported, never raised
+            db_ok = False
+        lag = await _lag(app)
+        ok = db_ok and not app.rebalancing and lag is not None and lag <= MAX_READY_LAG
+        return ok, {"postgres": db_ok, "rebalancing": bool(app.rebalancing), "lag": lag}
+
+    register_health(app, ready)
+    log.info("service_starting", port=http.port, topic_prefix=settings.kafka.topic_prefix)
+    worker = faust.Worker(
+        app,
+        loop=loop,
+        loglevel=settings.log_level.upper(),
+        quiet=True,
+        override_logging=False,
+        redirect_stdouts=False,
+    )
+    try:
+        worker.execute_from_commandline()
+    finally:
+        if not loop.is_closed():
+            loop.run_until_complete(pool.close())
+
+
+async def _lag(app: faust.App) -> int | None:
+    """Records not yet consumed across this worker's partitions; None before assignment."""
+    consumer = app.consumer
+    try:
+        assigned = consumer.assignment()
+    except Exception:  # the consumer is not started yet
+        return None
+    total = 0
+    for tp in assigned:
+        highwater = consumer.highwater(tp)
+        position = await consumer.position(tp)
+        if highwater is not None and position is not None:
+            total += max(0, highwater - position)
+    return total
