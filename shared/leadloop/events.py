@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Final, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -42,6 +42,7 @@ __all__ = [
     "LossReason",
     "Priority",
     "RawLead",
+    "RejectReason",
     "RepStatus",
     "RepUpdated",
     "Stage",
@@ -50,7 +51,7 @@ __all__ = [
     "deterministic_id",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 
 # Namespace for deterministic ids (uuid5): the same input always yields the same id,
 # which is what makes a redelivered record recognisable downstream.
@@ -147,6 +148,19 @@ class EscalationAction(StrEnum):
 class EscalationStatus(StrEnum):
     FIRING = "firing"
     RESOLVED = "resolved"
+
+
+class RejectReason(StrEnum):
+    """Stable codes in the ``reject-reason`` header of ``leads.rejected``."""
+
+    INVALID_JSON = "invalid_json"
+    SCHEMA_VIOLATION = "schema_violation"
+    MISSING_CONTACT = "missing_contact"
+    INVALID_EMAIL = "invalid_email"
+    INVALID_PHONE = "invalid_phone"
+    TOO_LARGE = "too_large"
+    UNKNOWN_SOURCE = "unknown_source"
+    BAD_SIGNATURE = "bad_signature"
 
 
 class IngestOutcome(StrEnum):

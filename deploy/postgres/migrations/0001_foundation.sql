@@ -102,18 +102,20 @@ CREATE TABLE rep_load (
 );
 
 -- sla-monitor --------------------------------------------------------------------
--- One clock per lead, kind and cycle (a reassignment starts a new cycle).
+-- One clock per lead, kind and cycle. The cycle is the id of the assignment that
+-- started it, so a reassignment starts a new cycle and a redelivery finds the old one.
 CREATE TABLE sla_clocks (
     lead_id      text NOT NULL,
     kind         text NOT NULL,
-    cycle        integer NOT NULL,
+    cycle        text NOT NULL,
     policy_id    text NOT NULL,
     owner_id     text,
     team_id      text NOT NULL,
     manager_id   text,
     started_at   timestamptz NOT NULL,
     due_at       timestamptz NOT NULL,
-    -- The next ladder level to fire; levels below it have fired.
+    -- The next ladder level to fire (levels below it have fired) and when it is due;
+    -- due_at is 'infinity' once the ladder is exhausted.
     next_level   integer NOT NULL DEFAULT 1,
     stopped_at   timestamptz,
     stop_reason  text,
@@ -143,6 +145,13 @@ CREATE TABLE escalations (
     PRIMARY KEY (escalation_id, status)
 );
 CREATE INDEX escalations_unpublished ON escalations (occurred_at) WHERE published_at IS NULL;
+
+-- The latest touch per lead: an activity can arrive before the assignment it answers
+-- (they travel on different topics), and must still stop that clock.
+CREATE TABLE sla_lead_touches (
+    lead_id        text PRIMARY KEY,
+    last_touch_at  timestamptz NOT NULL
+);
 
 -- Input events sla-monitor has applied (dedupe of redeliveries).
 CREATE TABLE sla_applied_events (

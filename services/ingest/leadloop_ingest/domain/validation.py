@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import unicodedata
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from pydantic import ValidationError
 
-from leadloop.events import RawLead
+from leadloop.events import RawLead, RejectReason
 
 __all__ = [
     "Limits",
@@ -31,17 +30,6 @@ __all__ = [
     "normalise_phone",
     "validate",
 ]
-
-
-class RejectReason(StrEnum):
-    INVALID_JSON = "invalid_json"
-    SCHEMA_VIOLATION = "schema_violation"
-    MISSING_CONTACT = "missing_contact"
-    INVALID_EMAIL = "invalid_email"
-    INVALID_PHONE = "invalid_phone"
-    TOO_LARGE = "too_large"
-    UNKNOWN_SOURCE = "unknown_source"
-    BAD_SIGNATURE = "bad_signature"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The four leadloop services as background processes (make up / make down).
+#   services.sh start    start each service that is not already running (idempotent)
+#   services.sh stop     SIGTERM each, wait for a clean shutdown, SIGKILL after 30 s
+#   services.sh status
+#   services.sh wait     wait until every service answers /readyz
+# Environment comes from .state/env (written by deploy/env.sh); logs go to .state/logs.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+state=${LEADLOOP_STATE_DIR:-$root/.state}
+run=$state/run
+logs=$state/logs
+py=${LEADLOOP_PYTHON:-$root/.venv/bin/python}
+# name:package:port
+services="ingest:leadloop_ingest:18081 assignment:leadloop_assignment:18082 sla-monitor:leadloop_sla_monitor:18083 metrics:leadloop_metrics:18084"
+
+alive() { [ -f "$run/$1.pid" ] && kill -0 "$(cat "$run/$1.pid")" 2>/dev/null; }
+
+start() {
+  mkdir -p "$run" "$logs"
+  # shellcheck disable=SC1091
+  . "$state/env"
+  for s in $services; do
+    IFS=: read -r name pkg port <<<"$s"
+    if alive "$name"; then echo "$name: already running (pid $(cat "$run/$name.pid"))"; continue; fi
+    (cd "$root" && LEADLOOP_HTTP__PORT=$port exec setsid "$py" -m "$pkg" >>"$logs/$name.log" 2>&1 </dev/null) &
+    echo $! > "$run/$name.pid"
+    echo "$name: started (pid $!, http://127.0.0.1:$port)"
+  done
+}
+
+stop() {
+  for s in $services; do
+    IFS=: read -r name _ _ <<<"$s"
+    alive "$name" && kill -TERM "$(cat "$run/$name.pid")" 2>/dev/null || true
+  done
+  for s in $services; do
+    IFS=: read -r name _ _ <<<"$s"
+    [ -f "$run/$name.pid" ] || continue
+    pid=$(cat "$run/$name.pid")
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    if kill -0 "$pid" 2>/dev/null; then echo "$name: forcing stop"; kill -KILL "$pid" 2>/dev/null || true; fi
+    rm -f "$run/$name.pid"; echo "$name: stopped"
+  done
+}
+
+status() {
+  for s in $services; do
+    IFS=: read -r name _ port <<<"$s"
+    if alive "$name"; then echo "$name: running (pid $(cat "$run/$name.pid"), port $port)"; else echo "$name: stopped"; fi
+  done
+}
+
+wait_ready() {
+  for s in $services; do
+    IFS=: read -r name _ port <<<"$s"
+    for i in $(seq 1 120); do
+      if "$py" -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/readyz', timeout=2)" 2>/dev/null; then
+        echo "$name: ready"; break
+      fi
+      alive "$name" || { echo "$name: exited; see $logs/$name.log" >&2; tail -n 20 "$logs/$name.log" >&2; exit 1; }
+      [ "$i" = 120 ] && { echo "$name: not ready after 60 s; see $logs/$name.log" >&2; exit 1; }
+      sleep 0.5
+    done
+  done
+}
+
+case "${1:-}" in
+  start) start ;; stop) stop ;; status) status ;; wait) wait_ready ;;
+  *) echo "usage: $0 start|stop|status|wait" >&2; exit 2 ;;
+esac

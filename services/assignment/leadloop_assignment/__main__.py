@@ -1,0 +1,3 @@
+from leadloop_assignment.bootstrap import main
+
+main()

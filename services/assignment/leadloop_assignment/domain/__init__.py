@@ -1,0 +1,1 @@
+"""Assignment's pure decisions: rule matching and routing strategies (no I/O, no clock)."""

@@ -1,0 +1,3 @@
+from leadloop_metrics.bootstrap import main
+
+main()

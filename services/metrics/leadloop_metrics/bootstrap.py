@@ -1,0 +1,45 @@
+"""metrics' composition root."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import faust
+
+from leadloop import settings as settings_mod
+from leadloop.clock import SystemClock
+from leadloop.runtime import run_service
+
+from leadloop_metrics.adapters.kafka import register_agents
+from leadloop_metrics.adapters.postgres import MetricStore
+from leadloop_metrics.adapters.prometheus import CounterView, registry_for
+from leadloop_metrics.domain.fold import LabelPolicy
+from leadloop_metrics.handlers import MetricsHandler
+from leadloop_metrics.settings import MetricsSettings
+
+
+def main() -> None:
+    cfg = settings_mod.load(MetricsSettings)
+
+    def wire(app: faust.App, pool: asyncpg.Pool) -> None:
+        store = MetricStore(pool)
+        # The served counters start from what PostgreSQL holds: a restart never resets them.
+        view = CounterView(asyncio.get_event_loop().run_until_complete(store.load()))
+        handler = MetricsHandler(
+            store=store,
+            view=view,
+            labels=LabelPolicy(sources=frozenset(cfg.sources)),
+            clock=SystemClock(),
+        )
+        register_agents(
+            app,
+            handler,
+            registry_for(view),
+            prefix=cfg.kafka.topic_prefix,
+            batch_size=cfg.kafka.batch_size,
+            within=cfg.kafka.batch_within_s,
+            refresh_seconds=cfg.refresh_seconds,
+        )
+
+    run_service("metrics", cfg, cfg.http, wire)

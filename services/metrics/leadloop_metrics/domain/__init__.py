@@ -1,0 +1,1 @@
+"""metrics' pure decisions: the closed list of metrics and how events fold into them."""

@@ -1,0 +1,3 @@
+from leadloop_sla_monitor.bootstrap import main
+
+main()
