@@ -17,7 +17,7 @@ if [ ! -f "$env" ]; then
       echo "export DATABASE_URL='$("$here/postgres/pg.sh" url)'"
     fi
     echo "export LEADLOOP_IDENTITY_PEPPER='$(secret)'"
-    echo "export LEADLOOP_KAFKA__BOOTSTRAP_SERVERS='${LEADLOOP_KAFKA__BOOTSTRAP_SERVERS:-127.0.0.1:19092}'"
+    echo "export LEADLOOP_KAFKA__BOOTSTRAP_SERVERS='${LEADLOOP_KAFKA__BOOTSTRAP_SERVERS:-127.0.0.1:${LEADLOOP_KAFKA_PORT:-19092}}'"
   } > "$env"
   chmod 600 "$env"
 fi

@@ -12,8 +12,9 @@ state=${LEADLOOP_STATE_DIR:-$root/.state}
 run=$state/run
 logs=$state/logs
 py=${LEADLOOP_PYTHON:-$root/.venv/bin/python}
-# name:package:port
-services="ingest:leadloop_ingest:18081 assignment:leadloop_assignment:18082 sla-monitor:leadloop_sla_monitor:18083 metrics:leadloop_metrics:18084"
+# name:package:port (ports are LEADLOOP_PORT_BASE + 1..4; 18080 unless set)
+base=${LEADLOOP_PORT_BASE:-18080}
+services="ingest:leadloop_ingest:$((base+1)) assignment:leadloop_assignment:$((base+2)) sla-monitor:leadloop_sla_monitor:$((base+3)) metrics:leadloop_metrics:$((base+4))"
 
 alive() { [ -f "$run/$1.pid" ] && kill -0 "$(cat "$run/$1.pid")" 2>/dev/null; }
 
@@ -24,7 +25,7 @@ start() {
   for s in $services; do
     IFS=: read -r name pkg port <<<"$s"
     if alive "$name"; then echo "$name: already running (pid $(cat "$run/$name.pid"))"; continue; fi
-    (cd "$root" && LEADLOOP_HTTP__PORT=$port exec setsid "$py" -m "$pkg" >>"$logs/$name.log" 2>&1 </dev/null) &
+    (cd "$root" && LEADLOOP_HTTP__PORT=$port LEADLOOP_DATA_DIR=$state/data exec setsid "$py" -m "$pkg" >>"$logs/$name.log" 2>&1 </dev/null) &
     echo $! > "$run/$name.pid"
     echo "$name: started (pid $!, http://127.0.0.1:$port)"
   done

@@ -13,7 +13,9 @@ state=${LEADLOOP_STATE_DIR:-$root/.state}/kafka
 port=${LEADLOOP_KAFKA_PORT:-19092}
 controller_port=${LEADLOOP_KAFKA_CONTROLLER_PORT:-19093}
 ours="127.0.0.1:$port"
-libs=$state/libs
+# Jars can be shared between state folders (LEADLOOP_KAFKA_LIBS) so that a second
+# stack, as in the lifecycle test, does not resolve them again.
+libs=${LEADLOOP_KAFKA_LIBS:-$state/libs}
 pidfile=$state/kafka.pid
 
 external() {

@@ -1,0 +1,68 @@
+# leadloop — `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+STATE := .state
+SERVICES := services/ingest services/assignment services/sla-monitor services/metrics
+PYTEST_ARGS ?=
+
+.PHONY: help venv system stack-up stack-down up down status demo test lint unit clean logs
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+
+$(VENV)/.stamp: constraints.txt shared/pyproject.toml $(addsuffix /pyproject.toml,$(SERVICES))
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e shared $(addprefix -e ,$(SERVICES)) \
+	  hypothesis import-linter ruff mypy pytest pytest-asyncio pytest-timeout jsonschema types-PyYAML
+	touch $@
+
+venv: $(VENV)/.stamp ## create the virtual environment with pinned dependencies
+
+system: ## install missing system packages (Java, Maven, PostgreSQL, Prometheus, Alertmanager)
+	@deploy/system.sh
+
+stack-up: venv system ## start Kafka and PostgreSQL, apply migrations, create topics
+	@deploy/kafka/kafka.sh start
+	@deploy/postgres/pg.sh start
+	@deploy/env.sh
+	@. $(STATE)/env && $(VENV)/bin/leadloop migrate && $(VENV)/bin/leadloop topics create
+
+stack-down: ## stop Kafka and PostgreSQL
+	@deploy/kafka/kafka.sh stop
+	@deploy/postgres/pg.sh stop
+
+up: stack-up ## start the stack and the four services in the background
+	@deploy/services.sh start
+	@deploy/services.sh wait
+
+down: ## stop the services and the stack; leaves no process behind
+	@deploy/services.sh stop
+	@$(MAKE) --no-print-directory stack-down
+
+status: ## show what is running
+	@deploy/services.sh status; deploy/kafka/kafka.sh status; deploy/postgres/pg.sh status
+
+logs: ## follow the services' logs
+	@tail -F $(STATE)/logs/*.log
+
+demo: up ## everything: stack, services, simulated traffic and a live funnel view (Ctrl-C stops all)
+	@deploy/demo.sh
+
+lint: venv ## ruff, mypy, import-linter, schema check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy shared/leadloop $(addsuffix /leadloop_*,$(SERVICES))
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/leadloop schemas check
+
+unit: venv ## unit tests only (no broker, no database)
+	$(VENV)/bin/pytest -m "not integration and not e2e" $(PYTEST_ARGS)
+
+test: stack-up lint ## the whole suite against the real Kafka and PostgreSQL
+	@. $(STATE)/env && $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+clean: down ## stop everything and delete local state (data, jars, logs, secrets)
+	rm -rf $(STATE)
