@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STATE := .state
 SERVICES := services/ingest services/assignment services/sla-monitor services/metrics
+PACKAGES := shared/leadloop services/ingest/leadloop_ingest services/assignment/leadloop_assignment \
+	services/sla-monitor/leadloop_sla_monitor services/metrics/leadloop_metrics
 PYTEST_ARGS ?=
 
 .PHONY: help venv system stack-up stack-down up down status demo test lint unit clean logs
@@ -54,7 +56,7 @@ demo: up ## everything: stack, services, simulated traffic and a live funnel vie
 lint: venv ## ruff, mypy, import-linter, schema check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy shared/leadloop $(addsuffix /leadloop_*,$(SERVICES))
+	$(VENV)/bin/mypy $(PACKAGES)
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/leadloop schemas check
 

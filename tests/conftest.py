@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -94,8 +94,8 @@ def topic_prefix() -> str:
 
 
 @pytest.fixture
-async def kafka_settings(stack: Stack, topic_prefix: str) -> AsyncIterator[KafkaSettings]:
+async def kafka_settings(stack: Stack, topic_prefix: str) -> KafkaSettings:
     """Kafka settings with a private topic prefix; every registered topic exists."""
     settings = KafkaSettings(bootstrap_servers=stack.bootstrap, topic_prefix=topic_prefix)
     await create_topics(settings)
-    yield settings
+    return settings

@@ -11,10 +11,11 @@ and its output acknowledged by the broker (acks=all).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from pathlib import Path
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -27,6 +28,7 @@ from leadloop.topics import REGISTRY, TopicSpec, qualified
 
 __all__ = [
     "FaustPublisher",
+    "batch_agent",
     "create_topics",
     "make_app",
     "process_or_die",
@@ -71,11 +73,12 @@ def make_app(
     )
 
 
-def raw_topic(app: faust.App, name: str, prefix: str) -> faust.TopicT:
-    """A topic whose keys and values stay bytes: leadloop decodes them itself so that
-    undecodable input becomes a dead letter instead of a crashed agent."""
+def raw_topic(app: faust.App, *names: str, prefix: str) -> faust.TopicT:
+    """A topic (or several, read as one stream) whose keys and values stay bytes:
+    leadloop decodes them itself so that undecodable input becomes a dead letter or a
+    logged skip instead of a crashed agent."""
     return app.topic(
-        qualified(name, prefix),
+        *(qualified(name, prefix) for name in names),
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",
@@ -94,7 +97,7 @@ class FaustPublisher:
 
     def _topic(self, name: str) -> faust.TopicT:
         if name not in self._topics:
-            self._topics[name] = raw_topic(self._app, name, self._prefix)
+            self._topics[name] = raw_topic(self._app, name, prefix=self._prefix)
         return self._topics[name]
 
     async def publish(self, messages: Sequence[OutMessage]) -> None:
@@ -108,6 +111,30 @@ class FaustPublisher:
             futures.append(fut)
         if futures:
             await asyncio.gather(*futures)
+
+
+def batch_agent(
+    app: faust.App,
+    channel: faust.ChannelT[bytes],
+    *,
+    name: str,
+    handle: Callable[[Sequence[faust.EventT[bytes]]], Awaitable[Any]],
+    batch_size: int,
+    within: float,
+) -> None:
+    """Register a writing agent that hands batches of events to ``handle``.
+
+    ``concurrency=1``: one partition's batches are applied in order by one writer.
+    ``within`` is always set so a quiet partition never holds a partial batch back.
+    """
+
+    async def agent(stream: faust.StreamT[bytes]) -> None:
+        # take_events exists on faust's Stream, not on its StreamT protocol.
+        events_of = cast(faust.Stream[bytes], stream).take_events
+        async for events in events_of(batch_size, within=within):
+            await process_or_die(handle(events), what=name)
+
+    app.agent(channel, concurrency=1, name=name)(agent)
 
 
 async def process_or_die(work: Awaitable[T], *, what: str) -> T:
@@ -156,10 +183,9 @@ async def create_topics(
             if qualified(spec.name, kafka.topic_prefix) not in existing
         ]
         if wanted:
-            try:
+            # Another starter may win the race; the topics then exist, which is the goal.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass  # another starter won the race; the topics exist, which is the goal
         return [t.name for t in wanted]
     finally:
         await admin.close()

@@ -12,8 +12,15 @@ from __future__ import annotations
 import sys
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
-from pydantic import field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
@@ -97,5 +104,5 @@ def load(cls: type[S], **overrides: Any) -> S:
         for err in exc.errors(include_input=False, include_url=False):
             where = ".".join(str(p) for p in err["loc"]) or "(settings)"
             lines.append(f"  - {where}: {err['msg']}")
-        print("\n".join(lines), file=sys.stderr)
+        sys.stderr.write("\n".join(lines) + "\n")
         raise ConfigError(2) from None

@@ -23,10 +23,10 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
+from tests.support.processes import ServiceGroup
 
 from leadloop.settings import KafkaSettings
 from leadloop.topics import qualified
-from tests.support.processes import ServiceGroup
 
 pytestmark = pytest.mark.e2e
 
@@ -97,7 +97,7 @@ async def producer(kafka_settings: KafkaSettings) -> AsyncIterator[AIOKafkaProdu
 
 
 async def collect(
-    kafka: KafkaSettings, topic: str, want: int, timeout: float = 60
+    kafka: KafkaSettings, topic: str, want: int, within: float = 60
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Read ``topic`` from the beginning until ``want`` records arrived (or time out)."""
     consumer = AIOKafkaConsumer(
@@ -108,7 +108,7 @@ async def collect(
     )
     await consumer.start()
     got: list[ConsumerRecord[bytes, bytes]] = []
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     try:
         while len(got) < want and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=500)
@@ -193,7 +193,9 @@ async def test_leads_flow_through_the_whole_loop(
         key=ids["cn-1"].encode(),
     )
 
-    escalations = await collect(kafka_settings, "sla.escalations", 4, timeout=FIRST_RESPONSE_LIMIT_S + 60)
+    escalations = await collect(
+        kafka_settings, "sla.escalations", 4, within=FIRST_RESPONSE_LIMIT_S + 60
+    )
     steps = [json.loads(r.value) for r in escalations]
     fired = {(s["lead_id"], s["level"]) for s in steps if s["status"] == "firing"}
     assert fired == {(ids[k], level) for k in ("us-1", "us-2") for level in (1, 2)}
@@ -203,7 +205,8 @@ async def test_leads_flow_through_the_whole_loop(
         decision = decisions[s["lead_id"]]
         assert s["owner_id"] == decision["owner_id"]
         breach_delay = (
-            datetime.fromisoformat(s["breached_at"]) - datetime.fromisoformat(decision["assigned_at"])
+            datetime.fromisoformat(s["breached_at"])
+            - datetime.fromisoformat(decision["assigned_at"])
         ).total_seconds()
         assert breach_delay >= FIRST_RESPONSE_LIMIT_S, "no step fires before its due time"
 
@@ -213,8 +216,13 @@ async def test_leads_flow_through_the_whole_loop(
     assert reasons["invalid_json"].value == records[4], "the original bytes are kept"
     for r in rejected:
         headers = dict(r.headers)
-        assert {"reject-detail", "source-topic", "source-partition", "source-offset",
-                "rejected-at"} <= set(headers)
+        assert {
+            "reject-detail",
+            "source-topic",
+            "source-partition",
+            "source-offset",
+            "rejected-at",
+        } <= set(headers)
         assert headers["source-topic"].decode() == raw
 
     conn = await asyncpg.connect(database_url)
@@ -224,7 +232,9 @@ async def test_leads_flow_through_the_whole_loop(
             await conn.fetch("SELECT outcome, count(*) FROM ingest_outcomes GROUP BY outcome")
         )
         assert outcomes == {"accepted": 3, "duplicate": 1, "rejected": 2}
-        stored = await conn.fetchrow("SELECT email, phone, name FROM leads WHERE source_lead_id = 'cn-1'")
+        stored = await conn.fetchrow(
+            "SELECT email, phone, name FROM leads WHERE source_lead_id = 'cn-1'"
+        )
         assert dict(stored) == {
             "email": "canary.person@example.com",
             "phone": "+8613912345678",
@@ -237,9 +247,15 @@ async def test_leads_flow_through_the_whole_loop(
 
     # Downstream topics carry no personal data.
     for topic in ("leads.accepted", "leads.assigned", "sla.escalations", "ingest.outcomes"):
-        for r in await collect(kafka_settings, topic, 0, timeout=1):
+        for r in await collect(kafka_settings, topic, 0, within=1):
             text = r.value.decode()
-            for secret in ("canary.person", "Canary.Person", "13912345678", "139 1234", CANARY_NAME):
+            for secret in (
+                "canary.person",
+                "Canary.Person",
+                "13912345678",
+                "139 1234",
+                CANARY_NAME,
+            ):
                 assert secret not in text, f"personal data on {topic}"
 
     deadline = time.monotonic() + 30

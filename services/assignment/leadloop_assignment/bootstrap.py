@@ -9,7 +9,6 @@ from leadloop import settings as settings_mod
 from leadloop.clock import SystemClock
 from leadloop.kafka import FaustPublisher
 from leadloop.runtime import run_service
-
 from leadloop_assignment.adapters.kafka import register_agents
 from leadloop_assignment.adapters.postgres import AssignmentStore
 from leadloop_assignment.adapters.rules_file import RuleFile

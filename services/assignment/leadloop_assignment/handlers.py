@@ -12,7 +12,6 @@ from leadloop.db import retrying
 from leadloop.events import LeadAccepted, LeadAssigned
 from leadloop.logging import get_logger
 from leadloop.messaging import Publisher, event_message
-
 from leadloop_assignment.adapters.postgres import AssignmentStore
 from leadloop_assignment.domain.planning import assigned_event, plan, teams_involved
 from leadloop_assignment.domain.routing import Decision, RoutingState

@@ -9,7 +9,6 @@ from leadloop import settings as settings_mod
 from leadloop.clock import SystemClock
 from leadloop.kafka import FaustPublisher
 from leadloop.runtime import run_service
-
 from leadloop_ingest.adapters.kafka import register_agents
 from leadloop_ingest.adapters.postgres import LeadStore
 from leadloop_ingest.domain.scoring import ScoringWeights
@@ -21,6 +20,7 @@ from leadloop_ingest.settings import IngestSettings
 def main() -> None:
     cfg = settings_mod.load(IngestSettings)
     assert cfg.identity_pepper is not None  # enforced by the settings validator
+    pepper = cfg.identity_pepper.get_secret_value().encode()
 
     def wire(app: faust.App, pool: asyncpg.Pool) -> None:
         handler = IngestHandler(
@@ -33,7 +33,7 @@ def main() -> None:
                 default_phone_region=dict(cfg.default_phone_region),
             ),
             weights=ScoringWeights(),
-            pepper=cfg.identity_pepper.get_secret_value().encode(),
+            pepper=pepper,
         )
         register_agents(
             app,

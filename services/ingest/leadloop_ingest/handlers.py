@@ -11,7 +11,6 @@ from leadloop.db import retrying
 from leadloop.events import IngestOutcome
 from leadloop.logging import get_logger
 from leadloop.messaging import OutMessage, Publisher, event_message
-
 from leadloop_ingest.domain.intake import (
     LeadRecord,
     OutcomeRecord,

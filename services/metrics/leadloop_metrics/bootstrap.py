@@ -10,7 +10,6 @@ import faust
 from leadloop import settings as settings_mod
 from leadloop.clock import SystemClock
 from leadloop.runtime import run_service
-
 from leadloop_metrics.adapters.kafka import register_agents
 from leadloop_metrics.adapters.postgres import MetricStore
 from leadloop_metrics.adapters.prometheus import CounterView, registry_for

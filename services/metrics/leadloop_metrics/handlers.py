@@ -11,7 +11,6 @@ from leadloop.clock import Clock
 from leadloop.db import retrying
 from leadloop.events import EscalationRaised, IngestOutcomeRecorded, LeadAssigned
 from leadloop.logging import get_logger
-
 from leadloop_metrics.adapters.postgres import MetricStore
 from leadloop_metrics.adapters.prometheus import CounterView
 from leadloop_metrics.domain.fold import Event, LabelPolicy, fold

@@ -10,7 +10,6 @@ from leadloop import settings as settings_mod
 from leadloop.clock import SystemClock
 from leadloop.kafka import FaustPublisher
 from leadloop.runtime import run_service
-
 from leadloop_sla_monitor.adapters.kafka import register_agents
 from leadloop_sla_monitor.adapters.postgres import ClockStore
 from leadloop_sla_monitor.domain.ladder import PolicySet

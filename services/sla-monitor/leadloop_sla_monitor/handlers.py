@@ -12,7 +12,6 @@ from leadloop.db import retrying
 from leadloop.events import ActivityRecorded, EscalationRaised, LeadAssigned, StageChanged
 from leadloop.logging import get_logger
 from leadloop.messaging import Publisher, event_message
-
 from leadloop_sla_monitor.adapters.postgres import ClockStore, Input
 
 __all__ = ["SlaHandler"]

@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 import asyncpg
 
 from leadloop.events import LeadAccepted, LeadAssigned
-
 from leadloop_assignment.domain.routing import Decision, RoutingState
 
 __all__ = ["AssignmentStore", "Planner"]
@@ -98,10 +97,21 @@ class AssignmentStore:
         cols: list[list[object]] = [[] for _ in range(15)]
         for e in events:
             row = (
-                e.assignment_id, e.lead_id, e.kind.value, e.owner_id, e.team_id, e.rule_id,
-                e.rule_version, e.strategy.value, e.previous_owner_id,
-                json.dumps({"text": e.reason}), e.priority.value, e.lead_occurred_at,
-                e.assigned_at, e.event_id, by_lead[e.lead_id].event_id,
+                e.assignment_id,
+                e.lead_id,
+                e.kind.value,
+                e.owner_id,
+                e.team_id,
+                e.rule_id,
+                e.rule_version,
+                e.strategy.value,
+                e.previous_owner_id,
+                json.dumps({"text": e.reason}),
+                e.priority.value,
+                e.lead_occurred_at,
+                e.assigned_at,
+                e.event_id,
+                by_lead[e.lead_id].event_id,
             )
             for col, value in zip(cols, row, strict=True):
                 col.append(value)
@@ -155,5 +165,3 @@ def _event(r: asyncpg.Record) -> LeadAssigned:
         assigned_at=r["assigned_at"],
         priority=r["priority"],
     )
-
-

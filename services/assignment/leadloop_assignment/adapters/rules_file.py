@@ -13,7 +13,6 @@ import yaml
 from pydantic import ValidationError
 
 from leadloop.logging import get_logger
-
 from leadloop_assignment.domain.rules import RuleSet
 
 __all__ = ["RuleFile", "load_rules"]
@@ -42,7 +41,9 @@ class RuleFile:
             try:
                 rules = load_rules(self._path)
             except (ValidationError, yaml.YAMLError, OSError) as exc:
-                log.error("rules_reload_refused", error=type(exc).__name__, version=self._rules.version)
+                log.error(
+                    "rules_reload_refused", error=type(exc).__name__, version=self._rules.version
+                )
             else:
                 log.info("rules_reloaded", old=self._rules.version, new=rules.version)
                 self._rules = rules

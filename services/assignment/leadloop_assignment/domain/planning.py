@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from leadloop.events import LeadAccepted, LeadAssigned, deterministic_id
-
 from leadloop_assignment.domain.routing import Decision, RoutingState, apply, decide
 from leadloop_assignment.domain.rules import RuleSet, matching_rule
 

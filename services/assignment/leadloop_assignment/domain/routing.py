@@ -13,7 +13,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from leadloop.events import AssignmentKind, LeadAccepted, RepStatus, Strategy
-
 from leadloop_assignment.domain.rules import Rep, RuleSet, Team, matching_rule
 
 __all__ = ["Candidate", "Decision", "RoutingState", "apply", "decide", "eligibility"]

@@ -31,7 +31,9 @@ class Condition(_Frozen):
 
     @model_validator(mode="after")
     def _one_operator(self) -> Self:
-        set_ops = [k for k in ("equals", "in_", "gte", "lt", "present") if getattr(self, k) is not None]
+        set_ops = [
+            k for k in ("equals", "in_", "gte", "lt", "present") if getattr(self, k) is not None
+        ]
         if not set_ops:
             raise ValueError("a condition needs one of: equals, in, gte, lt, present")
         return self
@@ -73,8 +75,20 @@ class Rule(_Frozen):
 
 #: Lead attributes a rule may test.
 RULE_ATTRIBUTES = frozenset(
-    {"source", "country", "region", "city", "industry", "product", "company_size", "budget",
-     "campaign", "priority", "score", "is_returning"}
+    {
+        "source",
+        "country",
+        "region",
+        "city",
+        "industry",
+        "product",
+        "company_size",
+        "budget",
+        "campaign",
+        "priority",
+        "score",
+        "is_returning",
+    }
 )
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import faust
 
-from leadloop.kafka import process_or_die, raw_topic
-
+from leadloop.kafka import batch_agent, raw_topic
 from leadloop_ingest.domain.intake import Position, RawRecord
 from leadloop_ingest.handlers import IngestHandler
 
@@ -17,14 +17,17 @@ __all__ = ["register_agents"]
 def register_agents(
     app: faust.App, handler: IngestHandler, *, prefix: str, batch_size: int, within: float
 ) -> None:
-    source = raw_topic(app, "leads.raw", prefix)
+    async def handle(events: Sequence[faust.EventT[bytes]]) -> object:
+        return await handler.handle([_record(e) for e in events])
 
-    # concurrency=1: batches of one partition are applied in order by one writer.
-    @app.agent(source, concurrency=1, name="ingest-leads-raw")
-    async def ingest_raw(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(batch_size, within=within):
-            records = [_record(e) for e in events]
-            await process_or_die(handler.handle(records), what="ingest_batch")
+    batch_agent(
+        app,
+        raw_topic(app, "leads.raw", prefix=prefix),
+        name="ingest-leads-raw",
+        handle=handle,
+        batch_size=batch_size,
+        within=within,
+    )
 
 
 def _record(event: faust.EventT[bytes]) -> RawRecord:

@@ -15,7 +15,6 @@ from typing import Any
 import asyncpg
 
 from leadloop.events import IngestOutcome, Priority
-
 from leadloop_ingest.domain.intake import (
     PROFILE_FIELDS,
     ROUTING_FIELDS,
@@ -30,16 +29,37 @@ __all__ = ["LeadStore"]
 Decided = list[tuple[OutcomeRecord, LeadRecord | None]]
 
 _LEAD_COLUMNS = (
-    "lead_id", "source", "source_lead_id", "email", "phone", "name",
-    *PROFILE_FIELDS, *ROUTING_FIELDS,
-    "attributes", "email_key", "phone_key", "score", "priority", "is_returning",
-    "previous_owner_id", "occurred_at", "accepted_at", "accepted_event_id",
-    "raw_partition", "raw_offset",
+    "lead_id",
+    "source",
+    "source_lead_id",
+    "email",
+    "phone",
+    "name",
+    *PROFILE_FIELDS,
+    *ROUTING_FIELDS,
+    "attributes",
+    "email_key",
+    "phone_key",
+    "score",
+    "priority",
+    "is_returning",
+    "previous_owner_id",
+    "occurred_at",
+    "accepted_at",
+    "accepted_event_id",
+    "raw_partition",
+    "raw_offset",
 )
 _LEAD_TYPES = {
-    "company_size": "integer", "budget": "float8", "attributes": "jsonb", "score": "smallint",
-    "is_returning": "boolean", "occurred_at": "timestamptz", "accepted_at": "timestamptz",
-    "raw_partition": "integer", "raw_offset": "bigint",
+    "company_size": "integer",
+    "budget": "float8",
+    "attributes": "jsonb",
+    "score": "smallint",
+    "is_returning": "boolean",
+    "occurred_at": "timestamptz",
+    "accepted_at": "timestamptz",
+    "raw_partition": "integer",
+    "raw_offset": "bigint",
 }
 
 
@@ -49,15 +69,26 @@ def _unnest(columns: Sequence[str], types: dict[str, str]) -> str:
         for i, c in enumerate(columns, 1)
     )
     select = ", ".join(f"{c}::jsonb" if types.get(c) == "jsonb" else c for c in columns)
-    return f"SELECT {select} FROM unnest({params}) AS t({', '.join(columns)})"
+    # Built only from this module's constant column lists; values travel as parameters.
+    return f"SELECT {select} FROM unnest({params}) AS t({', '.join(columns)})"  # noqa: S608
 
 
 _INSERT_LEADS = (
     f"INSERT INTO leads ({', '.join(_LEAD_COLUMNS)}) "
     f"{_unnest(_LEAD_COLUMNS, _LEAD_TYPES)} ON CONFLICT DO NOTHING RETURNING lead_id"
 )
-_OUTCOME_COLUMNS = ("raw_topic", "raw_partition", "raw_offset", "source", "outcome", "reason",
-                    "detail", "lead_id", "event_id", "recorded_at")
+_OUTCOME_COLUMNS = (
+    "raw_topic",
+    "raw_partition",
+    "raw_offset",
+    "source",
+    "outcome",
+    "reason",
+    "detail",
+    "lead_id",
+    "event_id",
+    "recorded_at",
+)
 _OUTCOME_TYPES = {"raw_partition": "integer", "raw_offset": "bigint", "recorded_at": "timestamptz"}
 _INSERT_OUTCOMES = (
     f"INSERT INTO ingest_outcomes ({', '.join(_OUTCOME_COLUMNS)}) "
@@ -96,14 +127,17 @@ class LeadStore:
             if final_fresh:
                 await conn.execute(_INSERT_OUTCOMES, *_outcome_columns([o for o, _ in final_fresh]))
             replayed_ids = [
-                o.lead_id for o in done.values()
+                o.lead_id
+                for o in done.values()
                 if o.outcome is IngestOutcome.ACCEPTED and o.lead_id is not None
             ]
             replayed = await self._leads(conn, replayed_ids)
         final = dict((o.position, (o, lead)) for o, lead in final_fresh)
         for pos, o in done.items():
-            final[pos] = (o, replayed.get(o.lead_id or "") if o.outcome is IngestOutcome.ACCEPTED
-                          else None)
+            final[pos] = (
+                o,
+                replayed.get(o.lead_id or "") if o.outcome is IngestOutcome.ACCEPTED else None,
+            )
         return [final[o.position] for o, _ in proposed]
 
     async def _existing(

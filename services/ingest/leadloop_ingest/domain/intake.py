@@ -19,7 +19,6 @@ from leadloop.events import (
     Priority,
     deterministic_id,
 )
-
 from leadloop_ingest.domain.identity import identity_key
 from leadloop_ingest.domain.scoring import ScoringWeights, score
 from leadloop_ingest.domain.validation import Limits, Rejection, ValidLead, validate
@@ -96,8 +95,16 @@ class OutcomeRecord:
 
 
 #: Routing attributes copied to leads.accepted (no personal data among them).
-ROUTING_FIELDS = ("country", "region", "city", "industry", "product", "company_size",
-                  "budget", "campaign")
+ROUTING_FIELDS = (
+    "country",
+    "region",
+    "city",
+    "industry",
+    "product",
+    "company_size",
+    "budget",
+    "campaign",
+)
 #: Other non-contact fields kept with the lead in PostgreSQL.
 PROFILE_FIELDS = ("company", "title", "message")
 
@@ -121,19 +128,21 @@ def decide(
         verdict = validate(rec.value, limits)
         event_id = deterministic_id("ingest.outcomes", *_pos(rec.position))
         if isinstance(verdict, Rejection):
-            out.append((
-                OutcomeRecord(
-                    position=rec.position,
-                    source=verdict.source or UNKNOWN_SOURCE,
-                    outcome=IngestOutcome.REJECTED,
-                    reason=verdict.reason.value,
-                    detail=verdict.detail,
-                    lead_id=None,
-                    event_id=event_id,
-                    recorded_at=now,
-                ),
-                None,
-            ))
+            out.append(
+                (
+                    OutcomeRecord(
+                        position=rec.position,
+                        source=verdict.source or UNKNOWN_SOURCE,
+                        outcome=IngestOutcome.REJECTED,
+                        reason=verdict.reason.value,
+                        detail=verdict.detail,
+                        lead_id=None,
+                        event_id=event_id,
+                        recorded_at=now,
+                    ),
+                    None,
+                )
+            )
             continue
         raw = verdict.raw
         idem = (raw.source, raw.source_lead_id)

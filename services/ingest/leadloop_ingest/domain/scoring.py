@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from leadloop.events import Priority, RawLead
-
 from leadloop_ingest.domain.validation import NormalisedContact
 
 __all__ = ["ScoringWeights", "score"]

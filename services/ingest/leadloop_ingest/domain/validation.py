@@ -74,9 +74,11 @@ def validate(data: bytes, limits: Limits) -> ValidLead | Rejection:
     except UnicodeDecodeError as exc:
         return Rejection(RejectReason.INVALID_JSON, f"not UTF-8 (byte {exc.start})")
     except (json.JSONDecodeError, RecursionError) as exc:
-        where = f" at line {exc.lineno} column {exc.colno}" if isinstance(
-            exc, json.JSONDecodeError
-        ) else ""
+        where = (
+            f" at line {exc.lineno} column {exc.colno}"
+            if isinstance(exc, json.JSONDecodeError)
+            else ""
+        )
         return Rejection(RejectReason.INVALID_JSON, f"not valid JSON{where}")
     if not isinstance(decoded, dict):
         return Rejection(
@@ -165,10 +167,13 @@ def _describe(exc: ValidationError) -> str:
     for err in exc.errors(include_input=False, include_url=False, include_context=False)[:5]:
         # Keys inside ``attributes`` are chosen by the sender and could be anything, so
         # only the model's own field names are echoed.
-        loc = ".".join(
-            str(p) if isinstance(p, int) or p in RawLead.model_fields else "<key>"
-            for p in err["loc"]
-        ) or "(record)"
+        loc = (
+            ".".join(
+                str(p) if isinstance(p, int) or p in RawLead.model_fields else "<key>"
+                for p in err["loc"]
+            )
+            or "(record)"
+        )
         parts.append(f"{loc}: {err['type']}")
     more = exc.error_count() - len(parts)
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from leadloop.kafka import process_or_die
-from leadloop.topics import qualified
-
+from leadloop.kafka import batch_agent, raw_topic
 from leadloop_metrics.handlers import INPUT_TOPICS, MetricsHandler
 
 __all__ = ["register_agents"]
@@ -23,20 +23,19 @@ def register_agents(
     within: float,
     refresh_seconds: float,
 ) -> None:
-    inputs = app.topic(
-        *(qualified(t, prefix) for t in INPUT_TOPICS),
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        allow_empty=True,
-    )
+    async def handle(events: Sequence[faust.EventT[bytes]]) -> object:
+        return await handler.handle(
+            [(e.message.topic[len(prefix) :], e.message.value or b"") for e in events]
+        )
 
-    @app.agent(inputs, concurrency=1, name="metrics-events")
-    async def count(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(batch_size, within=within):
-            batch = [(e.message.topic[len(prefix):], e.message.value or b"") for e in events]
-            await process_or_die(handler.handle(batch), what="metrics_batch")
+    batch_agent(
+        app,
+        raw_topic(app, *INPUT_TOPICS, prefix=prefix),
+        name="metrics-events",
+        handle=handle,
+        batch_size=batch_size,
+        within=within,
+    )
 
     @app.timer(interval=refresh_seconds)
     async def refresh() -> None:
@@ -46,5 +45,6 @@ def register_agents(
     async def metrics(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:
         # aiohttp takes the charset separately; the exposition format is UTF-8 text.
         return self.bytes(
-            generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"
+            generate_latest(registry),
+            content_type=CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4",
         )

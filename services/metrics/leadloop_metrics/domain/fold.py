@@ -19,7 +19,6 @@ from leadloop.events import (
     LeadAssigned,
     RejectReason,
 )
-
 from leadloop_metrics.domain.metric_defs import METRICS
 
 __all__ = ["Increment", "LabelPolicy", "SeriesKey", "fold"]
@@ -69,11 +68,21 @@ def fold(events: Iterable[Event], policy: LabelPolicy) -> Increment:
                 reason = e.reason if e.reason in _REASONS else OTHER
                 inc[series("leadloop_leads_rejected_total", source=source, reason=reason)] += 1
         elif isinstance(e, LeadAssigned):
-            inc[series("leadloop_leads_assigned_total", team=policy.team(e.team_id),
-                       strategy=e.strategy.value, kind=e.kind.value)] += 1
+            inc[
+                series(
+                    "leadloop_leads_assigned_total",
+                    team=policy.team(e.team_id),
+                    strategy=e.strategy.value,
+                    kind=e.kind.value,
+                )
+            ] += 1
         else:
-            metric = ("leadloop_sla_breaches_total" if e.status is EscalationStatus.FIRING
-                      else "leadloop_sla_resolved_total")
-            inc[series(metric, kind=e.kind.value, level=str(e.level),
-                       team=policy.team(e.team_id))] += 1
+            metric = (
+                "leadloop_sla_breaches_total"
+                if e.status is EscalationStatus.FIRING
+                else "leadloop_sla_resolved_total"
+            )
+            inc[
+                series(metric, kind=e.kind.value, level=str(e.level), team=policy.team(e.team_id))
+            ] += 1
     return inc

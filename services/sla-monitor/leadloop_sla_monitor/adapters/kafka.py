@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import faust
 
-from leadloop.kafka import process_or_die
-from leadloop.topics import qualified
-
+from leadloop.kafka import batch_agent, raw_topic
 from leadloop_sla_monitor.handlers import SlaHandler
 
 __all__ = ["INPUT_TOPICS", "register_agents"]
@@ -23,20 +23,19 @@ def register_agents(
     within: float,
     tick_seconds: float,
 ) -> None:
-    inputs = app.topic(
-        *(qualified(t, prefix) for t in INPUT_TOPICS),
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        allow_empty=True,
-    )
+    async def handle(events: Sequence[faust.EventT[bytes]]) -> object:
+        return await handler.handle(
+            [(e.message.topic[len(prefix) :], e.message.value or b"") for e in events]
+        )
 
-    @app.agent(inputs, concurrency=1, name="sla-monitor-inputs")
-    async def track(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(batch_size, within=within):
-            batch = [(e.message.topic[len(prefix):], e.message.value or b"") for e in events]
-            await process_or_die(handler.handle(batch), what="sla_batch")
+    batch_agent(
+        app,
+        raw_topic(app, *INPUT_TOPICS, prefix=prefix),
+        name="sla-monitor-inputs",
+        handle=handle,
+        batch_size=batch_size,
+        within=within,
+    )
 
     # Runs on every worker: firing takes row locks with SKIP LOCKED, so workers share
     # due clocks without firing one twice.

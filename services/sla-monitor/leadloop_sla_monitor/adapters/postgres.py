@@ -24,7 +24,6 @@ from leadloop.events import (
     Stage,
     StageChanged,
 )
-
 from leadloop_sla_monitor.domain.ladder import (
     QUALIFYING_ACTIVITIES,
     Clock,
@@ -101,8 +100,14 @@ class ClockStore:
             "INSERT INTO sla_clocks (lead_id, kind, cycle, policy_id, owner_id, team_id, "
             "manager_id, started_at, due_at, next_level, stopped_at, stop_reason) "
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11) ON CONFLICT DO NOTHING",
-            clock.lead_id, clock.kind.value, clock.cycle, clock.policy_id, clock.owner_id,
-            clock.team_id, clock.manager_id, clock.started_at,
+            clock.lead_id,
+            clock.kind.value,
+            clock.cycle,
+            clock.policy_id,
+            clock.owner_id,
+            clock.team_id,
+            clock.manager_id,
+            clock.started_at,
             step_due_at(clock, policy, 1),
             touched if answered else None,
             "touched" if answered else None,
@@ -240,9 +245,20 @@ class ClockStore:
     async def _insert(self, conn: asyncpg.Connection, e: EscalationRaised) -> None:
         await conn.execute(
             _INSERT_ESCALATION,
-            e.escalation_id, e.status.value, e.event_id, e.lead_id, e.owner_id, e.team_id,
-            e.manager_id, e.policy_id, e.kind.value, e.level, e.action.value, e.due_at,
-            e.breached_at, e.occurred_at,
+            e.escalation_id,
+            e.status.value,
+            e.event_id,
+            e.lead_id,
+            e.owner_id,
+            e.team_id,
+            e.manager_id,
+            e.policy_id,
+            e.kind.value,
+            e.level,
+            e.action.value,
+            e.due_at,
+            e.breached_at,
+            e.occurred_at,
         )
 
 
