@@ -1,12 +1,12 @@
 """The ``leadloop`` command: operator tools around the services.
 
-  leadloop migrate            apply pending PostgreSQL migrations
-  leadloop topics create      create every registered topic that is missing
-  leadloop topics list        print the topic registry
-  leadloop schemas export     write JSON Schemas of the events to shared/leadloop/schemas
-  leadloop schemas check      fail if the committed schemas or examples are stale/invalid
-  leadloop simulate           feed realistic simulated traffic (deterministic with --seed)
-  leadloop watch              live terminal view of the funnel (reads /metrics)
+leadloop migrate            apply pending PostgreSQL migrations
+leadloop topics create      create every registered topic that is missing
+leadloop topics list        print the topic registry
+leadloop schemas export     write JSON Schemas of the events to shared/leadloop/schemas
+leadloop schemas check      fail if the committed schemas or examples are stale/invalid
+leadloop simulate           feed realistic simulated traffic (deterministic with --seed)
+leadloop watch              live terminal view of the funnel (reads /metrics)
 """
 
 from __future__ import annotations
@@ -39,9 +39,7 @@ class ToolSettings(BaseSettings):
         env_prefix="LEADLOOP_", env_nested_delimiter="__", frozen=True, extra="ignore"
     )
 
-    database_url: SecretStr | None = Field(
-        default=None, validation_alias="DATABASE_URL"
-    )
+    database_url: SecretStr | None = Field(default=None, validation_alias="DATABASE_URL")
     kafka: KafkaSettings = KafkaSettings()
     metrics_url: str = "http://127.0.0.1:18084/metrics"
 
@@ -119,8 +117,12 @@ def schemas_check() -> None:
 def simulate(
     leads: Annotated[int, typer.Option(help="how many leads to send")] = 1000,
     rate: Annotated[float, typer.Option(help="leads per second (0 = as fast as possible)")] = 50.0,
-    seed: Annotated[int, typer.Option(help="random seed; the same seed sends the same traffic")] = 7,
-    reps: Annotated[bool, typer.Option(help="also play the reps (activities, stage changes)")] = True,
+    seed: Annotated[
+        int, typer.Option(help="random seed; the same seed sends the same traffic")
+    ] = 7,
+    reps: Annotated[
+        bool, typer.Option(help="also play the reps (activities, stage changes)")
+    ] = True,
     time_scale: Annotated[
         float, typer.Option(help="simulated seconds per real second for rep behaviour")
     ] = 60.0,

@@ -32,9 +32,7 @@ Wiring = Callable[[faust.App, asyncpg.Pool], None]
 MAX_READY_LAG = 10_000
 
 
-def run_service(
-    service: str, settings: ServiceSettings, http: HttpSettings, wire: Wiring
-) -> None:
+def run_service(service: str, settings: ServiceSettings, http: HttpSettings, wire: Wiring) -> None:
     configure(service, settings.log_level)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)

@@ -23,9 +23,7 @@ DEFAULT_PARTITIONS = 6
 _HOUR_MS = 3_600_000
 _DAY_MS = 24 * _HOUR_MS
 
-Service = Literal[
-    "ingest", "assignment", "sla-monitor", "metrics", "channels", "crm", "humans"
-]
+Service = Literal["ingest", "assignment", "sla-monitor", "metrics", "channels", "crm", "humans"]
 
 
 @dataclass(frozen=True, slots=True)
