@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 VENV := .venv
 PY := $(VENV)/bin/python
-STATE := .state
+STATE := $(or $(LEADLOOP_STATE_DIR),.state)
 SERVICES := services/ingest services/assignment services/sla-monitor services/metrics
 PACKAGES := shared/leadloop services/ingest/leadloop_ingest services/assignment/leadloop_assignment \
 	services/sla-monitor/leadloop_sla_monitor services/metrics/leadloop_metrics
@@ -50,8 +50,8 @@ status: ## show what is running
 logs: ## follow the services' logs
 	@tail -F $(STATE)/logs/*.log
 
-demo: up ## everything: stack, services, simulated traffic and a live funnel view (Ctrl-C stops all)
-	@deploy/demo.sh
+demo: ## everything: setup, stack, services, simulated traffic, live funnel view (Ctrl-C stops all)
+	@export DEMO_T0=$$(date +%s) && $(MAKE) --no-print-directory up && deploy/demo.sh
 
 lint: venv ## ruff, mypy, import-linter, schema check
 	$(VENV)/bin/ruff check .

@@ -41,10 +41,17 @@ as_owner() {
 
 url() { echo "postgresql://$user:$(cat "$state/password")@127.0.0.1:$port/leadloop"; }
 
+# A DATABASE_URL that points at this private cluster (as .state/env does) is ours.
+external() {
+  [ -n "${DATABASE_URL:-}" ] || return 1
+  [ -f "$state/password" ] && [ "$DATABASE_URL" = "$(url)" ] && return 1
+  return 0
+}
+
 running() { [ -f "$data/postmaster.pid" ] && as_owner "$(bindir)/pg_ctl" -D "$data" status >/dev/null 2>&1; }
 
 start() {
-  if [ -n "${DATABASE_URL:-}" ]; then echo "postgres: using DATABASE_URL"; return 0; fi
+  if external; then echo "postgres: using DATABASE_URL"; return 0; fi
   install
   local bin; bin=$(bindir)
   mkdir -p "$state"
@@ -84,7 +91,7 @@ CONF
 }
 
 stop() {
-  if [ -n "${DATABASE_URL:-}" ] || ! bindir >/dev/null || ! running; then return 0; fi
+  if external || ! bindir >/dev/null || ! running; then return 0; fi
   as_owner "$(bindir)/pg_ctl" -D "$data" -m fast -w stop >/dev/null && echo "postgres: stopped"
 }
 

@@ -12,6 +12,7 @@ leadloop watch              live terminal view of the funnel (reads /metrics)
 from __future__ import annotations
 
 import asyncio
+import signal
 from typing import Annotated
 
 import typer
@@ -131,8 +132,18 @@ def simulate(
     from leadloop.simulate import SimulationConfig, run
 
     cfg = SimulationConfig(leads=leads, rate=rate, seed=seed, reps=reps, time_scale=time_scale)
-    summary = asyncio.run(run(_settings().kafka, cfg))
-    console.print(summary)
+    kafka = _settings().kafka
+
+    async def until_stopped() -> object:
+        # SIGTERM (from `make demo` or a supervisor) and SIGINT end the run early; the
+        # simulator then returns the summary of what it sent.
+        task = asyncio.ensure_future(run(kafka, cfg))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        return await task
+
+    console.print(asyncio.run(until_stopped()))
 
 
 @app.command()
