@@ -1,0 +1,127 @@
+"""`make up` is idempotent and `make down` leaves no process behind.
+
+Runs a second, private stack (its own state folder, Kafka, PostgreSQL and ports) so the
+stack the rest of the suite uses is not disturbed.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _free_base() -> int:
+    """A base such that base+1..base+4 are free."""
+    for _ in range(50):
+        base = _free_port() // 10 * 10
+        if base + 5 > 65535:
+            continue
+        try:
+            for offset in range(1, 5):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", base + offset))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no free port range")
+
+
+def _make(target: str, env: dict[str, str]) -> str:
+    result = subprocess.run(
+        ["make", "--no-print-directory", target],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"make {target} failed:\n{output}"
+    return output
+
+
+def _pids(state: Path) -> dict[str, int]:
+    pids = {p.stem: int(p.read_text()) for p in (state / "run").glob("*.pid")}
+    pids["kafka"] = int((state / "kafka" / "kafka.pid").read_text())
+    postmaster = state / "postgres" / "data" / "postmaster.pid"
+    pids["postgres"] = int(postmaster.read_text().splitlines()[0])
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purpose; /proc tells it apart.
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmdline and str(os.getpid()) != proc.name:
+            found.append(f"{proc.name}: {cmdline[:200]}")
+    return found
+
+
+def test_make_up_twice_runs_one_of_each_and_make_down_leaves_nothing(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("LEADLOOP_") and k != "DATABASE_URL"
+    }
+    env.update(
+        LEADLOOP_STATE_DIR=str(state),
+        LEADLOOP_KAFKA_PORT=str(_free_port()),
+        LEADLOOP_KAFKA_CONTROLLER_PORT=str(_free_port()),
+        LEADLOOP_PG_PORT=str(_free_port()),
+        LEADLOOP_PORT_BASE=str(_free_base()),
+    )
+    shared_jars = ROOT / ".state" / "kafka" / "libs"
+    if (shared_jars / ".stamp").exists():
+        env["LEADLOOP_KAFKA_LIBS"] = str(shared_jars)
+
+    try:
+        _make("up", env)
+        first = _pids(state)
+        assert set(first) == {
+            "ingest",
+            "assignment",
+            "sla-monitor",
+            "metrics",
+            "kafka",
+            "postgres",
+        }
+        assert all(_alive(pid) for pid in first.values()), first
+
+        again = _make("up", env)
+        assert again.count("already running") >= 5, again
+        assert _pids(state) == first, "a second make up must not start duplicates"
+        assert len(_processes_mentioning(str(state / "kafka" / "server.properties"))) == 1
+    finally:
+        _make("down", env)
+
+    left = {name: pid for name, pid in first.items() if _alive(pid)}
+    assert not left, f"still running after make down: {left}"
+    assert not _processes_mentioning(str(state)), "a process still uses the state folder"
