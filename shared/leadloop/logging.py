@@ -22,14 +22,19 @@ PII_KEYS = frozenset(
     {"email", "phone", "name", "raw", "body", "value", "first_name", "last_name", "wechat_id"}
 )
 _REDACTED = "[redacted]"
-_EMAIL = re.compile(r"[^\s@\"'<>]+@[^\s@\"'<>]+\.[A-Za-z]{2,}")
+# The top-level domain may be internationalised (例子.中国), so any letters, not only A-Z.
+_EMAIL = re.compile(r"[^\s@\"'<>]+@[^\s@\"'<>]+\.[^\W\d_]{2,}")
 # Seven or more digits, optionally with a leading + and separators: a phone number.
-_PHONE = re.compile(r"\+?\d[\d\s().-]{5,}\d")
+# An ISO date or timestamp (group 1) is digit-rich too, so it is matched first and kept.
+_PHONE = re.compile(
+    r"(\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:?\d\d)?)?)"
+    r"|\+?\d[\d\s().-]{5,}\d"
+)
 
 
 def scrub(text: str) -> str:
-    """Replace email- and phone-shaped substrings."""
-    return _PHONE.sub(_REDACTED, _EMAIL.sub(_REDACTED, text))
+    """Replace email- and phone-shaped substrings (ISO timestamps are left intact)."""
+    return _PHONE.sub(lambda m: m.group(1) or _REDACTED, _EMAIL.sub(_REDACTED, text))
 
 
 def _redact(value: Any) -> Any:

@@ -12,7 +12,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from tests.support.processes import ROOT
 
 pytestmark = pytest.mark.e2e

@@ -73,7 +73,7 @@ def validate(data: bytes, limits: Limits) -> ValidLead | Rejection:
         decoded: Any = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
         return Rejection(RejectReason.INVALID_JSON, f"not UTF-8 (byte {exc.start})")
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError: also an over-long int literal
         where = (
             f" at line {exc.lineno} column {exc.colno}"
             if isinstance(exc, json.JSONDecodeError)
@@ -91,6 +91,12 @@ def validate(data: bytes, limits: Limits) -> ValidLead | Rejection:
         return Rejection(RejectReason.SCHEMA_VIOLATION, _describe(exc), _safe_source(source))
     except (RecursionError, ValueError) as exc:  # pathological nesting
         return Rejection(RejectReason.SCHEMA_VIOLATION, type(exc).__name__, _safe_source(source))
+    if _has_nul(decoded):
+        # PostgreSQL text cannot hold U+0000; refusing it here keeps a batch write from
+        # failing on it (which would hold the partition).
+        return Rejection(
+            RejectReason.SCHEMA_VIOLATION, "text contains the NUL character", raw.source
+        )
     if limits.sources and raw.source not in limits.sources:
         return Rejection(
             RejectReason.UNKNOWN_SOURCE, "source is not a configured channel", raw.source
@@ -149,6 +155,16 @@ def normalise_name(value: str | None) -> str | None:
         return None
     collapsed = " ".join(unicodedata.normalize("NFC", value).split())
     return collapsed or None
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _safe_source(source: str | None) -> str | None:
