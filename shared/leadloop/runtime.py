@@ -21,12 +21,15 @@ from leadloop.kafka import make_app, register_health
 from leadloop.logging import configure, get_logger
 from leadloop.settings import HttpSettings, ServiceSettings
 
-__all__ = ["Wiring", "run_service"]
+__all__ = ["ReadyContributor", "Wiring", "run_service"]
 
 log = get_logger(__name__)
 
-#: Registers agents, timers and views; returns extra readiness details (or None).
-Wiring = Callable[[faust.App, asyncpg.Pool], None]
+#: A service's own readiness condition: (ready, details for /readyz).
+ReadyContributor = Callable[[], tuple[bool, dict[str, Any]]]
+
+#: Registers agents, timers and views; may return the service's own readiness condition.
+Wiring = Callable[[faust.App, asyncpg.Pool], ReadyContributor | None]
 
 #: A worker more than this many records behind on any partition is not "caught up".
 MAX_READY_LAG = 10_000
@@ -40,7 +43,7 @@ def run_service(service: str, settings: ServiceSettings, http: HttpSettings, wir
         create_pool(settings.database_url.get_secret_value(), max_size=8)
     )
     app = make_app(service, settings.kafka, http, data_dir=settings.data_dir)
-    wire(app, pool)
+    own_ready = wire(app, pool)
 
     async def ready() -> tuple[bool, dict[str, Any]]:
         try:
@@ -49,7 +52,16 @@ def run_service(service: str, settings: ServiceSettings, http: HttpSettings, wir
             db_ok = False
         lag = await _lag(app)
         ok = db_ok and not app.rebalancing and lag is not None and lag <= MAX_READY_LAG
-        return ok, {"postgres": db_ok, "rebalancing": bool(app.rebalancing), "lag": lag}
+        detail: dict[str, Any] = {
+            "postgres": db_ok,
+            "rebalancing": bool(app.rebalancing),
+            "lag": lag,
+        }
+        if own_ready is not None:
+            own_ok, own_detail = own_ready()
+            ok = ok and own_ok
+            detail.update(own_detail)
+        return ok, detail
 
     register_health(app, ready)
     log.info("service_starting", port=http.port, topic_prefix=settings.kafka.topic_prefix)

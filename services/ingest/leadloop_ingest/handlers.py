@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from leadloop.clock import Clock
@@ -11,29 +12,88 @@ from leadloop.db import retrying
 from leadloop.events import IngestOutcome
 from leadloop.logging import get_logger
 from leadloop.messaging import OutMessage, Publisher, event_message
+from leadloop_ingest.adapters.timeline_store import TimelineStore, Unusable
+from leadloop_ingest.domain.dedupe import Known, Resolved, resolve
+from leadloop_ingest.domain.guard import halt_index
 from leadloop_ingest.domain.intake import (
     LeadRecord,
     OutcomeRecord,
+    Position,
     RawRecord,
     accepted_event,
     decide,
     outcome_event,
     reject_headers,
+    rejection_headers,
 )
 from leadloop_ingest.domain.scoring import ScoringWeights
+from leadloop_ingest.domain.timeline import CrmRejection, TimelineEvent, parse
 from leadloop_ingest.domain.validation import Limits
 
-__all__ = ["IngestHandler", "LeadStorePort", "messages_for"]
+__all__ = ["IngestGuard", "IngestHandler", "LeadStorePort", "TimelineHandler", "messages_for"]
 
 log = get_logger(__name__)
 
 Decided = list[tuple[OutcomeRecord, LeadRecord | None]]
 
 
+Resolver = Callable[[Decided, Known], list[Resolved]]
+
+
 class LeadStorePort(Protocol):
-    async def apply(self, proposed: Decided) -> Decided:
+    async def apply(self, proposed: Decided, resolver: Resolver) -> Decided:
         """Persist once; return the final outcome of every record (see adapters.postgres)."""
         ...
+
+
+class IngestGuard:
+    """Runs of consecutive rejects per partition, and the halt that ends them.
+
+    When a partition's run passes ``limit``, the records from that point on are held:
+    ingest stops (its offsets stay uncommitted), reports itself not ready and logs a
+    critical alert, until an operator resumes it — after fixing the producer, or to
+    dead-letter the held records deliberately.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._runs: dict[tuple[str, int], int] = {}
+        self._resume = asyncio.Event()
+        #: Where ingest stopped, while it is halted.
+        self.halted_at: Position | None = None
+
+    def split(self, proposed: Decided) -> tuple[Decided, Decided]:
+        """The proposals to apply now and the ones held back by a halt."""
+        by_partition: dict[tuple[str, int], Decided] = {}
+        for item in proposed:
+            pos = item[0].position
+            by_partition.setdefault((pos.topic, pos.partition), []).append(item)
+        allowed: Decided = []
+        held: Decided = []
+        for tp, items in by_partition.items():
+            rejected = [o.outcome is IngestOutcome.REJECTED for o, _ in items]
+            cut, run = halt_index(rejected, self._runs.get(tp, 0), self.limit)
+            self._runs[tp] = run
+            if cut is None:
+                allowed.extend(items)
+            else:
+                allowed.extend(items[:cut])
+                held.extend(items[cut:])
+                self.halted_at = self.halted_at or items[cut][0].position
+        return allowed, held
+
+    async def wait_for_resume(self) -> None:
+        await self._resume.wait()
+        self._resume.clear()
+        self._runs.clear()
+        self.halted_at = None
+
+    def resume(self) -> bool:
+        """Let a halted ingest go on; True if it was halted."""
+        if self.halted_at is None:
+            return False
+        self._resume.set()
+        return True
 
 
 @dataclass(frozen=True)
@@ -44,6 +104,7 @@ class IngestHandler:
     limits: Limits
     weights: ScoringWeights
     pepper: bytes
+    guard: IngestGuard = field(default_factory=lambda: IngestGuard(limit=0))
 
     async def handle(self, records: Sequence[RawRecord]) -> Decided:
         proposed = decide(
@@ -53,13 +114,75 @@ class IngestHandler:
             pepper=self.pepper,
             now=self.clock.now(),
         )
+        allowed, held = self.guard.split(proposed)
+        final = await self._apply(allowed, records)
+        if held:
+            where = self.guard.halted_at
+            log.critical(
+                "ingest_halted_consecutive_invalid",
+                limit=self.guard.limit,
+                partition=where.partition if where else None,
+                offset=where.offset if where else None,
+                held=len(held),
+            )
+            await self.guard.wait_for_resume()
+            log.warning("ingest_resumed", held=len(held))
+            final += await self._apply(held, records)
+        return final
+
+    async def _apply(self, proposed: Decided, records: Sequence[RawRecord]) -> Decided:
+        if not proposed:
+            return []
         # An outage of PostgreSQL pauses here (offsets stay uncommitted) and resumes by itself.
-        final = await retrying(lambda: self.store.apply(proposed), what="ingest_batch")
+        final = await retrying(lambda: self.store.apply(proposed, resolve), what="ingest_batch")
         await self.publisher.publish(messages_for(final, records))
         rejected = sum(1 for o, _ in final if o.outcome is IngestOutcome.REJECTED)
         if rejected:
             log.info("records_rejected", count=rejected, batch=len(final))
         return final
+
+
+@dataclass(frozen=True)
+class TimelineHandler:
+    """Owner, stage and timeline of each lead from leads.assigned and the CRM topics."""
+
+    store: TimelineStore
+    publisher: Publisher
+    clock: Clock
+
+    async def handle(self, records: Sequence[tuple[Position, str, bytes | None, bytes]]) -> int:
+        """Apply (position, logical topic, key, value) records; returns how many were used."""
+        now = self.clock.now()
+        events: list[tuple[Position, TimelineEvent]] = []
+        rejected: list[Unusable] = []
+        for position, topic, _, value in records:
+            parsed = parse(topic, value)
+            if isinstance(parsed, CrmRejection):
+                rejected.append(Unusable(position, parsed, now))
+            else:
+                events.append((position, parsed))
+        unusable = await retrying(
+            lambda: self.store.apply(events, rejected, now), what="timeline_batch"
+        )
+        by_position = {r[0]: r for r in records}
+        await self.publisher.publish(
+            [
+                OutMessage(
+                    topic="crm.rejected",
+                    key=by_position[u.position][2],
+                    value=by_position[u.position][3],
+                    headers=tuple(
+                        rejection_headers(
+                            u.rejection.reason, u.rejection.detail, u.position, u.recorded_at
+                        )
+                    ),
+                )
+                for u in unusable
+            ]
+        )
+        if unusable:
+            log.info("crm_records_rejected", count=len(unusable), batch=len(records))
+        return len(records) - len(unusable)
 
 
 def messages_for(final: Decided, records: Sequence[RawRecord]) -> list[OutMessage]:

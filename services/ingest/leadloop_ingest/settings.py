@@ -22,6 +22,9 @@ class IngestSettings(ServiceSettings):
         default_factory=lambda: {"wechat": "CN", "trade_show_csv": "CN"}
     )
     max_record_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024)] = 64 * 1024
+    #: More consecutive rejects than this on one partition halt ingest (a broken
+    #: producer) instead of dead-lettering everything; 0 turns the guard off.
+    consecutive_invalid_limit: Annotated[int, Field(ge=0)] = 1000
 
     @field_validator("identity_pepper")
     @classmethod

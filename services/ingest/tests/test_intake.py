@@ -19,6 +19,7 @@ from leadloop.events import (
     RawLead,
 )
 from leadloop.messaging import RecordingPublisher
+from leadloop_ingest.domain.dedupe import Known
 from leadloop_ingest.domain.identity import identity_key
 from leadloop_ingest.domain.intake import (
     UNKNOWN_SOURCE,
@@ -35,7 +36,7 @@ from leadloop_ingest.domain.intake import (
 )
 from leadloop_ingest.domain.scoring import ScoringWeights, score
 from leadloop_ingest.domain.validation import Limits, NormalisedContact
-from leadloop_ingest.handlers import IngestHandler
+from leadloop_ingest.handlers import IngestHandler, Resolver
 
 NOW = datetime(2025, 3, 3, 9, 30, tzinfo=UTC)
 PRODUCED = datetime(2025, 3, 3, 9, 29, 58, tzinfo=UTC)
@@ -398,18 +399,20 @@ class FakeStore:
         self.failures = failures
         self.calls: list[Decided] = []
 
-    async def apply(self, proposed: Decided) -> Decided:
+    async def apply(self, proposed: Decided, resolver: Resolver) -> Decided:
         self.calls.append(proposed)
         if self.failures:
             self.failures -= 1
             raise ConnectionRefusedError("postgres is down")
-        final: Decided = []
-        for outcome, record in proposed:
-            if record is not None and record.lead_id in self.existing:
-                final.append((as_duplicate(outcome), None))
-            else:
-                final.append((outcome, record))
-        return final
+        known = Known(
+            by_idempotency={
+                (r.source, r.source_lead_id): r.lead_id
+                for _, r in proposed
+                if r is not None and r.lead_id in self.existing
+            },
+            people=[],
+        )
+        return [(outcome, record) for outcome, record, _ in resolver(proposed, known)]
 
 
 def handler(store: FakeStore, publisher: RecordingPublisher) -> IngestHandler:
@@ -521,7 +524,7 @@ async def test_a_transient_store_failure_is_retried_before_anything_is_published
 
 async def test_a_permanent_store_error_propagates_and_nothing_is_published() -> None:
     class BrokenStore(FakeStore):
-        async def apply(self, proposed: Decided) -> Decided:
+        async def apply(self, proposed: Decided, resolver: Resolver) -> Decided:
             raise RuntimeError("constraint violated")
 
     publisher = RecordingPublisher()

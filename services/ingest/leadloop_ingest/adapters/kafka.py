@@ -1,4 +1,4 @@
-"""faust wiring for ingest: the leads.raw agent. Agent bodies stay a few lines long."""
+"""faust wiring for ingest: the leads.raw agent and the lead-timeline agent."""
 
 from __future__ import annotations
 
@@ -9,13 +9,20 @@ import faust
 
 from leadloop.kafka import batch_agent, raw_topic
 from leadloop_ingest.domain.intake import Position, RawRecord
-from leadloop_ingest.handlers import IngestHandler
+from leadloop_ingest.domain.timeline import TIMELINE_TOPICS
+from leadloop_ingest.handlers import IngestHandler, TimelineHandler
 
 __all__ = ["register_agents"]
 
 
 def register_agents(
-    app: faust.App, handler: IngestHandler, *, prefix: str, batch_size: int, within: float
+    app: faust.App,
+    handler: IngestHandler,
+    timeline: TimelineHandler,
+    *,
+    prefix: str,
+    batch_size: int,
+    within: float,
 ) -> None:
     async def handle(events: Sequence[faust.EventT[bytes]]) -> object:
         return await handler.handle([_record(e) for e in events])
@@ -25,6 +32,28 @@ def register_agents(
         raw_topic(app, "leads.raw", prefix=prefix),
         name="ingest-leads-raw",
         handle=handle,
+        batch_size=batch_size,
+        within=within,
+    )
+
+    async def handle_timeline(events: Sequence[faust.EventT[bytes]]) -> object:
+        return await timeline.handle(
+            [
+                (
+                    Position(e.message.topic, e.message.partition, e.message.offset),
+                    e.message.topic[len(prefix) :],
+                    e.message.key,
+                    e.message.value or b"",
+                )
+                for e in events
+            ]
+        )
+
+    batch_agent(
+        app,
+        raw_topic(app, *TIMELINE_TOPICS, prefix=prefix),
+        name="ingest-lead-timeline",
+        handle=handle_timeline,
         batch_size=batch_size,
         within=within,
     )

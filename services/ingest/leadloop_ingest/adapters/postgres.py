@@ -9,12 +9,14 @@ duplicate. Array parameters with ``unnest`` keep a batch to a handful of round t
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from leadloop.events import IngestOutcome, Priority
+from leadloop_ingest.domain.dedupe import Known, Merge, PersonLead, Resolved, identity_keys
 from leadloop_ingest.domain.intake import (
     PROFILE_FIELDS,
     ROUTING_FIELDS,
@@ -101,6 +103,22 @@ _EXISTING_OUTCOMES = """
 """
 
 
+_INSERT_MERGE = """
+INSERT INTO lead_merges (raw_topic, raw_partition, raw_offset, lead_id, matched_on, source,
+    source_lead_id, payload, merged_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9) ON CONFLICT DO NOTHING
+"""
+
+# A merge fills in contact details the open lead lacks; it never overwrites one.
+_ENRICH = """
+UPDATE leads SET email = coalesce(email, $2), email_key = coalesce(email_key, $3),
+                 phone = coalesce(phone, $4), phone_key = coalesce(phone_key, $5)
+WHERE lead_id = $1
+"""
+
+Resolver = Callable[[Decided, Known], list[Resolved]]
+
+
 class LeadStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -108,22 +126,46 @@ class LeadStore:
     async def ping(self) -> bool:
         return bool(await self._pool.fetchval("SELECT true"))
 
-    async def apply(self, proposed: Decided) -> Decided:
-        """Persist a batch's proposals once; return the final outcome of every record."""
+    async def apply(self, proposed: Decided, resolver: Resolver) -> Decided:
+        """Persist a batch's proposals once; return the final outcome of every record.
+
+        ``resolver`` (pure: ``dedupe.resolve``) turns proposals into final outcomes from
+        what is stored about the batch's idempotency and identity keys; it runs inside
+        the transaction, after the identity keys are locked.
+        """
         async with self._pool.acquire() as conn, conn.transaction():
             done = await self._existing(conn, [o.position for o, _ in proposed])
             fresh = [(o, lead) for o, lead in proposed if o.position not in done]
-            new_leads = [lead for _, lead in fresh if lead is not None]
+            resolved = resolver(fresh, await self._known(conn, fresh)) if fresh else []
+            new_leads = [lead for _, lead, _ in resolved if lead is not None]
             inserted: set[str] = set()
             if new_leads:
                 rows = await conn.fetch(_INSERT_LEADS, *_lead_columns(new_leads))
                 inserted = {r["lead_id"] for r in rows}
             final_fresh: Decided = []
-            for outcome, lead in fresh:
+            merges: list[tuple[tuple[Any, ...], tuple[Any, ...]]] = []
+            for outcome, lead, merge in resolved:
                 if lead is not None and lead.lead_id not in inserted:
+                    # Lost a race on the idempotency key to another partition's worker.
                     final_fresh.append((as_duplicate(outcome), None))
                 else:
                     final_fresh.append((outcome, lead))
+                    if merge is not None:
+                        merges.append(
+                            (
+                                _merge_row(merge, now=outcome.recorded_at),
+                                (
+                                    merge.lead_id,
+                                    merge.email,
+                                    merge.email_key,
+                                    merge.phone,
+                                    merge.phone_key,
+                                ),
+                            )
+                        )
+            if merges:
+                await conn.executemany(_INSERT_MERGE, [row for row, _ in merges])
+                await conn.executemany(_ENRICH, [fill for _, fill in merges])
             if final_fresh:
                 await conn.execute(_INSERT_OUTCOMES, *_outcome_columns([o for o, _ in final_fresh]))
             replayed_ids = [
@@ -139,6 +181,33 @@ class LeadStore:
                 replayed.get(o.lead_id or "") if o.outcome is IngestOutcome.ACCEPTED else None,
             )
         return [final[o.position] for o, _ in proposed]
+
+    async def _known(self, conn: asyncpg.Connection, fresh: Decided) -> Known:
+        leads = [lead for _, lead in fresh if lead is not None]
+        keys = identity_keys(fresh)
+        # One person, one writer: concurrent batches holding the same email or phone
+        # queue here, so neither creates a lead the other does not see.
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) "
+            "FROM (SELECT k FROM unnest($1::text[]) AS k ORDER BY k) AS ordered",
+            keys,
+        )
+        idem = await conn.fetch(
+            "SELECT l.source, l.source_lead_id, l.lead_id FROM leads l "
+            "JOIN unnest($1::text[], $2::text[]) AS k(s, i) "
+            "ON l.source = k.s AND l.source_lead_id = k.i",
+            [lead.source for lead in leads],
+            [lead.source_lead_id for lead in leads],
+        )
+        people = await conn.fetch(
+            "SELECT lead_id, email_key, phone_key, owner_id, accepted_at, closed_at FROM leads "
+            "WHERE email_key = ANY($1::text[]) OR phone_key = ANY($1::text[])",
+            keys,
+        )
+        return Known(
+            by_idempotency={(r["source"], r["source_lead_id"]): r["lead_id"] for r in idem},
+            people=[PersonLead(**dict(r)) for r in people],
+        )
 
     async def _existing(
         self, conn: asyncpg.Connection, positions: list[Position]
@@ -168,6 +237,20 @@ class LeadStore:
             return {}
         rows = await conn.fetch("SELECT * FROM leads WHERE lead_id = ANY($1::text[])", lead_ids)
         return {r["lead_id"]: _lead_from_row(r, topic=None) for r in rows}
+
+
+def _merge_row(m: Merge, now: datetime) -> tuple[Any, ...]:
+    return (
+        m.position.topic,
+        m.position.partition,
+        m.position.offset,
+        m.lead_id,
+        m.matched_on,
+        m.source,
+        m.source_lead_id,
+        json.dumps(m.payload, ensure_ascii=False, default=str),
+        now,
+    )
 
 
 def _lead_columns(leads: list[LeadRecord]) -> list[list[Any]]:

@@ -34,6 +34,7 @@ __all__ = [
     "lead_id_for",
     "outcome_event",
     "reject_headers",
+    "rejection_headers",
 ]
 
 #: Source recorded for a record whose channel could not be read.
@@ -253,13 +254,22 @@ def outcome_event(outcome: OutcomeRecord) -> IngestOutcomeRecorded:
 
 def reject_headers(outcome: OutcomeRecord) -> list[tuple[str, bytes]]:
     """The contract's reject-* headers; the detail never carries personal data."""
+    return rejection_headers(
+        outcome.reason or "", outcome.detail or "", outcome.position, outcome.recorded_at
+    )
+
+
+def rejection_headers(
+    reason: str, detail: str, position: Position, at: datetime
+) -> list[tuple[str, bytes]]:
+    """Headers of a dead letter (leads.rejected, crm.rejected): why, and where from."""
     return [
-        ("reject-reason", (outcome.reason or "").encode()),
-        ("reject-detail", (outcome.detail or "").encode()),
-        ("source-topic", outcome.position.topic.encode()),
-        ("source-partition", str(outcome.position.partition).encode()),
-        ("source-offset", str(outcome.position.offset).encode()),
-        ("rejected-at", outcome.recorded_at.isoformat().encode()),
+        ("reject-reason", reason.encode()),
+        ("reject-detail", detail.encode()),
+        ("source-topic", position.topic.encode()),
+        ("source-partition", str(position.partition).encode()),
+        ("source-offset", str(position.offset).encode()),
+        ("rejected-at", at.isoformat().encode()),
     ]
 
 

@@ -1,0 +1,185 @@
+"""Person-level dedupe: the same person again is merged, or returns as a new lead.
+
+Runs on the proposals of ``intake.decide`` with what PostgreSQL knows about the people
+in the batch (loaded under a lock per identity key, so two workers cannot both create
+a lead for one person):
+
+- (``source``, ``source_lead_id``) already stored → a redelivery: nothing changes;
+- the same person (identity key of the normalised email or phone) has an open lead →
+  the record is merged into it: counted as a duplicate, the merge recorded;
+- the person's last lead was won or lost → a new lead with ``is_returning`` and the
+  previous owner, so assignment can route them back;
+- otherwise → a new lead.
+
+Records earlier in the same batch count as known, so a person twice in one batch gives
+one lead and one merge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Literal
+
+from leadloop.events import IngestOutcome
+from leadloop_ingest.domain.intake import (
+    LeadRecord,
+    OutcomeRecord,
+    Position,
+    as_duplicate,
+)
+
+__all__ = ["Known", "Merge", "PersonLead", "Resolved", "identity_keys", "resolve"]
+
+
+@dataclass(frozen=True, slots=True)
+class PersonLead:
+    """A stored lead as person-level dedupe sees it (no personal data beyond keys)."""
+
+    lead_id: str
+    email_key: str | None
+    phone_key: str | None
+    owner_id: str | None
+    accepted_at: datetime
+    closed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    #: (source, source_lead_id) → lead id, for the batch's idempotency keys.
+    by_idempotency: Mapping[tuple[str, str], str]
+    #: Stored leads sharing an identity key with the batch.
+    people: Sequence[PersonLead]
+
+
+@dataclass(frozen=True, slots=True)
+class Merge:
+    position: Position
+    lead_id: str
+    matched_on: Literal["email", "phone"]
+    source: str
+    source_lead_id: str
+    #: The merged record's normalised data, kept with the merge so nothing is lost.
+    payload: dict[str, Any]
+    #: Contact details the open lead lacks are filled in from the merged record, so the
+    #: person is recognised by either from now on.
+    email: str | None
+    email_key: str | None
+    phone: str | None
+    phone_key: str | None
+
+
+Resolved = tuple[OutcomeRecord, LeadRecord | None, Merge | None]
+
+
+def identity_keys(proposals: Sequence[tuple[OutcomeRecord, LeadRecord | None]]) -> list[str]:
+    """Every identity key in the batch, sorted: locks are taken in this order."""
+    keys = {
+        k
+        for _, lead in proposals
+        if lead is not None
+        for k in (lead.email_key, lead.phone_key)
+        if k is not None
+    }
+    return sorted(keys)
+
+
+def resolve(
+    proposals: Sequence[tuple[OutcomeRecord, LeadRecord | None]], known: Known
+) -> list[Resolved]:
+    people = list(known.people)
+    out: list[Resolved] = []
+    for outcome, lead in proposals:
+        if lead is None or outcome.outcome is not IngestOutcome.ACCEPTED:
+            out.append((outcome, lead, None))
+            continue
+        stored = known.by_idempotency.get((lead.source, lead.source_lead_id))
+        if stored is not None:
+            out.append((as_duplicate(outcome), None, None))
+            continue
+        open_match = _latest_open(people, lead)
+        if open_match is not None:
+            target, matched_on = open_match
+            merge = _merge(outcome, lead, target, matched_on)
+            out.append((_merged(outcome, target.lead_id), None, merge))
+            people.append(
+                replace(
+                    target,
+                    email_key=target.email_key or lead.email_key,
+                    phone_key=target.phone_key or lead.phone_key,
+                )
+            )
+            continue
+        closed = _latest_closed(people, lead)
+        if closed is not None:
+            lead = replace(lead, is_returning=True, previous_owner_id=closed.owner_id)
+        people.append(
+            PersonLead(
+                lead_id=lead.lead_id,
+                email_key=lead.email_key,
+                phone_key=lead.phone_key,
+                owner_id=None,
+                accepted_at=lead.accepted_at,
+                closed_at=None,
+            )
+        )
+        out.append((outcome, lead, None))
+    return out
+
+
+def _matches(p: PersonLead, lead: LeadRecord) -> Literal["email", "phone"] | None:
+    if lead.email_key is not None and p.email_key == lead.email_key:
+        return "email"
+    if lead.phone_key is not None and p.phone_key == lead.phone_key:
+        return "phone"
+    return None
+
+
+def _latest_open(
+    people: Sequence[PersonLead], lead: LeadRecord
+) -> tuple[PersonLead, Literal["email", "phone"]] | None:
+    found = [(p, m) for p in people if p.closed_at is None and (m := _matches(p, lead)) is not None]
+    return max(found, key=lambda pm: (pm[0].accepted_at, pm[0].lead_id), default=None)
+
+
+def _latest_closed(people: Sequence[PersonLead], lead: LeadRecord) -> PersonLead | None:
+    closed = [p for p in people if p.closed_at is not None and _matches(p, lead) is not None]
+    return max(closed, key=lambda p: (p.closed_at, p.lead_id), default=None)
+
+
+def _merged(outcome: OutcomeRecord, lead_id: str) -> OutcomeRecord:
+    return replace(
+        outcome,
+        outcome=IngestOutcome.DUPLICATE,
+        reason="same_person",
+        detail="merged into the person's open lead",
+        lead_id=lead_id,
+    )
+
+
+def _merge(
+    outcome: OutcomeRecord,
+    lead: LeadRecord,
+    target: PersonLead,
+    matched_on: Literal["email", "phone"],
+) -> Merge:
+    return Merge(
+        position=outcome.position,
+        lead_id=target.lead_id,
+        matched_on=matched_on,
+        source=lead.source,
+        source_lead_id=lead.source_lead_id,
+        payload={
+            "email": lead.email,
+            "phone": lead.phone,
+            "name": lead.name,
+            "occurred_at": lead.occurred_at.isoformat(),
+            **{k: v for k, v in lead.fields.items() if v is not None},
+            "attributes": lead.attributes,
+        },
+        email=lead.email,
+        email_key=lead.email_key,
+        phone=lead.phone,
+        phone_key=lead.phone_key,
+    )

@@ -1,0 +1,71 @@
+"""CRM events as ingest receives them: decoded and checked, or rejected with a reason.
+
+ingest is the system of record for a lead's life: ``leads.assigned`` (owner),
+``crm.activities`` and ``crm.stage-changes`` (the timeline a manager reviews). Events
+that cannot be used go to ``crm.rejected`` with their bytes and a reason; like
+``validate`` this never raises. Whether the lead exists is PostgreSQL's to say
+(``unknown_lead``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from leadloop.events import ActivityRecorded, LeadAssigned, Stage, StageChanged
+
+__all__ = [
+    "QUALIFYING_ACTIVITIES",
+    "TIMELINE_TOPICS",
+    "CrmRejection",
+    "TimelineEvent",
+    "parse",
+]
+
+TimelineEvent = ActivityRecorded | StageChanged | LeadAssigned
+
+TIMELINE_TOPICS: dict[str, type[TimelineEvent]] = {
+    "leads.assigned": LeadAssigned,
+    "crm.activities": ActivityRecorded,
+    "crm.stage-changes": StageChanged,
+}
+
+#: Activities that move a new or assigned lead to ``contacted`` (a private note does not).
+QUALIFYING_ACTIVITIES = frozenset({"call", "email", "message", "meeting", "visit"})
+
+_STAGES = frozenset(s.value for s in Stage)
+
+
+@dataclass(frozen=True, slots=True)
+class CrmRejection:
+    reason: str
+    detail: str
+
+
+def parse(topic: str, data: bytes) -> TimelineEvent | CrmRejection:
+    """Decode one event of a timeline topic. Never raises."""
+    model = TIMELINE_TOPICS[topic]
+    try:
+        decoded: Any = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return CrmRejection("invalid_json", "not valid UTF-8 JSON")
+    if not isinstance(decoded, dict):
+        return CrmRejection("schema_violation", "expected a JSON object")
+    if model is StageChanged:
+        stage = decoded.get("stage")
+        if isinstance(stage, str) and stage not in _STAGES:
+            return CrmRejection("unknown_stage", "stage is not a pipeline stage")
+        if stage == Stage.LOST.value and not decoded.get("loss_reason"):
+            return CrmRejection("missing_loss_reason", "a lost lead needs a loss_reason code")
+    try:
+        return model.model_validate(decoded)
+    except ValidationError as exc:
+        fields = sorted(
+            {str(e["loc"][0]) for e in exc.errors() if e["loc"]} & set(model.model_fields)
+        )
+        return CrmRejection("schema_violation", "invalid fields: " + (", ".join(fields) or "?"))
+    except (RecursionError, ValueError) as exc:
+        return CrmRejection("schema_violation", type(exc).__name__)
