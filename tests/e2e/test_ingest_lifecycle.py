@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
-from tests.e2e.test_pipeline import _free_port_base, collect
+from tests.support.kafka import collect, free_port_base
 from tests.support.processes import ServiceGroup
 
 from leadloop.settings import KafkaSettings
@@ -43,7 +43,7 @@ def ingest(
         "LEADLOOP_CONSECUTIVE_INVALID_LIMIT": str(GUARD_LIMIT),
         "LEADLOOP_DATA_DIR": str(tmp_path / "data"),
     }
-    group = ServiceGroup(env=env, port_base=_free_port_base(), log_dir=tmp_path)
+    group = ServiceGroup(env=env, port_base=free_port_base(), log_dir=tmp_path)
     group.start("ingest")
     try:
         group.wait_ready("ingest")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import time
 import urllib.request
 import uuid
@@ -21,8 +20,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.structs import ConsumerRecord
+from aiokafka import AIOKafkaProducer
+from tests.support.kafka import collect, free_port_base
 from tests.support.processes import ServiceGroup
 
 from leadloop.settings import KafkaSettings
@@ -47,20 +46,6 @@ CANARY_PHONE = "+86 139 1234 5678"
 CANARY_NAME = "金丝雀测试"
 
 
-def _free_port_base() -> int:
-    """A base such that base+1..base+4 are free on loopback."""
-    for _ in range(50):
-        base = 20000 + (uuid.uuid4().int % 4000) * 10
-        try:
-            for offset in range(1, 5):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", base + offset))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no free port range")
-
-
 @pytest.fixture
 def services(
     database_url: str, kafka_settings: KafkaSettings, tmp_path: Path
@@ -78,7 +63,7 @@ def services(
         "LEADLOOP_TICK_SECONDS": "0.2",
         "LEADLOOP_DATA_DIR": str(tmp_path / "data"),
     }
-    group = ServiceGroup(env=env, port_base=_free_port_base(), log_dir=tmp_path)
+    group = ServiceGroup(env=env, port_base=free_port_base(), log_dir=tmp_path)
     group.start()
     try:
         group.wait_ready()
@@ -94,33 +79,6 @@ async def producer(kafka_settings: KafkaSettings) -> AsyncIterator[AIOKafkaProdu
     await p.start()
     yield p
     await p.stop()
-
-
-async def collect(
-    kafka: KafkaSettings, topic: str, want: int, within: float = 60
-) -> list[ConsumerRecord[bytes, bytes]]:
-    """Read ``topic`` from the beginning until ``want`` records arrived (or time out)."""
-    consumer = AIOKafkaConsumer(
-        qualified(topic, kafka.topic_prefix),
-        bootstrap_servers=kafka.bootstrap_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    got: list[ConsumerRecord[bytes, bytes]] = []
-    deadline = time.monotonic() + within
-    try:
-        while len(got) < want and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                got.extend(records)
-        # Linger briefly: more than expected would be a duplicate effect.
-        batch = await consumer.getmany(timeout_ms=1000)
-        for records in batch.values():
-            got.extend(records)
-    finally:
-        await consumer.stop()
-    return got
 
 
 def lead(source_lead_id: str, **fields: object) -> bytes:

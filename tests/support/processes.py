@@ -87,6 +87,24 @@ class ServiceGroup:
                 codes[name] = proc.wait()
         return codes
 
-    def log(self, name: str) -> str:
+    def log(self, name: str, tail: int | None = 4000) -> str:
+        """The service's output (its last ``tail`` characters; None for all of it)."""
         path = self.log_dir / f"{name}.log"
-        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return text if tail is None else text[-tail:]
+
+
+def service_env(
+    database_url: str, kafka_bootstrap: str, topic_prefix: str, data_dir: Path, **extra: str
+) -> dict[str, str]:
+    """The environment of a test's services: its own database, topics and scratch space."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "LEADLOOP_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "LEADLOOP_KAFKA__TOPIC_PREFIX": topic_prefix,
+        "LEADLOOP_KAFKA__BATCH_WITHIN_S": "0.05",
+        "LEADLOOP_IDENTITY_PEPPER": "test-pepper-" + topic_prefix,
+        "LEADLOOP_DATA_DIR": str(data_dir),
+        **extra,
+    }

@@ -24,11 +24,15 @@ CREATE TABLE lead_merges (
     matched_on     text NOT NULL CHECK (matched_on IN ('email', 'phone')),
     source         text NOT NULL,
     source_lead_id text NOT NULL,
+    -- The lead id the record would have had (derived from source and source_lead_id):
+    -- a later copy of the record finds the lead it was merged into through it.
+    proposed_lead_id text NOT NULL,
     payload        jsonb NOT NULL,
     merged_at      timestamptz NOT NULL,
     PRIMARY KEY (raw_topic, raw_partition, raw_offset)
 );
 CREATE INDEX lead_merges_lead ON lead_merges (lead_id);
+CREATE INDEX lead_merges_proposed ON lead_merges (proposed_lead_id);
 
 -- The timeline a manager reviews: every CRM activity and stage change, once.
 CREATE TABLE lead_activities (

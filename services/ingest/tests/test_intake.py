@@ -405,8 +405,8 @@ class FakeStore:
             self.failures -= 1
             raise ConnectionRefusedError("postgres is down")
         known = Known(
-            by_idempotency={
-                (r.source, r.source_lead_id): r.lead_id
+            stored={
+                r.lead_id: r.lead_id
                 for _, r in proposed
                 if r is not None and r.lead_id in self.existing
             },
@@ -531,3 +531,38 @@ async def test_a_permanent_store_error_propagates_and_nothing_is_published() -> 
     with pytest.raises(RuntimeError, match="constraint violated"):
         await handler(BrokenStore(), publisher).handle(BATCH)
     assert publisher.messages == []
+
+
+def test_a_copy_later_in_the_batch_points_at_the_lead_its_first_copy_merged_into() -> None:
+    """Regression: the first copy merged into an open lead; the copy's duplicate outcome
+    must reference that lead, not the id of a lead that was never created."""
+    from leadloop_ingest.domain.dedupe import PersonLead, resolve
+    from leadloop_ingest.domain.identity import identity_key
+
+    body = lead("x1", email="p@example.com")
+    proposals = run([raw(body, 1), raw(body, 2)])
+    open_lead = PersonLead(
+        lead_id="open-lead",
+        email_key=identity_key(PEPPER, "email", "p@example.com"),
+        phone_key=None,
+        owner_id="rep-1",
+        accepted_at=NOW,
+        closed_at=None,
+    )
+    resolved = resolve(proposals, Known(stored={}, people=[open_lead]))
+    assert [o.lead_id for o, _, _ in resolved] == ["open-lead", "open-lead"]
+    assert [o.reason for o, _, _ in resolved] == ["same_person", "redelivery"]
+
+
+def test_a_copy_of_a_record_merged_in_an_earlier_batch_points_at_the_merge_target() -> None:
+    """Regression (found by the kill -9 test): after a redelivery, the first copy is
+    already stored as a merge; the second copy must not reference a lead never created."""
+    from leadloop_ingest.domain.dedupe import resolve
+
+    body = lead("x2", email="q@example.com")
+    proposals = run([raw(body, 1), raw(body, 2)])
+    proposed_id = lead_id_for("web_form", "x2")
+    resolved = resolve(proposals[1:], Known(stored={proposed_id: "open-lead"}, people=[]))
+    assert [(o.outcome, o.lead_id) for o, _, _ in resolved] == [
+        (IngestOutcome.DUPLICATE, "open-lead")
+    ]

@@ -105,8 +105,8 @@ _EXISTING_OUTCOMES = """
 
 _INSERT_MERGE = """
 INSERT INTO lead_merges (raw_topic, raw_partition, raw_offset, lead_id, matched_on, source,
-    source_lead_id, payload, merged_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9) ON CONFLICT DO NOTHING
+    source_lead_id, proposed_lead_id, payload, merged_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10) ON CONFLICT DO NOTHING
 """
 
 # A merge fills in contact details the open lead lacks; it never overwrites one.
@@ -183,7 +183,6 @@ class LeadStore:
         return [final[o.position] for o, _ in proposed]
 
     async def _known(self, conn: asyncpg.Connection, fresh: Decided) -> Known:
-        leads = [lead for _, lead in fresh if lead is not None]
         keys = identity_keys(fresh)
         # One person, one writer: concurrent batches holding the same email or phone
         # queue here, so neither creates a lead the other does not see.
@@ -192,22 +191,23 @@ class LeadStore:
             "FROM (SELECT k FROM unnest($1::text[]) AS k ORDER BY k) AS ordered",
             keys,
         )
-        idem = await conn.fetch(
-            "SELECT l.source, l.source_lead_id, l.lead_id FROM leads l "
-            "JOIN unnest($1::text[], $2::text[]) AS k(s, i) "
-            "ON l.source = k.s AND l.source_lead_id = k.i",
-            [lead.source for lead in leads],
-            [lead.source_lead_id for lead in leads],
+        proposed = [o.lead_id for o, _ in fresh if o.lead_id is not None]
+        as_leads = await conn.fetch(
+            "SELECT lead_id FROM leads WHERE lead_id = ANY($1::text[])", proposed
         )
+        merged = await conn.fetch(
+            "SELECT proposed_lead_id, lead_id FROM lead_merges "
+            "WHERE proposed_lead_id = ANY($1::text[])",
+            proposed,
+        )
+        stored = {r["lead_id"]: r["lead_id"] for r in as_leads}
+        stored.update({r["proposed_lead_id"]: r["lead_id"] for r in merged})
         people = await conn.fetch(
             "SELECT lead_id, email_key, phone_key, owner_id, accepted_at, closed_at FROM leads "
             "WHERE email_key = ANY($1::text[]) OR phone_key = ANY($1::text[])",
             keys,
         )
-        return Known(
-            by_idempotency={(r["source"], r["source_lead_id"]): r["lead_id"] for r in idem},
-            people=[PersonLead(**dict(r)) for r in people],
-        )
+        return Known(stored=stored, people=[PersonLead(**dict(r)) for r in people])
 
     async def _existing(
         self, conn: asyncpg.Connection, positions: list[Position]
@@ -248,6 +248,7 @@ def _merge_row(m: Merge, now: datetime) -> tuple[Any, ...]:
         m.matched_on,
         m.source,
         m.source_lead_id,
+        m.proposed_lead_id,
         json.dumps(m.payload, ensure_ascii=False, default=str),
         now,
     )

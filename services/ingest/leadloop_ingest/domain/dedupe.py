@@ -4,7 +4,8 @@ Runs on the proposals of ``intake.decide`` with what PostgreSQL knows about the 
 in the batch (loaded under a lock per identity key, so two workers cannot both create
 a lead for one person):
 
-- (``source``, ``source_lead_id``) already stored → a redelivery: nothing changes;
+- (``source``, ``source_lead_id``) already stored (as a lead, or merged into one) → a
+  redelivery: nothing changes;
 - the same person (identity key of the normalised email or phone) has an open lead →
   the record is merged into it: counted as a duplicate, the merge recorded;
 - the person's last lead was won or lost → a new lead with ``is_returning`` and the
@@ -47,8 +48,10 @@ class PersonLead:
 
 @dataclass(frozen=True, slots=True)
 class Known:
-    #: (source, source_lead_id) → lead id, for the batch's idempotency keys.
-    by_idempotency: Mapping[tuple[str, str], str]
+    #: For the batch's idempotency keys already stored: the lead id derived from
+    #: (source, source_lead_id) → the lead the record ended as (itself, or the open
+    #: lead it was merged into).
+    stored: Mapping[str, str]
     #: Stored leads sharing an identity key with the batch.
     people: Sequence[PersonLead]
 
@@ -60,6 +63,8 @@ class Merge:
     matched_on: Literal["email", "phone"]
     source: str
     source_lead_id: str
+    #: The lead id the record would have had; later copies are matched on it.
+    proposed_lead_id: str
     #: The merged record's normalised data, kept with the merge so nothing is lost.
     payload: dict[str, Any]
     #: Contact details the open lead lacks are filled in from the merged record, so the
@@ -89,18 +94,28 @@ def resolve(
     proposals: Sequence[tuple[OutcomeRecord, LeadRecord | None]], known: Known
 ) -> list[Resolved]:
     people = list(known.people)
+    # Proposed lead id → the lead it ended as (itself, a stored lead, or a merge
+    # target), so a later copy of the same record in the batch points at a real lead.
+    ended_as: dict[str, str] = {}
     out: list[Resolved] = []
     for outcome, lead in proposals:
         if lead is None or outcome.outcome is not IngestOutcome.ACCEPTED:
+            # A copy of a record seen before: point it at the lead that record became.
+            proposed = outcome.lead_id
+            if proposed is not None:
+                final = ended_as.get(proposed) or known.stored.get(proposed) or proposed
+                outcome = replace(outcome, lead_id=final)
             out.append((outcome, lead, None))
             continue
-        stored = known.by_idempotency.get((lead.source, lead.source_lead_id))
+        stored = known.stored.get(lead.lead_id)
         if stored is not None:
-            out.append((as_duplicate(outcome), None, None))
+            ended_as[lead.lead_id] = stored
+            out.append((replace(as_duplicate(outcome), lead_id=stored), None, None))
             continue
         open_match = _latest_open(people, lead)
         if open_match is not None:
             target, matched_on = open_match
+            ended_as[lead.lead_id] = target.lead_id
             merge = _merge(outcome, lead, target, matched_on)
             out.append((_merged(outcome, target.lead_id), None, merge))
             people.append(
@@ -114,6 +129,7 @@ def resolve(
         closed = _latest_closed(people, lead)
         if closed is not None:
             lead = replace(lead, is_returning=True, previous_owner_id=closed.owner_id)
+        ended_as[lead.lead_id] = lead.lead_id
         people.append(
             PersonLead(
                 lead_id=lead.lead_id,
@@ -170,6 +186,7 @@ def _merge(
         matched_on=matched_on,
         source=lead.source,
         source_lead_id=lead.source_lead_id,
+        proposed_lead_id=lead.lead_id,
         payload={
             "email": lead.email,
             "phone": lead.phone,
