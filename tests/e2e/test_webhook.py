@@ -94,7 +94,6 @@ def ingest(
         "LEADLOOP_WEBHOOK_SECRETS": json.dumps(
             {"web_form": WEB_FORM_SECRET, "lead_ads": LEAD_ADS_SECRET}
         ),
-        "LEADLOOP_WEBHOOK_SCHEMES": json.dumps({"lead_ads": "meta"}),
     }
     group = ServiceGroup(env=env, port_base=free_port_base(), log_dir=tmp_path)
     group.start("ingest")
