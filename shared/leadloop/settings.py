@@ -21,7 +21,7 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 __all__ = [
     "ConfigError",
@@ -99,6 +99,12 @@ def load(cls: type[S], **overrides: Any) -> S:
     """Build settings or exit with a message that never includes a value."""
     try:
         return cls(**overrides)
+    except SettingsError as exc:
+        # A value that is not even parseable (e.g. invalid JSON for a dict setting):
+        # the message names the setting; the value is not repeated.
+        what = str(exc).split(" from ", 1)[0]  # 'error parsing value for field "x"'
+        sys.stderr.write(f"leadloop: invalid configuration for {cls.__name__}: {what}\n")
+        raise ConfigError(2) from None
     except ValidationError as exc:
         lines = [f"leadloop: invalid configuration for {cls.__name__}:"]
         for err in exc.errors(include_input=False, include_url=False):

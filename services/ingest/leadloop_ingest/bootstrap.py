@@ -1,20 +1,29 @@
-"""Ingest's composition root: settings, store, publisher, handler, agents — wired once."""
+"""Ingest's composition root: settings, channels, stores, publisher, handlers, agents and
+the webhook — wired once."""
 
 from __future__ import annotations
 
+import sys
+
 import asyncpg
 import faust
+import yaml
+from pydantic import ValidationError
 
 from leadloop import settings as settings_mod
 from leadloop.clock import SystemClock
 from leadloop.kafka import FaustPublisher
+from leadloop.messaging import OutMessage
 from leadloop.runtime import ReadyContributor, run_service
 from leadloop_ingest.adapters.admin import register_admin
+from leadloop_ingest.adapters.channels_file import load_channels
+from leadloop_ingest.adapters.http import register_webhook
 from leadloop_ingest.adapters.kafka import register_agents
 from leadloop_ingest.adapters.postgres import LeadStore
 from leadloop_ingest.adapters.timeline_store import TimelineStore
+from leadloop_ingest.domain.channels import Channels
 from leadloop_ingest.domain.scoring import ScoringWeights
-from leadloop_ingest.domain.validation import Limits
+from leadloop_ingest.domain.validation import Limits, ValidLead, validate
 from leadloop_ingest.handlers import IngestGuard, IngestHandler, TimelineHandler
 from leadloop_ingest.settings import IngestSettings
 
@@ -23,6 +32,13 @@ def main() -> None:
     cfg = settings_mod.load(IngestSettings)
     assert cfg.identity_pepper is not None  # enforced by the settings validator
     pepper = cfg.identity_pepper.get_secret_value().encode()
+    channels = _channels(cfg)
+    limits = Limits(
+        max_record_bytes=cfg.max_record_bytes,
+        sources=frozenset(channels.channels),
+        default_phone_region=channels.phone_regions(),
+        channels=channels,
+    )
 
     def wire(app: faust.App, pool: asyncpg.Pool) -> ReadyContributor:
         publisher = FaustPublisher(app, cfg.kafka.topic_prefix)
@@ -32,11 +48,7 @@ def main() -> None:
             store=LeadStore(pool),
             publisher=publisher,
             clock=clock,
-            limits=Limits(
-                max_record_bytes=cfg.max_record_bytes,
-                sources=frozenset(cfg.sources),
-                default_phone_region=dict(cfg.default_phone_region),
-            ),
+            limits=limits,
             weights=ScoringWeights(),
             pepper=pepper,
             guard=guard,
@@ -50,8 +62,37 @@ def main() -> None:
             batch_size=cfg.kafka.batch_size,
             within=cfg.kafka.batch_within_s,
         )
-
         register_admin(app, guard)
+
+        async def publish_raw(
+            key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
+        ) -> None:
+            await publisher.publish(
+                [OutMessage(topic="leads.raw", key=key, value=value, headers=tuple(headers))]
+            )
+
+        def precheck(source: str, body: bytes) -> str | None:
+            """The webhook's 422: the body is judged at once, as the agent would judge it
+            (a channel-native shape through its channel's adapter)."""
+            verdict = validate(body, limits, source_hint=source)
+            if not isinstance(verdict, ValidLead):
+                return verdict.reason.value
+            # One channel's secret cannot speak for another channel.
+            return None if verdict.raw.source == source else "source_mismatch"
+
+        register_webhook(
+            app,
+            publish_raw=publish_raw,
+            secrets=cfg.webhook_secrets,
+            schemes={s: c.signature for s, c in channels.channels.items()},
+            sources=frozenset(channels.channels),
+            prevalidate=precheck,
+            clock=clock,
+            tolerance_s=cfg.webhook_tolerance_s,
+            max_body_bytes=cfg.max_record_bytes,
+            max_in_flight=cfg.webhook_max_in_flight,
+            publish_timeout_s=cfg.webhook_publish_timeout_s,
+        )
 
         def ready() -> tuple[bool, dict[str, object]]:
             halted = guard.halted_at
@@ -62,3 +103,19 @@ def main() -> None:
         return ready
 
     run_service("ingest", cfg, cfg.http, wire)
+
+
+def _channels(cfg: IngestSettings) -> Channels:
+    """The channel set, or a clean exit naming the file (never its contents)."""
+    try:
+        channels = load_channels(cfg.channels_file)
+    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        sys.stderr.write(
+            f"leadloop: cannot use the channels file {cfg.channels_file}: {type(exc).__name__}\n"
+        )
+        raise settings_mod.ConfigError(2) from None
+    unknown = sorted(set(cfg.webhook_secrets) - set(channels.channels))
+    if unknown:
+        sys.stderr.write(f"leadloop: LEADLOOP_WEBHOOK_SECRETS names unknown channels {unknown}\n")
+        raise settings_mod.ConfigError(2)
+    return channels

@@ -16,6 +16,7 @@ from leadloop_ingest.adapters.timeline_store import TimelineStore, Unusable
 from leadloop_ingest.domain.dedupe import Known, Resolved, resolve
 from leadloop_ingest.domain.guard import halt_index
 from leadloop_ingest.domain.intake import (
+    SOURCE_HEADER,
     LeadRecord,
     OutcomeRecord,
     Position,
@@ -198,7 +199,9 @@ def messages_for(final: Decided, records: Sequence[RawRecord]) -> list[OutMessag
                     topic="leads.rejected",
                     key=raw.key,
                     value=raw.value,
-                    headers=tuple(reject_headers(outcome)),
+                    headers=tuple(reject_headers(outcome))
+                    # Kept so a replayed native payload finds its channel's adapter again.
+                    + (((SOURCE_HEADER, raw.source_hint.encode()),) if raw.source_hint else ()),
                 )
             )
         out.append(event_message(outcome_event(outcome), key=outcome.source))

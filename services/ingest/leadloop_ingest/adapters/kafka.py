@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import faust
 
 from leadloop.kafka import batch_agent, raw_topic
-from leadloop_ingest.domain.intake import Position, RawRecord
+from leadloop_ingest.domain.intake import SOURCE_HEADER, Position, RawRecord
 from leadloop_ingest.domain.timeline import TIMELINE_TOPICS
 from leadloop_ingest.handlers import IngestHandler, TimelineHandler
 
@@ -66,4 +66,16 @@ def _record(event: faust.EventT[bytes]) -> RawRecord:
         key=m.key,
         value=m.value if m.value is not None else b"",
         timestamp=datetime.fromtimestamp(m.timestamp, UTC),
+        source_hint=_source_header(m.headers),
     )
+
+
+def _source_header(headers: object) -> str | None:
+    items = headers.items() if isinstance(headers, dict) else (headers or [])
+    for name, value in items:  # type: ignore[attr-defined]
+        if name == SOURCE_HEADER and isinstance(value, bytes):
+            try:
+                return value.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+    return None

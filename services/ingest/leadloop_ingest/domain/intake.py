@@ -24,6 +24,7 @@ from leadloop_ingest.domain.scoring import ScoringWeights, score
 from leadloop_ingest.domain.validation import Limits, Rejection, ValidLead, validate
 
 __all__ = [
+    "SOURCE_HEADER",
     "UNKNOWN_SOURCE",
     "LeadRecord",
     "OutcomeRecord",
@@ -40,6 +41,10 @@ __all__ = [
 #: Source recorded for a record whose channel could not be read.
 UNKNOWN_SOURCE = "unknown"
 
+#: Kafka header naming the channel of a leads.raw record (set by the webhook and the
+#: import tool); it selects the channel's adapter and survives into dead letters.
+SOURCE_HEADER = "leadloop-source"
+
 
 @dataclass(frozen=True, slots=True, order=True)
 class Position:
@@ -55,6 +60,8 @@ class RawRecord:
     value: bytes
     #: Broker timestamp: when the channel produced it (stands in for occurred_at).
     timestamp: datetime
+    #: The channel as the transport names it (``leadloop-source`` header), if any.
+    source_hint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +133,7 @@ def decide(
     seen: dict[tuple[str, str], str] = {}
     out: list[tuple[OutcomeRecord, LeadRecord | None]] = []
     for rec in records:
-        verdict = validate(rec.value, limits)
+        verdict = validate(rec.value, limits, rec.source_hint)
         event_id = deterministic_id("ingest.outcomes", *_pos(rec.position))
         if isinstance(verdict, Rejection):
             out.append(

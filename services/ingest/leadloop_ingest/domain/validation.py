@@ -18,6 +18,7 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import ValidationError
 
 from leadloop.events import RawLead, RejectReason
+from leadloop_ingest.domain.channels import AdapterError, Channels, map_payload
 
 __all__ = [
     "Limits",
@@ -39,6 +40,8 @@ class Limits:
     sources: frozenset[str] = frozenset()
     #: Region used to read phone numbers written without a country code, per source.
     default_phone_region: dict[str, str] = field(default_factory=dict)
+    #: Channel adapters by source (config/channels.yaml); empty: contract shape only.
+    channels: Channels = field(default_factory=Channels)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +65,13 @@ class ValidLead:
     contact: NormalisedContact
 
 
-def validate(data: bytes, limits: Limits) -> ValidLead | Rejection:
-    """Decide what a ``leads.raw`` record is. Never raises."""
+def validate(data: bytes, limits: Limits, source_hint: str | None = None) -> ValidLead | Rejection:
+    """Decide what a ``leads.raw`` record is. Never raises.
+
+    ``source_hint`` is the channel as the transport names it (the ``leadloop-source``
+    header the webhook sets); a channel-native shape is mapped to the contract shape
+    by that channel's adapter before it is judged.
+    """
     if len(data) > limits.max_record_bytes:
         return Rejection(
             RejectReason.TOO_LARGE,
@@ -80,6 +88,11 @@ def validate(data: bytes, limits: Limits) -> ValidLead | Rejection:
             else ""
         )
         return Rejection(RejectReason.INVALID_JSON, f"not valid JSON{where}")
+    hint = _safe_source(source_hint)  # a header is untrusted text
+    try:
+        decoded = map_payload(limits.channels, hint, decoded)
+    except AdapterError as exc:
+        return Rejection(RejectReason.SCHEMA_VIOLATION, exc.detail, hint)
     if not isinstance(decoded, dict):
         return Rejection(
             RejectReason.SCHEMA_VIOLATION, f"expected a JSON object, got {type(decoded).__name__}"
