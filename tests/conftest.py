@@ -44,8 +44,7 @@ class Stack:
     admin_url: str
 
 
-@pytest.fixture(scope="session")
-def stack() -> Stack:
+def running_stack() -> Stack:
     url = os.environ.get("DATABASE_URL")
     if not url:
         pytest.fail(
@@ -58,34 +57,44 @@ def stack() -> Stack:
     )
 
 
+@pytest.fixture(scope="session")
+def stack() -> Stack:
+    return running_stack()
+
+
 def _with_database(url: str, name: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
+async def create_database(admin_url: str) -> str:
+    """A fresh database on the suite's server, migrated; returns its URL."""
+    name = f"leadloop_test_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    url = _with_database(admin_url, name)
+    await apply_migrations(url)
+    return url
+
+
+async def drop_database(admin_url: str, url: str) -> None:
+    name = urlsplit(url).path.lstrip("/")
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
 @pytest.fixture
 def database_url(stack: Stack) -> Iterator[str]:
     """A fresh, migrated database for one test; dropped afterwards."""
-    name = f"leadloop_test_{uuid.uuid4().hex[:12]}"
-
-    async def create() -> None:
-        conn = await asyncpg.connect(stack.admin_url)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-        await apply_migrations(_with_database(stack.admin_url, name))
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(stack.admin_url)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
-    yield _with_database(stack.admin_url, name)
-    asyncio.run(drop())
+    url = asyncio.run(create_database(stack.admin_url))
+    yield url
+    asyncio.run(drop_database(stack.admin_url, url))
 
 
 @pytest.fixture
