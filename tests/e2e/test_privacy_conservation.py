@@ -1,0 +1,195 @@
+"""A canary person goes through the whole system, and the same traffic is sent twice.
+
+Afterwards the canary's email, phone and name are nowhere but PostgreSQL and the PII
+topics (leads.raw, leads.rejected): not in any service's log, not on /metrics, not in a
+reject header, not on any downstream topic. And conservation holds per source, on
+/metrics and in PostgreSQL alike: received = accepted + duplicate + rejected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+from tests.support.kafka import collect, free_port_base
+from tests.support.processes import ServiceGroup, service_env
+
+from leadloop.settings import KafkaSettings
+from leadloop.simulate import generate_leads
+from leadloop.topics import REGISTRY, qualified
+
+pytestmark = pytest.mark.e2e
+
+CANARY_EMAIL = "zz.canary.7731@example.org"
+CANARY_PHONE_E164 = "+8613987654321"
+CANARY_PHONE_TYPED = "139-8765-4321"
+CANARY_NAME = "雀鸟金丝"
+# Every form in which the canary could leak.
+NEEDLES = (CANARY_EMAIL, "zz.canary.7731", "13987654321", "139-8765-4321", CANARY_NAME)
+SOURCES = ("web_form", "lead_ads", "wechat", "trade_show_csv", "referral")
+
+
+@pytest.fixture
+def services(
+    database_url: str, kafka_settings: KafkaSettings, tmp_path: Path
+) -> Iterator[ServiceGroup]:
+    env = service_env(
+        database_url,
+        kafka_settings.bootstrap_servers,
+        kafka_settings.topic_prefix,
+        tmp_path / "data",
+        LEADLOOP_CONSECUTIVE_INVALID_LIMIT="0",
+    )
+    group = ServiceGroup(env=env, port_base=free_port_base(), log_dir=tmp_path)
+    group.start()
+    try:
+        group.wait_ready()
+        yield group
+    finally:
+        group.stop()
+
+
+def canary_records() -> list[tuple[bytes | None, bytes]]:
+    person = {
+        "email": CANARY_EMAIL.upper(),
+        "phone": CANARY_PHONE_TYPED,
+        "name": CANARY_NAME,
+        "country": "CN",
+    }
+    records = [
+        {"source": "web_form", "source_lead_id": "canary-1", **person},
+        # The same person again: merged into the open lead.
+        {"source": "referral", "source_lead_id": "canary-2", **person},
+        # Invalid email carrying the canary: the reject detail must not echo it.
+        {
+            "source": "wechat",
+            "source_lead_id": "canary-3",
+            "email": f"{CANARY_NAME}@@x",
+            "phone": CANARY_PHONE_TYPED,
+        },
+        # The canary as an attribute key and value.
+        {
+            "source": "web_form",
+            "source_lead_id": "canary-4",
+            "email": "other@example.com",
+            "attributes": {CANARY_EMAIL: CANARY_NAME, "x" * 65: 1},
+        },
+    ]
+    return [
+        (f"{r['source']}:{r['source_lead_id']}".encode(), json.dumps(r).encode()) for r in records
+    ]
+
+
+def scrape(group: ServiceGroup) -> str:
+    with urllib.request.urlopen(group.url("metrics", "/metrics"), timeout=5) as r:
+        return str(r.read().decode())
+
+
+def per_source(text: str) -> dict[str, Counter[str]]:
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for line in text.splitlines():
+        if not line.startswith("leadloop_leads_") or "{" not in line:
+            continue
+        name, rest = line.split("{", 1)
+        labels, value = rest.rsplit("} ", 1)
+        pairs = dict(part.split("=", 1) for part in labels.split(",") if "=" in part)
+        if "source" not in pairs:
+            continue
+        source = pairs["source"].strip('"')
+        kind = name.removeprefix("leadloop_leads_").removesuffix("_total")
+        counts[source][kind] += int(float(value))
+    return counts
+
+
+async def test_the_canary_stays_in_postgres_and_every_record_is_counted_once(
+    services: ServiceGroup,
+    kafka_settings: KafkaSettings,
+    database_url: str,
+) -> None:
+    k = kafka_settings
+    traffic = generate_leads(4242, 1500) + canary_records()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=k.bootstrap_servers, acks="all", max_request_size=2_000_000
+    )
+    await producer.start()
+    try:
+        for _ in range(2):  # the same input twice: the second pass changes nothing
+            futures = [
+                await producer.send(qualified("leads.raw", k.topic_prefix), value, key=key)
+                for key, value in traffic
+            ]
+            await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    sent = 2 * len(traffic)
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        deadline = time.monotonic() + 180
+        while await conn.fetchval("SELECT count(*) FROM ingest_outcomes") < sent:
+            assert time.monotonic() < deadline, "ingest did not settle"
+            await asyncio.sleep(0.5)
+        rows = await conn.fetch(
+            "SELECT source, outcome, count(*) AS n FROM ingest_outcomes GROUP BY 1, 2"
+        )
+        # canary-1 and canary-2 travel on different partitions: whichever came first is
+        # the lead, the other is merged into it.
+        stored = await conn.fetch(
+            "SELECT email, phone, name FROM leads WHERE source_lead_id IN ('canary-1', 'canary-2')"
+        )
+        merged = await conn.fetchval(
+            "SELECT count(*) FROM lead_merges WHERE source_lead_id IN ('canary-1', 'canary-2')"
+        )
+    finally:
+        await conn.close()
+    assert len(stored) == 1
+    assert dict(stored[0]) == {
+        "email": CANARY_EMAIL,
+        "phone": CANARY_PHONE_E164,
+        "name": CANARY_NAME,
+    }
+    assert merged == 1
+
+    truth: dict[str, Counter[str]] = defaultdict(Counter)
+    for r in rows:
+        source = r["source"] if r["source"] in SOURCES else "other"
+        truth[source][r["outcome"]] += r["n"]
+        truth[source]["received"] += r["n"]
+    assert sum(c["received"] for c in truth.values()) == sent
+    assert sum(c["accepted"] for c in truth.values()) <= len(traffic), "second pass: no new lead"
+
+    deadline = time.monotonic() + 60
+    while True:
+        served = per_source(await asyncio.to_thread(scrape, services))
+        if served == truth or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(1)
+    assert served == truth, "/metrics equals PostgreSQL, per source and outcome"
+    for source, c in served.items():
+        assert c["received"] == c["accepted"] + c["duplicate"] + c["rejected"], source
+
+    # Let the SLA clocks and assignments run a moment, then look everywhere.
+    await asyncio.sleep(3)
+    metrics_text = await asyncio.to_thread(scrape, services)
+    for needle in NEEDLES:
+        assert needle not in metrics_text, f"canary on /metrics: {needle}"
+        for name in ("ingest", "assignment", "sla-monitor", "metrics"):
+            assert needle.lower() not in services.log(name, tail=None).lower(), (
+                f"canary in {name}'s log: {needle}"
+            )
+    for spec in REGISTRY:
+        records = await collect(k, spec.name, 0, within=1)
+        for r in records:
+            header_text = " ".join(v.decode(errors="replace") for _, v in r.headers)
+            for needle in NEEDLES:
+                assert needle not in header_text, f"canary in a header on {spec.name}"
+                if not spec.contains_pii:
+                    assert needle not in r.value.decode(errors="replace"), f"canary on {spec.name}"
