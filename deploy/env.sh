@@ -17,6 +17,8 @@ if [ ! -f "$env" ]; then
       echo "export DATABASE_URL='$("$here/postgres/pg.sh" url)'"
     fi
     echo "export LEADLOOP_IDENTITY_PEPPER='$(secret)'"
+    # Webhook secrets for the local stack's signed POST /v1/leads/{source}.
+    echo "export LEADLOOP_WEBHOOK_SECRETS='{\"web_form\": \"$(secret)\", \"lead_ads\": \"$(secret)\"}'"
     echo "export LEADLOOP_KAFKA__BOOTSTRAP_SERVERS='${LEADLOOP_KAFKA__BOOTSTRAP_SERVERS:-127.0.0.1:${LEADLOOP_KAFKA_PORT:-19092}}'"
   } > "$env"
   chmod 600 "$env"
