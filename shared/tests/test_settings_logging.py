@@ -23,7 +23,7 @@ from leadloop.logging import (
 )
 from leadloop.settings import ConfigError, ServiceSettings, load, require_secret
 
-DB_PASSWORD = "hunter2-Sup3rS3cret"  # noqa: S105 - a fake secret the tests check is never echoed
+DB_PASSWORD = "hunter2-Sup3rS3cret"
 GOOD_URL = f"postgresql://leadloop:{DB_PASSWORD}@127.0.0.1:5432/leadloop"
 
 

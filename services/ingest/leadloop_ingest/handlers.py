@@ -64,23 +64,34 @@ class IngestGuard:
         self.halted_at: Position | None = None
 
     def split(self, proposed: Decided) -> tuple[Decided, Decided]:
-        """The proposals to apply now and the ones held back by a halt."""
-        by_partition: dict[tuple[str, int], Decided] = {}
-        for item in proposed:
-            pos = item[0].position
-            by_partition.setdefault((pos.topic, pos.partition), []).append(item)
-        allowed: Decided = []
-        held: Decided = []
-        for tp, items in by_partition.items():
-            rejected = [o.outcome is IngestOutcome.REJECTED for o, _ in items]
+        """The proposals to apply now and the ones held back by a halt, both in batch
+        order (resolving depends on it: an original before its copies)."""
+        by_partition: dict[tuple[str, int], list[bool]] = {}
+        for outcome, _ in proposed:
+            tp = (outcome.position.topic, outcome.position.partition)
+            by_partition.setdefault(tp, []).append(outcome.outcome is IngestOutcome.REJECTED)
+        cuts: dict[tuple[str, int], int] = {}
+        for tp, rejected in by_partition.items():
             cut, run = halt_index(rejected, self._runs.get(tp, 0), self.limit)
             self._runs[tp] = run
-            if cut is None:
-                allowed.extend(items)
+            if cut is not None:
+                cuts[tp] = cut
+        if not cuts:
+            return proposed, []
+        allowed: Decided = []
+        held: Decided = []
+        seen: dict[tuple[str, int], int] = {}
+        for item in proposed:
+            pos = item[0].position
+            tp = (pos.topic, pos.partition)
+            index = seen.get(tp, 0)
+            seen[tp] = index + 1
+            if tp in cuts and index >= cuts[tp]:
+                held.append(item)
+                if self.halted_at is None:
+                    self.halted_at = pos
             else:
-                allowed.extend(items[:cut])
-                held.extend(items[cut:])
-                self.halted_at = self.halted_at or items[cut][0].position
+                allowed.append(item)
         return allowed, held
 
     async def wait_for_resume(self) -> None:

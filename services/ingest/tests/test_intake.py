@@ -77,9 +77,12 @@ def run(records: list[RawRecord], now: datetime = NOW) -> Decided:
 
 
 def test_the_same_idempotency_key_twice_in_a_batch_is_accepted_then_duplicate() -> None:
+    from leadloop_ingest.domain.dedupe import resolve
+
     first = raw(lead(email="a@example.com"), 10)
     again = raw(lead(email="changed@example.com", company="Other"), 11)
-    (o1, l1), (o2, l2) = run([first, again])
+    resolved = resolve(run([first, again]), Known(stored={}, people=[]))
+    (o1, l1, _), (o2, l2, _) = resolved
     assert o1.outcome is IngestOutcome.ACCEPTED
     assert l1 is not None
     assert o1.lead_id == l1.lead_id == lead_id_for("web_form", "wf-1")

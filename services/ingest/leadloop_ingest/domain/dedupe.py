@@ -12,8 +12,9 @@ a lead for one person):
   previous owner, so assignment can route them back;
 - otherwise → a new lead.
 
-Records earlier in the same batch count as known, so a person twice in one batch gives
-one lead and one merge.
+Records earlier in the same batch count as known, so a record twice in one batch gives
+one lead and one redelivery, and a person twice gives one lead and one merge — in
+whatever order and subset of a batch ``resolve`` is given.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def resolve(
                 outcome = replace(outcome, lead_id=final)
             out.append((outcome, lead, None))
             continue
-        stored = known.stored.get(lead.lead_id)
+        stored = ended_as.get(lead.lead_id) or known.stored.get(lead.lead_id)
         if stored is not None:
             ended_as[lead.lead_id] = stored
             out.append((replace(as_duplicate(outcome), lead_id=stored), None, None))

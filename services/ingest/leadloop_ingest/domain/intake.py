@@ -129,8 +129,12 @@ def decide(
     pepper: bytes,
     now: datetime,
 ) -> list[tuple[OutcomeRecord, LeadRecord | None]]:
-    """One proposed outcome per record, in input order."""
-    seen: dict[tuple[str, str], str] = {}
+    """One proposed outcome per record, in input order.
+
+    Every valid record is proposed as a new lead; which copy of an idempotency key
+    or of a person wins is ``dedupe.resolve``'s decision, made in one place whatever
+    order or subset of the batch it is given.
+    """
     out: list[tuple[OutcomeRecord, LeadRecord | None]] = []
     for rec in records:
         verdict = validate(rec.value, limits, rec.source_hint)
@@ -153,12 +157,7 @@ def decide(
             )
             continue
         raw = verdict.raw
-        idem = (raw.source, raw.source_lead_id)
-        lead_id = lead_id_for(*idem)
-        if idem in seen:
-            out.append((_duplicate(rec.position, raw.source, lead_id, event_id, now), None))
-            continue
-        seen[idem] = lead_id
+        lead_id = lead_id_for(raw.source, raw.source_lead_id)
         lead = _lead(verdict, rec, lead_id, weights, pepper, now)
         outcome = OutcomeRecord(
             position=rec.position,
