@@ -63,6 +63,11 @@ lint: venv ## ruff, mypy, import-linter, schema check
 unit: venv ## unit tests only (no broker, no database)
 	$(VENV)/bin/pytest -m "not integration and not e2e" $(PYTEST_ARGS)
 
+# Not the bench/ directory: a command, run every time.
+.PHONY: bench
+bench: stack-up ## benchmarks on the real stack (BENCH_ARGS='--leads 20000 --runs 5')
+	@. $(STATE)/env && $(PY) -m bench.ingest_throughput $(BENCH_ARGS)
+
 test: stack-up lint ## the whole suite against the real Kafka and PostgreSQL
 	@. $(STATE)/env && $(VENV)/bin/pytest $(PYTEST_ARGS)
 

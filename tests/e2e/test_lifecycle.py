@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,12 @@ def test_make_up_twice_runs_one_of_each_and_make_down_leaves_nothing(tmp_path: P
     finally:
         _make("down", env)
 
+    # pg_ctl's -w returns once the pid file is gone; the postmaster may need a moment
+    # more to exit, so allow a few seconds before calling anything left behind.
+    deadline = time.monotonic() + 10
     left = {name: pid for name, pid in first.items() if _alive(pid)}
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = {name: pid for name, pid in left.items() if _alive(pid)}
     assert not left, f"still running after make down: {left}"
     assert not _processes_mentioning(str(state)), "a process still uses the state folder"
