@@ -16,5 +16,7 @@ class SlaSettings(ServiceSettings):
     http: HttpSettings = HttpSettings(port=18083)
     #: SLA policies and their escalation ladders.
     policies_file: Path = Path("config/sla.yaml")
+    #: Business calendars per team (time zone, working hours, holidays, make-up days).
+    calendars_file: Path = Path("config/calendars.yaml")
     #: How often due clocks are looked for; a step fires at most this late.
     tick_seconds: Annotated[float, Field(gt=0, le=60)] = 0.5

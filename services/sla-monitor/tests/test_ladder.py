@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -224,14 +224,17 @@ def test_exactly_the_steps_due_by_now_fire(p: Policy, elapsed: float) -> None:
     now = START + timedelta(seconds=elapsed)
     fired, next_at = due_steps(clock(), p, now)
     limit = deadline(START, p)
-    expected = [
-        s for s in p.ladder if limit + timedelta(seconds=s.after_seconds) <= now
-    ]  # offsets are sorted, so the due ones are a prefix
+
+    def due(step: LadderStep) -> datetime:
+        # A step is due limit + offset after the start, summed before rounding to µs.
+        return START + timedelta(seconds=p.limit_seconds + step.after_seconds)
+
+    expected = [s for s in p.ladder if due(s) <= now]  # offsets sorted: a prefix is due
     assert [s.level for s in fired] == [s.level for s in expected]
     if now < limit:
         assert fired == []
     if len(fired) < len(p.ladder):
-        assert next_at == limit + timedelta(seconds=p.ladder[len(fired)].after_seconds)
+        assert next_at == due(p.ladder[len(fired)])
     else:
         assert next_at is None
 
@@ -292,3 +295,47 @@ def test_escalation_events_for_firing_and_resolved_share_the_escalation_id() -> 
         "mgr-1",
     )
     assert (firing.policy_id, firing.kind) == ("fr-hot", EscalationKind.FIRST_RESPONSE)
+
+
+def test_ladder_steps_count_business_time_of_the_teams_calendar() -> None:
+    """Friday 17:55 in Shanghai, a 15-minute limit: due Monday 09:10, and a step 30
+    business minutes later is due Monday 09:40 — not over the weekend."""
+    from pathlib import Path
+
+    import yaml
+
+    from leadloop_sla_monitor.domain.calendar import BusinessCalendar
+    from leadloop_sla_monitor.domain.ladder import step_due_at
+
+    config = yaml.safe_load(Path("config/calendars.yaml").read_text(encoding="utf-8"))
+    office = BusinessCalendar.model_validate(
+        {**config["calendars"]["cn-default"], "holidays": [], "workdays": {}}
+    )
+    policy = Policy.model_validate(
+        {
+            "policy_id": "fr",
+            "kind": "first_response",
+            "limit_seconds": 15 * 60,
+            "ladder": [
+                {"level": 1, "after_seconds": 0, "action": "remind_owner"},
+                {"level": 2, "after_seconds": 30 * 60, "action": "notify_manager"},
+            ],
+        }
+    )
+    shanghai = timezone(timedelta(hours=8))
+    friday = datetime(2025, 3, 7, 17, 55, tzinfo=shanghai)
+    c = Clock(
+        lead_id="l",
+        kind=EscalationKind.FIRST_RESPONSE,
+        cycle="a",
+        policy_id="fr",
+        owner_id="r",
+        team_id="team-cn",
+        manager_id=None,
+        started_at=friday,
+        next_level=1,
+    )
+    assert step_due_at(c, policy, 1, office) == datetime(2025, 3, 10, 9, 10, tzinfo=shanghai)
+    assert step_due_at(c, policy, 2, office) == datetime(2025, 3, 10, 9, 40, tzinfo=shanghai)
+    saturday_noon = datetime(2025, 3, 8, 12, 0, tzinfo=shanghai)
+    assert due_steps(c, policy, saturday_noon, office)[0] == []

@@ -24,6 +24,7 @@ from leadloop.events import (
     Stage,
     StageChanged,
 )
+from leadloop_sla_monitor.domain.calendar import CalendarSet
 from leadloop_sla_monitor.domain.ladder import (
     QUALIFYING_ACTIVITIES,
     Clock,
@@ -48,9 +49,10 @@ ON CONFLICT DO NOTHING
 
 
 class ClockStore:
-    def __init__(self, pool: asyncpg.Pool, policies: PolicySet) -> None:
+    def __init__(self, pool: asyncpg.Pool, policies: PolicySet, calendars: CalendarSet) -> None:
         self._pool = pool
         self._policies = policies
+        self._calendars = calendars
 
     async def apply(self, inputs: Sequence[Input], now: datetime) -> int:
         """Apply input events once each; return how many were new."""
@@ -108,7 +110,7 @@ class ClockStore:
             clock.team_id,
             clock.manager_id,
             clock.started_at,
-            step_due_at(clock, policy, 1),
+            step_due_at(clock, policy, 1, self._calendars.for_team(clock.team_id)),
             touched if answered else None,
             "touched" if answered else None,
         )
@@ -159,7 +161,7 @@ class ClockStore:
             policy = self._policies.by_id(clock.policy_id)
             for level in range(1, clock.next_level):
                 step = policy.ladder[level - 1]
-                due = step_due_at(clock, policy, level)
+                due = step_due_at(clock, policy, level, self._calendars.for_team(clock.team_id))
                 assert due is not None
                 fired = await conn.fetchrow(
                     "SELECT breached_at FROM escalations WHERE escalation_id = $1 "
@@ -195,7 +197,9 @@ class ClockStore:
             for row in rows:
                 clock = _clock(row)
                 policy = self._policies.by_id(clock.policy_id)
-                steps, next_due = due_steps(clock, policy, now)
+                steps, next_due = due_steps(
+                    clock, policy, now, self._calendars.for_team(clock.team_id)
+                )
                 for step in steps:
                     await self._insert(
                         conn,

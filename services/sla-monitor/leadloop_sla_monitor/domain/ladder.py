@@ -3,13 +3,14 @@
 A clock is due at ``started_at + limit``; ladder step *n* is due ``offset_n`` after
 that. ``due_steps`` returns the steps that have come due since the last one fired, in
 order, so a worker that was down for an hour fires every missed step once on restart.
-Times are wall-clock here; business calendars plug into ``deadline``.
+Times are business time of the team's calendar (``calendar.py``); the default calendar
+counts every second.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -21,8 +22,10 @@ from leadloop.events import (
     EscalationStatus,
     deterministic_id,
 )
+from leadloop_sla_monitor.domain.calendar import BusinessCalendar, due_at
 
 __all__ = [
+    "ROUND_THE_CLOCK",
     "Clock",
     "LadderStep",
     "Policy",
@@ -99,27 +102,56 @@ class StepDue:
     due_at: datetime
 
 
-def deadline(started_at: datetime, policy: Policy) -> datetime:
-    return started_at + timedelta(seconds=policy.limit_seconds)
+#: Every second counts: wall-clock SLAs, and the calendar of teams that have none.
+ROUND_THE_CLOCK = BusinessCalendar.model_validate(
+    {
+        "timezone": "UTC",
+        "weekly": {
+            day: ["00:00-24:00"]
+            for day in (
+                "monday",
+                "tuesday",
+                "wednesday",
+                "thursday",
+                "friday",
+                "saturday",
+                "sunday",
+            )
+        },
+    }
+)
 
 
-def step_due_at(clock: Clock, policy: Policy, level: int) -> datetime | None:
+def deadline(
+    started_at: datetime, policy: Policy, calendar: BusinessCalendar = ROUND_THE_CLOCK
+) -> datetime:
+    """When the clock runs out: ``limit_seconds`` of the team's business time."""
+    return due_at(started_at, policy.limit_seconds, calendar)
+
+
+def step_due_at(
+    clock: Clock, policy: Policy, level: int, calendar: BusinessCalendar = ROUND_THE_CLOCK
+) -> datetime | None:
     step = policy.step(level)
     if step is None:
         return None
-    return deadline(clock.started_at, policy) + timedelta(seconds=step.after_seconds)
+    # One sum, not deadline + offset: an offset of 0 after an 18:00 deadline is 18:00,
+    # not the next morning.
+    return due_at(clock.started_at, policy.limit_seconds + step.after_seconds, calendar)
 
 
-def due_steps(clock: Clock, policy: Policy, now: datetime) -> tuple[list[StepDue], datetime | None]:
+def due_steps(
+    clock: Clock, policy: Policy, now: datetime, calendar: BusinessCalendar = ROUND_THE_CLOCK
+) -> tuple[list[StepDue], datetime | None]:
     """Steps due at ``now`` from ``clock.next_level`` on, and when the next one is due
     (None once the ladder is exhausted)."""
     fired: list[StepDue] = []
     level = clock.next_level
-    while (at := step_due_at(clock, policy, level)) is not None and at <= now:
+    while (at := step_due_at(clock, policy, level, calendar)) is not None and at <= now:
         step = policy.ladder[level - 1]
         fired.append(StepDue(level=level, action=step.action, due_at=at))
         level += 1
-    return fired, step_due_at(clock, policy, level)
+    return fired, step_due_at(clock, policy, level, calendar)
 
 
 def escalation_id(clock: Clock, level: int) -> str:

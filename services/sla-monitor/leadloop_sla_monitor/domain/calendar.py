@@ -1,0 +1,438 @@
+"""Business calendars: how much working time lies between two instants, and when a limit runs out.
+
+A calendar has a time zone, weekly working hours (per weekday, a list of local wall-time
+intervals), ``holidays`` (dates with no working time whatever their weekday) and
+``workdays`` (dates with working time whatever their weekday: China's make-up working
+days, or a short day). SLA clocks count only working time:
+``due_at(start, 900, calendar)`` is when 15 working minutes have passed after ``start``.
+
+The module is pure: no I/O beyond the stdlib's tz database, no clock reads. Every
+instant in and out is an aware ``datetime``; results are in UTC. Arithmetic is exact to
+the microsecond (durations are ``timedelta``s inside), and costs O(days spanned): each
+local date contributes at most a few UTC spans, computed once and cached.
+
+Daylight saving time. Working hours are local wall time, and an interval of date D
+covers exactly the instants whose local wall time falls inside it on date D — the same
+answer as looking at every minute's local time. So:
+
+* a wall time skipped by a spring-forward gap counts as the transition instant: on a day
+  that jumps from 02:00 to 03:00, ``02:30-04:00`` starts at 03:00 and lasts one hour,
+  and ``01:00-02:30`` ends at 02:00 (local, before the jump);
+* wall times repeated by a fall-back fold count both times: on a day that repeats
+  01:00-02:00, ``01:00-03:00`` lasts three hours, and ``00:30-01:30`` covers 00:30-01:30
+  plus the repeated 01:00-01:30 (two UTC spans).
+
+Python's own ``fold=0`` reading is deliberately not used: it would move a time in the
+gap forward by the length of the gap and count only the first pass through a fold.
+Typical office hours never touch a transition (they happen at night), but calendars
+with night shifts, or zones that switch at midnight, get the same exact answer.
+Assumed of the tz database: offsets change at most once in any six hours.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import re
+from collections.abc import Iterator, Mapping
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from functools import lru_cache
+from itertools import pairwise
+from typing import Annotated, Any, NamedTuple, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "BusinessCalendar",
+    "CalendarSet",
+    "DayHours",
+    "Interval",
+    "Weekday",
+    "WeeklyHours",
+    "business_seconds_between",
+    "due_at",
+    "is_working",
+    "next_working_instant",
+]
+
+_DAY_SECONDS = 86_400
+_DAY = timedelta(days=1)
+_SECOND = timedelta(seconds=1)
+#: Offset samples this far apart find every transition (tzdb never changes twice in 6 h).
+_SAMPLE = timedelta(hours=6)
+
+Span = tuple[datetime, datetime]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Weekday(StrEnum):
+    MONDAY = "monday"
+    TUESDAY = "tuesday"
+    WEDNESDAY = "wednesday"
+    THURSDAY = "thursday"
+    FRIDAY = "friday"
+    SATURDAY = "saturday"
+    SUNDAY = "sunday"
+
+
+class Interval(NamedTuple):
+    """Working time within one local day: ``[start, end)`` in seconds after local midnight.
+
+    ``end`` may be 86400 (24:00). Written as ``"09:00-12:00"`` or ``"09:00:30-12:00"``.
+    """
+
+    start: int
+    end: int
+
+    @property
+    def label(self) -> str:
+        return f"{_clock_label(self.start)}-{_clock_label(self.end)}"
+
+
+_INTERVAL = re.compile(
+    r"^\s*(\d{1,2}):(\d{2})(?::(\d{2}))?\s*-\s*(\d{1,2}):(\d{2})(?::(\d{2}))?\s*$"
+)
+
+
+def _clock_label(seconds: int) -> str:
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h:02d}:{m:02d}" + (f":{s:02d}" if s else "")
+
+
+def _seconds(h: str, m: str, s: str | None) -> int:
+    hours, minutes, secs = int(h), int(m), int(s or 0)
+    if minutes > 59 or secs > 59 or hours > 24 or (hours == 24 and minutes + secs):
+        raise ValueError(f"{h}:{m}{':' + s if s else ''} is not a time of day (00:00 to 24:00)")
+    return hours * 3600 + minutes * 60 + secs
+
+
+def _parse_interval(value: object) -> Interval:
+    if isinstance(value, Interval):
+        start, end = value
+    elif isinstance(value, str):
+        match = _INTERVAL.match(value)
+        if match is None:
+            raise ValueError(f"{value!r}: expected a local interval like '09:00-12:00'")
+        start, end = _seconds(*match.group(1, 2, 3)), _seconds(*match.group(4, 5, 6))
+    else:
+        # YAML 1.1 reads an unquoted 13:00 as the integer 780: refuse to guess.
+        raise ValueError(f"{value!r}: expected a string like '09:00-12:00'")
+    if not 0 <= start < end <= _DAY_SECONDS:
+        raise ValueError(f"{value!r}: an interval must start before it ends, within one day")
+    return Interval(start, end)
+
+
+def _check_day(intervals: tuple[Interval, ...]) -> tuple[Interval, ...]:
+    ordered = tuple(sorted(intervals))
+    for before, after in pairwise(ordered):
+        if after.start < before.end:
+            raise ValueError(f"working intervals {before.label} and {after.label} overlap")
+    return ordered
+
+
+IntervalField = Annotated[
+    Interval,
+    PlainValidator(_parse_interval, json_schema_input_type=str),
+    PlainSerializer(lambda i: i.label, return_type=str),
+]
+#: One day's working intervals, sorted and non-overlapping (touching is fine).
+DayHours = Annotated[tuple[IntervalField, ...], AfterValidator(_check_day)]
+
+
+class WeeklyHours(_Frozen):
+    """Working intervals per weekday; a day left out has none."""
+
+    monday: DayHours = ()
+    tuesday: DayHours = ()
+    wednesday: DayHours = ()
+    thursday: DayHours = ()
+    friday: DayHours = ()
+    saturday: DayHours = ()
+    sunday: DayHours = ()
+
+    def on(self, weekday: Weekday | int) -> tuple[Interval, ...]:
+        """The intervals of a weekday (a name, or 0 = Monday as in ``date.weekday()``)."""
+        name = weekday if isinstance(weekday, Weekday) else list(Weekday)[weekday]
+        hours: tuple[Interval, ...] = getattr(self, name.value)
+        return hours
+
+
+def _to_date(value: object) -> date:
+    if isinstance(value, datetime):
+        raise ValueError(f"{value!r}: expected a date, not a date and time")
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        return date.fromisoformat(value.strip())
+    raise ValueError(f"{value!r}: expected a date like 2025-01-28")
+
+
+def _expand_dates(value: object) -> object:
+    """Accept dates and inclusive ranges ``"2025-01-28..2025-02-04"``."""
+    if not isinstance(value, list | tuple | set | frozenset):
+        return value
+    days: set[date] = set()
+    for item in value:
+        if isinstance(item, str) and ".." in item:
+            first, last = (_to_date(part) for part in item.split("..", 1))
+            if last < first:
+                raise ValueError(f"{item!r}: a date range must not end before it starts")
+            days.update(first + timedelta(days=n) for n in range((last - first).days + 1))
+        else:
+            days.add(_to_date(item))
+    return days
+
+
+def _date_keys(value: object) -> object:
+    if isinstance(value, Mapping):
+        return {_to_date(k): v for k, v in value.items()}
+    return value
+
+
+class BusinessCalendar(_Frozen):
+    """A team's working time: time zone, weekly hours, holidays and make-up workdays.
+
+    ``workdays`` maps a date to the hours it has instead of its weekday's: the name of a
+    weekday whose hours it borrows (China's make-up Saturday "works as a Monday"), or an
+    explicit interval list (a short day). A date may not be both a holiday and a workday.
+    """
+
+    #: IANA time zone name, e.g. "Asia/Shanghai".
+    timezone: str
+    weekly: WeeklyHours
+    holidays: Annotated[frozenset[date], BeforeValidator(_expand_dates)] = frozenset()
+    workdays: Annotated[
+        dict[date, Weekday | Annotated[DayHours, Field(min_length=1)]],
+        BeforeValidator(_date_keys),
+    ] = Field(default_factory=dict)
+
+    _week: tuple[tuple[Interval, ...], ...] = PrivateAttr(default=())
+    _dates: dict[date, tuple[Interval, ...]] = PrivateAttr(default_factory=dict)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if not any(self.weekly.on(day) for day in Weekday):
+            raise ValueError("weekly hours are empty: no limit would ever come due")
+        both = sorted(self.holidays & self.workdays.keys())
+        if both:
+            raise ValueError(f"dates both holiday and workday: {', '.join(map(str, both))}")
+        for day, hours in self.workdays.items():
+            if isinstance(hours, Weekday) and not self.weekly.on(hours):
+                raise ValueError(f"workday {day} works as {hours.value}, which has no hours")
+        return self
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._week = tuple(self.weekly.on(day) for day in Weekday)
+        dates: dict[date, tuple[Interval, ...]] = dict.fromkeys(self.holidays, ())
+        for day, hours in self.workdays.items():
+            dates[day] = self.weekly.on(hours) if isinstance(hours, Weekday) else hours
+        self._dates = dates
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)  # zoneinfo caches instances by key
+
+    def hours_on(self, day: date) -> tuple[Interval, ...]:
+        """The local working intervals of a date, holidays and workdays applied."""
+        hours = self._dates.get(day)
+        return self._week[day.weekday()] if hours is None else hours
+
+
+_CALENDAR_ID = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+
+
+class CalendarSet(_Frozen):
+    """Named calendars and which team uses which; teams not listed use ``default``."""
+
+    calendars: Annotated[dict[_CALENDAR_ID, BusinessCalendar], Field(min_length=1)]
+    default: str
+    teams: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_ids(self) -> Self:
+        unknown = sorted({self.default, *self.teams.values()} - self.calendars.keys())
+        if unknown:
+            raise ValueError(f"unknown calendars: {', '.join(unknown)}")
+        return self
+
+    def for_team(self, team_id: str) -> BusinessCalendar:
+        return self.calendars[self.teams.get(team_id, self.default)]
+
+
+# --- the arithmetic ----------------------------------------------------------------------
+
+
+def due_at(start: datetime, business_seconds: float, calendar: BusinessCalendar) -> datetime:
+    """The first instant (UTC) at which ``business_seconds`` of working time have passed
+    since ``start``.
+
+    Working time before the next working instant does not exist, so a start outside
+    working hours counts from the next working instant, and ``due_at(start, 0)`` is
+    ``next_working_instant(start)``. A limit that runs out exactly at the end of a working
+    interval is due at that end (18:00 Friday, not 09:00 Monday). ``business_seconds``
+    is rounded to the microsecond.
+    """
+    remaining = _duration(business_seconds)
+    for begin, end in _spans(_utc(start), calendar):
+        if remaining <= end - begin:
+            return begin + remaining
+        remaining -= end - begin
+    raise AssertionError("unreachable: a calendar has working time every week")
+
+
+def business_seconds_between(a: datetime, b: datetime, calendar: BusinessCalendar) -> float:
+    """Working seconds in ``[a, b)``; negative when ``b`` is before ``a``.
+
+    The inverse of ``due_at``: ``business_seconds_between(t, due_at(t, s)) == s``.
+    """
+    a, b = _utc(a), _utc(b)
+    if b < a:
+        return -business_seconds_between(b, a, calendar)
+    total = timedelta()
+    for begin, end in _spans(a, calendar):
+        if begin >= b:
+            break
+        total += min(end, b) - begin
+    return total.total_seconds()
+
+
+def is_working(t: datetime, calendar: BusinessCalendar) -> bool:
+    """Whether ``t`` lies inside working time (intervals are half-open: 18:00 is not)."""
+    t = _utc(t)
+    return next_working_instant(t, calendar) == t
+
+
+def next_working_instant(t: datetime, calendar: BusinessCalendar) -> datetime:
+    """``t`` itself (in UTC) if it is working time, else where working time next begins."""
+    begin, _ = next(_spans(_utc(t), calendar))
+    return begin
+
+
+def _utc(t: datetime) -> datetime:
+    if t.tzinfo is None or t.utcoffset() is None:
+        raise ValueError(f"{t!r} is naive: calendar arithmetic needs aware datetimes")
+    return t.astimezone(UTC)
+
+
+def _duration(seconds: float) -> timedelta:
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"business seconds must be finite and not negative, not {seconds!r}")
+    return timedelta(seconds=seconds)
+
+
+def _spans(t: datetime, calendar: BusinessCalendar) -> Iterator[Span]:
+    """Working time from ``t`` (UTC) on: disjoint UTC spans in order, the first clipped to
+    start no earlier than ``t``. Endless: every week has working time.
+
+    Local dates are visited in order. In a fold a later date's span can come first (a
+    zone that falls back from 00:00 to 23:00), so spans wait in a heap until no later
+    date can produce an earlier one: every instant of local date D lies within one day
+    of D's midnight read as UTC, because a UTC offset is always under 24 hours.
+    """
+    zone_key = calendar.timezone
+    day = t.astimezone(calendar.zone).date() - _DAY
+    pending: list[Span] = []
+    while True:
+        for span in _day_spans(zone_key, day, calendar.hours_on(day)):
+            if span[1] > t:
+                heapq.heappush(pending, span)
+        horizon = _midnight(day)  # spans of later dates all begin after this
+        while pending and pending[0][0] <= horizon:
+            begin, end = heapq.heappop(pending)
+            yield max(begin, t), end
+        day += _DAY
+
+
+def _midnight(day: date) -> datetime:
+    """Local midnight of ``day`` as a wall-clock reading, carried in a UTC datetime."""
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+@lru_cache(maxsize=8192)  # a few MB at most; ~22 years of one calendar
+def _day_spans(zone_key: str, day: date, hours: tuple[Interval, ...]) -> tuple[Span, ...]:
+    """The UTC spans whose local wall time lies in ``hours`` on ``day``, sorted, merged.
+
+    Within a stretch of constant UTC offset ``o``, wall time ``w`` is the instant
+    ``w - o``; each interval is cut against each stretch, which is what makes gaps and
+    folds come out exactly (see the module docstring).
+    """
+    if not hours:
+        return ()
+    midnight = _midnight(day)
+    stretches = _offset_stretches(ZoneInfo(zone_key), midnight - _DAY, midnight + 2 * _DAY)
+    spans: list[Span] = []
+    for interval in hours:
+        wall_start = midnight + timedelta(seconds=interval.start)
+        wall_end = midnight + timedelta(seconds=interval.end)
+        for lo, hi, offset in stretches:
+            begin, end = max(lo, wall_start - offset), min(hi, wall_end - offset)
+            if begin < end:
+                spans.append((begin, end))
+    spans.sort()
+    merged: list[Span] = []
+    for begin, end in spans:
+        if merged and begin <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((begin, end))
+    return tuple(merged)
+
+
+def _offset_stretches(
+    zone: ZoneInfo, lo: datetime, hi: datetime
+) -> list[tuple[datetime, datetime, timedelta]]:
+    """``[lo, hi)`` cut where the zone's UTC offset changes: ``(from, to, offset)``.
+
+    Offsets are sampled every six hours and a change is bisected to the second (tzdb
+    transitions fall on whole seconds).
+    """
+
+    def offset(u: datetime) -> timedelta:
+        value = u.astimezone(zone).utcoffset()
+        assert value is not None  # a ZoneInfo always has one
+        return value
+
+    stretches: list[tuple[datetime, datetime, timedelta]] = []
+    begin, current = lo, offset(lo)
+    probe = lo
+    while probe < hi:
+        before, probe = probe, min(probe + _SAMPLE, hi)
+        if (after := offset(probe)) == current:
+            continue
+        left, right = before, probe  # offset(left) == current != offset(right)
+        while right - left > _SECOND:
+            middle = left + timedelta(seconds=(right - left) // _SECOND // 2)
+            if offset(middle) == current:
+                left = middle
+            else:
+                right = middle
+        stretches.append((begin, right, current))
+        begin, current = right, after
+    stretches.append((begin, hi, current))
+    return stretches
