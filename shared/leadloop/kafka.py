@@ -34,6 +34,7 @@ __all__ = [
     "process_or_die",
     "raw_topic",
     "register_health",
+    "topics_agent",
 ]
 
 log = get_logger(__name__)
@@ -135,6 +136,35 @@ def batch_agent(
             await process_or_die(handle(events), what=name)
 
     app.agent(channel, concurrency=1, name=name)(agent)
+
+
+def topics_agent(
+    app: faust.App,
+    names: Sequence[str],
+    *,
+    prefix: str,
+    name: str,
+    handle: Callable[[list[tuple[str, bytes]]], Awaitable[Any]],
+    batch_size: int,
+    within: float,
+) -> None:
+    """A writing agent over several registry topics that hands ``handle`` batches of
+    (logical topic name, value) pairs: the prefix is the adapter's business, not the
+    handler's."""
+
+    async def by_topic(events: Sequence[faust.EventT[bytes]]) -> Any:
+        return await handle(
+            [(e.message.topic[len(prefix) :], e.message.value or b"") for e in events]
+        )
+
+    batch_agent(
+        app,
+        raw_topic(app, *names, prefix=prefix),
+        name=name,
+        handle=by_topic,
+        batch_size=batch_size,
+        within=within,
+    )
 
 
 async def process_or_die(work: Awaitable[T], *, what: str) -> T:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from leadloop.kafka import batch_agent, raw_topic
+from leadloop.kafka import topics_agent
 from leadloop_metrics.handlers import INPUT_TOPICS, MetricsHandler
 
 __all__ = ["register_agents"]
@@ -23,16 +21,12 @@ def register_agents(
     within: float,
     refresh_seconds: float,
 ) -> None:
-    async def handle(events: Sequence[faust.EventT[bytes]]) -> object:
-        return await handler.handle(
-            [(e.message.topic[len(prefix) :], e.message.value or b"") for e in events]
-        )
-
-    batch_agent(
+    topics_agent(
         app,
-        raw_topic(app, *INPUT_TOPICS, prefix=prefix),
+        tuple(INPUT_TOPICS),
+        prefix=prefix,
         name="metrics-events",
-        handle=handle,
+        handle=handler.handle,
         batch_size=batch_size,
         within=within,
     )

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import faust
 
-from leadloop.kafka import batch_agent, raw_topic
+from leadloop.kafka import topics_agent
 from leadloop_sla_monitor.handlers import SlaHandler
 
 __all__ = ["INPUT_TOPICS", "register_agents"]
@@ -23,16 +21,12 @@ def register_agents(
     within: float,
     tick_seconds: float,
 ) -> None:
-    async def handle(events: Sequence[faust.EventT[bytes]]) -> object:
-        return await handler.handle(
-            [(e.message.topic[len(prefix) :], e.message.value or b"") for e in events]
-        )
-
-    batch_agent(
+    topics_agent(
         app,
-        raw_topic(app, *INPUT_TOPICS, prefix=prefix),
+        tuple(INPUT_TOPICS),
+        prefix=prefix,
         name="sla-monitor-inputs",
-        handle=handle,
+        handle=handler.handle,
         batch_size=batch_size,
         within=within,
     )
