@@ -13,7 +13,7 @@ from leadloop.events import LeadAccepted, LeadAssigned
 from leadloop.logging import get_logger
 from leadloop.messaging import Publisher, event_message
 from leadloop_assignment.adapters.postgres import AssignmentStore
-from leadloop_assignment.domain.planning import assigned_event, plan, teams_involved
+from leadloop_assignment.domain.planning import assigned_event, plan, state_scope
 from leadloop_assignment.domain.routing import Decision, RoutingState
 from leadloop_assignment.domain.rules import RuleSet
 
@@ -35,9 +35,8 @@ class AssignmentHandler:
         if not leads:
             return []
         rules = self.rules()
-        teams = teams_involved(leads, rules)
-        reps = [rep.rep_id for t in teams for rep in rules.team(t).reps]
         now = self.clock.now()
+        scope = state_scope(leads, rules, now)
 
         def planner(
             state: RoutingState, todo: Sequence[LeadAccepted]
@@ -48,7 +47,7 @@ class AssignmentHandler:
             return decisions, new_state, events
 
         events = await retrying(
-            lambda: self.store.assign(leads, teams, reps, planner), what="assign_batch"
+            lambda: self.store.assign(leads, scope, planner), what="assign_batch"
         )
         await self.publisher.publish([event_message(e, key=e.lead_id) for e in events])
         return events

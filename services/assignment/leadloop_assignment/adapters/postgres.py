@@ -1,18 +1,29 @@
-"""PostgreSQL side of assignment: decisions, rotation cursors and rep load change in
-one transaction, with the involved teams' cursor rows locked, so two workers never
-interleave a team's rotation and a redelivered lead is answered from the table."""
+"""PostgreSQL side of assignment: decisions, rotation cursors, rep load, daily intake and
+weighted counts change in one transaction, with the involved teams' cursor rows locked,
+so two workers never interleave a team's state and a redelivered lead is answered from
+the table."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import TypeVar
 
 import asyncpg
 
 from leadloop.events import LeadAccepted, LeadAssigned
+from leadloop.logging import get_logger
+from leadloop_assignment.domain.planning import StateScope
 from leadloop_assignment.domain.routing import Decision, RoutingState
 
 __all__ = ["AssignmentStore", "Planner"]
+
+K = TypeVar("K", bound=Hashable)
+
+log = get_logger(__name__)
+
+#: Attempts at a batch whose leads another worker decided concurrently.
+_ATTEMPTS = 3
 
 #: Given the state under lock and the leads not yet assigned: decisions, new state, events.
 Planner = Callable[
@@ -35,15 +46,30 @@ class AssignmentStore:
         self._pool = pool
 
     async def assign(
-        self,
-        leads: Sequence[LeadAccepted],
-        teams: Sequence[str],
-        reps: Sequence[str],
-        planner: Planner,
+        self, leads: Sequence[LeadAccepted], scope: StateScope, planner: Planner
     ) -> list[LeadAssigned]:
         """The first-assignment event of every lead: new ones decided now, earlier ones
         read back unchanged."""
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                return await self._assign(leads, scope, planner)
+            except asyncpg.exceptions.UniqueViolationError:
+                # Another worker decided one of these leads under other locks (it ran an
+                # older or newer rule set, whose teams differ). Nothing of this attempt
+                # was kept; the next one finds that decision in the table.
+                if attempt == _ATTEMPTS:
+                    raise
+                log.warning("assign_conflict_retry", attempt=attempt)
+        raise AssertionError("unreachable")
+
+    async def _assign(
+        self, leads: Sequence[LeadAccepted], scope: StateScope, planner: Planner
+    ) -> list[LeadAssigned]:
         async with self._pool.acquire() as conn, conn.transaction():
+            # Lock first, then look for earlier decisions: a worker that lost these
+            # partitions mid-transaction may still be deciding the same leads under the
+            # same locks, and its commit is visible to the statements after them.
+            cursors = await self._lock(conn, scope)
             existing = {
                 r["lead_id"]: _event(r)
                 for r in await conn.fetch(
@@ -57,43 +83,70 @@ class AssignmentStore:
             todo = list({lead.lead_id: lead for lead in todo}.values())
             fresh: dict[str, LeadAssigned] = {}
             if todo:
-                state = await self._lock_state(conn, teams, reps)
-                _, new_state, events = planner(state, todo)
-                await self._save(conn, todo, events, state, new_state)
+                state = await self._load_state(conn, scope, cursors)
+                decisions, new_state, events = planner(state, todo)
+                await self._save(conn, todo, decisions, events, state, new_state)
                 fresh = {e.lead_id: e for e in events}
         return [existing.get(lead.lead_id) or fresh[lead.lead_id] for lead in leads]
 
-    async def _lock_state(
-        self, conn: asyncpg.Connection, teams: Sequence[str], reps: Sequence[str]
-    ) -> RoutingState:
+    async def _lock(self, conn: asyncpg.Connection, scope: StateScope) -> dict[str, str]:
+        """Lock the teams' cursor rows (in team order); returns the cursors that are set.
+
+        The lock on a team's cursor row guards all of the team's state: its reps' load,
+        intake and weighted counts are read and written only while it is held."""
         # Rows must exist to be locked; the placeholder cursor '' sorts before every rep.
+        teams = list(scope.teams)
         await conn.execute(
             "INSERT INTO rotation_cursors (team_id, last_rep_id, updated_at) "
             "SELECT t, '', now() FROM unnest($1::text[]) t ON CONFLICT DO NOTHING",
-            list(teams),
+            teams,
         )
-        cursors = await conn.fetch(
+        rows = await conn.fetch(
             "SELECT team_id, last_rep_id FROM rotation_cursors WHERE team_id = ANY($1::text[]) "
             "ORDER BY team_id FOR UPDATE",
-            list(teams),
+            teams,
         )
+        return {r["team_id"]: r["last_rep_id"] for r in rows if r["last_rep_id"]}
+
+    async def _load_state(
+        self, conn: asyncpg.Connection, scope: StateScope, cursors: Mapping[str, str]
+    ) -> RoutingState:
         load = await conn.fetch(
-            "SELECT rep_id, open_leads FROM rep_load WHERE rep_id = ANY($1::text[])", list(reps)
+            "SELECT rep_id, open_leads FROM rep_load WHERE rep_id = ANY($1::text[])",
+            list(scope.reps),
+        )
+        intake = await conn.fetch(
+            "SELECT i.rep_id, i.day, i.assigned FROM rep_daily_intake i "
+            "JOIN unnest($1::text[], $2::date[]) AS k(rep_id, day) "
+            "ON i.rep_id = k.rep_id AND i.day = k.day",
+            [rep for rep, _ in scope.intake],
+            [day for _, day in scope.intake],
+        )
+        weighted = await conn.fetch(
+            "SELECT w.team_id, w.roster_id, w.rep_id, w.assigned FROM weighted_counts w "
+            "JOIN unnest($1::text[], $2::text[]) AS k(team_id, roster_id) "
+            "ON w.team_id = k.team_id AND w.roster_id = k.roster_id",
+            [team for team, _ in scope.rosters],
+            [roster for _, roster in scope.rosters],
         )
         return RoutingState(
-            cursors={r["team_id"]: r["last_rep_id"] for r in cursors if r["last_rep_id"]},
+            cursors=dict(cursors),
             load={r["rep_id"]: r["open_leads"] for r in load},
+            intake={(r["rep_id"], r["day"]): r["assigned"] for r in intake},
+            weighted={(r["team_id"], r["roster_id"], r["rep_id"]): r["assigned"] for r in weighted},
         )
 
     async def _save(
         self,
         conn: asyncpg.Connection,
         leads: Sequence[LeadAccepted],
+        decisions: Sequence[Decision],
         events: Sequence[LeadAssigned],
         before: RoutingState,
         after: RoutingState,
     ) -> None:
         by_lead = {lead.lead_id: lead for lead in leads}
+        records = {d.lead_id: d.record() for d in decisions}
         cols: list[list[object]] = [[] for _ in range(15)]
         for e in events:
             row = (
@@ -106,7 +159,7 @@ class AssignmentStore:
                 e.rule_version,
                 e.strategy.value,
                 e.previous_owner_id,
-                json.dumps({"text": e.reason}),
+                json.dumps(records[e.lead_id]),
                 e.priority.value,
                 e.lead_occurred_at,
                 e.assigned_at,
@@ -130,10 +183,39 @@ class AssignmentStore:
                 "INSERT INTO rep_load (rep_id, team_id, open_leads, assigned_total) "
                 "SELECT rep, team, n, n FROM unnest($1::text[], $2::text[], $3::int[]) "
                 "AS v(rep, team, n) ON CONFLICT (rep_id) DO UPDATE SET "
+                "team_id = EXCLUDED.team_id, "
                 "open_leads = rep_load.open_leads + EXCLUDED.open_leads, "
                 "assigned_total = rep_load.assigned_total + EXCLUDED.assigned_total",
                 *_load_delta(owners),
             )
+        intake = _growth(before.intake, after.intake)
+        if intake:
+            await conn.execute(
+                "INSERT INTO rep_daily_intake (rep_id, day, assigned) "
+                "SELECT * FROM unnest($1::text[], $2::date[], $3::int[]) "
+                "ON CONFLICT (rep_id, day) DO UPDATE SET "
+                "assigned = rep_daily_intake.assigned + EXCLUDED.assigned",
+                [rep for rep, _ in intake],
+                [day for _, day in intake],
+                list(intake.values()),
+            )
+        weighted = _growth(before.weighted, after.weighted)
+        if weighted:
+            await conn.execute(
+                "INSERT INTO weighted_counts (team_id, roster_id, rep_id, assigned) "
+                "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) "
+                "ON CONFLICT (team_id, roster_id, rep_id) DO UPDATE SET "
+                "assigned = weighted_counts.assigned + EXCLUDED.assigned",
+                [team for team, _, _ in weighted],
+                [roster for _, roster, _ in weighted],
+                [rep for _, _, rep in weighted],
+                list(weighted.values()),
+            )
+
+
+def _growth(before: Mapping[K, int], after: Mapping[K, int]) -> dict[K, int]:
+    """How much each count grew (counts only grow within a batch)."""
+    return {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
 
 
 def _load_delta(events: Sequence[LeadAssigned]) -> tuple[list[str], list[str], list[int]]:

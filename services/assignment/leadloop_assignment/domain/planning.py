@@ -1,23 +1,68 @@
 """Planning a batch: decide each lead in order, threading the state through.
 
-Pure: given the state loaded under lock, returns the decisions and the state to save.
+Pure: ``state_scope`` says which state a batch may read and change (the teams whose
+cursor rows are locked, and the load, intake and weighted counts of their reps); given
+that state, loaded under lock, ``plan`` returns the decisions and the state to save.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime
 
-from leadloop.events import LeadAccepted, LeadAssigned, deterministic_id
-from leadloop_assignment.domain.routing import Decision, RoutingState, apply, decide
-from leadloop_assignment.domain.rules import RuleSet, matching_rule
+from leadloop.events import LeadAccepted, LeadAssigned, Strategy, deterministic_id
+from leadloop_assignment.domain.routing import (
+    Decision,
+    RoutingState,
+    apply,
+    decide,
+    intake_day,
+    roster_id,
+)
+from leadloop_assignment.domain.rules import RuleSet, matching_rules
 
-__all__ = ["assigned_event", "plan", "teams_involved"]
+__all__ = ["StateScope", "assigned_event", "plan", "state_scope", "teams_involved"]
+
+
+@dataclass(frozen=True, slots=True)
+class StateScope:
+    """The state a batch's decisions may read and change."""
+
+    #: Sorted, so that every worker takes the cursor row locks in one order.
+    teams: tuple[str, ...]
+    reps: tuple[str, ...]
+    #: (rep_id, day in the rep's team's time zone) whose intake counts are needed.
+    intake: tuple[tuple[str, date], ...]
+    #: (team_id, roster_id) whose weighted counts are needed.
+    rosters: tuple[tuple[str, str], ...]
 
 
 def teams_involved(leads: Sequence[LeadAccepted], rules: RuleSet) -> list[str]:
-    """Teams whose state a batch may change, sorted so locks are taken in one order."""
-    return sorted({matching_rule(lead, rules).team for lead in leads})
+    """Teams whose state a batch may read or change, sorted so locks are taken in one
+    order: the team of every matching rule up to the first that always applies, and the
+    team of a returning lead's previous owner where a sticky rule may send it."""
+    teams: set[str] = set()
+    for lead in leads:
+        for rule in matching_rules(lead, rules):
+            if rule.strategy is not Strategy.STICKY:
+                assert rule.team is not None
+                teams.add(rule.team)
+                break
+            found = rules.rep(lead.previous_owner_id) if lead.previous_owner_id else None
+            if found is not None:
+                teams.add(found[0].team_id)
+    return sorted(teams)
+
+
+def state_scope(leads: Sequence[LeadAccepted], rules: RuleSet, now: datetime) -> StateScope:
+    teams = [rules.team(t) for t in teams_involved(leads, rules)]
+    return StateScope(
+        teams=tuple(t.team_id for t in teams),
+        reps=tuple(r.rep_id for t in teams for r in t.reps),
+        intake=tuple((r.rep_id, intake_day(t, now)) for t in teams for r in t.reps),
+        rosters=tuple((t.team_id, roster_id(t)) for t in teams),
+    )
 
 
 def plan(

@@ -1,38 +1,108 @@
 """``decide(lead, rules, state, now) -> Decision`` and how a decision changes the state.
 
-Round-robin walks a team's reps in rep-id order, starting after the last rep served
-(the cursor), and takes the first eligible one. Because the cursor names a rep rather
-than an index, adding or removing a rep neither resets nor skews the rotation. When no
-rep is eligible the lead goes to the team's pool (owner None, strategy ``pool``).
+Rules are tried in order. The first matching rule that *applies* decides: every strategy
+applies (pooling the lead when nobody is eligible) except ``sticky``, which applies only
+when the previous owner can take the lead; otherwise the next matching rule decides, and
+the decision records the sticky rules passed over and why.
+
+A rep is eligible when active, under capacity (open leads) and under their daily cap
+(leads assigned on the current calendar day of their team's time zone, computed from
+``now``); ``weighted`` also skips reps of weight 0. The strategies:
+
+- ``round_robin`` walks the team's reps in rep-id order, starting after the last rep
+  served (the team's cursor), and takes the first eligible one. Because the cursor names
+  a rep rather than an index, adding or removing a rep neither resets nor skews it.
+- ``weighted`` is a smooth weighted rotation kept by assignment counts alone: the next
+  lead goes to the eligible rep whose next lead is "due" first, ``(n + 1 - δ) / weight``
+  (n: leads the rep got from this team's weighted rotation under the current roster),
+  among the reps not ahead of their share; ties go in rotation order after the cursor.
+  δ = 1 / (2k - 2) for k reps (Tijdeman's chairman assignment), which keeps every rep's
+  count within one lead of ``N · weight / Σ weight`` after every lead N with a stable
+  roster (plain ``(n + 1) / weight`` drifts by up to k - 1). Counts are kept per roster
+  (the set of active reps with a positive weight, and their weights): a new rep or a
+  changed weight starts fresh counts, so a newcomer is not flooded with catch-up leads,
+  and going back to an earlier roster resumes its counts.
+- ``least_loaded`` takes the eligible rep with the fewest open leads; ties go in
+  rotation order after the cursor.
+- ``sticky`` gives a returning customer (``is_returning`` with a ``previous_owner_id``)
+  to the previous owner when that rep is eligible. The rule's ``team`` limits where the
+  previous owner is looked for; without one, any team of the rule set (the lead then
+  joins the owner's team).
+- ``direct`` gives the lead to the rule's ``rep_id``; when that rep is not eligible the
+  lead goes to the pool of the rule's team.
+- ``pool`` always leaves the lead in the team's pool.
+
+The three rotations (round-robin, weighted, least-loaded) move the team's cursor to the
+rep they chose; sticky and direct assignments do not take a rotation turn.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
+from fractions import Fraction
 
 from leadloop.events import AssignmentKind, LeadAccepted, RepStatus, Strategy
-from leadloop_assignment.domain.rules import Rep, RuleSet, Team, matching_rule
+from leadloop_assignment.domain.rules import Rep, Rule, RuleSet, Team, matching_rules
 
-__all__ = ["Candidate", "Decision", "RoutingState", "apply", "decide", "eligibility"]
+__all__ = [
+    "ROTATIONS",
+    "Candidate",
+    "Decision",
+    "PassedRule",
+    "RoutingState",
+    "apply",
+    "decide",
+    "eligibility",
+    "intake_day",
+    "roster_id",
+]
+
+#: Strategies that take a turn in the team's rotation (and move its cursor).
+ROTATIONS = frozenset({Strategy.ROUND_ROBIN, Strategy.WEIGHTED, Strategy.LEAST_LOADED})
 
 
 @dataclass(frozen=True, slots=True)
 class RoutingState:
-    """What decisions depend on besides the rules: cursors and open-lead load."""
+    """What decisions depend on besides the rules and the clock."""
 
-    #: team_id → the rep served last.
+    #: team_id → the rep served last by the team's rotation.
     cursors: Mapping[str, str] = field(default_factory=dict)
     #: rep_id → open leads owned.
     load: Mapping[str, int] = field(default_factory=dict)
+    #: (rep_id, calendar day in the rep's team's time zone) → leads assigned that day.
+    intake: Mapping[tuple[str, date], int] = field(default_factory=dict)
+    #: (team_id, roster_id, rep_id) → leads the team's weighted rotation gave the rep
+    #: while that roster was in force.
+    weighted: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
     rep_id: str
-    #: None when eligible; otherwise why the rep was skipped.
+    #: None when eligible; otherwise why the rep was skipped (a stable code).
     skipped: str | None
+    #: What the strategy compared, for people (e.g. open leads, weighted count).
+    detail: str | None = None
+
+    def describe(self) -> str:
+        if self.skipped:
+            return f"{self.rep_id} ({self.skipped})"
+        if self.detail:
+            return f"{self.rep_id} (eligible, {self.detail})"
+        return f"{self.rep_id} (eligible)"
+
+
+@dataclass(frozen=True, slots=True)
+class PassedRule:
+    """A matching rule that did not apply (a sticky rule whose owner could not take it)."""
+
+    rule_id: str
+    strategy: Strategy
+    why: str
+    candidates: tuple[Candidate, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,43 +117,264 @@ class Decision:
     kind: AssignmentKind
     candidates: tuple[Candidate, ...]
     decided_at: datetime
+    #: Matching rules passed over before this one, with why.
+    passed: tuple[PassedRule, ...] = ()
+    #: The owner's intake day (their team's calendar day at ``decided_at``).
+    day: date | None = None
+    #: The roster a weighted decision counted under.
+    roster: str | None = None
 
     def reason(self) -> str:
         """Human-readable: which rule, which candidates and why each was skipped."""
-        considered = ", ".join(
-            f"{c.rep_id} ({c.skipped})" if c.skipped else f"{c.rep_id} (eligible)"
-            for c in self.candidates
+        considered = ", ".join(c.describe() for c in self.candidates)
+        if self.owner_id:
+            chosen = f"chose {self.owner_id}"
+        elif self.strategy is Strategy.POOL and not self.candidates:
+            chosen = "the rule pools every lead: pooled"
+        else:
+            chosen = "no eligible rep: pooled"
+        passed = "".join(
+            f"rule {p.rule_id} ({p.strategy.value}) did not apply: {p.why}; " for p in self.passed
         )
-        chosen = f"chose {self.owner_id}" if self.owner_id else "no eligible rep: pooled"
         return (
-            f"rule {self.rule_id}@{self.rule_version} → team {self.team_id} by "
+            f"{passed}rule {self.rule_id}@{self.rule_version} → team {self.team_id} by "
             f"{self.strategy.value}; {chosen}; considered: {considered or 'none'}"
         )
 
+    def record(self) -> dict[str, object]:
+        """The decision as stored with the assignment (PostgreSQL jsonb)."""
+        return {
+            "text": self.reason(),
+            "rule_id": self.rule_id,
+            "rule_version": self.rule_version,
+            "strategy": self.strategy.value,
+            "candidates": [_candidate_record(c) for c in self.candidates],
+            "passed": [
+                {
+                    "rule_id": p.rule_id,
+                    "strategy": p.strategy.value,
+                    "why": p.why,
+                    "candidates": [_candidate_record(c) for c in p.candidates],
+                }
+                for p in self.passed
+            ],
+        }
 
-def eligibility(rep: Rep, load: int) -> str | None:
+
+def _candidate_record(c: Candidate) -> dict[str, object]:
+    record: dict[str, object] = {"rep_id": c.rep_id, "skipped": c.skipped}
+    if c.detail:
+        record["detail"] = c.detail
+    return record
+
+
+def eligibility(
+    rep: Rep, load: int, intake_today: int = 0, *, needs_weight: bool = False
+) -> str | None:
     """None when the rep may take a new lead, else the reason they may not."""
     if rep.status is RepStatus.LEFT:
         return "left"
     if rep.status is RepStatus.AWAY:
         return "away"
+    if needs_weight and rep.weight == 0:
+        return "weight_zero"
     if load >= rep.capacity:
         return "at_capacity"
+    if rep.daily_cap is not None and intake_today >= rep.daily_cap:
+        return "daily_cap"
     return None
 
 
+def intake_day(team: Team, now: datetime) -> date:
+    """The calendar day in the team's time zone that daily caps count in."""
+    return now.astimezone(team.zone()).date()
+
+
+def roster_id(team: Team) -> str:
+    """Identifies the team's weighted roster: its active reps with a positive weight."""
+    members = sorted(
+        f"{r.rep_id}:{r.weight}" for r in team.reps if r.status is RepStatus.ACTIVE and r.weight
+    )
+    return hashlib.sha256("\n".join(members).encode()).hexdigest()[:16]
+
+
 def decide(lead: LeadAccepted, rules: RuleSet, state: RoutingState, now: datetime) -> Decision:
-    rule = matching_rule(lead, rules)
-    team = rules.team(rule.team)
-    order = _rotation(team, state.cursors.get(team.team_id))
+    passed: list[PassedRule] = []
+    for rule in matching_rules(lead, rules):
+        if rule.strategy is Strategy.STICKY:
+            decision = _sticky(lead, rule, rules, state, now, passed)
+            if decision is not None:
+                return decision
+            continue
+        assert rule.team is not None  # checked by the rule set
+        team = rules.team(rule.team)
+        decide_in_team = _STRATEGIES[rule.strategy]
+        owner, candidates, roster = decide_in_team(rule, team, state, now)
+        return _decision(lead, rules, rule, team, owner, candidates, now, passed, roster)
+    raise AssertionError("rule sets end with a catch-all rule that is not sticky")
+
+
+def apply(state: RoutingState, decision: Decision) -> RoutingState:
+    """The state after a decision: the owner's load and intake grow; a rotation moves
+    the team's cursor to the owner; a weighted decision counts under its roster."""
+    owner = decision.owner_id
+    if owner is None:
+        return state
+    assert decision.day is not None
+    day_key = (owner, decision.day)
+    new = replace(
+        state,
+        load={**state.load, owner: state.load.get(owner, 0) + 1},
+        intake={**state.intake, day_key: state.intake.get(day_key, 0) + 1},
+    )
+    if decision.strategy in ROTATIONS:
+        new = replace(new, cursors={**new.cursors, decision.team_id: owner})
+    if decision.strategy is Strategy.WEIGHTED and decision.roster is not None:
+        key = (decision.team_id, decision.roster, owner)
+        new = replace(new, weighted={**new.weighted, key: new.weighted.get(key, 0) + 1})
+    return new
+
+
+# --- strategies within a team -------------------------------------------------------------
+
+_Outcome = tuple[str | None, list[Candidate], str | None]
+
+
+def _check(rep: Rep, state: RoutingState, day: date, **kw: bool) -> str | None:
+    today = state.intake.get((rep.rep_id, day), 0)
+    return eligibility(rep, state.load.get(rep.rep_id, 0), today, **kw)
+
+
+def _round_robin(rule: Rule, team: Team, state: RoutingState, now: datetime) -> _Outcome:
+    day = intake_day(team, now)
     candidates: list[Candidate] = []
-    owner: str | None = None
-    for rep in order:
-        skipped = eligibility(rep, state.load.get(rep.rep_id, 0))
+    for rep in _rotation(team, state.cursors.get(team.team_id)):
+        skipped = _check(rep, state, day)
         candidates.append(Candidate(rep.rep_id, skipped))
         if skipped is None:
-            owner = rep.rep_id
-            break
+            return rep.rep_id, candidates, None
+    return None, candidates, None
+
+
+def _weighted(rule: Rule, team: Team, state: RoutingState, now: datetime) -> _Outcome:
+    day = intake_day(team, now)
+    roster = roster_id(team)
+    members = [r for r in team.reps if r.status is RepStatus.ACTIVE and r.weight > 0]
+    counts = {r.rep_id: state.weighted.get((team.team_id, roster, r.rep_id), 0) for r in members}
+    total = sum(r.weight for r in members)
+    lead_no = sum(counts.values()) + 1  # this lead is the roster's N-th weighted lead
+    # δ = slack / scale: 1 / (2k − 2) for k members, 0 for one. Integers keep it exact.
+    scale, slack = (2 * len(members) - 2, 1) if len(members) > 1 else (1, 0)
+
+    candidates: list[Candidate] = []
+    eligible: list[Rep] = []
+    for rep in _rotation(team, state.cursors.get(team.team_id)):
+        skipped = _check(rep, state, day, needs_weight=True)
+        detail = None
+        if skipped is None:
+            eligible.append(rep)
+            detail = f"{counts[rep.rep_id]} so far, weight {rep.weight} of {total}"
+        candidates.append(Candidate(rep.rep_id, skipped, detail))
+    # Not ahead of their share after this lead: n ≤ N·w/W − δ.
+    not_ahead = [
+        r
+        for r in eligible
+        if counts[r.rep_id] * total * scale <= lead_no * r.weight * scale - slack * total
+    ]
+    # The earliest due: min (n + 1 − δ) / w. min() keeps the first of equals, so the
+    # rotation order breaks ties.
+    pick = min(
+        not_ahead or eligible,
+        key=lambda r: Fraction((counts[r.rep_id] + 1) * scale - slack, r.weight),
+        default=None,
+    )
+    return (pick.rep_id if pick else None), candidates, roster
+
+
+def _least_loaded(rule: Rule, team: Team, state: RoutingState, now: datetime) -> _Outcome:
+    day = intake_day(team, now)
+    candidates: list[Candidate] = []
+    pick: Rep | None = None
+    for rep in _rotation(team, state.cursors.get(team.team_id)):
+        skipped = _check(rep, state, day)
+        load = state.load.get(rep.rep_id, 0)
+        candidates.append(
+            Candidate(rep.rep_id, skipped, None if skipped else f"{load}/{rep.capacity} open")
+        )
+        if skipped is None and (pick is None or load < state.load.get(pick.rep_id, 0)):
+            pick = rep
+    return (pick.rep_id if pick else None), candidates, None
+
+
+def _direct(rule: Rule, team: Team, state: RoutingState, now: datetime) -> _Outcome:
+    day = intake_day(team, now)
+    rep = next(r for r in team.reps if r.rep_id == rule.rep_id)  # checked by the rule set
+    skipped = _check(rep, state, day)
+    return (rep.rep_id if skipped is None else None), [Candidate(rep.rep_id, skipped)], None
+
+
+def _pool(rule: Rule, team: Team, state: RoutingState, now: datetime) -> _Outcome:
+    return None, [], None
+
+
+_STRATEGIES = {
+    Strategy.ROUND_ROBIN: _round_robin,
+    Strategy.WEIGHTED: _weighted,
+    Strategy.LEAST_LOADED: _least_loaded,
+    Strategy.DIRECT: _direct,
+    Strategy.POOL: _pool,
+}
+
+
+def _sticky(
+    lead: LeadAccepted,
+    rule: Rule,
+    rules: RuleSet,
+    state: RoutingState,
+    now: datetime,
+    passed: list[PassedRule],
+) -> Decision | None:
+    """The previous owner's decision, or None (and the reason added to ``passed``)."""
+    previous = lead.previous_owner_id
+    if not lead.is_returning or previous is None:
+        passed.append(PassedRule(rule.rule_id, rule.strategy, "no previous owner"))
+        return None
+    found = rules.rep(previous)
+    if found is None or (rule.team is not None and found[0].team_id != rule.team):
+        where = f"team {rule.team}" if rule.team else "the rule set"
+        passed.append(
+            PassedRule(
+                rule.rule_id,
+                rule.strategy,
+                f"previous owner {previous} is not in {where}",
+                (Candidate(previous, "not_in_team" if rule.team else "unknown_rep"),),
+            )
+        )
+        return None
+    team, rep = found
+    skipped = _check(rep, state, intake_day(team, now))
+    candidate = Candidate(rep.rep_id, skipped)
+    if skipped is not None:
+        passed.append(
+            PassedRule(
+                rule.rule_id, rule.strategy, f"previous owner {previous} {skipped}", (candidate,)
+            )
+        )
+        return None
+    return _decision(lead, rules, rule, team, rep.rep_id, [candidate], now, passed, None)
+
+
+def _decision(
+    lead: LeadAccepted,
+    rules: RuleSet,
+    rule: Rule,
+    team: Team,
+    owner: str | None,
+    candidates: Sequence[Candidate],
+    now: datetime,
+    passed: Sequence[PassedRule],
+    roster: str | None,
+) -> Decision:
     return Decision(
         lead_id=lead.lead_id,
         owner_id=owner,
@@ -95,17 +386,9 @@ def decide(lead: LeadAccepted, rules: RuleSet, state: RoutingState, now: datetim
         kind=AssignmentKind.INITIAL if owner else AssignmentKind.POOLED,
         candidates=tuple(candidates),
         decided_at=now,
-    )
-
-
-def apply(state: RoutingState, decision: Decision) -> RoutingState:
-    """The state after a decision: the cursor moves to the owner, whose load grows."""
-    if decision.owner_id is None:
-        return state
-    return replace(
-        state,
-        cursors={**state.cursors, decision.team_id: decision.owner_id},
-        load={**state.load, decision.owner_id: state.load.get(decision.owner_id, 0) + 1},
+        passed=tuple(passed),
+        day=intake_day(team, now) if owner else None,
+        roster=roster if owner else None,
     )
 
 

@@ -1,19 +1,23 @@
 """Rule sets: teams, reps and an ordered list of rules, validated by pydantic.
 
-The first rule whose conditions all hold for a lead wins; its action names a team and
-a strategy. A rule set carries a version that every decision is stamped with.
-Loading from YAML happens in the adapter; this module only defines and checks shape.
+Rules are tried in order; the first rule whose conditions all hold for a lead and that
+applies decides (only a ``sticky`` rule can match and not apply: then the next matching
+rule decides). Its action names a team and a strategy. A rule set carries a version
+that every decision is stamped with. Loading from YAML happens in the adapter; this
+module only defines and checks shape.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from leadloop.events import LeadAccepted, RepStatus, Strategy
 
-__all__ = ["Condition", "Rep", "Rule", "RuleSet", "Team", "matching_rule"]
+__all__ = ["Condition", "Rep", "Rule", "RuleSet", "Team", "matching_rule", "matching_rules"]
 
 
 class _Frozen(BaseModel):
@@ -55,22 +59,45 @@ class Condition(_Frozen):
 class Rep(_Frozen):
     rep_id: str
     status: RepStatus = RepStatus.ACTIVE
+    #: Most open leads the rep may own.
     capacity: Annotated[int, Field(ge=0)] = 100
+    #: Share in ``weighted`` rotation (0: never gets a weighted lead). Other strategies
+    #: ignore it.
     weight: Annotated[int, Field(ge=0)] = 1
+    #: Most new leads per calendar day in the team's time zone (None: no daily cap).
+    daily_cap: Annotated[int, Field(ge=0)] | None = None
 
 
 class Team(_Frozen):
     team_id: str
     manager_id: str | None = None
+    #: IANA time zone whose calendar day the reps' daily caps count in.
+    timezone: str = "UTC"
     reps: tuple[Rep, ...]
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)  # cached by zoneinfo: no file read after the first
 
 
 class Rule(_Frozen):
     rule_id: str
     #: Lead attribute name → condition; all must hold. Empty matches every lead.
     when: dict[str, Condition] = Field(default_factory=dict)
-    team: str
+    #: The team the rule routes to. Optional for ``sticky`` only: without it the previous
+    #: owner is looked for in every team of the rule set; with it, only in that team.
+    team: str | None = None
     strategy: Strategy = Strategy.ROUND_ROBIN
+    #: The rep a ``direct`` rule names (a member of ``team``); only for ``direct``.
+    rep_id: str | None = None
 
 
 #: Lead attributes a rule may test.
@@ -105,25 +132,60 @@ class RuleSet(_Frozen):
         rep_ids = [r.rep_id for t in self.teams for r in t.reps]
         if len(set(rep_ids)) != len(rep_ids):
             raise ValueError("a rep belongs to exactly one team")
+        rule_ids = [r.rule_id for r in self.rules]
+        if len(set(rule_ids)) != len(rule_ids):
+            raise ValueError("rule ids must be unique")
         for rule in self.rules:
-            if rule.team not in team_ids:
-                raise ValueError(f"rule {rule.rule_id} names unknown team {rule.team}")
-            unknown = set(rule.when) - RULE_ATTRIBUTES
-            if unknown:
-                raise ValueError(f"rule {rule.rule_id} tests unknown attributes {sorted(unknown)}")
-        if self.rules[-1].when:
+            _check_rule(rule, {t.team_id: t for t in self.teams})
+        last = self.rules[-1]
+        if last.when:
             raise ValueError("the last rule must match every lead (an empty 'when')")
+        if last.strategy is Strategy.STICKY:
+            raise ValueError("the last rule cannot be sticky: a sticky rule may fall through")
         return self
 
     def team(self, team_id: str) -> Team:
         return next(t for t in self.teams if t.team_id == team_id)
 
+    def rep(self, rep_id: str) -> tuple[Team, Rep] | None:
+        """The rep and their team, or None when no team of this rule set has them."""
+        for team in self.teams:
+            for rep in team.reps:
+                if rep.rep_id == rep_id:
+                    return team, rep
+        return None
+
+
+def _check_rule(rule: Rule, teams: dict[str, Team]) -> None:
+    name = f"rule {rule.rule_id}"
+    if rule.team is None and rule.strategy is not Strategy.STICKY:
+        raise ValueError(f"{name} needs a team (only a sticky rule may leave it out)")
+    if rule.team is not None and rule.team not in teams:
+        raise ValueError(f"{name} names unknown team {rule.team}")
+    if rule.strategy is Strategy.DIRECT:
+        if rule.rep_id is None:
+            raise ValueError(f"{name} is direct and needs a rep_id")
+        assert rule.team is not None
+        if rule.rep_id not in {r.rep_id for r in teams[rule.team].reps}:
+            raise ValueError(f"{name} names rep {rule.rep_id}, who is not in team {rule.team}")
+    elif rule.rep_id is not None:
+        raise ValueError(f"{name}: rep_id is only for the direct strategy")
+    unknown = set(rule.when) - RULE_ATTRIBUTES
+    if unknown:
+        raise ValueError(f"{name} tests unknown attributes {sorted(unknown)}")
+
+
+def matching_rules(lead: LeadAccepted, rules: RuleSet) -> Iterator[Rule]:
+    """Every rule whose conditions all hold, in order (the last matches everything)."""
+    for rule in rules.rules:
+        if all(cond.holds(_attribute(lead, name)) for name, cond in rule.when.items()):
+            yield rule
+
 
 def matching_rule(lead: LeadAccepted, rules: RuleSet) -> Rule:
     """The first rule whose conditions all hold (the last rule matches everything)."""
-    for rule in rules.rules:
-        if all(cond.holds(_attribute(lead, name)) for name, cond in rule.when.items()):
-            return rule
+    for rule in matching_rules(lead, rules):
+        return rule
     raise AssertionError("rule sets end with a catch-all rule")
 
 
