@@ -1,0 +1,623 @@
+"""assignment under faults: `kill -9` of the only worker, rebalances between two workers
+and a frozen worker that wakes up after the other took over — every accepted lead still
+gets exactly one first decision, published as stored, routed by the rules, and
+round-robin stays fair to ±1 per team.
+
+The real broker, the real database, assignment as child processes; each test ends with
+the independent checker (``tests/support/checker.py``), whose comparison logic is unit
+tested at the top of this module. A worker that exits on its own (not killed by the
+test) fails the test too, with its last critical log line.
+
+Size: ``LEADLOOP_FAULT_SCALE`` leads (default 100,000, the size issue 4 names: about a
+minute on two cores) for the `kill -9` test; the two-worker test runs 30 % of that.
+Lower it for a quick run; a soak (``make soak``) raises it.
+
+The workers get ``BROKER_SESSION_TIMEOUT=10`` (faust reads it from the environment):
+a `kill -9`ed member then leaves the consumer group after 10 s instead of 60 s, so each
+restart costs seconds, and a frozen worker is evicted within the test's time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from tests.support.checker import (
+    AssignmentReport,
+    Published,
+    Stored,
+    check_assignment,
+    compare_assignment,
+)
+from tests.support.kafka import free_port_base
+from tests.support.processes import ServiceGroup, service_env
+
+from leadloop.events import LeadAccepted, Priority
+from leadloop.settings import KafkaSettings
+from leadloop.topics import qualified
+
+SCALE = int(os.environ.get("LEADLOOP_FAULT_SCALE", "100000"))
+TEAMS = 10
+REPS_PER_TEAM = 20
+SESSION_TIMEOUT_S = 10
+CATCH_ALL_TEAM = "team-00"
+#: Per-test limit: generous for the default size, growing with a soak's.
+TIMEOUT_S = 300 + SCALE // 200
+
+
+# --- the checker's comparison, on hand-made inputs (unit tests) -------------------------
+
+
+def stored(lead: str, owner: str | None = "r1", team: str = "t1", kind: str = "initial") -> Stored:
+    return Stored(lead_id=lead, kind=kind, owner_id=owner, team_id=team)
+
+
+def published(
+    lead: str, owner: str | None = "r1", team: str = "t1", kind: str = "initial", aid: str = ""
+) -> Published:
+    return Published(
+        assignment_id=aid or f"a-{lead}", lead_id=lead, kind=kind, owner_id=owner, team_id=team
+    )
+
+
+def test_checker_finds_nothing_wrong_with_a_clean_run_and_its_redeliveries() -> None:
+    report = compare_assignment(
+        ["l1", "l2", "l2"],  # leads.accepted may carry a lead twice (producer retry)
+        [stored("l1"), stored("l2", owner=None, kind="pooled")],
+        [published("l1"), published("l1"), published("l2", owner=None, kind="pooled")],
+    )
+    assert report.problems == {}
+    assert (report.accepted, report.stored, report.published) == (2, 2, 3)
+
+
+def test_checker_reports_lost_duplicated_unpublished_and_unknown_leads() -> None:
+    report = compare_assignment(
+        ["l1", "l2", "l3"],
+        [stored("l1"), stored("l1", owner="r2"), stored("l3"), stored("ghost")],
+        [published("l1"), published("ghost")],
+    )
+    assert report.lost == ("l2",)
+    assert report.duplicated == ("l1",)
+    assert report.unpublished == ("l3",)
+    assert report.unknown == ("ghost",)
+
+
+def test_checker_reports_two_decisions_on_the_topic_and_disagreement_with_the_table() -> None:
+    report = compare_assignment(
+        ["l1", "l2", "l3"],
+        [stored("l1"), stored("l2"), stored("l3")],
+        [
+            published("l1", aid="a"),
+            published("l1", aid="b"),  # same owner, another assignment: two decisions
+            published("l2", owner="r9"),  # not the owner PostgreSQL has
+            published("l3"),
+            published("l3", owner="r2", kind="reassigned"),  # a later move is not a conflict
+        ],
+    )
+    assert report.conflicting == ("l1",)
+    assert report.disagreeing == ("l2",)
+    assert set(report.problems) == {"conflicting", "disagreeing"}
+
+
+def test_checker_counts_rotation_per_rep_including_reps_who_got_nothing() -> None:
+    roster = {"t1": ["r1", "r2", "r3"], "t2": ["r4"]}
+    rows = [stored("l1", "r1"), stored("l2", "r2"), stored("l3", "r1"), stored("l4", "r1")]
+    report = compare_assignment(["l1", "l2", "l3", "l4"], rows, [], roster=roster)
+    assert report.fairness["t1"].counts == {"r1": 3, "r2": 1, "r3": 0}
+    assert report.fairness["t1"].spread == 3
+    assert report.fairness["t2"].spread == 0
+    assert report.max_spread == 3
+    assert "unfair t1" in report.summary()
+
+
+def test_checker_reports_owners_outside_the_roster_and_leads_routed_to_another_team() -> None:
+    report = compare_assignment(
+        ["l1", "l2", "l3"],
+        [stored("l1", "r1"), stored("l2", "r4"), stored("l3", "r2")],
+        [],
+        roster={"t1": ["r1", "r2"]},
+        expected_team={"l1": "t1", "l2": "t1", "l3": "t2"},
+    )
+    assert report.misrouted == ("l2", "l3")
+
+
+# --- the scenario: 10 teams × 20 reps, round-robin, leads routed by campaign -------------
+
+
+def roster() -> dict[str, list[str]]:
+    return {
+        f"team-{t:02d}": [f"rep-{t:02d}-{r:02d}" for r in range(REPS_PER_TEAM)]
+        for t in range(TEAMS)
+    }
+
+
+def campaigns(team: int) -> list[str]:
+    return [f"cmp-{team:02d}-{k}" for k in range(3)]
+
+
+def rules_yaml(version: str) -> str:
+    lines = [f'version: "{version}"', "teams:"]
+    for team, reps in roster().items():
+        lines.append(f"  - team_id: {team}")
+        lines.append("    reps:")
+        lines.extend(f"      - {{rep_id: {rep}, capacity: 10000000}}" for rep in reps)
+    lines.append("rules:")
+    for t in range(TEAMS):
+        lines.append(f"  - rule_id: campaign-{t:02d}")
+        lines.append(f"    when: {{campaign: {{in: [{', '.join(campaigns(t))}]}}}}")
+        lines.append(f"    team: team-{t:02d}")
+        lines.append("    strategy: round_robin")
+    lines.append("  - rule_id: catch-all")
+    lines.append(f"    team: {CATCH_ALL_TEAM}")
+    lines.append("    strategy: round_robin")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Workload:
+    records: list[tuple[bytes, bytes]]
+    #: lead id → the team the rules route it to.
+    teams: dict[str, str]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+def workload(n: int, seed: int) -> Workload:
+    """``n`` accepted leads, unevenly spread over the teams; 5 % match no campaign."""
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    records: list[tuple[bytes, bytes]] = []
+    teams: dict[str, str] = {}
+    weights = [t + 1 for t in range(TEAMS)]
+    for i in range(n):
+        lead_id = f"lead-{seed}-{i:07d}"
+        if rng.random() < 0.05:
+            campaign, team = None, CATCH_ALL_TEAM
+        else:
+            t = rng.choices(range(TEAMS), weights)[0]
+            campaign, team = rng.choice(campaigns(t)), f"team-{t:02d}"
+        event = LeadAccepted(
+            event_id=f"accepted-{lead_id}",
+            occurred_at=now,
+            lead_id=lead_id,
+            source="faults",
+            source_lead_id=str(i),
+            accepted_at=now,
+            campaign=campaign,
+            score=rng.randint(0, 100),
+            priority=rng.choice(list(Priority)),
+        )
+        records.append((lead_id.encode(), event.model_dump_json().encode()))
+        teams[lead_id] = team
+    return Workload(records, teams)
+
+
+async def produce(kafka: KafkaSettings, records: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka.bootstrap_servers,
+        acks="all",
+        linger_ms=50,
+        max_batch_size=1024 * 1024,
+    )
+    await producer.start()
+    try:
+        topic = qualified("leads.accepted", kafka.topic_prefix)
+        futures = [await producer.send(topic, value, key=key) for key, value in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+# --- workers -------------------------------------------------------------------------
+
+
+@dataclass
+class Workers:
+    """Assignment workers in one consumer group, each its own ServiceGroup (own ports,
+    data dir and log). A worker that exits without being killed by the test is a
+    crash: it is recorded (exit code, last critical log line) and restarted, and the
+    test fails."""
+
+    env: dict[str, str]
+    root: Path
+    groups: dict[str, ServiceGroup] = field(default_factory=dict)
+    crashes: list[str] = field(default_factory=list)
+    #: Exit codes of the last ``stop``.
+    stopped: dict[str, int] = field(default_factory=dict)
+
+    def add(self, name: str, **env: str) -> None:
+        log_dir = self.root / name
+        log_dir.mkdir(parents=True, exist_ok=True)
+        env = {**self.env, "LEADLOOP_DATA_DIR": str(log_dir / "data"), **env}
+        self.groups[name] = ServiceGroup(env=env, port_base=free_port_base(), log_dir=log_dir)
+        self.groups[name].start("assignment")
+
+    def wait_ready(self) -> None:
+        for group in self.groups.values():
+            group.wait_ready("assignment", timeout=120)
+
+    def pid(self, name: str) -> int:
+        return self.groups[name].procs["assignment"].pid
+
+    def kill_and_restart(self, name: str) -> None:
+        group = self.groups[name]
+        group.signal("assignment", signal.SIGKILL)
+        group.procs["assignment"].wait()
+        group.start("assignment")
+
+    def watch(self) -> None:
+        """Record and restart crashed workers."""
+        for name, group in self.groups.items():
+            proc = group.procs["assignment"]
+            if proc.poll() is not None:
+                log = group.log("assignment", tail=None).splitlines()
+                why = [line for line in log if '"level": "critical"' in line][-1:] or log[-20:]
+                self.crashes.append(
+                    f"{name} (pid {proc.pid}) exited {proc.returncode}: " + "\n".join(why)
+                )
+                group.start("assignment")
+
+    def stop(self) -> dict[str, int]:
+        """SIGTERM every worker (a paused one is woken first)."""
+        for name, group in self.groups.items():
+            if group.alive("assignment"):
+                group.signal("assignment", signal.SIGCONT)
+            self.stopped[name] = group.stop()["assignment"]
+        return dict(self.stopped)
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {name}\n{group.log('assignment', tail=2000)}"
+            for name, group in self.groups.items()
+        )
+
+
+@pytest.fixture
+def workers(database_url: str, kafka_settings: KafkaSettings, tmp_path: Path) -> Iterator[Workers]:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(rules_yaml("faults.1"))
+    env = service_env(
+        database_url,
+        kafka_settings.bootstrap_servers,
+        kafka_settings.topic_prefix,
+        tmp_path / "data",
+        LEADLOOP_RULES_FILE=str(rules),
+        BROKER_SESSION_TIMEOUT=str(SESSION_TIMEOUT_S),
+        BROKER_HEARTBEAT_INTERVAL="1",
+    )
+    w = Workers(env=env, root=tmp_path)
+    try:
+        yield w
+    finally:
+        w.stop()
+
+
+async def assigned(conn: asyncpg.Connection) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM assignments"))
+
+
+async def progress_to(
+    conn: asyncpg.Connection, workers: Workers, want: float, within: float
+) -> int:
+    """Poll until ``want`` leads have a stored decision; returns the count."""
+    deadline = time.monotonic() + within
+    while (n := await assigned(conn)) < want:
+        workers.watch()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{n} of {want:.0f} assigned after {within}s\n{workers.logs()}")
+        await asyncio.sleep(0.1)
+    return n
+
+
+async def finish(
+    conn: asyncpg.Connection,
+    workers: Workers,
+    kafka: KafkaSettings,
+    database_url: str,
+    load: Workload,
+) -> AssignmentReport:
+    """Wait for every lead, stop the workers (SIGTERM: everything in flight is
+    published), then read everything back with the checker."""
+    await progress_to(conn, workers, len(load), within=TIMEOUT_S / 2)
+    await asyncio.sleep(2)  # anything arriving now would be a second decision
+    workers.watch()
+    workers.stop()
+    return await check_assignment(kafka, database_url, roster=roster(), expected_team=load.teams)
+
+
+def assert_clean(report: AssignmentReport, workers: Workers) -> None:
+    """The checker's verdict, and workers that neither crashed nor stopped uncleanly."""
+    assert workers.crashes == [], "workers crashed:\n" + "\n".join(workers.crashes)
+    assert report.problems == {}, report.summary()
+    assert report.accepted == report.stored, report.summary()
+    spreads = {t: f.spread for t, f in report.fairness.items()}
+    assert report.max_spread <= 1, f"round-robin spread per team {spreads}\n{report.summary()}"
+    assert set(workers.stopped.values()) == {0}, f"unclean stop {workers.stopped}"
+
+
+# --- the fault tests -------------------------------------------------------------------
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(TIMEOUT_S)
+async def test_kill_9_of_the_only_worker_at_20_50_80_percent(
+    workers: Workers, kafka_settings: KafkaSettings, database_url: str
+) -> None:
+    load = workload(SCALE, seed=4)
+    workers.add("w1")
+    workers.wait_ready()
+    producing = asyncio.create_task(produce(kafka_settings, load.records))
+    conn = await asyncpg.connect(database_url)
+    try:
+        started = time.monotonic()
+        killed_at = []
+        for fraction in (0.2, 0.5, 0.8):
+            await progress_to(conn, workers, fraction * len(load), within=TIMEOUT_S / 3)
+            workers.kill_and_restart("w1")
+            killed_at.append(await assigned(conn))
+        await producing
+        report = await finish(conn, workers, kafka_settings, database_url, load)
+        elapsed = time.monotonic() - started
+    finally:
+        producing.cancel()
+        await conn.close()
+    print(f"\n{len(load)} leads, kills at {killed_at}, {elapsed:.0f}s\n{report.summary()}")
+    print(*workers.crashes, sep="\n")
+    assert all(0 < n < len(load) for n in killed_at), killed_at
+    assert_clean(report, workers)
+
+
+class SlowLink:
+    """A TCP proxy between one worker and PostgreSQL that can delay what the worker
+    sends, like a slow network. With a delay, the moments a transaction waits for the
+    worker's next statement last long enough to freeze the worker in one of them.
+
+    It runs its own event loop in a thread: the test's loop blocks now and then (waiting
+    for readiness, for a killed process), and a proxy must not stall with it."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        #: Seconds each chunk from the worker waits; changed by the test at any time.
+        self.delay = 0.0
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._lock = threading.Lock()
+        self._upstream: set[int] = set()
+
+    def session_ports(self) -> list[int]:
+        """The ports PostgreSQL sees as ``client_port`` of the worker's sessions."""
+        with self._lock:
+            return sorted(self._upstream)
+
+    def start(self) -> None:
+        self._thread.start()
+        serving = asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self._server = asyncio.run_coroutine_threadsafe(serving, self._loop).result(10)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+    def close(self) -> None:
+        async def shutdown() -> None:
+            if self._server is not None:
+                self._server.close()
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        try:
+            server_r, server_w = await asyncio.open_connection(*self.target)
+        except OSError:
+            client_w.close()
+            return
+        port = int(server_w.get_extra_info("sockname")[1])
+        with self._lock:
+            self._upstream.add(port)
+        for task in (
+            asyncio.create_task(self._pump(client_r, server_w, delayed=False)),
+            asyncio.create_task(self._pump(server_r, client_w, delayed=True)),
+        ):
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        self._tasks.add(closing := asyncio.create_task(self._forget(server_w, port)))
+        closing.add_done_callback(self._tasks.discard)
+
+    async def _forget(self, server_w: asyncio.StreamWriter, port: int) -> None:
+        try:
+            await server_w.wait_closed()
+        except ConnectionError:
+            pass
+        finally:
+            with self._lock:
+                self._upstream.discard(port)
+
+    async def _pump(
+        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, *, delayed: bool
+    ) -> None:
+        try:
+            while chunk := await src.read(65536):
+                if delayed and self.delay:
+                    await asyncio.sleep(self.delay)
+                dst.write(chunk)
+                await dst.drain()
+        except ConnectionError:
+            pass
+        finally:
+            dst.close()
+
+
+@pytest.fixture
+def slow_link(database_url: str) -> Iterator[SlowLink]:
+    """Requested before ``workers``, so it closes after they stopped."""
+    url = urlsplit(database_url)
+    link = SlowLink(url.hostname or "127.0.0.1", url.port or 5432)
+    link.start()
+    try:
+        yield link
+    finally:
+        link.close()
+
+
+def via(database_url: str, port: int) -> str:
+    url = urlsplit(database_url)
+    credentials = url.netloc.rsplit("@", 1)[0] + "@" if "@" in url.netloc else ""
+    return urlunsplit(url._replace(netloc=f"{credentials}127.0.0.1:{port}"))
+
+
+async def wait_caught_up(kafka: KafkaSettings, within: float) -> None:
+    """Until the workers' consumer group (the only one under the test's topic prefix)
+    has committed every record of ``leads.accepted``."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap_servers)
+    await admin.start()
+    await consumer.start()
+    try:
+        topic = qualified("leads.accepted", kafka.topic_prefix)
+        (described,) = await admin.describe_topics([topic])
+        tps = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+        deadline = time.monotonic() + within
+        while True:
+            groups = [g[0] for g in await admin.list_consumer_groups()]
+            (group,) = [g for g in groups if g.startswith(kafka.topic_prefix)]
+            committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+            ends = await consumer.end_offsets(tps)
+            behind = {
+                tp.partition: ends[tp] - (committed[tp].offset if tp in committed else 0)
+                for tp in tps
+            }
+            if not any(behind.values()):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{group} still behind after {within}s: {behind}")
+            await asyncio.sleep(0.5)
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+#: Where a worker's PostgreSQL session can be when it is frozen (pg_stat_activity).
+#: Holding its writes: a transaction that has written or locked rows (it has an xid) —
+#: the other worker waits for those rows. Between read and write: a transaction that has
+#: read but neither written nor locked anything — the other worker is free to decide the
+#: same leads meanwhile, and the frozen one acts on what it read when it wakes up.
+FREEZE_POINTS = {
+    "holding its writes": "backend_xid IS NOT NULL",
+    "between read and write": (
+        "state = 'idle in transaction' AND backend_xid IS NULL AND query !~* '^\\s*begin'"
+    ),
+}
+
+
+async def session_in(conn: asyncpg.Connection, link: SlowLink, where: str) -> str | None:
+    """The last statement of a PostgreSQL session of the worker behind ``link`` that
+    matches ``where`` (None when no session does)."""
+    query = await conn.fetchval(
+        "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 60) FROM pg_stat_activity "
+        f"WHERE client_port = ANY($1::int[]) AND {where} LIMIT 1",
+        link.session_ports(),
+    )
+    return None if query is None else str(query).strip()
+
+
+async def freeze_when(
+    conn: asyncpg.Connection, workers: Workers, name: str, link: SlowLink, where: str
+) -> str | None:
+    """SIGSTOP worker ``name`` (connected through ``link``) while one of its PostgreSQL
+    sessions matches ``where``; returns that session's last statement once confirmed
+    with the worker frozen. After 15 s without a confirmed hit the worker is frozen
+    anyway and None is returned."""
+    group = workers.groups[name]
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if await session_in(conn, link, where):
+            group.signal("assignment", signal.SIGSTOP)
+            await asyncio.sleep(0.2)  # what the link still carried has arrived
+            if statement := await session_in(conn, link, where):
+                return statement
+            group.signal("assignment", signal.SIGCONT)
+        await asyncio.sleep(0.001)
+    group.signal("assignment", signal.SIGSTOP)
+    return None
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(TIMEOUT_S)
+async def test_two_workers_with_rebalances_and_a_zombie_worker(
+    slow_link: SlowLink, workers: Workers, kafka_settings: KafkaSettings, database_url: str
+) -> None:
+    load = workload(SCALE * 3 // 10, seed=7)
+    workers.add("w1", DATABASE_URL=via(database_url, slow_link.port))
+    workers.add("w2")
+    workers.wait_ready()
+    half, three_quarters = len(load) // 2, len(load) * 3 // 4
+    producing = asyncio.create_task(produce(kafka_settings, load.records[:half]))
+    conn = await asyncpg.connect(database_url)
+    try:
+        started = time.monotonic()
+        # Half of the leads with rebalances: w2 is killed five times; each restart joins
+        # the group again, and the next kill comes after the restarted worker joined.
+        killed_at = []
+        for fraction in (0.06, 0.14, 0.22, 0.3, 0.38):
+            await progress_to(conn, workers, fraction * len(load), within=TIMEOUT_S / 4)
+            workers.kill_and_restart("w2")
+            killed_at.append(await assigned(conn))
+            await asyncio.sleep(4)
+        await producing
+        await progress_to(conn, workers, half, within=TIMEOUT_S / 4)
+        # A quarter each with a zombie: w1 is frozen past its session timeout, so the
+        # group evicts it and w2 takes its partitions over from the last committed
+        # offsets; then w1 wakes up with its batch in hand. First while w1 holds written,
+        # uncommitted rows: w2 waits for them, and w1 commits after it lost its
+        # partitions. Then between reading and writing anything: w2 decides the leads w1
+        # was deciding, and w1 goes on deciding them when it wakes up. A slow link between
+        # w1 and PostgreSQL makes that moment last long enough to freeze w1 in it.
+        pauses = []
+        for (start, end), point, delay in (
+            ((half, three_quarters), "holding its writes", 0.0),
+            ((three_quarters, len(load)), "between read and write", 0.03),
+        ):
+            # Nothing left to redeliver: the batch w1 is frozen with holds fresh leads.
+            await wait_caught_up(kafka_settings, within=60)
+            await produce(kafka_settings, load.records[start:end])
+            slow_link.delay = delay
+            statement = await freeze_when(conn, workers, "w1", slow_link, FREEZE_POINTS[point])
+            slow_link.delay = 0.0
+            frozen_at = await assigned(conn)
+            await asyncio.sleep(SESSION_TIMEOUT_S + 6)
+            woke_at = await assigned(conn)
+            workers.groups["w1"].signal("assignment", signal.SIGCONT)
+            pauses.append((point, statement, frozen_at, woke_at))
+            await progress_to(conn, workers, end, within=TIMEOUT_S / 4)
+        report = await finish(conn, workers, kafka_settings, database_url, load)
+        elapsed = time.monotonic() - started
+    finally:
+        producing.cancel()
+        await conn.close()
+    print(f"\n{len(load)} leads, w2 killed at {killed_at}, {elapsed:.0f}s")
+    for point, statement, frozen_at, woke_at in pauses:
+        print(f"w1 frozen {point} (after {statement!r}) at {frozen_at}, woke at {woke_at}")
+    print(report.summary(), *workers.crashes, sep="\n")
+    assert all(0 < n < len(load) for n in killed_at), killed_at
+    assert all(statement for _, statement, _, _ in pauses), f"not frozen as planned: {pauses}"
+    assert_clean(report, workers)
