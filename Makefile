@@ -9,7 +9,7 @@ PACKAGES := shared/leadloop services/ingest/leadloop_ingest services/assignment/
 	services/sla-monitor/leadloop_sla_monitor services/metrics/leadloop_metrics
 PYTEST_ARGS ?=
 
-.PHONY: help venv system stack-up stack-down up down status demo test lint unit clean logs
+.PHONY: help venv system stack-up stack-down up down status demo test lint unit clean logs soak
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -67,6 +67,10 @@ unit: venv ## unit tests only (no broker, no database)
 .PHONY: bench
 bench: stack-up ## benchmarks on the real stack (BENCH_ARGS='--leads 20000 --runs 5')
 	@. $(STATE)/env && $(PY) -m bench.ingest_throughput $(BENCH_ARGS)
+
+soak: stack-up ## the fault tests at a larger scale (LEADLOOP_FAULT_SCALE, default 500000 leads)
+	@. $(STATE)/env && LEADLOOP_FAULT_SCALE=$${LEADLOOP_FAULT_SCALE:-500000} \
+	  $(VENV)/bin/pytest tests/faults --timeout 7200 $(PYTEST_ARGS)
 
 test: stack-up lint ## the whole suite against the real Kafka and PostgreSQL
 	@. $(STATE)/env && $(VENV)/bin/pytest $(PYTEST_ARGS)
