@@ -13,8 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -108,12 +107,6 @@ async def retrying(
             log.warning("postgres_retry", what=what, attempt=attempt, error=type(exc).__name__)
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_delay)
-
-
-@asynccontextmanager
-async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
-    async with pool.acquire() as conn:
-        yield conn
 
 
 async def apply_migrations(url: str, directory: Path | None = None) -> list[str]:

@@ -236,7 +236,7 @@ class LeadStore:
         if not lead_ids:
             return {}
         rows = await conn.fetch("SELECT * FROM leads WHERE lead_id = ANY($1::text[])", lead_ids)
-        return {r["lead_id"]: _lead_from_row(r, topic=None) for r in rows}
+        return {r["lead_id"]: _lead_from_row(r) for r in rows}
 
 
 def _merge_row(m: Merge, now: datetime) -> tuple[Any, ...]:
@@ -286,7 +286,7 @@ def _outcome_columns(outcomes: list[OutcomeRecord]) -> list[list[Any]]:
     ]
 
 
-def _lead_from_row(r: asyncpg.Record, topic: str | None) -> LeadRecord:
+def _lead_from_row(r: asyncpg.Record) -> LeadRecord:
     attributes = r["attributes"]
     return LeadRecord(
         lead_id=r["lead_id"],
@@ -306,5 +306,7 @@ def _lead_from_row(r: asyncpg.Record, topic: str | None) -> LeadRecord:
         occurred_at=r["occurred_at"],
         accepted_at=r["accepted_at"],
         accepted_event_id=r["accepted_event_id"],
-        position=Position(topic or "", r["raw_partition"], r["raw_offset"]),
+        # The table keeps partition and offset only; a replayed lead's events never use
+        # the topic of the record that created it.
+        position=Position("", r["raw_partition"], r["raw_offset"]),
     )
