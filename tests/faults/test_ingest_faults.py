@@ -148,7 +148,7 @@ async def test_postgres_outage_pauses_ingest_which_resumes_by_itself(
     database_url: str, kafka_settings: KafkaSettings, tmp_path: Path, producer: AIOKafkaProducer
 ) -> None:
     if not _private_cluster():
-        pytest.skip("stops PostgreSQL: only run against the private cluster started by make test")
+        pytest.skip(reason="stops PostgreSQL: only run against the private cluster of make test")
     total = 20_000
     records = generate_leads(777, total)
     group = start_ingest(database_url, kafka_settings, tmp_path)
