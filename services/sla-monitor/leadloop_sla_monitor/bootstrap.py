@@ -7,12 +7,12 @@ import faust
 import yaml
 
 from leadloop import settings as settings_mod
+from leadloop.calendar import CalendarSet
 from leadloop.clock import SystemClock
 from leadloop.kafka import FaustPublisher
 from leadloop.runtime import run_service
 from leadloop_sla_monitor.adapters.kafka import register_agents
 from leadloop_sla_monitor.adapters.postgres import ClockStore
-from leadloop_sla_monitor.domain.calendar import CalendarSet
 from leadloop_sla_monitor.domain.ladder import PolicySet
 from leadloop_sla_monitor.handlers import SlaHandler
 from leadloop_sla_monitor.settings import SlaSettings

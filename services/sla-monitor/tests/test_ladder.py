@@ -304,7 +304,7 @@ def test_ladder_steps_count_business_time_of_the_teams_calendar() -> None:
 
     import yaml
 
-    from leadloop_sla_monitor.domain.calendar import BusinessCalendar
+    from leadloop.calendar import BusinessCalendar
     from leadloop_sla_monitor.domain.ladder import step_due_at
 
     config = yaml.safe_load(Path("config/calendars.yaml").read_text(encoding="utf-8"))

@@ -14,6 +14,7 @@ from datetime import datetime
 
 import asyncpg
 
+from leadloop.calendar import CalendarSet
 from leadloop.events import (
     ActivityRecorded,
     EscalationAction,
@@ -24,7 +25,6 @@ from leadloop.events import (
     Stage,
     StageChanged,
 )
-from leadloop_sla_monitor.domain.calendar import CalendarSet
 from leadloop_sla_monitor.domain.ladder import (
     QUALIFYING_ACTIVITIES,
     Clock,

@@ -3,7 +3,7 @@
 A clock is due at ``started_at + limit``; ladder step *n* is due ``offset_n`` after
 that. ``due_steps`` returns the steps that have come due since the last one fired, in
 order, so a worker that was down for an hour fires every missed step once on restart.
-Times are business time of the team's calendar (``calendar.py``); the default calendar
+Times are business time of the team's calendar (``leadloop.calendar``); the default calendar
 counts every second.
 """
 
@@ -15,6 +15,7 @@ from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from leadloop.calendar import BusinessCalendar, due_at
 from leadloop.events import (
     EscalationAction,
     EscalationKind,
@@ -22,7 +23,6 @@ from leadloop.events import (
     EscalationStatus,
     deterministic_id,
 )
-from leadloop_sla_monitor.domain.calendar import BusinessCalendar, due_at
 
 __all__ = [
     "ROUND_THE_CLOCK",

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from leadloop_sla_monitor.domain.calendar import (
+from leadloop.calendar import (
     BusinessCalendar,
     CalendarSet,
     Interval,
