@@ -30,7 +30,7 @@ from leadloop.calendar import (
     next_working_instant,
 )
 
-CONFIG = Path(__file__).resolve().parents[3] / "config" / "calendars.yaml"
+CONFIG = Path(__file__).resolve().parents[2] / "config" / "calendars.yaml"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NEW_YORK = ZoneInfo("America/New_York")
 MINUTE = timedelta(minutes=1)
