@@ -5,7 +5,9 @@ applies (pooling the lead when nobody is eligible) except ``sticky``, which appl
 when the previous owner can take the lead; otherwise the next matching rule decides, and
 the decision records the sticky rules passed over and why.
 
-A rep is eligible when active, under capacity (open leads) and under their daily cap
+A rep is eligible when active, inside their team's working hours (teams with
+``working_hours``), not cooling down from this very lead (a rep a lead was taken from
+does not get it straight back), under capacity (open leads) and under their daily cap
 (leads assigned on the current calendar day of their team's time zone, computed from
 ``now``); ``weighted`` also skips reps of weight 0. The strategies:
 
@@ -44,6 +46,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from fractions import Fraction
 
+from leadloop.calendar import is_working
 from leadloop.events import AssignmentKind, LeadAccepted, RepStatus, Strategy
 from leadloop_assignment.domain.rules import Rep, Rule, RuleSet, Team, matching_rules
 
@@ -57,6 +60,7 @@ __all__ = [
     "decide",
     "eligibility",
     "intake_day",
+    "place",
     "roster_id",
 ]
 
@@ -77,6 +81,8 @@ class RoutingState:
     #: (team_id, roster_id, rep_id) → leads the team's weighted rotation gave the rep
     #: while that roster was in force.
     weighted: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
+    #: lead_id → reps the lead was taken from recently (they do not get it back yet).
+    cooling: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +129,10 @@ class Decision:
     day: date | None = None
     #: The roster a weighted decision counted under.
     roster: str | None = None
+    #: The rep the lead was taken from (a move after the first decision).
+    released: str | None = None
+    #: Why a move happened (rep left, escalation, from the pool); None for first decisions.
+    cause: str | None = None
 
     def reason(self) -> str:
         """Human-readable: which rule, which candidates and why each was skipped."""
@@ -136,8 +146,9 @@ class Decision:
         passed = "".join(
             f"rule {p.rule_id} ({p.strategy.value}) did not apply: {p.why}; " for p in self.passed
         )
+        cause = f"{self.cause}: " if self.cause else ""
         return (
-            f"{passed}rule {self.rule_id}@{self.rule_version} → team {self.team_id} by "
+            f"{cause}{passed}rule {self.rule_id}@{self.rule_version} → team {self.team_id} by "
             f"{self.strategy.value}; {chosen}; considered: {considered or 'none'}"
         )
 
@@ -148,6 +159,9 @@ class Decision:
             "rule_id": self.rule_id,
             "rule_version": self.rule_version,
             "strategy": self.strategy.value,
+            "kind": self.kind.value,
+            "cause": self.cause,
+            "released": self.released,
             "candidates": [_candidate_record(c) for c in self.candidates],
             "passed": [
                 {
@@ -169,13 +183,23 @@ def _candidate_record(c: Candidate) -> dict[str, object]:
 
 
 def eligibility(
-    rep: Rep, load: int, intake_today: int = 0, *, needs_weight: bool = False
+    rep: Rep,
+    load: int,
+    intake_today: int = 0,
+    *,
+    needs_weight: bool = False,
+    off_hours: bool = False,
+    cooling: bool = False,
 ) -> str | None:
     """None when the rep may take a new lead, else the reason they may not."""
     if rep.status is RepStatus.LEFT:
         return "left"
     if rep.status is RepStatus.AWAY:
         return "away"
+    if off_hours:
+        return "off_hours"
+    if cooling:
+        return "cooldown"
     if needs_weight and rep.weight == 0:
         return "weight_zero"
     if load >= rep.capacity:
@@ -209,14 +233,18 @@ def decide(lead: LeadAccepted, rules: RuleSet, state: RoutingState, now: datetim
         assert rule.team is not None  # checked by the rule set
         team = rules.team(rule.team)
         decide_in_team = _STRATEGIES[rule.strategy]
-        owner, candidates, roster = decide_in_team(rule, team, state, now)
+        owner, candidates, roster = decide_in_team(rule, team, state, now, lead.lead_id)
         return _decision(lead, rules, rule, team, owner, candidates, now, passed, roster)
     raise AssertionError("rule sets end with a catch-all rule that is not sticky")
 
 
 def apply(state: RoutingState, decision: Decision) -> RoutingState:
-    """The state after a decision: the owner's load and intake grow; a rotation moves
-    the team's cursor to the owner; a weighted decision counts under its roster."""
+    """The state after a decision: the owner's load and intake grow (the load of a rep
+    the lead was taken from shrinks); a rotation moves the team's cursor to the owner; a
+    weighted decision counts under its roster."""
+    if decision.released is not None:
+        gone = decision.released
+        state = replace(state, load={**state.load, gone: max(state.load.get(gone, 0) - 1, 0)})
     owner = decision.owner_id
     if owner is None:
         return state
@@ -240,24 +268,33 @@ def apply(state: RoutingState, decision: Decision) -> RoutingState:
 _Outcome = tuple[str | None, list[Candidate], str | None]
 
 
-def _check(rep: Rep, state: RoutingState, day: date, **kw: bool) -> str | None:
-    today = state.intake.get((rep.rep_id, day), 0)
-    return eligibility(rep, state.load.get(rep.rep_id, 0), today, **kw)
+def _check(
+    rep: Rep, team: Team, state: RoutingState, now: datetime, lead_id: str, **kw: bool
+) -> str | None:
+    today = state.intake.get((rep.rep_id, intake_day(team, now)), 0)
+    return eligibility(
+        rep,
+        state.load.get(rep.rep_id, 0),
+        today,
+        off_hours=team.calendar is not None and not is_working(now, team.calendar),
+        cooling=rep.rep_id in state.cooling.get(lead_id, frozenset()),
+        **kw,
+    )
 
 
-def _round_robin(rule: Rule, team: Team, state: RoutingState, now: datetime) -> _Outcome:
-    day = intake_day(team, now)
+def _round_robin(
+    rule: Rule, team: Team, state: RoutingState, now: datetime, lead_id: str
+) -> _Outcome:
     candidates: list[Candidate] = []
     for rep in _rotation(team, state.cursors.get(team.team_id)):
-        skipped = _check(rep, state, day)
+        skipped = _check(rep, team, state, now, lead_id)
         candidates.append(Candidate(rep.rep_id, skipped))
         if skipped is None:
             return rep.rep_id, candidates, None
     return None, candidates, None
 
 
-def _weighted(rule: Rule, team: Team, state: RoutingState, now: datetime) -> _Outcome:
-    day = intake_day(team, now)
+def _weighted(rule: Rule, team: Team, state: RoutingState, now: datetime, lead_id: str) -> _Outcome:
     roster = roster_id(team)
     members = [r for r in team.reps if r.status is RepStatus.ACTIVE and r.weight > 0]
     counts = {r.rep_id: state.weighted.get((team.team_id, roster, r.rep_id), 0) for r in members}
@@ -269,7 +306,7 @@ def _weighted(rule: Rule, team: Team, state: RoutingState, now: datetime) -> _Ou
     candidates: list[Candidate] = []
     eligible: list[Rep] = []
     for rep in _rotation(team, state.cursors.get(team.team_id)):
-        skipped = _check(rep, state, day, needs_weight=True)
+        skipped = _check(rep, team, state, now, lead_id, needs_weight=True)
         detail = None
         if skipped is None:
             eligible.append(rep)
@@ -291,12 +328,13 @@ def _weighted(rule: Rule, team: Team, state: RoutingState, now: datetime) -> _Ou
     return (pick.rep_id if pick else None), candidates, roster
 
 
-def _least_loaded(rule: Rule, team: Team, state: RoutingState, now: datetime) -> _Outcome:
-    day = intake_day(team, now)
+def _least_loaded(
+    rule: Rule, team: Team, state: RoutingState, now: datetime, lead_id: str
+) -> _Outcome:
     candidates: list[Candidate] = []
     pick: Rep | None = None
     for rep in _rotation(team, state.cursors.get(team.team_id)):
-        skipped = _check(rep, state, day)
+        skipped = _check(rep, team, state, now, lead_id)
         load = state.load.get(rep.rep_id, 0)
         candidates.append(
             Candidate(rep.rep_id, skipped, None if skipped else f"{load}/{rep.capacity} open")
@@ -306,14 +344,16 @@ def _least_loaded(rule: Rule, team: Team, state: RoutingState, now: datetime) ->
     return (pick.rep_id if pick else None), candidates, None
 
 
-def _direct(rule: Rule, team: Team, state: RoutingState, now: datetime) -> _Outcome:
-    day = intake_day(team, now)
-    rep = next(r for r in team.reps if r.rep_id == rule.rep_id)  # checked by the rule set
-    skipped = _check(rep, state, day)
+def _direct(rule: Rule, team: Team, state: RoutingState, now: datetime, lead_id: str) -> _Outcome:
+    assert rule.rep_id is not None  # checked by the rule set
+    rep = next((r for r in team.reps if r.rep_id == rule.rep_id), None)
+    if rep is None:  # the roster moved the rep to another team since the rule was written
+        return None, [Candidate(rule.rep_id, "not_in_team")], None
+    skipped = _check(rep, team, state, now, lead_id)
     return (rep.rep_id if skipped is None else None), [Candidate(rep.rep_id, skipped)], None
 
 
-def _pool(rule: Rule, team: Team, state: RoutingState, now: datetime) -> _Outcome:
+def _pool(rule: Rule, team: Team, state: RoutingState, now: datetime, lead_id: str) -> _Outcome:
     return None, [], None
 
 
@@ -352,7 +392,7 @@ def _sticky(
         )
         return None
     team, rep = found
-    skipped = _check(rep, state, intake_day(team, now))
+    skipped = _check(rep, team, state, now, lead.lead_id)
     candidate = Candidate(rep.rep_id, skipped)
     if skipped is not None:
         passed.append(
@@ -390,6 +430,14 @@ def _decision(
         day=intake_day(team, now) if owner else None,
         roster=roster if owner else None,
     )
+
+
+def place(
+    lead_id: str, rule: Rule, team: Team, strategy: Strategy, state: RoutingState, now: datetime
+) -> tuple[str | None, list[Candidate], str | None]:
+    """Choose a rep of ``team`` for a lead by a rotation or ``direct`` strategy (moves
+    after the first decision use it): (owner or None, candidates, weighted roster)."""
+    return _STRATEGIES[strategy](rule, team, state, now, lead_id)
 
 
 def _rotation(team: Team, last: str | None) -> list[Rep]:

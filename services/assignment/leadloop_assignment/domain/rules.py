@@ -9,15 +9,28 @@ module only defines and checks shape.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Annotated, Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from leadloop.calendar import BusinessCalendar, CalendarSet
 from leadloop.events import LeadAccepted, RepStatus, Strategy
 
-__all__ = ["Condition", "Rep", "Rule", "RuleSet", "Team", "matching_rule", "matching_rules"]
+__all__ = [
+    "Condition",
+    "Rep",
+    "RosterEntry",
+    "Rule",
+    "RuleSet",
+    "Team",
+    "matching_rule",
+    "matching_rules",
+    "with_calendars",
+    "with_roster",
+]
 
 
 class _Frozen(BaseModel):
@@ -73,7 +86,13 @@ class Team(_Frozen):
     manager_id: str | None = None
     #: IANA time zone whose calendar day the reps' daily caps count in.
     timezone: str = "UTC"
-    reps: tuple[Rep, ...]
+    reps: tuple[Rep, ...] = ()
+    #: Assign only inside the team's working hours (its business calendar); leads
+    #: arriving outside them wait in the team's pool until the next working minute.
+    working_hours: bool = False
+    #: The business calendar, filled in from the calendars file (``with_calendars``)
+    #: when ``working_hours`` is set; never written in the rules file.
+    calendar: BusinessCalendar | None = Field(default=None, exclude=True)
 
     @field_validator("timezone")
     @classmethod
@@ -123,6 +142,8 @@ class RuleSet(_Frozen):
     version: str
     teams: tuple[Team, ...]
     rules: Annotated[tuple[Rule, ...], Field(min_length=1)]
+    #: How long a rep a lead was taken from (rep left, escalation) cannot get it back.
+    reassign_cooldown_seconds: Annotated[int, Field(ge=0)] = 86_400
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -192,3 +213,54 @@ def matching_rule(lead: LeadAccepted, rules: RuleSet) -> Rule:
 def _attribute(lead: LeadAccepted, name: str) -> Any:
     value = getattr(lead, name)
     return value.value if hasattr(value, "value") else value
+
+
+@dataclass(frozen=True, slots=True)
+class RosterEntry:
+    """A rep as the roster (``crm.reps``) last described them."""
+
+    rep_id: str
+    team_id: str
+    status: RepStatus
+    capacity: int
+    weight: int
+    manager_id: str | None = None
+
+
+def with_roster(rules: RuleSet, roster: Iterable[RosterEntry]) -> RuleSet:
+    """The rule set with the roster's reps in place of the file's: a listed rep takes
+    the roster's team, status, capacity and weight (the daily cap stays the file's).
+    Reps the roster puts in a team the rule set does not have are left out: no rule can
+    route to them."""
+    listed = {e.rep_id: e for e in roster}
+    if not listed:
+        return rules
+    known = {t.team_id for t in rules.teams}
+    entries = {rep_id: e for rep_id, e in listed.items() if e.team_id in known}
+    file_reps = {r.rep_id: r for t in rules.teams for r in t.reps}
+    teams = []
+    for team in rules.teams:
+        reps = [r for r in team.reps if r.rep_id not in listed]
+        for e in entries.values():
+            if e.team_id == team.team_id:
+                base = file_reps.get(e.rep_id, Rep(rep_id=e.rep_id))
+                reps.append(
+                    base.model_copy(
+                        update={"status": e.status, "capacity": e.capacity, "weight": e.weight}
+                    )
+                )
+        teams.append(team.model_copy(update={"reps": tuple(sorted(reps, key=_rep_id))}))
+    return rules.model_copy(update={"teams": tuple(teams)})
+
+
+def with_calendars(rules: RuleSet, calendars: CalendarSet) -> RuleSet:
+    """The rule set with each ``working_hours`` team's business calendar filled in."""
+    teams = tuple(
+        t.model_copy(update={"calendar": calendars.for_team(t.team_id)}) if t.working_hours else t
+        for t in rules.teams
+    )
+    return rules.model_copy(update={"teams": teams})
+
+
+def _rep_id(rep: Rep) -> str:
+    return rep.rep_id
