@@ -1,0 +1,1058 @@
+"""Assignment latency at a steady 1,000 leads/s and throughput at saturation, side by side
+with a bare aiokafka loop.
+
+Both contenders consume the same ``leads.accepted`` events from a fresh topic and write
+one record per lead, keyed by the lead id, to a fresh ``leads.assigned``; each is a
+separate process:
+
+- **leadloop**: the real assignment service (``python -m leadloop_assignment``) on a
+  freshly migrated database, with a generated rule set of 200 reps in 10 teams and 13
+  rules that use every strategy: one PostgreSQL transaction per batch (team cursors
+  locked, decisions, load, intake and weighted counts), ``leads.assigned`` with acks=all.
+- **bare**: an aiokafka consumer that, per batch, ``json.loads`` every record, produces
+  it to the output topic (acks=all), awaits the batch's deliveries and commits.
+
+Two measurements per contender and run, each on its own topics (and database):
+
+- **latency**: the contender is started on empty topics and must be ready; then this
+  driver produces leads at a steady rate (default 1,000/s, acks=all) for a warm-up and a
+  measured window, and reads ``leads.assigned`` itself. A lead's latency is the time this
+  process saw its ``leads.assigned`` record minus the time it handed its
+  ``leads.accepted`` record to the producer: both on one clock (``perf_counter``), so no
+  clock skew between processes enters. The Kafka record timestamps (CreateTime of both
+  records, set by the two producers from the same machine's wall clock) are reported
+  beside it.
+- **saturation**: N leads are produced before the contender starts; leads/s is counted
+  from the first output record observed to the N-th, so start-up is left out.
+
+Runs alternate (leadloop, bare, leadloop, …); ratios are medians of per-pair ratios.
+
+    python -m bench.assignment_latency [--rate 1000] [--warmup 10] [--duration 30]
+        [--saturation-leads 20000] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import math
+import os
+import random
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import yaml
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.structs import TopicPartition
+from bench.common import (
+    ROOT,
+    ChildProcess,
+    CpuMeter,
+    Stack,
+    free_port,
+    fresh_database,
+    fresh_topics,
+    machine_info,
+    median,
+    unique_prefix,
+    wait_http_ok,
+)
+
+from leadloop.events import LeadAccepted, RawLead, deterministic_id
+from leadloop.settings import KafkaSettings
+from leadloop.simulate.traffic import RecordKind, iter_records
+from leadloop.topics import by_name, qualified
+from leadloop_assignment.domain.rules import RuleSet
+from leadloop_ingest.domain.scoring import ScoringWeights, score
+from leadloop_ingest.domain.validation import NormalisedContact
+
+ACCEPTED = "leads.accepted"
+ASSIGNED = "leads.assigned"
+#: The same batch size as the services' default (LEADLOOP_KAFKA__BATCH_SIZE).
+BARE_BATCH = 500
+READY_TIMEOUT_S = 120
+DEFAULT_RESULTS = ROOT / "bench" / "results" / "assignment_latency.json"
+PERCENTILES = (50, 90, 99)
+
+# --------------------------------------------------------------------------- workload
+
+TEAMS = 10
+REPS_PER_TEAM = 20
+_EMEA = ["GB", "DE", "FR", "NL", "ES", "IT", "SE", "CH"]
+#: team id, time zone, strategy of its main rule: the teams the rule set routes to.
+_TEAMS: tuple[tuple[str, str], ...] = (
+    ("team-cn-east", "Asia/Shanghai"),
+    ("team-cn-south", "Asia/Shanghai"),
+    ("team-greater-china", "Asia/Taipei"),
+    ("team-apac", "Asia/Singapore"),
+    ("team-emea-enterprise", "Europe/Berlin"),
+    ("team-emea", "Europe/London"),
+    ("team-americas", "America/New_York"),
+    ("team-enterprise", "Asia/Shanghai"),
+    ("team-partners", "UTC"),
+    ("team-inbound", "UTC"),
+)
+
+
+def rep_ids(team: str) -> list[str]:
+    return [f"rep-{team.removeprefix('team-')}-{r:02d}" for r in range(1, REPS_PER_TEAM + 1)]
+
+
+def rule_set(version: str) -> dict[str, Any]:
+    """200 reps in 10 teams and an ordered rule list that exercises every strategy and
+    every skip reason (away, left, at capacity, daily cap), as a YAML-ready document.
+
+    Per team: the last rep is away, every other team has a rep who left, every 7th rep
+    has a small open-lead cap and every 5th a daily cap, so the busy teams hit both
+    during a run; weights 1–3 give the weighted teams uneven shares."""
+    teams = []
+    for t, (team, zone) in enumerate(_TEAMS):
+        reps = []
+        for r, rep in enumerate(rep_ids(team), start=1):
+            entry: dict[str, Any] = {"rep_id": rep, "capacity": 100_000, "weight": 1 + r % 3}
+            if r == REPS_PER_TEAM:
+                entry["status"] = "away"
+            elif r == REPS_PER_TEAM - 1 and t % 2 == 0:
+                entry["status"] = "left"
+            if r % 7 == 0:
+                entry["capacity"] = 150
+            if r % 5 == 0:
+                entry["daily_cap"] = 300
+            reps.append(entry)
+        teams.append({"team_id": team, "manager_id": f"mgr-{t:02d}", "timezone": zone,
+                      "reps": reps})  # fmt: skip
+    rules: list[dict[str, Any]] = [
+        {"rule_id": "returning-customer", "when": {"is_returning": {"equals": True}},
+         "strategy": "sticky"},
+        {"rule_id": "key-account-referral",
+         "when": {"source": {"equals": "referral"}, "company_size": {"gte": 5000}},
+         "team": "team-enterprise", "strategy": "direct", "rep_id": rep_ids("team-enterprise")[0]},
+        {"rule_id": "hot-enterprise",
+         "when": {"priority": {"equals": "hot"}, "company_size": {"gte": 1000}},
+         "team": "team-enterprise", "strategy": "least_loaded"},
+        {"rule_id": "partner-program", "when": {"campaign": {"equals": "partner-program"}},
+         "team": "team-partners", "strategy": "weighted"},
+        {"rule_id": "trade-show-cold",
+         "when": {"source": {"equals": "trade_show_csv"}, "priority": {"equals": "cold"}},
+         "team": "team-inbound", "strategy": "pool"},
+        {"rule_id": "china-wechat",
+         "when": {"country": {"equals": "CN"}, "source": {"equals": "wechat"}},
+         "team": "team-cn-east", "strategy": "weighted"},
+        {"rule_id": "china", "when": {"country": {"equals": "CN"}},
+         "team": "team-cn-south", "strategy": "weighted"},
+        {"rule_id": "greater-china", "when": {"country": {"in": ["HK", "TW", "MO"]}},
+         "team": "team-greater-china", "strategy": "round_robin"},
+        {"rule_id": "apac", "when": {"country": {"in": ["SG", "JP", "IN", "AU", "KR"]}},
+         "team": "team-apac", "strategy": "round_robin"},
+        {"rule_id": "emea-large",
+         "when": {"country": {"in": _EMEA}, "company_size": {"gte": 200}},
+         "team": "team-emea-enterprise", "strategy": "least_loaded"},
+        {"rule_id": "emea", "when": {"country": {"in": _EMEA}},
+         "team": "team-emea", "strategy": "round_robin"},
+        {"rule_id": "americas", "when": {"country": {"in": ["US", "CA", "BR", "MX"]}},
+         "team": "team-americas", "strategy": "round_robin"},
+        {"rule_id": "default", "team": "team-inbound", "strategy": "round_robin"},
+    ]  # fmt: skip
+    doc = {"version": version, "teams": teams, "rules": rules}
+    RuleSet.model_validate(doc)  # a generated rule set the service would refuse fails here
+    return doc
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Accepted leads, encoded once and sent as the same bytes to every contender.
+
+    Built from the simulator's traffic (``iter_records``): its new and returning people,
+    with their channels, countries, company sizes, budgets and campaigns, scored by
+    ingest's own scoring, as ingest would publish them. Malformed records and exact
+    redeliveries are left out: ingest never publishes them. A returning person gets a
+    previous owner drawn from the roster (away and left reps included, so the sticky
+    rule also falls through)."""
+
+    keys: list[bytes]
+    values: list[bytes]
+    mix: dict[str, Any]
+
+    @classmethod
+    def build(cls, seed: int, n: int) -> Workload:
+        rng = random.Random(seed)
+        reps = [rep for team, _ in _TEAMS for rep in rep_ids(team)]
+        weights = ScoringWeights()
+        now = datetime.now(UTC)
+        keys: list[bytes] = []
+        values: list[bytes] = []
+        priorities: Counter[str] = Counter()
+        sources: Counter[str] = Counter()
+        returning = 0
+        for record in iter_records(seed):
+            if len(values) == n:
+                break
+            if record.kind in (RecordKind.MALFORMED, RecordKind.REDELIVERY):
+                continue
+            raw = RawLead.model_validate_json(record.value)
+            points, priority = score(
+                raw, NormalisedContact(email=raw.email, phone=raw.phone, name=None), weights
+            )
+            is_returning = record.kind is RecordKind.RETURNING
+            lead_id = deterministic_id("lead", raw.source, raw.source_lead_id)
+            event = LeadAccepted(
+                event_id=deterministic_id(ACCEPTED, lead_id),
+                occurred_at=raw.occurred_at or now,
+                lead_id=lead_id,
+                source=raw.source,
+                source_lead_id=raw.source_lead_id,
+                accepted_at=now,
+                country=raw.country,
+                region=raw.region,
+                city=raw.city,
+                industry=raw.industry,
+                product=raw.product,
+                company_size=raw.company_size,
+                budget=raw.budget,
+                campaign=raw.campaign,
+                is_returning=is_returning,
+                previous_owner_id=rng.choice(reps) if is_returning else None,
+                score=points,
+                priority=priority,
+            )
+            keys.append(lead_id.encode())
+            values.append(event.model_dump_json().encode())
+            priorities[priority.value] += 1
+            sources[raw.source] += 1
+            returning += is_returning
+        mix = {
+            "priority": dict(priorities.most_common()),
+            "source": dict(sources.most_common()),
+            "returning": returning,
+            "mean_bytes": round(sum(map(len, values)) / max(1, len(values))),
+        }
+        return cls(keys=keys, values=values, mix=mix)
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+
+# --------------------------------------------------------------------------- measurement
+
+
+def percentiles(values: Sequence[float]) -> dict[str, float]:
+    """Nearest-rank percentiles, the maximum and the mean, rounded to 0.1 ms."""
+    ordered = sorted(values)
+    out = {f"p{p}": round(ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)], 1)
+           for p in PERCENTILES}  # fmt: skip
+    out["max"] = round(ordered[-1], 1)
+    out["mean"] = round(sum(ordered) / len(ordered), 1)
+    return out
+
+
+@dataclass
+class LatencyRun:
+    contender: str
+    index: int
+    rate_target: float
+    #: Leads produced in the measured window (after the warm-up) and the rate achieved.
+    leads: int
+    warmup_leads: int
+    rate_achieved: float
+    #: Driver's clock: leads.assigned seen by this process − leads.accepted handed to the
+    #: producer, in ms (p50, p90, p99, max, mean over the measured leads).
+    latency_ms: dict[str, float]
+    #: CreateTime(leads.assigned) − CreateTime(leads.accepted), in ms: the contender's
+    #: producer stamps its record when it sends it, so the output's acknowledgement and
+    #: this driver's fetch are not in it (1 ms resolution).
+    record_timestamp_ms: dict[str, float]
+    #: Most the paced producer fell behind its schedule: if large, the driver (not the
+    #: contender) shaped the traffic.
+    producer_max_behind_ms: float
+    #: Average cores used during the measured window by the contender, this driver and
+    #: the whole machine.
+    cpu_cores: dict[str, float]
+    cpu_ms_per_lead: float
+    load_average_1m: float
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SaturationRun:
+    contender: str
+    index: int
+    leads: int
+    #: First output record observed → the N-th; leads/s counts the leads after the first
+    #: fetched batch over that time, so neither start-up nor the first batch is in it.
+    elapsed_s: float
+    leads_per_s: float
+    #: Contender process start → first output record (start-up, group join, first batch).
+    first_output_s: float
+    preload_s: float
+    cpu_cores: dict[str, float]
+    cpu_ms_per_lead: float
+    load_average_1m: float
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class OutputWatcher:
+    """Reads every partition of the run's ``leads.assigned`` without a consumer group
+    (no rebalance to wait for) and notes, per expected key, when it was first seen
+    (``perf_counter``) and its record timestamp."""
+
+    def __init__(self, kafka: KafkaSettings, keys: Sequence[bytes]) -> None:
+        name = qualified(ASSIGNED, kafka.topic_prefix)
+        self._partitions = [TopicPartition(name, p) for p in range(by_name(ASSIGNED).partitions)]
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=kafka.bootstrap_servers,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        self._index = {key: i for i, key in enumerate(keys)}
+        self.seen_at = [math.nan] * len(keys)
+        self.stamped_ms = [0] * len(keys)
+        self.count = 0
+        self.duplicates = 0
+        self.unexpected = 0
+        self.first_batch = 0
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        self._consumer.assign(self._partitions)
+        # Resolve the start offsets now, so that none of it happens inside the clock.
+        for tp in self._partitions:
+            await self._consumer.position(tp)
+
+    async def until_all(self, on_first: Callable[[], None] | None = None) -> float:
+        """Wait until every expected key was seen; the ``perf_counter`` time of the last."""
+        total = len(self._index)
+        while self.count < total:
+            batch = await self._consumer.getmany(timeout_ms=200, max_records=10_000)
+            now = time.perf_counter()
+            before = self.count
+            for records in batch.values():
+                for record in records:
+                    i = self._index.get(record.key) if record.key is not None else None
+                    if i is None:
+                        self.unexpected += 1
+                    elif not math.isnan(self.seen_at[i]):
+                        self.duplicates += 1
+                    else:
+                        self.seen_at[i] = now
+                        self.stamped_ms[i] = record.timestamp
+                        self.count += 1
+            if before == 0 and self.count:
+                self.first_batch = self.count
+                if on_first is not None:
+                    on_first()
+        return time.perf_counter()
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+
+def _producer(kafka: KafkaSettings, **extra: Any) -> AIOKafkaProducer:
+    return AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all", **extra)
+
+
+class PacedProducer:
+    """Sends leads at a steady rate (acks=all), noting when each was handed over."""
+
+    def __init__(self, kafka: KafkaSettings, workload: Workload, n: int, rate: float) -> None:
+        self._topic = qualified(ACCEPTED, kafka.topic_prefix)
+        self._workload = workload
+        self._n = n
+        self._rate = rate
+        # Default linger (0): a record leaves as soon as the previous request is done,
+        # as a lead from ingest would; nothing is held back to fill a batch.
+        self._producer = _producer(kafka)
+        self.sent_at = [0.0] * n
+        self.stamped_ms = [0] * n
+        self.max_behind_s = 0.0
+        #: ``perf_counter`` time the i-th lead was handed over, for i = the warm-up count.
+        self.marks: dict[int, float] = {}
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def send_all(self, mark_at: int, on_mark: Callable[[], None]) -> float:
+        """Send lead i at ``t0 + i / rate``; call ``on_mark`` when lead ``mark_at`` is
+        due (the measured window starts). Returns the time the last one was acked."""
+        w, rate = self._workload, self._rate
+        futures = []
+        t0 = time.perf_counter()
+        i = 0
+        while i < self._n:
+            now = time.perf_counter()
+            due = min(self._n, int((now - t0) * rate) + 1)
+            if due > i:
+                self.max_behind_s = max(self.max_behind_s, now - (t0 + i / rate))
+            while i < due:
+                if i == mark_at:
+                    on_mark()
+                    self.marks[i] = time.perf_counter()
+                self.sent_at[i] = time.perf_counter()
+                # CreateTime set here, so both ends of the record-timestamp latency are
+                # stamped the same way (by a producer, from the wall clock).
+                stamp = int(time.time() * 1000)
+                self.stamped_ms[i] = stamp
+                futures.append(
+                    await self._producer.send(
+                        self._topic, w.values[i], key=w.keys[i], timestamp_ms=stamp
+                    )
+                )
+                i += 1
+            await asyncio.sleep(max(0.001, t0 + i / rate - time.perf_counter()))
+        await asyncio.gather(*futures)
+        self.marks[self._n] = time.perf_counter()
+        return time.perf_counter()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+
+async def preload(kafka: KafkaSettings, workload: Workload, n: int) -> float:
+    """Produce the first ``n`` leads as fast as possible; seconds it took."""
+    producer = _producer(kafka, linger_ms=5, max_batch_size=1024 * 1024)
+    await producer.start()
+    try:
+        topic = qualified(ACCEPTED, kafka.topic_prefix)
+        t0 = time.perf_counter()
+        futures = [
+            await producer.send(topic, workload.values[i], key=workload.keys[i]) for i in range(n)
+        ]
+        await asyncio.gather(*futures)
+        return time.perf_counter() - t0
+    finally:
+        await producer.stop()
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every run of this benchmark shares."""
+
+    stack: Stack
+    workload: Workload
+    tmp: Path
+    rules_file: Path
+    rate: float
+    warmup_s: float
+    duration_s: float
+    saturation_leads: int
+    run_timeout_s: float
+    #: Extra environment for the assignment service (configuration experiments).
+    service_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def warmup_leads(self) -> int:
+        return round(self.rate * self.warmup_s)
+
+    @property
+    def latency_leads(self) -> int:
+        return self.warmup_leads + round(self.rate * self.duration_s)
+
+
+async def _watch(
+    contender: ChildProcess, work: asyncio.Task[Any], timeout_s: float, progress: Callable[[], str]
+) -> Any:
+    """Await ``work`` while the contender lives: a crashed contender would otherwise look
+    like a slow one until the timeout."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            while not work.done():
+                if not contender.alive():
+                    work.cancel()
+                    raise RuntimeError(f"{contender.name} died mid-run:\n{contender.log_tail()}")
+                await asyncio.wait({work}, timeout=0.5)
+            return work.result()
+    except TimeoutError:
+        work.cancel()
+        raise RuntimeError(
+            f"{contender.name}: {progress()} after {timeout_s:.0f} s:\n{contender.log_tail()}"
+        ) from None
+
+
+async def measure_latency(
+    ctx: Context, kafka: KafkaSettings, contender: ChildProcess, index: int
+) -> LatencyRun:
+    """Steady traffic to a contender that is ready; per-lead latency after the warm-up."""
+    n, warm = ctx.latency_leads, ctx.warmup_leads
+    w = ctx.workload
+    watcher = OutputWatcher(kafka, w.keys[:n])
+    producer = PacedProducer(kafka, w, n, ctx.rate)
+    cpu = CpuMeter(contender=contender.pid, driver=os.getpid())
+    load = os.getloadavg()[0]
+    window: dict[str, dict[str, float]] = {}
+
+    def window_starts() -> None:
+        cpu.start()
+
+    await watcher.start()
+    await producer.start()
+    try:
+        watching = asyncio.create_task(watcher.until_all())
+        producing = asyncio.create_task(producer.send_all(warm, window_starts))
+        await _watch(contender, producing, ctx.run_timeout_s, lambda: "producing")
+        window["cores"] = cpu.cores()
+        await _watch(
+            contender, watching, ctx.run_timeout_s, lambda: f"{watcher.count} of {n} assigned"
+        )
+    finally:
+        await producer.stop()
+        await watcher.stop()
+    measured = range(warm, n)
+    observed = [(watcher.seen_at[i] - producer.sent_at[i]) * 1000 for i in measured]
+    stamped = [float(watcher.stamped_ms[i] - producer.stamped_ms[i]) for i in measured]
+    wall = producer.marks[n] - producer.marks[warm]
+    cores = window["cores"]
+    return LatencyRun(
+        contender=contender.name,
+        index=index,
+        rate_target=ctx.rate,
+        leads=n - warm,
+        warmup_leads=warm,
+        rate_achieved=round((n - warm) / wall, 1),
+        latency_ms=percentiles(observed),
+        record_timestamp_ms=percentiles(stamped),
+        producer_max_behind_ms=round(producer.max_behind_s * 1000, 1),
+        cpu_cores=cores,
+        cpu_ms_per_lead=round(cores.get("contender", 0.0) * wall / (n - warm) * 1000, 4),
+        load_average_1m=round(load, 2),
+        detail={"output_duplicates": watcher.duplicates, "output_unexpected": watcher.unexpected},
+    )
+
+
+async def measure_saturation(
+    ctx: Context,
+    kafka: KafkaSettings,
+    start: Callable[[], Awaitable[ChildProcess]],
+    index: int,
+    preload_s: float,
+) -> tuple[SaturationRun, ChildProcess]:
+    """Start a contender on a preloaded topic; time it from its first output to its last."""
+    n = ctx.saturation_leads
+    watcher = OutputWatcher(kafka, ctx.workload.keys[:n])
+    await watcher.start()
+    load = os.getloadavg()[0]
+    contender = await start()
+    try:
+        cpu = CpuMeter(contender=contender.pid, driver=os.getpid())
+        started = time.perf_counter()
+        first: list[float] = []
+
+        def first_output() -> None:
+            first.append(time.perf_counter())
+            cpu.start()
+
+        last = await _watch(
+            contender,
+            asyncio.create_task(watcher.until_all(first_output)),
+            ctx.run_timeout_s,
+            lambda: f"{watcher.count} of {n} assigned",
+        )
+        cores = cpu.cores()
+    except BaseException:
+        await contender.stop()
+        raise
+    finally:
+        await watcher.stop()
+    elapsed = last - first[0]
+    counted = n - watcher.first_batch
+    run = SaturationRun(
+        contender=contender.name,
+        index=index,
+        leads=n,
+        elapsed_s=round(elapsed, 3),
+        leads_per_s=round(counted / elapsed, 1) if elapsed > 0 else math.inf,
+        first_output_s=round(first[0] - started, 3),
+        preload_s=round(preload_s, 3),
+        cpu_cores=cores,
+        cpu_ms_per_lead=round(cores.get("contender", 0.0) * elapsed / max(1, counted) * 1000, 4),
+        load_average_1m=round(load, 2),
+        detail={"first_batch": watcher.first_batch, "output_duplicates": watcher.duplicates},
+    )
+    return run, contender
+
+
+# --------------------------------------------------------------------------- contenders
+
+
+async def start_assignment(
+    ctx: Context, kafka: KafkaSettings, db_url: str, name: str
+) -> tuple[ChildProcess, int]:
+    """The service as a child process, with its HTTP port."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "LEADLOOP_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "LEADLOOP_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,
+        "LEADLOOP_HTTP__PORT": str(port),
+        "LEADLOOP_DATA_DIR": str(ctx.tmp / f"data-{name}"),
+        "LEADLOOP_RULES_FILE": str(ctx.rules_file),
+        **ctx.service_env,
+    }
+    child = await ChildProcess.start(
+        "leadloop",
+        [sys.executable, "-m", "leadloop_assignment"],
+        env=env,
+        log_path=ctx.tmp / f"assignment-{name}.log",
+    )
+    print(f"  leadloop {name}: assignment pid {child.pid}", file=sys.stderr)
+    return child, port
+
+
+async def start_bare(ctx: Context, kafka: KafkaSettings, name: str) -> ChildProcess:
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.assignment_latency",
+        "bare-worker",
+        "--bootstrap",
+        kafka.bootstrap_servers,
+        "--source",
+        qualified(ACCEPTED, kafka.topic_prefix),
+        "--output",
+        qualified(ASSIGNED, kafka.topic_prefix),
+        "--group",
+        f"{kafka.topic_prefix}bare",
+    ]
+    child = await ChildProcess.start(
+        "bare", argv, env=os.environ, log_path=ctx.tmp / f"bare-{name}.log", stdout_pipe=True
+    )
+    print(f"  bare {name}: worker pid {child.pid}", file=sys.stderr)
+    return child
+
+
+async def bare_ready(child: ChildProcess) -> None:
+    async with asyncio.timeout(READY_TIMEOUT_S):
+        line = await child.read_line()
+    if line != "ready":
+        raise RuntimeError(f"bare worker said {line!r}:\n{child.log_tail()}")
+
+
+async def _stopped(child: ChildProcess) -> int:
+    code = await child.stop()
+    if code != 0:
+        raise RuntimeError(f"{child.name} exited with {code}:\n{child.log_tail()}")
+    return code
+
+
+async def _decisions(db_url: str, n: int) -> dict[str, Any]:
+    """What reached PostgreSQL: one first decision per lead, and how the rules spread
+    them (proof that several rules, strategies and teams took part)."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        first = await conn.fetchval(
+            "SELECT count(DISTINCT lead_id) FROM assignments WHERE kind IN ('initial', 'pooled')"
+        )
+        rows = await conn.fetch(
+            "SELECT kind, strategy, rule_id, team_id, count(*) AS n FROM assignments "
+            "GROUP BY 1, 2, 3, 4"
+        )
+    finally:
+        await conn.close()
+
+    def by(col: str) -> dict[str, int]:
+        totals: Counter[str] = Counter()
+        for r in rows:
+            totals[r[col]] += r["n"]
+        return dict(totals.most_common())
+
+    if first != n:
+        raise RuntimeError(f"expected {n} first decisions in PostgreSQL, found {first}")
+    return {
+        "first_decisions": first,
+        "by_kind": by("kind"),
+        "by_strategy": by("strategy"),
+        "by_rule": by("rule_id"),
+        "by_team": by("team_id"),
+    }
+
+
+async def leadloop_latency(ctx: Context, index: int) -> LatencyRun:
+    async with (
+        fresh_topics(ctx.stack, unique_prefix("assignment")) as kafka,
+        fresh_database(ctx.stack, "assignment") as db_url,
+    ):
+        child, port = await start_assignment(ctx, kafka, db_url, f"latency-{index}")
+        try:
+            # Ready = PostgreSQL reachable, partitions assigned, caught up on the empty
+            # topic: from here on the service is in its steady state.
+            try:
+                async with asyncio.timeout(READY_TIMEOUT_S):
+                    await wait_http_ok(f"http://127.0.0.1:{port}/readyz", child=child)
+            except TimeoutError:
+                raise RuntimeError(f"assignment not ready:\n{child.log_tail()}") from None
+            run = await measure_latency(ctx, kafka, child, index)
+        finally:
+            code = await child.stop()
+        if code != 0:
+            raise RuntimeError(f"assignment exited with {code}:\n{child.log_tail()}")
+        run.detail.update(await _decisions(db_url, ctx.latency_leads))
+        return run
+
+
+async def bare_latency(ctx: Context, index: int) -> LatencyRun:
+    async with fresh_topics(ctx.stack, unique_prefix("assignment-bare")) as kafka:
+        child = await start_bare(ctx, kafka, f"latency-{index}")
+        try:
+            await bare_ready(child)
+            run = await measure_latency(ctx, kafka, child, index)
+        finally:
+            await _stopped(child)
+        return run
+
+
+async def leadloop_saturation(ctx: Context, index: int) -> SaturationRun:
+    async with (
+        fresh_topics(ctx.stack, unique_prefix("assignment")) as kafka,
+        fresh_database(ctx.stack, "assignment") as db_url,
+    ):
+        preload_s = await preload(kafka, ctx.workload, ctx.saturation_leads)
+
+        async def start() -> ChildProcess:
+            child, _ = await start_assignment(ctx, kafka, db_url, f"saturation-{index}")
+            return child
+
+        # /readyz is not the start signal here: it also says "caught up" (lag), which a
+        # service facing a preloaded backlog is not; the clock starts at its first output.
+        run, child = await measure_saturation(ctx, kafka, start, index, preload_s)
+        await _stopped(child)
+        run.detail.update(await _decisions(db_url, ctx.saturation_leads))
+        return run
+
+
+async def bare_saturation(ctx: Context, index: int) -> SaturationRun:
+    async with fresh_topics(ctx.stack, unique_prefix("assignment-bare")) as kafka:
+        preload_s = await preload(kafka, ctx.workload, ctx.saturation_leads)
+
+        async def start() -> ChildProcess:
+            return await start_bare(ctx, kafka, f"saturation-{index}")
+
+        run, child = await measure_saturation(ctx, kafka, start, index, preload_s)
+        await _stopped(child)
+        return run
+
+
+async def bare_worker(bootstrap: str, source: str, output: str, group: str) -> None:
+    """The baseline: the least a Kafka-to-Kafka step with acknowledged output can do.
+
+    Per batch: getmany → json.loads each record → send each (acks=all) → await every
+    delivery → commit. Offsets are committed only after the output is acknowledged, as in
+    leadloop, so the baseline keeps the same at-least-once contract. It waits for its
+    partitions without fetching: on a preloaded topic a fetch before "ready" would drop
+    records."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    assigned = asyncio.Event()
+
+    class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+        async def on_partitions_revoked(self, revoked: object) -> None:
+            return None
+
+        async def on_partitions_assigned(self, partitions: object) -> None:
+            assigned.set()
+
+    consumer.subscribe([source], listener=Listener())
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await consumer.start()
+    await producer.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # SIGTERM, SIGINT: finish the batch in flight, then leave.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await assigned.wait()
+        print("ready", flush=True)
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=200, max_records=BARE_BATCH)
+            futures = []
+            for records in batch.values():
+                for record in records:
+                    # (Not contextlib.suppress: an object per record in the hot loop.)
+                    try:  # noqa: SIM105
+                        json.loads(record.value or b"")
+                    except ValueError:
+                        pass
+                    futures.append(await producer.send(output, record.value, key=record.key))
+            if futures:
+                await asyncio.gather(*futures)
+                await consumer.commit()
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _ratio(a: float, b: float) -> float:
+    return round(a / b, 3) if b else math.inf
+
+
+def summarise(latency: Sequence[LatencyRun], saturation: Sequence[SaturationRun]) -> dict[str, Any]:
+    def of(runs: Sequence[Any], who: str) -> list[Any]:
+        return [r for r in runs if r.contender == who]
+
+    lat_l, lat_b = of(latency, "leadloop"), of(latency, "bare")
+    keys = [*(f"p{p}" for p in PERCENTILES), "max"]
+    lat: dict[str, Any] = {}
+    for who, runs in (("leadloop", lat_l), ("bare", lat_b)):
+        lat[f"{who}_ms_median"] = {k: round(median([r.latency_ms[k] for r in runs]), 1)
+                                   for k in keys}  # fmt: skip
+        lat[f"{who}_record_timestamp_ms_median"] = {
+            k: round(median([r.record_timestamp_ms[k] for r in runs]), 1) for k in keys
+        }
+        lat[f"{who}_cores_median"] = round(
+            median([r.cpu_cores.get("contender", 0) for r in runs]), 2
+        )
+        lat[f"{who}_cpu_ms_per_lead_median"] = round(median([r.cpu_ms_per_lead for r in runs]), 4)
+    pairs = list(zip(lat_l, lat_b, strict=True))
+    lat["per_pair_ratio"] = {k: [_ratio(a.latency_ms[k], b.latency_ms[k]) for a, b in pairs]
+                             for k in keys}  # fmt: skip
+    lat["ratio_leadloop_over_bare_median"] = {
+        k: round(median(v), 2) for k, v in lat["per_pair_ratio"].items()
+    }
+    sat_l, sat_b = of(saturation, "leadloop"), of(saturation, "bare")
+    sat_pairs = list(zip(sat_l, sat_b, strict=True))
+    ratios = [_ratio(a.leads_per_s, b.leads_per_s) for a, b in sat_pairs]
+    cpu_ratios = [_ratio(a.cpu_ms_per_lead, b.cpu_ms_per_lead) for a, b in sat_pairs]
+    sat = {
+        "leadloop_leads_per_s_median": round(median([r.leads_per_s for r in sat_l]), 1),
+        "bare_leads_per_s_median": round(median([r.leads_per_s for r in sat_b]), 1),
+        "per_pair_ratio": ratios,
+        "ratio_leadloop_over_bare_median": round(median(ratios), 3),
+        "leadloop_cpu_ms_per_lead_median": round(median([r.cpu_ms_per_lead for r in sat_l]), 4),
+        "bare_cpu_ms_per_lead_median": round(median([r.cpu_ms_per_lead for r in sat_b]), 4),
+        "per_pair_cpu_ratio": cpu_ratios,
+        "cpu_per_lead_ratio_leadloop_over_bare_median": round(median(cpu_ratios), 2),
+    }
+    return {"latency": lat, "saturation": sat}
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lat_runs = [LatencyRun(**r) for r in result["latency_runs"]]
+    sat_runs = [SaturationRun(**r) for r in result["saturation_runs"]]
+    s, m, w = result["summary"], result["machine"], result["workload"]
+    ls, ss = s["latency"], s["saturation"]
+    lead = [r for r in lat_runs if r.contender == "leadloop"]
+    bare = [r for r in lat_runs if r.contender == "bare"]
+
+    def ms(d: Mapping[str, float], k: str) -> str:
+        return f"{d[k]:,.1f}"
+
+    lines = [
+        f"Assignment latency, {w['rate']:,.0f} leads/s for {w['duration_s']:.0f} s after a "
+        f"{w['warmup_s']:.0f} s warm-up ({w['rules']['reps']} reps in {w['rules']['teams']} "
+        f"teams, {w['rules']['rules']} rules), {len(lead)} alternating pairs; "
+        "ms from leads.accepted produced to leads.assigned seen, leadloop / bare",
+        "",
+        "| run | p50 | p90 | p99 | max | achieved leads/s | process cores: leadloop / bare "
+        f"| machine busy cores (of {m['nproc']}) | load 1m |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for a, b in zip(lead, bare, strict=True):
+        cells = " | ".join(
+            f"{ms(a.latency_ms, k)} / {ms(b.latency_ms, k)}" for k in ("p50", "p90", "p99", "max")
+        )
+        lines.append(
+            f"| {a.index} | {cells} | {a.rate_achieved:,.0f} / {b.rate_achieved:,.0f} "
+            f"| {a.cpu_cores.get('contender', 0):.2f} / {b.cpu_cores.get('contender', 0):.2f} "
+            f"| {a.cpu_cores['machine']:.2f} / {b.cpu_cores['machine']:.2f} "
+            f"| {a.load_average_1m:.2f} / {b.load_average_1m:.2f} |"
+        )
+    lm, bm, rm = (
+        ls["leadloop_ms_median"],
+        ls["bare_ms_median"],
+        ls["ratio_leadloop_over_bare_median"],
+    )
+    cells = " | ".join(f"**{ms(lm, k)} / {ms(bm, k)}**" for k in ("p50", "p90", "p99", "max"))
+    ratio_cells = " | ".join(f"×{rm[k]:.1f}" for k in ("p50", "p90", "p99", "max"))
+    lt, bt = ls["leadloop_record_timestamp_ms_median"], ls["bare_record_timestamp_ms_median"]
+    stamp_cells = " | ".join(f"{ms(lt, k)} / {ms(bt, k)}" for k in ("p50", "p90", "p99", "max"))
+    lines += [
+        f"| **median** | {cells} | | **{ls['leadloop_cores_median']:.2f} / "
+        f"{ls['bare_cores_median']:.2f}** | | |",
+        f"| leadloop / bare | {ratio_cells} | | | | |",
+        f"| record timestamps (median) | {stamp_cells} | | | | |",
+        "",
+        f"Throughput at saturation, {w['saturation_leads']:,} preloaded leads",
+        "",
+        "| run | leadloop leads/s | bare aiokafka leads/s | leadloop / bare "
+        "| CPU ms per lead: leadloop / bare | process cores: leadloop / bare "
+        f"| machine busy cores (of {m['nproc']}) | load 1m |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    sl = [r for r in sat_runs if r.contender == "leadloop"]
+    sb = [r for r in sat_runs if r.contender == "bare"]
+    for x, y, ratio in zip(sl, sb, ss["per_pair_ratio"], strict=True):
+        lines.append(
+            f"| {x.index} | {x.leads_per_s:,.0f} | {y.leads_per_s:,.0f} | {ratio:.3f} "
+            f"| {x.cpu_ms_per_lead:.3f} / {y.cpu_ms_per_lead:.3f} "
+            f"| {x.cpu_cores.get('contender', 0):.2f} / {y.cpu_cores.get('contender', 0):.2f} "
+            f"| {x.cpu_cores['machine']:.2f} / {y.cpu_cores['machine']:.2f} "
+            f"| {x.load_average_1m:.2f} / {y.load_average_1m:.2f} |"
+        )
+    lines += [
+        f"| **median** | **{ss['leadloop_leads_per_s_median']:,.0f}** "
+        f"| **{ss['bare_leads_per_s_median']:,.0f}** "
+        f"| **{ss['ratio_leadloop_over_bare_median']:.3f}** "
+        f"| **{ss['leadloop_cpu_ms_per_lead_median']:.3f} / {ss['bare_cpu_ms_per_lead_median']:.3f}"
+        f"** (×{ss['cpu_per_lead_ratio_leadloop_over_bare_median']:.1f}) | | | |",
+        "",
+        f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, "
+        f"Python {m['python']}, Kafka {m['kafka']}, PostgreSQL {m['postgresql']}, "
+        f"load average at start {m['load_average_at_start']}, revision {m['git_revision']}.",
+    ]
+    return "\n".join(lines)
+
+
+async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    stack = Stack.from_env()
+    machine = await machine_info(stack)
+    warmup_leads = round(args.rate * args.warmup)
+    latency_leads = warmup_leads + round(args.rate * args.duration)
+    n = max(latency_leads, args.saturation_leads)
+    print(f"building {n:,} accepted leads (seed {args.seed})", file=sys.stderr)
+    workload = Workload.build(args.seed, n)
+    rules = rule_set(f"bench-{args.seed}")
+    rules_text = yaml.safe_dump(rules, sort_keys=False)
+    latency: list[LatencyRun] = []
+    saturation: list[SaturationRun] = []
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="leadloop-bench-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        rules_file = tmp / "rules.yaml"
+        rules_file.write_text(rules_text, encoding="utf-8")
+        ctx = Context(
+            stack=stack,
+            workload=workload,
+            tmp=tmp,
+            rules_file=rules_file,
+            rate=args.rate,
+            warmup_s=args.warmup,
+            duration_s=args.duration,
+            saturation_leads=args.saturation_leads,
+            run_timeout_s=args.timeout,
+            service_env=_env_pairs(args.service_env),
+        )
+        for i in range(1, args.runs + 1):
+            # Alternating: a drift in machine load hits both contenders alike.
+            for go_l in (leadloop_latency, bare_latency):
+                lat = await go_l(ctx, i)
+                latency.append(lat)
+                q = lat.latency_ms
+                print(
+                    f"  {lat.contender:8} latency {i}: p50 {q['p50']:.1f} p90 {q['p90']:.1f} "
+                    f"p99 {q['p99']:.1f} max {q['max']:.1f} ms at {lat.rate_achieved:,.0f}/s",
+                    file=sys.stderr,
+                )
+            for go_s in (leadloop_saturation, bare_saturation):
+                done = await go_s(ctx, i)
+                saturation.append(done)
+                print(
+                    f"  {done.contender:8} saturation {i}: {done.leads_per_s:9,.0f} leads/s "
+                    f"({done.elapsed_s:.1f} s after the first output at "
+                    f"{done.first_output_s:.1f} s)",
+                    file=sys.stderr,
+                )
+    machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    return {
+        "benchmark": "assignment_latency",
+        # When the measurement finished (the machine's load is recorded at both ends).
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "duration_s": round(time.monotonic() - started, 1),
+        "workload": {
+            "rate": args.rate,
+            "warmup_s": args.warmup,
+            "duration_s": args.duration,
+            "latency_leads": latency_leads,
+            "saturation_leads": args.saturation_leads,
+            "seed": args.seed,
+            "mix": workload.mix,
+            "rules": {
+                "version": rules["version"],
+                "teams": len(rules["teams"]),
+                "reps": sum(len(t["reps"]) for t in rules["teams"]),
+                "rules": len(rules["rules"]),
+                "sha256": hashlib.sha256(rules_text.encode()).hexdigest()[:12],
+            },
+            "partitions": by_name(ACCEPTED).partitions,
+            "bare_batch_size": BARE_BATCH,
+            "service_env": _env_pairs(args.service_env),
+        },
+        "machine": machine,
+        "summary": summarise(latency, saturation),
+        "latency_runs": [asdict(r) for r in latency],
+        "saturation_runs": [asdict(r) for r in saturation],
+    }
+
+
+def _env_pairs(pairs: Sequence[str]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--service-env wants NAME=VALUE, got {pair!r}")
+        env[name] = value
+    return env
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=1000, help="leads per second, steady")
+    parser.add_argument("--warmup", type=float, default=10, help="seconds not measured")
+    parser.add_argument("--duration", type=float, default=30, help="seconds measured")
+    parser.add_argument(
+        "--saturation-leads", type=int, default=20_000, help="leads preloaded for saturation"
+    )
+    parser.add_argument("--runs", type=int, default=3, help="runs of each contender")
+    parser.add_argument("--seed", type=int, default=20250303, help="simulator seed")
+    parser.add_argument(
+        "--timeout", type=float, default=600, help="seconds one measurement may take"
+    )
+    parser.add_argument("--output", type=Path, default=DEFAULT_RESULTS, help="results JSON")
+    parser.add_argument(
+        "--service-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the assignment service, e.g. LEADLOOP_KAFKA__BATCH_SIZE=2000",
+    )
+    sub = parser.add_subparsers(dest="command")
+    worker = sub.add_parser("bare-worker", help="(internal) the bare aiokafka loop process")
+    worker.add_argument("--bootstrap", required=True)
+    worker.add_argument("--source", required=True)
+    worker.add_argument("--output", required=True, dest="output_topic")
+    worker.add_argument("--group", required=True)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "bare-worker":
+        asyncio.run(bare_worker(args.bootstrap, args.source, args.output_topic, args.group))
+        return
+    if args.runs < 1 or args.saturation_leads < 1 or args.rate <= 0 or args.duration <= 0:
+        raise SystemExit("--runs, --saturation-leads, --rate and --duration must be positive")
+    result = asyncio.run(benchmark(args))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
