@@ -11,28 +11,28 @@ from leadloop.kafka import FaustPublisher
 from leadloop.runtime import run_service
 from leadloop_assignment.adapters.kafka import register_agents
 from leadloop_assignment.adapters.postgres import AssignmentStore
-from leadloop_assignment.adapters.rules_file import RuleFile
-from leadloop_assignment.handlers import AssignmentHandler
+from leadloop_assignment.adapters.rules_file import RuleFile, load_calendars
+from leadloop_assignment.handlers import AssignmentHandler, ChangeHandler
 from leadloop_assignment.settings import AssignmentSettings
 
 
 def main() -> None:
     cfg = settings_mod.load(AssignmentSettings)
-    rules = RuleFile(cfg.rules_file)  # fails fast on an invalid rule set
+    # Both fail fast on an invalid file.
+    rules = RuleFile(cfg.rules_file, load_calendars(cfg.calendars_file))
 
     def wire(app: faust.App, pool: asyncpg.Pool) -> None:
-        handler = AssignmentHandler(
-            store=AssignmentStore(pool),
-            publisher=FaustPublisher(app, cfg.kafka.topic_prefix),
-            clock=SystemClock(),
-            rules=rules.current,
-        )
+        store = AssignmentStore(pool)
+        publisher = FaustPublisher(app, cfg.kafka.topic_prefix)
+        clock = SystemClock()
         register_agents(
             app,
-            handler,
+            AssignmentHandler(store=store, publisher=publisher, clock=clock, rules=rules.current),
+            ChangeHandler(store=store, publisher=publisher, clock=clock, rules=rules.current),
             prefix=cfg.kafka.topic_prefix,
             batch_size=cfg.kafka.batch_size,
             within=cfg.kafka.batch_within_s,
+            pool_check_seconds=cfg.pool_check_seconds,
         )
 
     run_service("assignment", cfg, cfg.http, wire)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field
 
 from leadloop.settings import HttpSettings, ServiceSettings
 
@@ -13,3 +16,9 @@ class AssignmentSettings(ServiceSettings):
     http: HttpSettings = HttpSettings(port=18082)
     #: The rule set (teams, reps, rules); reloaded live when it changes.
     rules_file: Path = Path("config/rules.yaml")
+    #: Business calendars; a team with ``working_hours`` assigns inside its calendar's
+    #: working time only.
+    calendars_file: Path = Path("config/calendars.yaml")
+    #: How often pools are checked for leads a rep may now take (time makes reps
+    #: eligible: working hours begin, a new day lifts daily caps).
+    pool_check_seconds: Annotated[float, Field(gt=0)] = 2.0

@@ -1,4 +1,6 @@
-"""faust wiring for assignment: the leads.accepted agent."""
+"""faust wiring for assignment: the leads.accepted agent, the agent over the changes
+that move decided leads (crm.reps, crm.stage-changes, sla.escalations), and the pool
+timer."""
 
 from __future__ import annotations
 
@@ -6,14 +8,23 @@ from collections.abc import Sequence
 
 import faust
 
-from leadloop.kafka import batch_agent, raw_topic
-from leadloop_assignment.handlers import AssignmentHandler
+from leadloop.kafka import batch_agent, raw_topic, topics_agent
+from leadloop_assignment.handlers import AssignmentHandler, ChangeHandler
 
-__all__ = ["register_agents"]
+__all__ = ["CHANGE_TOPICS", "register_agents"]
+
+CHANGE_TOPICS = ("crm.reps", "crm.stage-changes", "sla.escalations")
 
 
 def register_agents(
-    app: faust.App, handler: AssignmentHandler, *, prefix: str, batch_size: int, within: float
+    app: faust.App,
+    handler: AssignmentHandler,
+    changes: ChangeHandler,
+    *,
+    prefix: str,
+    batch_size: int,
+    within: float,
+    pool_check_seconds: float,
 ) -> None:
     async def handle(events: Sequence[faust.EventT[bytes]]) -> object:
         return await handler.handle([e.message.value or b"" for e in events])
@@ -26,3 +37,18 @@ def register_agents(
         batch_size=batch_size,
         within=within,
     )
+    topics_agent(
+        app,
+        CHANGE_TOPICS,
+        prefix=prefix,
+        name="assignment-changes",
+        handle=changes.handle,
+        batch_size=batch_size,
+        within=within,
+    )
+
+    # Runs on every worker: a pass locks every team, so two workers' passes take turns
+    # and the second finds nothing left to move.
+    @app.timer(interval=pool_check_seconds)
+    async def drain_pools() -> None:
+        await changes.tick()

@@ -22,7 +22,14 @@ from leadloop_assignment.domain.routing import (
 )
 from leadloop_assignment.domain.rules import RuleSet, matching_rules
 
-__all__ = ["StateScope", "assigned_event", "plan", "state_scope", "teams_involved"]
+__all__ = [
+    "StateScope",
+    "assigned_event",
+    "full_scope",
+    "plan",
+    "state_scope",
+    "teams_involved",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +64,17 @@ def teams_involved(leads: Sequence[LeadAccepted], rules: RuleSet) -> list[str]:
 
 def state_scope(leads: Sequence[LeadAccepted], rules: RuleSet, now: datetime) -> StateScope:
     teams = [rules.team(t) for t in teams_involved(leads, rules)]
+    return StateScope(
+        teams=tuple(t.team_id for t in teams),
+        reps=tuple(r.rep_id for t in teams for r in t.reps),
+        intake=tuple((r.rep_id, intake_day(t, now)) for t in teams for r in t.reps),
+        rosters=tuple((t.team_id, roster_id(t)) for t in teams),
+    )
+
+
+def full_scope(rules: RuleSet, now: datetime) -> StateScope:
+    """All of the rule set's state (moves may send a lead to any team)."""
+    teams = sorted(rules.teams, key=lambda t: t.team_id)
     return StateScope(
         teams=tuple(t.team_id for t in teams),
         reps=tuple(r.rep_id for t in teams for r in t.reps),
