@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from services.assignment.tests.factories import NOW, make_lead
 
 from leadloop.events import AssignmentKind, LeadAccepted, Priority, RepStatus, Strategy
 from leadloop_assignment.domain.planning import assigned_event, plan, teams_involved
@@ -28,23 +28,6 @@ from leadloop_assignment.domain.rules import (
     Team,
     matching_rule,
 )
-
-NOW = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
-
-
-def make_lead(lead_id: str = "lead-1", **fields: Any) -> LeadAccepted:
-    base: dict[str, Any] = {
-        "event_id": f"ev-{lead_id}",
-        "occurred_at": NOW,
-        "lead_id": lead_id,
-        "source": "web_form",
-        "source_lead_id": lead_id,
-        "accepted_at": NOW,
-        "score": 20,
-        "priority": Priority.COLD,
-    }
-    base.update(fields)
-    return LeadAccepted(**base)
 
 
 def rule_set(

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from services.assignment.tests.factories import NOW, make_lead
 
 from leadloop.events import AssignmentKind, LeadAccepted, Priority, RepStatus, Strategy
 from leadloop_assignment.adapters.rules_file import load_rules
@@ -30,23 +31,7 @@ from leadloop_assignment.domain.routing import (
 )
 from leadloop_assignment.domain.rules import Rep, Rule, RuleSet, Team, matching_rules
 
-NOW = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 TODAY = date(2025, 3, 3)
-
-
-def make_lead(lead_id: str = "lead-1", **fields: Any) -> LeadAccepted:
-    base: dict[str, Any] = {
-        "event_id": f"ev-{lead_id}",
-        "occurred_at": NOW,
-        "lead_id": lead_id,
-        "source": "web_form",
-        "source_lead_id": lead_id,
-        "accepted_at": NOW,
-        "score": 20,
-        "priority": Priority.COLD,
-    }
-    base.update(fields)
-    return LeadAccepted(**base)
 
 
 def returning(lead_id: str, previous: str, **fields: Any) -> LeadAccepted:
