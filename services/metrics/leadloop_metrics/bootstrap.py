@@ -10,25 +10,27 @@ import faust
 from leadloop import settings as settings_mod
 from leadloop.clock import SystemClock
 from leadloop.runtime import run_service
+from leadloop_metrics.adapters.config import team_ids
 from leadloop_metrics.adapters.kafka import register_agents
 from leadloop_metrics.adapters.postgres import MetricStore
-from leadloop_metrics.adapters.prometheus import CounterView, registry_for
-from leadloop_metrics.domain.fold import LabelPolicy
+from leadloop_metrics.adapters.prometheus import SeriesView, registry_for
+from leadloop_metrics.domain.labels import LabelPolicy
 from leadloop_metrics.handlers import MetricsHandler
 from leadloop_metrics.settings import MetricsSettings
 
 
 def main() -> None:
     cfg = settings_mod.load(MetricsSettings)
+    teams = cfg.teams if cfg.teams is not None else team_ids(cfg.rules_file)
 
     def wire(app: faust.App, pool: asyncpg.Pool) -> None:
         store = MetricStore(pool)
         # The served counters start from what PostgreSQL holds: a restart never resets them.
-        view = CounterView(asyncio.get_event_loop().run_until_complete(store.load()))
+        view = SeriesView(asyncio.get_event_loop().run_until_complete(store.load()))
         handler = MetricsHandler(
             store=store,
             view=view,
-            labels=LabelPolicy(sources=frozenset(cfg.sources)),
+            labels=LabelPolicy(sources=frozenset(cfg.sources), teams=frozenset(teams)),
             clock=SystemClock(),
         )
         register_agents(

@@ -1,51 +1,104 @@
-"""PostgreSQL side of metrics: applied event ids and counter values, changed together.
+"""PostgreSQL side of metrics: applied facts, per-lead state and series values, changed
+together.
 
-``apply`` records the batch's event ids and adds the increments of the events that were
-new, in one transaction; ``load`` reads every series at start. The served counters are
-therefore always a function of this table, which is what ``reconcile`` compares.
+``apply`` locks the leads a batch concerns, records the batch's event ids with their
+facts, folds the facts that were new on top of the stored lead states, and saves the
+new states and the changed series, all in one transaction: a redelivered event changes
+nothing, and the served values are always a function of these tables. ``load`` reads
+every series; ``facts`` and ``states`` give reconcile what it replays and compares.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
-from leadloop_metrics.domain.fold import Event, Increment, SeriesKey
+from leadloop_metrics.domain.facts import Fact, Outcome, fact_from_json, fact_to_json
+from leadloop_metrics.domain.fold import step
+from leadloop_metrics.domain.labels import Delta, LabelPolicy, SeriesKey
+from leadloop_metrics.domain.leads import LeadState, state_from_json, state_to_json
 
 __all__ = ["MetricStore"]
+
+_TOPIC = {
+    "Outcome": "ingest.outcomes",
+    "Accepted": "leads.accepted",
+    "Assigned": "leads.assigned",
+    "Touched": "crm.activities",
+    "StageMoved": "crm.stage-changes",
+    "Escalated": "sla.escalations",
+}
+
+
+def _lead_of(fact: Fact) -> str | None:
+    return None if isinstance(fact, Outcome) else fact.lead_id
 
 
 class MetricStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def apply(
-        self,
-        events: Sequence[Event],
-        fold: Callable[[Sequence[Event]], Increment],
-        now: datetime,
-    ) -> Increment:
-        """Fold the events not applied before; return the increments that were saved."""
+    async def apply(self, facts: Sequence[Fact], policy: LabelPolicy, now: datetime) -> Delta:
+        """Fold the facts not applied before; return the series changes that were saved."""
+        seen: set[str] = set()
+        unique: list[Fact] = []
+        for f in facts:
+            if f.event_id not in seen:
+                seen.add(f.event_id)
+                unique.append(f)
+        lead_ids = sorted({lead for f in unique if (lead := _lead_of(f)) is not None})
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                "INSERT INTO metric_applied_events (event_id, applied_at) "
-                "SELECT e, $2 FROM unnest($1::text[]) e ON CONFLICT DO NOTHING RETURNING event_id",
-                list(dict.fromkeys(e.event_id for e in events)),
+            states: dict[str, LeadState] = {}
+            if lead_ids:
+                # Lock the leads first, in one order: a second worker holding the same
+                # leads during a rebalance waits, so each lead's facts are applied (and
+                # numbered by seq) in the order they were folded.
+                await conn.execute(
+                    "INSERT INTO metric_leads (lead_id, state, updated_at) "
+                    "SELECT l, 'null'::jsonb, $2 FROM unnest($1::text[]) l "
+                    "ON CONFLICT DO NOTHING",
+                    lead_ids,
+                    now,
+                )
+                rows = await conn.fetch(
+                    "SELECT lead_id, state FROM metric_leads WHERE lead_id = ANY($1::text[]) "
+                    "ORDER BY lead_id FOR UPDATE",
+                    lead_ids,
+                )
+                for r in rows:
+                    data = _json(r["state"])
+                    if data is not None:
+                        states[r["lead_id"]] = state_from_json(r["lead_id"], data)
+            inserted = await conn.fetch(
+                "INSERT INTO metric_applied_events (event_id, applied_at, topic, lead_id, fact) "
+                "SELECT e, $2, t, l, f::jsonb FROM unnest($1::text[], $3::text[], $4::text[], "
+                "$5::text[]) WITH ORDINALITY AS x(e, t, l, f, n) ORDER BY n "
+                "ON CONFLICT DO NOTHING RETURNING event_id",
+                [f.event_id for f in unique],
                 now,
+                [_TOPIC[type(f).__name__] for f in unique],
+                [_lead_of(f) for f in unique],
+                [json.dumps(fact_to_json(f)) for f in unique],
             )
-            new_ids = {r["event_id"] for r in rows}
-            seen: set[str] = set()
-            fresh = []
-            for e in events:
-                if e.event_id in new_ids and e.event_id not in seen:
-                    seen.add(e.event_id)
-                    fresh.append(e)
-            inc = fold(fresh)
-            if inc:
-                keys = list(inc)
+            new_ids = {r["event_id"] for r in inserted}
+            fresh = [f for f in unique if f.event_id in new_ids]
+            result = step(states, fresh, policy)
+            if result.states:
+                changed = list(result.states.values())
+                await conn.execute(
+                    "UPDATE metric_leads m SET state = s.state::jsonb, updated_at = $3 "
+                    "FROM unnest($1::text[], $2::text[]) AS s(lead_id, state) "
+                    "WHERE m.lead_id = s.lead_id",
+                    [s.lead_id for s in changed],
+                    [json.dumps(state_to_json(s)) for s in changed],
+                    now,
+                )
+            if result.delta:
+                keys = sorted(result.delta)
                 await conn.execute(
                     "INSERT INTO metric_values (metric, labels, value) "
                     "SELECT m, l::jsonb, v FROM unnest($1::text[], $2::text[], $3::float8[]) "
@@ -53,15 +106,43 @@ class MetricStore:
                     "SET value = metric_values.value + EXCLUDED.value",
                     [k[0] for k in keys],
                     [json.dumps(dict(k[1])) for k in keys],
-                    [float(inc[k]) for k in keys],
+                    [result.delta[k] for k in keys],
                 )
-        return inc
+        return result.delta
 
     async def load(self) -> dict[SeriesKey, float]:
+        """Every stored series (labels sorted by name; the view orders them)."""
         rows = await self._pool.fetch("SELECT metric, labels, value FROM metric_values")
         out: dict[SeriesKey, float] = {}
         for r in rows:
-            labels = r["labels"]
-            labels = json.loads(labels) if isinstance(labels, str) else labels
+            labels = _json(r["labels"])
             out[(r["metric"], tuple(sorted(labels.items())))] = r["value"]
         return out
+
+    async def facts(self, batch: int = 5000) -> AsyncIterator[Fact | None]:
+        """Every applied fact in application order (None: applied before facts were kept)."""
+        last = -1
+        while True:
+            rows = await self._pool.fetch(
+                "SELECT seq, fact FROM metric_applied_events WHERE seq > $1 ORDER BY seq LIMIT $2",
+                last,
+                batch,
+            )
+            if not rows:
+                return
+            for r in rows:
+                data = _json(r["fact"])
+                yield None if data is None else fact_from_json(data)
+            last = rows[-1]["seq"]
+
+    async def states(self) -> dict[str, LeadState]:
+        rows = await self._pool.fetch("SELECT lead_id, state FROM metric_leads")
+        return {
+            r["lead_id"]: state_from_json(r["lead_id"], data)
+            for r in rows
+            if (data := _json(r["state"])) is not None
+        }
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value

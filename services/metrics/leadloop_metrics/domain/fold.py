@@ -1,88 +1,85 @@
-"""How events change the counters: a pure fold from events to increments.
+"""How facts change the served series: a pure fold from facts to deltas.
 
-The caller applies each event at most once (event ids are recorded with the change), so
-the fold can simply count.
+The caller applies each fact at most once (event ids are recorded with the change) and
+hands over the stored states of the leads the facts concern; :func:`step` returns the
+new states and the change of every series. Counters of single events (ingest outcomes,
+assignment decisions, escalation steps) count the event; everything else is the change
+in the leads' contributions (``leads.py``).
 """
 
 from __future__ import annotations
 
-import re
-from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from leadloop.events import (
-    EscalationRaised,
-    EscalationStatus,
-    IngestOutcome,
-    IngestOutcomeRecorded,
-    LeadAssigned,
-    RejectReason,
-)
-from leadloop_metrics.domain.metric_defs import METRICS
+from leadloop_metrics.domain.facts import Assigned, Escalated, Fact, LeadFact, Outcome
+from leadloop_metrics.domain.labels import Delta, LabelPolicy, add, series
+from leadloop_metrics.domain.leads import LeadState, apply, contributions
 
-__all__ = ["Increment", "LabelPolicy", "SeriesKey", "fold"]
-
-Labels = tuple[tuple[str, str], ...]
-SeriesKey = tuple[str, Labels]
-Increment = Counter[SeriesKey]
-Event = IngestOutcomeRecorded | LeadAssigned | EscalationRaised
-
-OTHER = "other"
-_REASONS = frozenset(r.value for r in RejectReason)
-_ID = re.compile(r"^[a-z0-9_.-]{1,64}$")
+__all__ = ["Step", "event_counters", "merge", "step"]
 
 
 @dataclass(frozen=True, slots=True)
-class LabelPolicy:
-    """Keeps label values bounded: sources from a configured list, ids by shape."""
-
-    sources: frozenset[str]
-
-    def source(self, value: str) -> str:
-        return value if value in self.sources else OTHER
-
-    def team(self, value: str) -> str:
-        # Team ids come from leadloop's own rule set, not from input; the shape check
-        # is a backstop against an unbounded value ever reaching a label.
-        return value if _ID.match(value) else OTHER
+class Step:
+    #: The states of the leads the facts changed (all of them: unchanged ones too).
+    states: dict[str, LeadState]
+    delta: Delta
 
 
-def series(metric: str, **labels: str) -> SeriesKey:
-    definition = METRICS[metric]
-    assert set(labels) == set(definition.labels), (metric, labels)
-    return metric, tuple((k, labels[k]) for k in definition.labels)
+def merge(into: Delta, other: Mapping[tuple[str, tuple[tuple[str, str], ...]], float]) -> None:
+    for key, value in other.items():
+        into[key] = into.get(key, 0.0) + value
 
 
-def fold(events: Iterable[Event], policy: LabelPolicy) -> Increment:
-    inc: Increment = Counter()
-    for e in events:
-        if isinstance(e, IngestOutcomeRecorded):
-            source = policy.source(e.source)
-            inc[series("leadloop_leads_received_total", source=source)] += 1
-            if e.outcome is IngestOutcome.ACCEPTED:
-                inc[series("leadloop_leads_accepted_total", source=source)] += 1
-            elif e.outcome is IngestOutcome.DUPLICATE:
-                inc[series("leadloop_leads_duplicate_total", source=source)] += 1
-            else:
-                reason = e.reason if e.reason in _REASONS else OTHER
-                inc[series("leadloop_leads_rejected_total", source=source, reason=reason)] += 1
-        elif isinstance(e, LeadAssigned):
-            inc[
-                series(
-                    "leadloop_leads_assigned_total",
-                    team=policy.team(e.team_id),
-                    strategy=e.strategy.value,
-                    kind=e.kind.value,
-                )
-            ] += 1
+def event_counters(fact: Fact, policy: LabelPolicy) -> Delta:
+    """The counters a single event increments, whatever else is known of its lead."""
+    out: Delta = {}
+    if isinstance(fact, Outcome):
+        source = policy.source(fact.source)
+        add(out, series("leadloop_leads_received_total", source=source), 1)
+        if fact.outcome == "accepted":
+            add(out, series("leadloop_leads_accepted_total", source=source), 1)
+        elif fact.outcome == "duplicate":
+            add(out, series("leadloop_leads_duplicate_total", source=source), 1)
         else:
-            metric = (
-                "leadloop_sla_breaches_total"
-                if e.status is EscalationStatus.FIRING
-                else "leadloop_sla_resolved_total"
-            )
-            inc[
-                series(metric, kind=e.kind.value, level=str(e.level), team=policy.team(e.team_id))
-            ] += 1
-    return inc
+            reason = policy.reject_reason(fact.reason)
+            add(out, series("leadloop_leads_rejected_total", source=source, reason=reason), 1)
+    elif isinstance(fact, Assigned):
+        key = series(
+            "leadloop_leads_assigned_total",
+            team=policy.team(fact.team),
+            strategy=fact.strategy,
+            kind=fact.kind,
+        )
+        add(out, key, 1)
+    elif isinstance(fact, Escalated):
+        metric = "leadloop_sla_breaches_total" if fact.firing else "leadloop_sla_resolved_total"
+        key = series(
+            metric,
+            kind=policy.escalation_kind(fact.kind),
+            level=policy.level(fact.level),
+            team=policy.team(fact.team),
+        )
+        add(out, key, 1)
+    return out
+
+
+def step(stored: Mapping[str, LeadState], facts: Iterable[Fact], policy: LabelPolicy) -> Step:
+    """Apply ``facts`` in order on top of the ``stored`` lead states."""
+    delta: Delta = {}
+    by_lead: dict[str, list[LeadFact]] = {}
+    for fact in facts:
+        merge(delta, event_counters(fact, policy))
+        if not isinstance(fact, Outcome):
+            by_lead.setdefault(fact.lead_id, []).append(fact)
+    states: dict[str, LeadState] = {}
+    for lead_id, lead_facts in by_lead.items():
+        before = stored.get(lead_id) or LeadState(lead_id)
+        after = before
+        for fact in lead_facts:
+            after = apply(after, fact)
+        states[lead_id] = after
+        if after != before:
+            merge(delta, contributions(before, policy, sign=-1.0))
+            merge(delta, contributions(after, policy))
+    return Step(states, {k: v for k, v in delta.items() if v != 0.0})

@@ -1,7 +1,8 @@
 """Every metric leadloop serves, with a comment each. Nothing outside this list is served.
 
-Label values come only from bounded sets: configured sources (others become
-``other``), team ids and enum values. Never a lead id, email, phone or name.
+Label values come only from bounded sets: configured sources and teams (others become
+``other``), and enum values. Never a lead id, email, phone or name. The bound on the
+number of series follows from the label sets: see :func:`series_bound`.
 """
 
 from __future__ import annotations
@@ -9,61 +10,198 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["METRICS", "MetricDef"]
+__all__ = [
+    "ASSIGNMENT_LATENCY_BUCKETS",
+    "FIRST_RESPONSE_BUCKETS",
+    "METRICS",
+    "MetricDef",
+    "served_value",
+    "stored_names",
+]
+
+#: Seconds from a lead's first owner assignment to its first touch: one minute (the
+#: "answer within 5 minutes" target sits between two buckets) to one week.
+FIRST_RESPONSE_BUCKETS: tuple[float, ...] = (
+    60.0,
+    300.0,
+    900.0,
+    1800.0,
+    3600.0,
+    7200.0,
+    14400.0,
+    28800.0,
+    86400.0,
+    172800.0,
+    604800.0,
+)
+#: Seconds from acceptance to the first assignment decision: milliseconds when healthy,
+#: up to a minute when the assignment service lags.
+ASSIGNMENT_LATENCY_BUCKETS: tuple[float, ...] = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
 
 
 @dataclass(frozen=True, slots=True)
 class MetricDef:
     name: str
-    kind: Literal["counter", "gauge"]
+    kind: Literal["counter", "gauge", "histogram"]
     labels: tuple[str, ...]
     help: str
+    buckets: tuple[float, ...] = ()
 
 
-METRICS: dict[str, MetricDef] = {
-    m.name: m
-    for m in (
-        # Every record read from leads.raw, by channel (conservation: = accepted +
-        # duplicate + rejected).
-        MetricDef(
-            "leadloop_leads_received_total", "counter", ("source",), "Records read from leads.raw."
-        ),
-        # New leads persisted and published on leads.accepted.
-        MetricDef("leadloop_leads_accepted_total", "counter", ("source",), "Leads accepted."),
-        # Records whose (source, source_lead_id) was already received.
-        MetricDef(
-            "leadloop_leads_duplicate_total",
-            "counter",
-            ("source",),
-            "Records recognised as duplicates.",
-        ),
-        # Records sent to leads.rejected, by stable reason code.
-        MetricDef(
-            "leadloop_leads_rejected_total",
-            "counter",
-            ("source", "reason"),
-            "Records rejected, by reason.",
-        ),
-        # Assignment decisions: initial, reassigned, reclaimed or pooled.
-        MetricDef(
-            "leadloop_leads_assigned_total",
-            "counter",
-            ("team", "strategy", "kind"),
-            "Assignment decisions.",
-        ),
-        # Escalation ladder steps fired (each step once).
-        MetricDef(
-            "leadloop_sla_breaches_total",
-            "counter",
-            ("kind", "level", "team"),
-            "SLA escalation steps fired.",
-        ),
-        # Fired steps later resolved by a touch, a reassignment or closing the lead.
-        MetricDef(
-            "leadloop_sla_resolved_total",
-            "counter",
-            ("kind", "level", "team"),
-            "SLA escalation steps resolved.",
-        ),
-    )
+_DEFS = (
+    # Every record read from leads.raw, by channel (conservation: = accepted +
+    # duplicate + rejected).
+    MetricDef(
+        "leadloop_leads_received_total", "counter", ("source",), "Records read from leads.raw."
+    ),
+    # New leads persisted and published on leads.accepted.
+    MetricDef("leadloop_leads_accepted_total", "counter", ("source",), "Leads accepted."),
+    # Records whose (source, source_lead_id) was already received.
+    MetricDef(
+        "leadloop_leads_duplicate_total",
+        "counter",
+        ("source",),
+        "Records recognised as duplicates.",
+    ),
+    # Records sent to leads.rejected, by stable reason code.
+    MetricDef(
+        "leadloop_leads_rejected_total",
+        "counter",
+        ("source", "reason"),
+        "Records rejected, by reason.",
+    ),
+    # Assignment decisions: initial, reassigned, reclaimed or pooled.
+    MetricDef(
+        "leadloop_leads_assigned_total",
+        "counter",
+        ("team", "strategy", "kind"),
+        "Assignment decisions.",
+    ),
+    # Escalation ladder steps fired (each step once).
+    MetricDef(
+        "leadloop_sla_breaches_total",
+        "counter",
+        ("kind", "level", "team"),
+        "SLA escalation steps fired.",
+    ),
+    # Fired steps later resolved by a touch, a reassignment or closing the lead.
+    MetricDef(
+        "leadloop_sla_resolved_total",
+        "counter",
+        ("kind", "level", "team"),
+        "SLA escalation steps resolved.",
+    ),
+    # Leads that entered a funnel stage (each lead once per stage), by channel: the
+    # ratio of two stages is the conversion between them. Counted once the lead's
+    # acceptance (its source) is known.
+    MetricDef(
+        "leadloop_funnel_entered_total",
+        "counter",
+        ("stage", "source"),
+        "Leads that entered a funnel stage.",
+    ),
+    # Leads open (neither won nor lost) in each stage now, per owning team
+    # (`unassigned` before the first decision). A pooled lead without a CRM stage is `new`.
+    MetricDef(
+        "leadloop_funnel_open_leads",
+        "gauge",
+        ("stage", "team"),
+        "Open leads per stage and team.",
+    ),
+    # Won leads and their amount, by the team that owned the lead when the win became
+    # known and by channel.
+    MetricDef("leadloop_leads_won_total", "counter", ("team", "source"), "Leads won."),
+    MetricDef(
+        "leadloop_won_amount_total",
+        "counter",
+        ("team", "source"),
+        "Amount of the leads won (currency units of the CRM).",
+    ),
+    # Lost leads by the furthest open stage they had reached (loss attribution), their
+    # loss reason and owning team.
+    MetricDef(
+        "leadloop_leads_lost_total",
+        "counter",
+        ("stage", "reason", "team"),
+        "Leads lost, by the stage where they were lost and the reason.",
+    ),
+    # Breached SLA clocks not yet resolved: per lead, each (policy, kind) with a fired
+    # ladder step that no resolution has closed.
+    MetricDef(
+        "leadloop_sla_open_clocks",
+        "gauge",
+        ("kind",),
+        "Breached SLA clocks not yet resolved.",
+    ),
+    # Human delay: first owner assignment to the first touch (call, email, message,
+    # meeting, visit; a note is not a touch).
+    MetricDef(
+        "leadloop_first_response_seconds",
+        "histogram",
+        ("team", "priority"),
+        "Seconds from the first owner assignment to the first touch.",
+        FIRST_RESPONSE_BUCKETS,
+    ),
+    # System delay: lead accepted to its first assignment decision (pooled included).
+    MetricDef(
+        "leadloop_assignment_latency_seconds",
+        "histogram",
+        (),
+        "Seconds from acceptance to the first assignment decision.",
+        ASSIGNMENT_LATENCY_BUCKETS,
+    ),
+    # Sum of the latest known amount of the open leads, per stage and team.
+    MetricDef(
+        "leadloop_pipeline_amount",
+        "gauge",
+        ("stage", "team"),
+        "Amount of the open leads per stage and team.",
+    ),
+    # Open leads waiting in a team's pool (公海): assigned to a team, owned by nobody.
+    MetricDef(
+        "leadloop_pool_leads",
+        "gauge",
+        ("team",),
+        "Open leads in a team's pool.",
+    ),
+)
+
+METRICS: dict[str, MetricDef] = {m.name: m for m in _DEFS}
+
+
+def stored_names(definition: MetricDef) -> tuple[str, ...]:
+    """The series names a metric is stored under (a histogram is three)."""
+    if definition.kind == "histogram":
+        n = definition.name
+        return (f"{n}_bucket", f"{n}_sum", f"{n}_count")
+    return (definition.name,)
+
+
+#: Series stored in a smaller whole unit, so that sums are sums of integers and exact
+#: in any order (float sums of cents or fractional seconds depend on the order):
+#: amounts in hundredths, histogram sums in milliseconds.
+STORED_SCALE: dict[str, int] = {
+    "leadloop_won_amount_total": 100,
+    "leadloop_pipeline_amount": 100,
+    **{f"{m.name}_sum": 1000 for m in _DEFS if m.kind == "histogram"},
 }
+
+
+def served_value(series_name: str, stored: float) -> float:
+    """The value served for a stored one, in the metric's base unit."""
+    scale = STORED_SCALE.get(series_name)
+    return stored if scale is None else stored / scale

@@ -1,0 +1,184 @@
+"""Facts: the part of each event that the metrics need, in a compact, storable form.
+
+Every applied event is stored as its fact (``metric_applied_events.fact``), so the
+metrics can be recomputed by replaying facts in application order. A fact holds ids,
+enum values, times and amounts only: no personal data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from leadloop.events import (
+    ActivityKind,
+    ActivityRecorded,
+    AssignmentKind,
+    EscalationRaised,
+    EscalationStatus,
+    IngestOutcome,
+    IngestOutcomeRecorded,
+    LeadAccepted,
+    LeadAssigned,
+    StageChanged,
+)
+
+__all__ = [
+    "Accepted",
+    "Assigned",
+    "Escalated",
+    "Fact",
+    "Outcome",
+    "StageMoved",
+    "Touched",
+    "fact_from_json",
+    "fact_of",
+    "fact_to_json",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one leads.raw record ended (ingest.outcomes)."""
+
+    event_id: str
+    source: str
+    outcome: str
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    event_id: str
+    lead_id: str
+    source: str
+    accepted_at: datetime
+    priority: str
+
+
+@dataclass(frozen=True, slots=True)
+class Assigned:
+    event_id: str
+    lead_id: str
+    team: str
+    owned: bool
+    strategy: str
+    kind: str
+    assigned_at: datetime
+    priority: str
+
+
+@dataclass(frozen=True, slots=True)
+class Touched:
+    """A CRM activity; ``touch`` is False for a note, which stops no clock."""
+
+    event_id: str
+    lead_id: str
+    touch: bool
+    occurred_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StageMoved:
+    event_id: str
+    lead_id: str
+    stage: str
+    occurred_at: datetime
+    amount: float | None
+    loss_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Escalated:
+    event_id: str
+    lead_id: str
+    escalation_id: str
+    team: str
+    policy_id: str
+    kind: str
+    level: int
+    firing: bool
+
+
+Fact = Outcome | Accepted | Assigned | Touched | StageMoved | Escalated
+LeadFact = Accepted | Assigned | Touched | StageMoved | Escalated
+
+_TYPES: dict[str, type[Any]] = {
+    t.__name__: t for t in (Outcome, Accepted, Assigned, Touched, StageMoved, Escalated)
+}
+_TIMES = ("accepted_at", "assigned_at", "occurred_at")
+
+EventIn = (
+    IngestOutcomeRecorded
+    | LeadAccepted
+    | LeadAssigned
+    | ActivityRecorded
+    | StageChanged
+    | EscalationRaised
+)
+
+
+def fact_of(event: EventIn) -> Fact:
+    """The fact an event contributes."""
+    if isinstance(event, IngestOutcomeRecorded):
+        reason = event.reason if event.outcome is IngestOutcome.REJECTED else None
+        return Outcome(event.event_id, event.source, event.outcome.value, reason)
+    if isinstance(event, LeadAccepted):
+        return Accepted(
+            event.event_id, event.lead_id, event.source, event.accepted_at, event.priority.value
+        )
+    if isinstance(event, LeadAssigned):
+        return Assigned(
+            event.event_id,
+            event.lead_id,
+            event.team_id,
+            # A pooled decision names a team but no owner: the lead waits in the pool.
+            event.owner_id is not None and event.kind is not AssignmentKind.POOLED,
+            event.strategy.value,
+            event.kind.value,
+            event.assigned_at,
+            event.priority.value,
+        )
+    if isinstance(event, ActivityRecorded):
+        return Touched(
+            event.event_id, event.lead_id, event.kind is not ActivityKind.NOTE, event.occurred_at
+        )
+    if isinstance(event, StageChanged):
+        return StageMoved(
+            event.event_id,
+            event.lead_id,
+            event.stage.value,
+            event.occurred_at,
+            event.amount,
+            event.loss_reason.value if event.loss_reason is not None else None,
+        )
+    return Escalated(
+        event.event_id,
+        event.lead_id,
+        event.escalation_id,
+        event.team_id,
+        event.policy_id,
+        event.kind.value,
+        event.level,
+        event.status is EscalationStatus.FIRING,
+    )
+
+
+def fact_to_json(fact: Fact) -> dict[str, Any]:
+    out = asdict(fact)
+    for key in _TIMES:
+        if key in out:
+            out[key] = out[key].isoformat()
+    out["type"] = type(fact).__name__
+    return out
+
+
+def fact_from_json(data: dict[str, Any]) -> Fact:
+    fields = dict(data)
+    cls = _TYPES[fields.pop("type")]
+    for key in _TIMES:
+        if key in fields:
+            fields[key] = datetime.fromisoformat(fields[key])
+    fact: Fact = cls(**fields)
+    return fact

@@ -1,0 +1,354 @@
+"""What the metrics know of one lead, how each fact changes it, and what it contributes.
+
+A lead's contribution to every series is a pure function of its state
+(:func:`contributions`); applying a fact changes the served values by the difference
+between the contributions after and before. The served values are therefore always the
+sum of the contributions of the stored states, which is what reconcile checks.
+
+Order of arrival: a lead's facts come from several topics, so a stage change can
+arrive before the assignment, or an activity before the acceptance. The state is built
+so that this does not matter where it can (the latest assignment and stage are chosen
+by their own timestamps, first times are minima, reached stages a union), and where a
+counter needs a label value that is not known yet, the count waits for it: a win is
+counted when the lead's team is known, funnel entries when its source is. Label values
+a counter used are frozen in the state when it first counts, so a counter never moves
+from one series to another (Prometheus would read the drop as a reset).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from leadloop_metrics.domain.facts import (
+    Accepted,
+    Assigned,
+    Escalated,
+    LeadFact,
+    StageMoved,
+    Touched,
+)
+from leadloop_metrics.domain.labels import Delta, LabelPolicy, add, observe, series
+
+__all__ = [
+    "CLOSED_STAGES",
+    "FUNNEL_STAGES",
+    "OPEN_STAGES",
+    "Clock",
+    "FirstResponse",
+    "LeadState",
+    "Lost",
+    "Won",
+    "apply",
+    "contributions",
+    "current_stage",
+    "state_from_json",
+    "state_to_json",
+]
+
+OPEN_STAGES = ("new", "assigned", "contacted", "qualified", "proposal", "negotiation")
+CLOSED_STAGES = ("won", "lost")
+FUNNEL_STAGES = OPEN_STAGES + CLOSED_STAGES
+
+#: Orders facts of one kind by their own time, then id: "the latest" is deterministic.
+Order = tuple[datetime, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Won:
+    team: str
+    cents: int
+
+
+@dataclass(frozen=True, slots=True)
+class Lost:
+    team: str
+    stage: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class FirstResponse:
+    millis: int
+    team: str
+    priority: str
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """One escalation step seen on sla.escalations (fired and/or resolved)."""
+
+    escalation_id: str
+    kind: str
+    policy_id: str
+    fired: bool
+    resolved: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LeadState:
+    lead_id: str
+    source: str | None = None
+    accepted_at: datetime | None = None
+    priority: str | None = None
+    #: The team and owner of the latest assignment decision (by assigned_at).
+    team: str | None = None
+    owned: bool = False
+    assignment_order: Order | None = None
+    first_assigned_at: datetime | None = None
+    first_owned_at: datetime | None = None
+    first_touch_at: datetime | None = None
+    #: The latest CRM stage (by occurred_at) and the latest amount the CRM gave.
+    crm_stage: str | None = None
+    stage_order: Order | None = None
+    #: Amounts in hundredths: sums of integers are exact in any order.
+    amount_cents: int | None = None
+    amount_order: Order | None = None
+    loss_reason: str | None = None
+    reached: frozenset[str] = frozenset()
+    won: Won | None = None
+    lost: Lost | None = None
+    first_response: FirstResponse | None = None
+    assignment_latency_ms: int | None = None
+    clocks: tuple[Clock, ...] = field(default=())
+
+
+def _later(new: Order, old: Order | None) -> bool:
+    return old is None or new > old
+
+
+def _min(a: datetime | None, b: datetime) -> datetime:
+    return b if a is None or b < a else a
+
+
+def apply(state: LeadState, fact: LeadFact) -> LeadState:
+    """The state after one fact (applied once: the caller dedupes by event id)."""
+    s = state
+    if isinstance(fact, Accepted):
+        if s.source is not None:
+            # A lead is accepted once; a second acceptance (a producer retry under a new
+            # event id) must not move its funnel counts to another source.
+            return s
+        s = replace(
+            s,
+            source=fact.source,
+            accepted_at=fact.accepted_at,
+            priority=fact.priority,
+            reached=s.reached | {"new"},
+        )
+    elif isinstance(fact, Assigned):
+        order = (fact.assigned_at, fact.event_id)
+        if _later(order, s.assignment_order):
+            s = replace(s, team=fact.team, owned=fact.owned, assignment_order=order)
+        s = replace(
+            s,
+            first_assigned_at=_min(s.first_assigned_at, fact.assigned_at),
+            priority=s.priority or fact.priority,
+        )
+        if fact.owned:
+            s = replace(
+                s,
+                first_owned_at=_min(s.first_owned_at, fact.assigned_at),
+                reached=s.reached | {"assigned"},
+            )
+    elif isinstance(fact, Touched):
+        if fact.touch:
+            # The first qualifying activity moves a lead to `contacted` (DESIGN.md).
+            s = replace(
+                s,
+                first_touch_at=_min(s.first_touch_at, fact.occurred_at),
+                reached=s.reached | {"contacted"},
+            )
+    elif isinstance(fact, StageMoved):
+        order = (fact.occurred_at, fact.event_id)
+        if _later(order, s.stage_order):
+            s = replace(s, crm_stage=fact.stage, stage_order=order)
+        if fact.amount is not None and _later(order, s.amount_order):
+            s = replace(s, amount_cents=round(fact.amount * 100), amount_order=order)
+        if fact.stage == "lost" and s.loss_reason is None:
+            s = replace(s, loss_reason=fact.loss_reason)
+        s = replace(s, reached=s.reached | {fact.stage})
+    else:
+        s = _escalated(s, fact)
+    return _freeze(s)
+
+
+def _escalated(s: LeadState, fact: Escalated) -> LeadState:
+    clocks = {c.escalation_id: c for c in s.clocks}
+    old = clocks.get(fact.escalation_id)
+    fired = fact.firing or (old is not None and old.fired)
+    resolved = (not fact.firing) or (old is not None and old.resolved)
+    clocks[fact.escalation_id] = Clock(
+        fact.escalation_id, fact.kind, fact.policy_id, fired, resolved
+    )
+    return replace(s, clocks=tuple(clocks[k] for k in sorted(clocks)))
+
+
+def _furthest_open(reached: frozenset[str]) -> str:
+    return next((st for st in reversed(OPEN_STAGES) if st in reached), "new")
+
+
+def _freeze(s: LeadState) -> LeadState:
+    """Fix the label values of counts that have just become countable."""
+    if s.won is None and "won" in s.reached and s.team is not None:
+        s = replace(s, won=Won(s.team, s.amount_cents or 0))
+    if s.lost is None and "lost" in s.reached and s.team is not None:
+        s = replace(s, lost=Lost(s.team, _furthest_open(s.reached), s.loss_reason or "other"))
+    if (
+        s.first_response is None
+        and s.first_owned_at is not None
+        and s.first_touch_at is not None
+        and s.team is not None
+        and s.priority is not None
+    ):
+        millis = _millis(s.first_touch_at - s.first_owned_at)
+        s = replace(s, first_response=FirstResponse(millis, s.team, s.priority))
+    if (
+        s.assignment_latency_ms is None
+        and s.first_assigned_at is not None
+        and s.accepted_at is not None
+    ):
+        s = replace(s, assignment_latency_ms=_millis(s.first_assigned_at - s.accepted_at))
+    return s
+
+
+def _millis(delta: timedelta) -> int:
+    # A touch logged before the assignment (clock skew, a rep acting early) is 0, not
+    # negative: a histogram has no negative buckets.
+    return max(0, delta // timedelta(milliseconds=1))
+
+
+def current_stage(s: LeadState) -> str | None:
+    """The lead's open stage now, or None when it is closed (won or lost)."""
+    if s.crm_stage is not None:
+        return None if s.crm_stage in CLOSED_STAGES else s.crm_stage
+    if s.first_touch_at is not None:
+        return "contacted"
+    return "assigned" if s.owned else "new"
+
+
+def contributions(s: LeadState, policy: LabelPolicy, sign: float = 1.0) -> Delta:
+    """Everything this lead adds to the served series (``sign=-1``: its negation)."""
+    out: Delta = {}
+    source = policy.source(s.source) if s.source is not None else None
+    if source is not None:
+        for entered in sorted(s.reached):
+            key = series("leadloop_funnel_entered_total", stage=entered, source=source)
+            add(out, key, sign)
+        if s.won is not None:
+            team = policy.team(s.won.team)
+            add(out, series("leadloop_leads_won_total", team=team, source=source), sign)
+            add(
+                out,
+                series("leadloop_won_amount_total", team=team, source=source),
+                sign * s.won.cents,
+            )
+        stage = current_stage(s)
+        if stage is not None:
+            team = policy.team(s.team)
+            add(out, series("leadloop_funnel_open_leads", stage=stage, team=team), sign)
+            if s.amount_cents is not None:
+                key = series("leadloop_pipeline_amount", stage=stage, team=team)
+                add(out, key, sign * s.amount_cents)
+            if s.team is not None and not s.owned:
+                add(out, series("leadloop_pool_leads", team=team), sign)
+    if s.lost is not None:
+        key = series(
+            "leadloop_leads_lost_total",
+            stage=s.lost.stage,
+            reason=policy.loss_reason(s.lost.reason),
+            team=policy.team(s.lost.team),
+        )
+        add(out, key, sign)
+    if s.first_response is not None:
+        fr = s.first_response
+        observe(
+            out,
+            "leadloop_first_response_seconds",
+            fr.millis,
+            sign,
+            team=policy.team(fr.team),
+            priority=policy.priority(fr.priority),
+        )
+    if s.assignment_latency_ms is not None:
+        observe(out, "leadloop_assignment_latency_seconds", s.assignment_latency_ms, sign)
+    open_clocks = {(c.kind, c.policy_id) for c in s.clocks if c.fired and not c.resolved}
+    for kind, _policy in sorted(open_clocks):
+        add(out, series("leadloop_sla_open_clocks", kind=policy.escalation_kind(kind)), sign)
+    return out
+
+
+# --- storage form ---------------------------------------------------------------------
+
+
+def _t(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _dt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _order_out(o: Order | None) -> list[str] | None:
+    return None if o is None else [o[0].isoformat(), o[1]]
+
+
+def _order_in(o: list[str] | None) -> Order | None:
+    return None if o is None else (datetime.fromisoformat(o[0]), o[1])
+
+
+def state_to_json(s: LeadState) -> dict[str, Any]:
+    return {
+        "source": s.source,
+        "accepted_at": _t(s.accepted_at),
+        "priority": s.priority,
+        "team": s.team,
+        "owned": s.owned,
+        "assignment_order": _order_out(s.assignment_order),
+        "first_assigned_at": _t(s.first_assigned_at),
+        "first_owned_at": _t(s.first_owned_at),
+        "first_touch_at": _t(s.first_touch_at),
+        "crm_stage": s.crm_stage,
+        "stage_order": _order_out(s.stage_order),
+        "amount_cents": s.amount_cents,
+        "amount_order": _order_out(s.amount_order),
+        "loss_reason": s.loss_reason,
+        "reached": sorted(s.reached),
+        "won": None if s.won is None else [s.won.team, s.won.cents],
+        "lost": None if s.lost is None else [s.lost.team, s.lost.stage, s.lost.reason],
+        "first_response": (
+            None
+            if s.first_response is None
+            else [s.first_response.millis, s.first_response.team, s.first_response.priority]
+        ),
+        "assignment_latency_ms": s.assignment_latency_ms,
+        "clocks": [[c.escalation_id, c.kind, c.policy_id, c.fired, c.resolved] for c in s.clocks],
+    }
+
+
+def state_from_json(lead_id: str, d: dict[str, Any]) -> LeadState:
+    won, lost, fr = d["won"], d["lost"], d["first_response"]
+    return LeadState(
+        lead_id=lead_id,
+        source=d["source"],
+        accepted_at=_dt(d["accepted_at"]),
+        priority=d["priority"],
+        team=d["team"],
+        owned=d["owned"],
+        assignment_order=_order_in(d["assignment_order"]),
+        first_assigned_at=_dt(d["first_assigned_at"]),
+        first_owned_at=_dt(d["first_owned_at"]),
+        first_touch_at=_dt(d["first_touch_at"]),
+        crm_stage=d["crm_stage"],
+        stage_order=_order_in(d["stage_order"]),
+        amount_cents=d["amount_cents"],
+        amount_order=_order_in(d["amount_order"]),
+        loss_reason=d["loss_reason"],
+        reached=frozenset(d["reached"]),
+        won=None if won is None else Won(won[0], int(won[1])),
+        lost=None if lost is None else Lost(lost[0], lost[1], lost[2]),
+        first_response=None if fr is None else FirstResponse(int(fr[0]), fr[1], fr[2]),
+        assignment_latency_ms=d["assignment_latency_ms"],
+        clocks=tuple(Clock(c[0], c[1], c[2], bool(c[3]), bool(c[4])) for c in d["clocks"]),
+    )
