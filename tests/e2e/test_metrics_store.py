@@ -96,7 +96,7 @@ async def test_redelivered_and_reordered_facts_count_once_and_reconcile(
             await conn.execute(
                 "UPDATE metric_values SET value = value + 1 "
                 "WHERE metric = 'leadloop_funnel_entered_total' "
-                "AND labels = '{\"stage\": \"new\", \"source\": \"web_form\"}'::jsonb"
+                'AND labels = \'{"stage": "new", "source": "web_form"}\'::jsonb'
             )
             await conn.execute(
                 "UPDATE metric_leads SET state = jsonb_set(state, '{team}', '\"team-b\"') "
