@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Prometheus for the local stack and the tests: Debian's `prometheus` binary (installed by
+# deploy/system.sh) on loopback, with its data under .state/ (git-ignored).
+#   prom.sh start    write the config, start, wait until ready (idempotent)
+#   prom.sh stop     stop it (SIGTERM, then SIGKILL after 20 s)
+#   prom.sh status
+# Environment (all optional):
+#   LEADLOOP_PROM_PORT      listen port on 127.0.0.1 (default 19090)
+#   LEADLOOP_PROM_DIR       config, data, pid and log directory (default .state/prometheus)
+#   LEADLOOP_PROM_TARGET    metrics service to scrape (default that of prometheus.yml,
+#                           127.0.0.1:18084); the tests point it at their own service
+#   LEADLOOP_PROM_INTERVAL  scrape and rule evaluation interval (default that of
+#                           prometheus.yml, 5s)
+# The config written is deploy/prometheus/prometheus.yml with those values and an
+# absolute path to deploy/prometheus/rules, so the rules are always the repository's.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+dir=${LEADLOOP_PROM_DIR:-${LEADLOOP_STATE_DIR:-$root/.state}/prometheus}
+port=${LEADLOOP_PROM_PORT:-19090}
+pidfile=$dir/prometheus.pid
+config=$dir/prometheus.yml
+log=$dir/prometheus.log
+
+running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
+
+ready() { curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$port/-/ready" 2>/dev/null; }
+
+write_config() {
+  local target=${LEADLOOP_PROM_TARGET:-} interval=${LEADLOOP_PROM_INTERVAL:-}
+  sed -e "s#^  - rules/\*\.yml#  - $here/rules/*.yml#" \
+      ${target:+-e "s#\"127.0.0.1:18084\"#\"$target\"#"} \
+      ${interval:+-e "s#^  scrape_interval: .*#  scrape_interval: $interval#"} \
+      ${interval:+-e "s#^  evaluation_interval: .*#  evaluation_interval: $interval#"} \
+      "$here/prometheus.yml" > "$config.tmp"
+  mv "$config.tmp" "$config"
+}
+
+start() {
+  command -v prometheus >/dev/null || { echo "prometheus: not installed; run make system" >&2; exit 1; }
+  mkdir -p "$dir/data"
+  write_config
+  if running; then
+    # Pick up a changed config or rules without a restart.
+    kill -HUP "$(cat "$pidfile")"
+    echo "prometheus: running on 127.0.0.1:$port (pid $(cat "$pidfile")), config reloaded"
+    return 0
+  fi
+  setsid prometheus \
+    --config.file="$config" \
+    --storage.tsdb.path="$dir/data" \
+    --storage.tsdb.retention.time=15d \
+    --web.listen-address="127.0.0.1:$port" \
+    --web.enable-lifecycle \
+    >>"$log" 2>&1 </dev/null &
+  echo $! > "$pidfile"
+  for _ in $(seq 1 150); do
+    if ready; then echo "prometheus: ready on 127.0.0.1:$port"; return 0; fi
+    running || { echo "prometheus: exited; see $log" >&2; tail -n 20 "$log" >&2; exit 1; }
+    sleep 0.2
+  done
+  echo "prometheus: not ready after 30 s; see $log" >&2
+  exit 1
+}
+
+stop() {
+  if ! running; then rm -f "$pidfile"; echo "prometheus: not running"; return 0; fi
+  local pid; pid=$(cat "$pidfile")
+  kill -TERM "$pid"
+  for _ in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || { rm -f "$pidfile"; echo "prometheus: stopped"; return 0; }
+    sleep 0.2
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$pidfile"
+  echo "prometheus: killed after 20 s"
+}
+
+status() {
+  if running && ready; then echo "prometheus: ready on 127.0.0.1:$port (pid $(cat "$pidfile"))"
+  elif running; then echo "prometheus: starting (pid $(cat "$pidfile"))"
+  else echo "prometheus: stopped"; fi
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac
