@@ -8,14 +8,18 @@ import yaml
 
 from leadloop import settings as settings_mod
 from leadloop.calendar import CalendarSet
-from leadloop.clock import SystemClock
+from leadloop.clock import Clock, ScaledClock, SystemClock
 from leadloop.kafka import FaustPublisher
+from leadloop.logging import get_logger
 from leadloop.runtime import run_service
+from leadloop_sla_monitor.adapters.alertmanager import AlertmanagerClient
 from leadloop_sla_monitor.adapters.kafka import register_agents
 from leadloop_sla_monitor.adapters.postgres import ClockStore
 from leadloop_sla_monitor.domain.ladder import PolicySet
 from leadloop_sla_monitor.handlers import SlaHandler
 from leadloop_sla_monitor.settings import SlaSettings
+
+log = get_logger(__name__)
 
 
 def main() -> None:
@@ -26,11 +30,24 @@ def main() -> None:
     with cfg.calendars_file.open(encoding="utf-8") as f:
         calendars = CalendarSet.model_validate(yaml.safe_load(f))
 
+    clock: Clock = SystemClock()
+    if cfg.accelerated():
+        clock = ScaledClock(cfg.test_time_scale, cfg.origin())
+        log.warning("accelerated_time", scale=cfg.test_time_scale)
+
     def wire(app: faust.App, pool: asyncpg.Pool) -> None:
+        notifier = AlertmanagerClient(cfg.alertmanager_url) if cfg.alertmanager_url else None
         handler = SlaHandler(
-            store=ClockStore(pool, policies, calendars),
+            store=ClockStore(
+                pool,
+                policies,
+                calendars,
+                alert_actions=policies.alerting.actions if notifier else frozenset(),
+            ),
             publisher=FaustPublisher(app, cfg.kafka.topic_prefix),
-            clock=SystemClock(),
+            clock=clock,
+            alerting=policies.alerting,
+            send_alerts=notifier.send if notifier else None,
         )
         register_agents(
             app,
@@ -39,6 +56,7 @@ def main() -> None:
             batch_size=cfg.kafka.batch_size,
             within=cfg.kafka.batch_within_s,
             tick_seconds=cfg.tick_seconds,
+            alert_poll_seconds=cfg.alert_poll_seconds,
         )
 
     run_service("sla-monitor", cfg, cfg.http, wire)

@@ -1,28 +1,43 @@
-"""sla-monitor's use cases: apply input events, fire due steps, drain the outbox."""
+"""sla-monitor's use cases: apply input events, fire due steps, drain the outboxes."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from leadloop.clock import Clock
 from leadloop.db import retrying
-from leadloop.events import ActivityRecorded, EscalationRaised, LeadAssigned, StageChanged
+from leadloop.events import (
+    ActivityRecorded,
+    EscalationRaised,
+    LeadAccepted,
+    LeadAssigned,
+    RepUpdated,
+    StageChanged,
+)
 from leadloop.logging import get_logger
 from leadloop.messaging import Publisher, event_message
 from leadloop_sla_monitor.adapters.postgres import ClockStore, Input
+from leadloop_sla_monitor.domain.alerts import Alerting
 
-__all__ = ["SlaHandler"]
+__all__ = ["INPUT_MODELS", "SlaHandler"]
 
 log = get_logger(__name__)
 
-_MODELS: dict[str, type[BaseModel]] = {
+#: Input topics and the model of their values.
+INPUT_MODELS: dict[str, type[BaseModel]] = {
+    "leads.accepted": LeadAccepted,
     "leads.assigned": LeadAssigned,
     "crm.activities": ActivityRecorded,
     "crm.stage-changes": StageChanged,
+    "crm.reps": RepUpdated,
 }
+
+AlertSender = Callable[[list[dict[str, Any]]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -30,6 +45,9 @@ class SlaHandler:
     store: ClockStore
     publisher: Publisher
     clock: Clock
+    alerting: Alerting = field(default_factory=Alerting)
+    #: Sends alerts to Alertmanager; None when no Alertmanager is configured.
+    send_alerts: AlertSender | None = None
 
     async def handle(self, messages: Sequence[tuple[str, bytes]]) -> int:
         """Apply (logical topic, value) pairs; events that cannot be decoded are skipped."""
@@ -41,10 +59,20 @@ class SlaHandler:
 
     async def tick(self) -> int:
         """Fire what is due now and publish it."""
-        now = self.clock.now()
-        fired = await retrying(lambda: self.store.fire_due(now), what="sla_fire")
-        await self.drain()
-        return fired
+        fired = 0
+        while True:
+            n = await retrying(self._fire_now, what="sla_fire")
+            fired += n
+            await self.drain()
+            # A full batch means more may be due: keep going instead of waiting a tick.
+            if n < 1000:
+                return fired
+
+    async def _fire_now(self) -> int:
+        return await self.store.fire_due(self.clock.now())
+
+    async def _deliver_now(self, send: AlertSender) -> tuple[int, int]:
+        return await self.store.deliver_alerts(send, self.clock.now(), self.alerting)
 
     async def drain(self) -> int:
         async def publish(events: list[EscalationRaised]) -> None:
@@ -55,9 +83,23 @@ class SlaHandler:
             total += n
         return total
 
+    async def deliver_alerts(self) -> int:
+        """Send due on-call alerts; stop at the first failed batch (it backs off)."""
+        send = self.send_alerts
+        if send is None:
+            return 0
+        total = 0
+        while True:
+            delivered, failed = await retrying(partial(self._deliver_now, send), what="sla_alerts")
+            total += delivered
+            if failed:
+                log.warning("alert_delivery_failed", alerts=failed)
+            if not delivered:
+                return total
+
 
 def _decode(topic: str, value: bytes) -> Input | None:
-    model = _MODELS[topic]
+    model = INPUT_MODELS[topic]
     try:
         event = model.model_validate_json(value)
     except ValidationError as exc:
@@ -65,5 +107,7 @@ def _decode(topic: str, value: bytes) -> Input | None:
         # so that it cannot block the partition.
         log.warning("undecodable_event", topic=topic, errors=exc.error_count())
         return None
-    assert isinstance(event, LeadAssigned | ActivityRecorded | StageChanged)
+    assert isinstance(
+        event, LeadAssigned | ActivityRecorded | StageChanged | LeadAccepted | RepUpdated
+    )
     return event

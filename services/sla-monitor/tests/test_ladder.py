@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from leadloop.events import EscalationAction, EscalationKind, EscalationStatus
+from leadloop.events import EscalationAction, EscalationKind, EscalationStatus, Stage
 from leadloop_sla_monitor.domain.ladder import (
     Clock,
     LadderStep,
@@ -23,6 +23,7 @@ from leadloop_sla_monitor.domain.ladder import (
     escalation_event,
     escalation_id,
 )
+from leadloop_sla_monitor.domain.policies import Conditions
 
 START = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 ACTIONS = list(EscalationAction)
@@ -128,6 +129,7 @@ def test_policy_set_lookups() -> None:
     stall = Policy(
         policy_id="stall",
         kind=EscalationKind.STAGE_STALL,
+        when=Conditions(stage=frozenset({Stage.PROPOSAL})),
         limit_seconds=86400,
         ladder=(LadderStep(level=1, after_seconds=0, action=EscalationAction.NOTIFY_MANAGER),),
     )

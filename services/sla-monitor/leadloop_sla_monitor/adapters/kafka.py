@@ -1,15 +1,15 @@
-"""faust wiring for sla-monitor: one agent over its input topics, and the ticker."""
+"""faust wiring for sla-monitor: one agent over its input topics, and the tickers."""
 
 from __future__ import annotations
 
 import faust
 
 from leadloop.kafka import topics_agent
-from leadloop_sla_monitor.handlers import SlaHandler
+from leadloop_sla_monitor.handlers import INPUT_MODELS, SlaHandler
 
 __all__ = ["INPUT_TOPICS", "register_agents"]
 
-INPUT_TOPICS = ("leads.assigned", "crm.activities", "crm.stage-changes")
+INPUT_TOPICS = tuple(INPUT_MODELS)
 
 
 def register_agents(
@@ -20,10 +20,11 @@ def register_agents(
     batch_size: int,
     within: float,
     tick_seconds: float,
+    alert_poll_seconds: float,
 ) -> None:
     topics_agent(
         app,
-        tuple(INPUT_TOPICS),
+        INPUT_TOPICS,
         prefix=prefix,
         name="sla-monitor-inputs",
         handle=handler.handle,
@@ -36,3 +37,9 @@ def register_agents(
     @app.timer(interval=tick_seconds)
     async def fire_due() -> None:
         await handler.tick()
+
+    if handler.send_alerts is not None:
+        # Same locking for alert deliveries: one worker sends a given row at a time.
+        @app.timer(interval=alert_poll_seconds)
+        async def deliver_alerts() -> None:
+            await handler.deliver_alerts()

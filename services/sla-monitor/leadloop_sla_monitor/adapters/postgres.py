@@ -5,12 +5,29 @@ record of which event ids were applied, so a redelivered event changes nothing. 
 steps are rows with a deterministic ``escalation_id`` (primary key with the status):
 firing a step twice is impossible, and the outbox publishes each row until it is
 marked published, so a crash between the two repeats a publish, never loses one.
+
+Clock lifecycle (policies chosen by ``PolicySet.select`` on what ``sla_leads`` knows):
+
+* ``leads.assigned`` with an owner stops every other clock of the lead (resolving what
+  they fired) and starts a first-response clock, and a stage-stall clock for the
+  current stage: every ownership change re-arms the timers. Without an owner
+  (``pooled``, ``reclaimed``) it only stops them.
+* a qualifying ``crm.activities`` touch, or a stage change short of won/lost, stops the
+  first-response and follow-up clocks started before it and starts a follow-up clock
+  (to the policy's gap, or to the rep's ``next_followup_at`` promise).
+* a stage change stops the stage-stall clock and starts one for the new stage; won or
+  lost stops everything.
+* ``leads.accepted`` records source and priority; clocks that have not fired yet are
+  re-decided with them. ``crm.reps`` keeps the roster that gives escalations their
+  manager.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -21,24 +38,38 @@ from leadloop.events import (
     EscalationKind,
     EscalationRaised,
     EscalationStatus,
+    LeadAccepted,
     LeadAssigned,
+    Priority,
+    RepUpdated,
     Stage,
     StageChanged,
+)
+from leadloop.logging import get_logger
+from leadloop_sla_monitor.domain.alerts import (
+    Alerting,
+    DeliveryFailed,
+    alert_payload,
+    retry_delay,
 )
 from leadloop_sla_monitor.domain.ladder import (
     QUALIFYING_ACTIVITIES,
     Clock,
+    Policy,
     PolicySet,
-    StepDue,
     due_steps,
     escalation_event,
-    escalation_id,
+    fired_steps,
+    follow_up_timing,
     step_due_at,
 )
+from leadloop_sla_monitor.domain.policies import LeadFacts
 
 __all__ = ["ClockStore", "Input"]
 
-Input = LeadAssigned | ActivityRecorded | StageChanged
+log = get_logger(__name__)
+
+Input = LeadAssigned | ActivityRecorded | StageChanged | LeadAccepted | RepUpdated
 
 _INSERT_ESCALATION = """
 INSERT INTO escalations (escalation_id, status, event_id, lead_id, owner_id, team_id,
@@ -47,18 +78,51 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 ON CONFLICT DO NOTHING
 """
 
+# A resolve goes to Alertmanager only for a step whose firing went there.
+_INSERT_ALERT = """
+INSERT INTO sla_alert_outbox (escalation_id, status, next_attempt_at, created_at)
+SELECT $1, $2, $3, $3
+WHERE $2 = 'firing' OR EXISTS (
+    SELECT 1 FROM sla_alert_outbox WHERE escalation_id = $1 AND status = 'firing')
+ON CONFLICT DO NOTHING
+"""
+
+_INSERT_CLOCK = """
+INSERT INTO sla_clocks (lead_id, kind, cycle, policy_id, owner_id, team_id, manager_id,
+    started_at, due_at, next_level, stopped_at, stop_reason, promised_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, $12) ON CONFLICT DO NOTHING
+"""
+
+_TOUCH_KINDS = [EscalationKind.FIRST_RESPONSE.value, EscalationKind.FOLLOW_UP.value]
+_CLOSED = (Stage.WON.value, Stage.LOST.value)
+
 
 class ClockStore:
-    def __init__(self, pool: asyncpg.Pool, policies: PolicySet, calendars: CalendarSet) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        policies: PolicySet,
+        calendars: CalendarSet,
+        *,
+        alert_actions: frozenset[EscalationAction] = frozenset(),
+    ) -> None:
         self._pool = pool
         self._policies = policies
         self._calendars = calendars
+        #: Actions whose steps go to Alertmanager (empty: no notifier configured).
+        self._alert_actions = alert_actions
+
+    # --- input events -----------------------------------------------------------------
 
     async def apply(self, inputs: Sequence[Input], now: datetime) -> int:
         """Apply input events once each; return how many were new."""
         applied = 0
         async with self._pool.acquire() as conn, conn.transaction():
             for event in inputs:
+                if isinstance(event, RepUpdated):
+                    # Roster entries may lack an event id; the newest entry wins instead.
+                    applied += await self._on_rep(conn, event)
+                    continue
                 new = await conn.fetchval(
                     "INSERT INTO sla_applied_events (event_id, applied_at) VALUES ($1, $2) "
                     "ON CONFLICT DO NOTHING RETURNING true",
@@ -71,37 +135,256 @@ class ClockStore:
                 if isinstance(event, LeadAssigned):
                     await self._on_assigned(conn, event, now)
                 elif isinstance(event, ActivityRecorded):
-                    if event.kind.value in QUALIFYING_ACTIVITIES:
-                        await self._on_touch(conn, event.lead_id, event.occurred_at, now)
-                else:
+                    if event.kind in QUALIFYING_ACTIVITIES:
+                        await self._on_touch(
+                            conn, event.lead_id, event.occurred_at, now, event.event_id, event
+                        )
+                elif isinstance(event, StageChanged):
                     await self._on_stage(conn, event, now)
+                else:
+                    await self._on_accepted(conn, event, now)
         return applied
 
+    async def _on_rep(self, conn: asyncpg.Connection, e: RepUpdated) -> int:
+        status = await conn.execute(
+            "INSERT INTO sla_reps (rep_id, team_id, manager_id, status, updated_at) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (rep_id) DO UPDATE SET "
+            "team_id = EXCLUDED.team_id, manager_id = EXCLUDED.manager_id, "
+            "status = EXCLUDED.status, updated_at = EXCLUDED.updated_at "
+            "WHERE sla_reps.updated_at <= EXCLUDED.updated_at",
+            e.rep_id,
+            e.team_id,
+            e.manager_id,
+            e.status.value,
+            e.updated_at,
+        )
+        return 1 if status.endswith(" 1") else 0
+
+    async def _on_accepted(self, conn: asyncpg.Connection, e: LeadAccepted, now: datetime) -> None:
+        await conn.execute(
+            "INSERT INTO sla_leads (lead_id, source, priority) VALUES ($1, $2, $3) "
+            "ON CONFLICT (lead_id) DO UPDATE SET source = EXCLUDED.source, "
+            "priority = coalesce(sla_leads.priority, EXCLUDED.priority)",
+            e.lead_id,
+            e.source,
+            e.priority.value,
+        )
+        await self._reselect(conn, e.lead_id, now)
+
     async def _on_assigned(self, conn: asyncpg.Connection, e: LeadAssigned, now: datetime) -> None:
+        lead = await conn.fetchrow(
+            "INSERT INTO sla_leads (lead_id, priority, team_id, owner_id, stage) "
+            "VALUES ($1, $2, $3, $4, 'assigned') ON CONFLICT (lead_id) DO UPDATE SET "
+            "priority = EXCLUDED.priority, team_id = EXCLUDED.team_id, "
+            "owner_id = EXCLUDED.owner_id, "
+            "stage = CASE WHEN sla_leads.stage = 'new' THEN 'assigned' ELSE sla_leads.stage END "
+            "RETURNING *",
+            e.lead_id,
+            e.priority.value,
+            e.team_id,
+            e.owner_id,
+        )
         # A new owner (or the pool) ends every earlier cycle of the lead.
         await self._stop(conn, e.lead_id, "reassigned", now, except_cycle=e.assignment_id)
-        if e.owner_id is None:
+        if e.owner_id is None or lead["closed_at"] is not None:
             return
-        policy = self._policies.first_response()
-        clock = Clock(
-            lead_id=e.lead_id,
-            kind=EscalationKind.FIRST_RESPONSE,
-            cycle=e.assignment_id,
-            policy_id=policy.policy_id,
-            owner_id=e.owner_id,
-            team_id=e.team_id,
-            manager_id=None,
-            started_at=e.assigned_at,
-            next_level=1,
-        )
-        touched = await conn.fetchval(
-            "SELECT last_touch_at FROM sla_lead_touches WHERE lead_id = $1", e.lead_id
-        )
+        facts = _facts(lead)
+        manager = await self._manager(conn, e.owner_id)
+        last = await conn.fetchrow("SELECT * FROM sla_lead_touches WHERE lead_id = $1", e.lead_id)
+        touched = last["last_touch_at"] if last is not None else None
         answered = touched is not None and touched >= e.assigned_at
+        policy = self._policies.select(EscalationKind.FIRST_RESPONSE, facts)
+        if policy is not None:
+            await self._start(
+                conn,
+                _new_clock(
+                    e.lead_id,
+                    policy,
+                    e.assignment_id,
+                    e.owner_id,
+                    e.team_id,
+                    manager,
+                    e.assigned_at,
+                ),
+                policy,
+                stopped_at=touched if answered else None,
+            )
+        stall = self._policies.select(EscalationKind.STAGE_STALL, facts)
+        if stall is not None:
+            await self._start(
+                conn,
+                _new_clock(
+                    e.lead_id,
+                    stall,
+                    e.assignment_id,
+                    e.owner_id,
+                    e.team_id,
+                    manager,
+                    e.assigned_at,
+                ),
+                stall,
+            )
+        if last is not None and touched is not None and answered:
+            # The touch was read before this assignment: its gap runs from the touch.
+            await self._start_follow_up(
+                conn,
+                lead,
+                last["touch_event_id"] or e.assignment_id,
+                touched,
+                last["next_followup_at"],
+            )
+
+    async def _on_touch(
+        self,
+        conn: asyncpg.Connection,
+        lead_id: str,
+        at: datetime,
+        now: datetime,
+        cycle: str,
+        activity: ActivityRecorded | None = None,
+    ) -> None:
+        promise = activity.next_followup_at if activity is not None else None
+        latest = await conn.fetchval(
+            "INSERT INTO sla_lead_touches (lead_id, last_touch_at, next_followup_at, "
+            "touch_event_id) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT (lead_id) DO UPDATE SET last_touch_at = EXCLUDED.last_touch_at, "
+            "next_followup_at = EXCLUDED.next_followup_at, "
+            "touch_event_id = EXCLUDED.touch_event_id "
+            "WHERE sla_lead_touches.last_touch_at <= EXCLUDED.last_touch_at RETURNING true",
+            lead_id,
+            at,
+            promise,
+            cycle,
+        )
+        await self._stop(conn, lead_id, "touched", now, touched_at=at, kinds=_TOUCH_KINDS)
+        if not latest:
+            return  # an older touch arriving late starts no gap: a newer one did
+        lead = await conn.fetchrow("SELECT * FROM sla_leads WHERE lead_id = $1", lead_id)
+        if lead is None or lead["owner_id"] is None or lead["closed_at"] is not None:
+            return
+        await self._start_follow_up(conn, lead, cycle, at, promise)
+
+    async def _start_follow_up(
+        self,
+        conn: asyncpg.Connection,
+        lead: asyncpg.Record,
+        cycle: str,
+        at: datetime,
+        promise: datetime | None,
+    ) -> None:
+        lead_id = lead["lead_id"]
+        policy = self._policies.select(EscalationKind.FOLLOW_UP, _facts(lead))
+        if policy is None:
+            return
+        clock = _new_clock(
+            lead_id,
+            policy,
+            cycle,
+            lead["owner_id"],
+            lead["team_id"],
+            await self._manager(conn, lead["owner_id"]),
+            at,
+            promised_at=follow_up_timing(at, promise, policy),
+        )
+        await self._start(conn, clock, policy)
+
+    async def _on_stage(self, conn: asyncpg.Connection, e: StageChanged, now: datetime) -> None:
+        lead = await conn.fetchrow(
+            "INSERT INTO sla_leads (lead_id, stage, stage_changed_at, closed_at) "
+            "VALUES ($1, $2::text, $3::timestamptz, "
+            "CASE WHEN $2::text = ANY($4::text[]) THEN $3::timestamptz END) "
+            "ON CONFLICT (lead_id) DO UPDATE SET stage = EXCLUDED.stage, "
+            "stage_changed_at = EXCLUDED.stage_changed_at, "
+            "closed_at = coalesce(sla_leads.closed_at, EXCLUDED.closed_at) "
+            "WHERE sla_leads.stage_changed_at IS NULL "
+            "OR sla_leads.stage_changed_at <= EXCLUDED.stage_changed_at RETURNING *",
+            e.lead_id,
+            e.stage.value,
+            e.occurred_at,
+            list(_CLOSED),
+        )
+        if e.stage in (Stage.WON, Stage.LOST):
+            await conn.execute(
+                "UPDATE sla_leads SET closed_at = coalesce(closed_at, $2) WHERE lead_id = $1",
+                e.lead_id,
+                e.occurred_at,
+            )
+            await self._stop(conn, e.lead_id, "closed", now)
+            return
+        if lead is None:
+            return  # an older stage change arriving late: the lead has moved on
+        await self._stop(
+            conn,
+            e.lead_id,
+            "stage_changed",
+            now,
+            touched_at=e.occurred_at,
+            kinds=[EscalationKind.STAGE_STALL.value],
+        )
+        # Moving a lead forward in the pipeline is a response too.
+        await self._on_touch(conn, e.lead_id, e.occurred_at, now, e.event_id)
+        if lead["owner_id"] is None or lead["closed_at"] is not None:
+            return
+        stall = self._policies.select(EscalationKind.STAGE_STALL, _facts(lead))
+        if stall is not None:
+            clock = _new_clock(
+                e.lead_id,
+                stall,
+                e.event_id,
+                lead["owner_id"],
+                lead["team_id"],
+                await self._manager(conn, lead["owner_id"]),
+                e.occurred_at,
+            )
+            await self._start(conn, clock, stall)
+
+    async def _reselect(self, conn: asyncpg.Connection, lead_id: str, now: datetime) -> None:
+        """Re-decide the policy of the lead's clocks that have not fired yet."""
+        lead = await conn.fetchrow("SELECT * FROM sla_leads WHERE lead_id = $1", lead_id)
+        if lead is None:
+            return
+        facts = _facts(lead)
+        rows = await conn.fetch(
+            "SELECT * FROM sla_clocks WHERE lead_id = $1 AND stopped_at IS NULL AND next_level = 1",
+            lead_id,
+        )
+        for row in rows:
+            clock = _clock(row)
+            policy = self._policies.select(clock.kind, facts)
+            if policy is not None and policy.policy_id == clock.policy_id:
+                continue
+            if policy is None:
+                await conn.execute(
+                    "UPDATE sla_clocks SET stopped_at = $4, stop_reason = 'no_policy' "
+                    "WHERE lead_id = $1 AND kind = $2 AND cycle = $3",
+                    clock.lead_id,
+                    clock.kind.value,
+                    clock.cycle,
+                    now,
+                )
+                continue
+            cal = self._calendars.for_team(clock.team_id)
+            moved = replace(clock, policy_id=policy.policy_id)
+            await conn.execute(
+                "UPDATE sla_clocks SET policy_id = $4, due_at = $5 "
+                "WHERE lead_id = $1 AND kind = $2 AND cycle = $3",
+                clock.lead_id,
+                clock.kind.value,
+                clock.cycle,
+                policy.policy_id,
+                step_due_at(moved, policy, 1, cal),
+            )
+
+    async def _start(
+        self,
+        conn: asyncpg.Connection,
+        clock: Clock,
+        policy: Policy,
+        *,
+        stopped_at: datetime | None = None,
+    ) -> None:
         await conn.execute(
-            "INSERT INTO sla_clocks (lead_id, kind, cycle, policy_id, owner_id, team_id, "
-            "manager_id, started_at, due_at, next_level, stopped_at, stop_reason) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11) ON CONFLICT DO NOTHING",
+            _INSERT_CLOCK,
             clock.lead_id,
             clock.kind.value,
             clock.cycle,
@@ -111,28 +394,16 @@ class ClockStore:
             clock.manager_id,
             clock.started_at,
             step_due_at(clock, policy, 1, self._calendars.for_team(clock.team_id)),
-            touched if answered else None,
-            "touched" if answered else None,
+            stopped_at,
+            "touched" if stopped_at is not None else None,
+            clock.promised_at,
         )
 
-    async def _on_touch(
-        self, conn: asyncpg.Connection, lead_id: str, at: datetime, now: datetime
-    ) -> None:
-        await conn.execute(
-            "INSERT INTO sla_lead_touches (lead_id, last_touch_at) VALUES ($1, $2) "
-            "ON CONFLICT (lead_id) DO UPDATE SET last_touch_at = "
-            "greatest(sla_lead_touches.last_touch_at, EXCLUDED.last_touch_at)",
-            lead_id,
-            at,
+    async def _manager(self, conn: asyncpg.Connection, rep_id: str) -> str | None:
+        manager: str | None = await conn.fetchval(
+            "SELECT manager_id FROM sla_reps WHERE rep_id = $1", rep_id
         )
-        await self._stop(conn, lead_id, "touched", now, touched_at=at)
-
-    async def _on_stage(self, conn: asyncpg.Connection, e: StageChanged, now: datetime) -> None:
-        if e.stage in (Stage.WON, Stage.LOST):
-            await self._stop(conn, e.lead_id, "closed", now)
-        else:
-            # Moving a lead forward in the pipeline is a response too.
-            await self._on_touch(conn, e.lead_id, e.occurred_at, now)
+        return manager
 
     async def _stop(
         self,
@@ -143,42 +414,58 @@ class ClockStore:
         *,
         except_cycle: str | None = None,
         touched_at: datetime | None = None,
+        kinds: list[str] | None = None,
     ) -> None:
-        """Stop the lead's open clocks and resolve every step they fired."""
+        """Stop the lead's open clocks (of ``kinds``) and resolve every step they fired."""
         stopped = await conn.fetch(
             "UPDATE sla_clocks SET stopped_at = $2, stop_reason = $3 "
             "WHERE lead_id = $1 AND stopped_at IS NULL "
             "AND ($4::text IS NULL OR cycle <> $4) "
-            "AND ($5::timestamptz IS NULL OR started_at <= $5) RETURNING *",
+            "AND ($5::timestamptz IS NULL OR started_at <= $5) "
+            "AND ($6::text[] IS NULL OR kind = ANY($6)) RETURNING *",
             lead_id,
             touched_at or now,
             reason,
             except_cycle,
             touched_at,
+            kinds,
         )
         for row in stopped:
+            if row["next_level"] <= 1:
+                continue
             clock = _clock(row)
             policy = self._policies.by_id(clock.policy_id)
-            for level in range(1, clock.next_level):
-                step = policy.ladder[level - 1]
-                due = step_due_at(clock, policy, level, self._calendars.for_team(clock.team_id))
-                assert due is not None
-                fired = await conn.fetchrow(
-                    "SELECT breached_at FROM escalations WHERE escalation_id = $1 "
-                    "AND status = 'firing'",
-                    escalation_id(clock, level),
+            if policy is None:
+                log.warning("policy_gone_cannot_resolve", policy_id=clock.policy_id)
+                continue
+            cal = self._calendars.for_team(clock.team_id)
+            for step in fired_steps(clock, policy, cal):
+                firing = escalation_event(
+                    clock, step, EscalationStatus.FIRING, breached_at=now, occurred_at=now
                 )
-                breached = fired["breached_at"] if fired else due
+                fired = await conn.fetchrow(
+                    "SELECT breached_at, manager_id FROM escalations WHERE escalation_id = $1 "
+                    "AND status = 'firing'",
+                    firing.escalation_id,
+                )
+                if fired is None:
+                    continue
+                resolved_clock = replace(clock, manager_id=fired["manager_id"])
                 await self._insert(
                     conn,
-                    escalation_event(
-                        clock,
-                        StepDue(level, step.action, due),
-                        EscalationStatus.RESOLVED,
-                        breached_at=breached,
-                        occurred_at=now,
-                    ),
+                    [
+                        escalation_event(
+                            resolved_clock,
+                            step,
+                            EscalationStatus.RESOLVED,
+                            breached_at=fired["breached_at"],
+                            occurred_at=now,
+                        )
+                    ],
+                    now,
                 )
+
+    # --- the ticker -------------------------------------------------------------------
 
     async def fire_due(self, now: datetime, limit: int = 1000) -> int:
         """Fire every ladder step due by ``now``; return how many fired.
@@ -186,39 +473,54 @@ class ClockStore:
         Reads only due clocks through the partial index on ``due_at``; SKIP LOCKED lets
         several workers share the work without firing a clock twice.
         """
-        fired = 0
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
-                "SELECT * FROM sla_clocks WHERE stopped_at IS NULL AND due_at <= $1 "
-                "ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+                "SELECT c.*, r.manager_id AS roster_manager_id FROM sla_clocks c "
+                "LEFT JOIN sla_reps r ON r.rep_id = c.owner_id "
+                "WHERE c.stopped_at IS NULL AND c.due_at <= $1 "
+                "ORDER BY c.due_at LIMIT $2 FOR UPDATE OF c SKIP LOCKED",
                 now,
                 limit,
             )
+            events: list[EscalationRaised] = []
+            updates: list[tuple[Any, ...]] = []
             for row in rows:
                 clock = _clock(row)
+                if row["roster_manager_id"] is not None:
+                    clock = replace(clock, manager_id=row["roster_manager_id"])
                 policy = self._policies.by_id(clock.policy_id)
-                steps, next_due = due_steps(
-                    clock, policy, now, self._calendars.for_team(clock.team_id)
-                )
-                for step in steps:
-                    await self._insert(
-                        conn,
-                        escalation_event(
-                            clock, step, EscalationStatus.FIRING, breached_at=now, occurred_at=now
-                        ),
+                if policy is None:
+                    # The policy left the configuration: nothing more to fire.
+                    updates.append((clock.lead_id, clock.kind.value, clock.cycle, None, None))
+                    continue
+                cal = self._calendars.for_team(clock.team_id)
+                steps, next_due = due_steps(clock, policy, now, cal)
+                events.extend(
+                    escalation_event(
+                        clock, step, EscalationStatus.FIRING, breached_at=now, occurred_at=now
                     )
-                fired += len(steps)
-                await conn.execute(
-                    "UPDATE sla_clocks SET next_level = $4, "
+                    for step in steps
+                )
+                updates.append(
+                    (
+                        clock.lead_id,
+                        clock.kind.value,
+                        clock.cycle,
+                        clock.next_level + len(steps),
+                        next_due,
+                    )
+                )
+            await self._insert(conn, events, now)
+            if updates:
+                await conn.executemany(
+                    "UPDATE sla_clocks SET next_level = coalesce($4, next_level), "
                     "due_at = coalesce($5, 'infinity'::timestamptz) "
                     "WHERE lead_id = $1 AND kind = $2 AND cycle = $3",
-                    clock.lead_id,
-                    clock.kind.value,
-                    clock.cycle,
-                    clock.next_level + len(steps),
-                    next_due,
+                    updates,
                 )
-        return fired
+        return len(events)
+
+    # --- outboxes ---------------------------------------------------------------------
 
     async def drain_outbox(
         self, publish: Callable[[list[EscalationRaised]], Awaitable[None]], limit: int = 1000
@@ -246,24 +548,127 @@ class ClockStore:
             )
             return len(rows)
 
-    async def _insert(self, conn: asyncpg.Connection, e: EscalationRaised) -> None:
-        await conn.execute(
+    async def _insert(
+        self, conn: asyncpg.Connection, events: Sequence[EscalationRaised], now: datetime
+    ) -> None:
+        if not events:
+            return
+        await conn.executemany(
             _INSERT_ESCALATION,
-            e.escalation_id,
-            e.status.value,
-            e.event_id,
-            e.lead_id,
-            e.owner_id,
-            e.team_id,
-            e.manager_id,
-            e.policy_id,
-            e.kind.value,
-            e.level,
-            e.action.value,
-            e.due_at,
-            e.breached_at,
-            e.occurred_at,
+            [
+                (
+                    e.escalation_id,
+                    e.status.value,
+                    e.event_id,
+                    e.lead_id,
+                    e.owner_id,
+                    e.team_id,
+                    e.manager_id,
+                    e.policy_id,
+                    e.kind.value,
+                    e.level,
+                    e.action.value,
+                    e.due_at,
+                    e.breached_at,
+                    e.occurred_at,
+                )
+                for e in events
+            ],
         )
+        paged = [(e.escalation_id, e.status.value, now) for e in events if self._pages(e)]
+        if paged:
+            await conn.executemany(_INSERT_ALERT, paged)
+
+    async def deliver_alerts(
+        self,
+        send: Callable[[list[dict[str, Any]]], Awaitable[None]],
+        now: datetime,
+        alerting: Alerting,
+        limit: int = 200,
+    ) -> tuple[int, int]:
+        """Send due alert deliveries to Alertmanager; return (delivered, failed).
+
+        Rows stay locked while sending and are marked delivered only after
+        Alertmanager answered 2xx. A failure schedules the next try with backoff; rows
+        are never dropped.
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT o.seq, o.attempts, e.* FROM sla_alert_outbox o "
+                "JOIN escalations e USING (escalation_id, status) "
+                "WHERE o.delivered_at IS NULL AND o.next_attempt_at <= $1 "
+                "ORDER BY o.seq LIMIT $2 FOR UPDATE OF o SKIP LOCKED",
+                now,
+                limit,
+            )
+            if not rows:
+                return 0, 0
+            keys = ([r["escalation_id"] for r in rows], [r["status"] for r in rows])
+            try:
+                await send(
+                    [alert_payload(_escalation(r), now=now, alerting=alerting) for r in rows]
+                )
+            except DeliveryFailed as exc:
+                await conn.executemany(
+                    "UPDATE sla_alert_outbox SET attempts = attempts + 1, "
+                    "next_attempt_at = $3, last_error = $4 "
+                    "WHERE escalation_id = $1 AND status = $2",
+                    [
+                        (
+                            r["escalation_id"],
+                            r["status"],
+                            now + retry_delay(r["attempts"] + 1, alerting),
+                            exc.reason,
+                        )
+                        for r in rows
+                    ],
+                )
+                return 0, len(rows)
+            await conn.execute(
+                "UPDATE sla_alert_outbox SET delivered_at = $3, attempts = attempts + 1 "
+                "WHERE (escalation_id, status) IN "
+                "(SELECT * FROM unnest($1::text[], $2::text[]))",
+                *keys,
+                now,
+            )
+            return len(rows), 0
+
+    def _pages(self, e: EscalationRaised) -> bool:
+        return e.action in self._alert_actions
+
+
+def _new_clock(
+    lead_id: str,
+    policy: Policy,
+    cycle: str,
+    owner_id: str | None,
+    team_id: str,
+    manager_id: str | None,
+    started_at: datetime,
+    *,
+    promised_at: datetime | None = None,
+) -> Clock:
+    return Clock(
+        lead_id=lead_id,
+        kind=policy.kind,
+        cycle=cycle,
+        policy_id=policy.policy_id,
+        owner_id=owner_id,
+        team_id=team_id,
+        manager_id=manager_id,
+        started_at=started_at,
+        next_level=1,
+        promised_at=promised_at,
+    )
+
+
+def _facts(lead: asyncpg.Record) -> LeadFacts:
+    return LeadFacts(
+        priority=Priority(lead["priority"]) if lead["priority"] else None,
+        source=lead["source"],
+        team_id=lead["team_id"],
+        stage=Stage(lead["stage"]),
+    )
 
 
 def _clock(r: asyncpg.Record) -> Clock:
@@ -277,6 +682,7 @@ def _clock(r: asyncpg.Record) -> Clock:
         manager_id=r["manager_id"],
         started_at=r["started_at"],
         next_level=r["next_level"],
+        promised_at=r["promised_at"],
     )
 
 

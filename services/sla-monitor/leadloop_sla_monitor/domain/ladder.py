@@ -5,6 +5,15 @@ that. ``due_steps`` returns the steps that have come due since the last one fire
 order, so a worker that was down for an hour fires every missed step once on restart.
 Times are business time of the team's calendar (``leadloop.calendar``); the default calendar
 counts every second.
+
+A ``return_to_pool`` step may carry ``warn_before_seconds``: a ``reclaim_warning``
+(action ``remind_owner``: the owner can still save the lead) fires that much business
+time before the step. The warnings and the steps together form the policy's
+*schedule*, ordered by due time; a clock's ``next_level`` is its position in that
+schedule (equal to the ladder level when a policy has no warnings).
+
+A follow-up clock may run to the rep's own promise (``next_followup_at``) instead of
+the policy's limit: its steps are then due their offsets after the promise.
 """
 
 from __future__ import annotations
@@ -13,16 +22,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from leadloop.calendar import BusinessCalendar, due_at
 from leadloop.events import (
+    ActivityKind,
     EscalationAction,
     EscalationKind,
     EscalationRaised,
     EscalationStatus,
     deterministic_id,
 )
+from leadloop_sla_monitor.domain.alerts import Alerting
+from leadloop_sla_monitor.domain.policies import Conditions, LeadFacts
 
 __all__ = [
     "ROUND_THE_CLOCK",
@@ -30,15 +42,27 @@ __all__ = [
     "LadderStep",
     "Policy",
     "PolicySet",
+    "Slot",
     "StepDue",
     "deadline",
     "due_steps",
     "escalation_event",
     "escalation_id",
+    "fired_steps",
+    "follow_up_timing",
+    "step_due_at",
 ]
 
 #: Activities that count as a response (a private note does not).
-QUALIFYING_ACTIVITIES = frozenset({"call", "email", "message", "meeting", "visit"})
+QUALIFYING_ACTIVITIES = frozenset(
+    {
+        ActivityKind.CALL,
+        ActivityKind.EMAIL,
+        ActivityKind.MESSAGE,
+        ActivityKind.MEETING,
+        ActivityKind.VISIT,
+    }
+)
 
 
 class _Frozen(BaseModel):
@@ -50,36 +74,133 @@ class LadderStep(_Frozen):
     #: Time after the clock's deadline at which this step fires.
     after_seconds: Annotated[float, Field(ge=0)]
     action: EscalationAction
+    #: Only on ``return_to_pool``: warn the owner this much business time before.
+    warn_before_seconds: Annotated[float, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _warning_only_before_reclaim(self) -> Self:
+        if self.warn_before_seconds is not None and self.action is not (
+            EscalationAction.RETURN_TO_POOL
+        ):
+            raise ValueError("warn_before_seconds is only for a return_to_pool step")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """One entry of a policy's schedule: a ladder step or the warning ahead of one."""
+
+    position: int
+    level: int
+    action: EscalationAction
+    warning: bool
+    #: Business seconds after the clock's deadline (negative: before it).
+    after_deadline: float
+
+
+#: Policy kinds a policy may have (a reclaim warning is a step, not a clock).
+_CLOCK_KINDS = frozenset(
+    {EscalationKind.FIRST_RESPONSE, EscalationKind.FOLLOW_UP, EscalationKind.STAGE_STALL}
+)
 
 
 class Policy(_Frozen):
-    policy_id: str
+    policy_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     kind: EscalationKind
+    #: Which leads the policy covers (see ``policies.Conditions``).
+    when: Conditions = Conditions()
     limit_seconds: Annotated[float, Field(gt=0)]
+    #: follow_up only: run to the rep's own ``next_followup_at`` when one is given.
+    honour_promise: bool = True
     ladder: Annotated[tuple[LadderStep, ...], Field(min_length=1)]
+
+    _schedule: tuple[Slot, ...] = PrivateAttr(default=())
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
+        if self.kind not in _CLOCK_KINDS:
+            raise ValueError(
+                f"policy {self.policy_id}: kind {self.kind.value} is not a clock kind "
+                "(a reclaim warning is a ladder step's warn_before_seconds)"
+            )
+        if self.kind is EscalationKind.STAGE_STALL and self.when.stage is None:
+            raise ValueError(f"policy {self.policy_id}: a stage_stall policy must name when.stage")
         levels = [s.level for s in self.ladder]
         if levels != list(range(1, len(levels) + 1)):
             raise ValueError(f"policy {self.policy_id}: ladder levels must be 1..n in order")
         offsets = [s.after_seconds for s in self.ladder]
         if offsets != sorted(offsets):
             raise ValueError(f"policy {self.policy_id}: ladder offsets must not decrease")
+        for s in self.ladder:
+            if s.warn_before_seconds is not None and (
+                s.warn_before_seconds > self.limit_seconds + s.after_seconds
+            ):
+                raise ValueError(
+                    f"policy {self.policy_id}: the warning of level {s.level} would be due "
+                    "before the clock starts"
+                )
         return self
+
+    def model_post_init(self, context: object, /) -> None:
+        entries: list[tuple[float, int, int, LadderStep, bool]] = []
+        for s in self.ladder:
+            if s.warn_before_seconds is not None:
+                entries.append((s.after_seconds - s.warn_before_seconds, s.level, 0, s, True))
+            entries.append((s.after_seconds, s.level, 1, s, False))
+        # Sorted by due time; a warning comes before its own step, and ties keep levels
+        # in order, so the schedule is the order in which slots fire.
+        entries.sort(key=lambda e: (e[0], e[1], e[2]))
+        self._schedule = tuple(
+            Slot(position=i, level=s.level, action=_action(s, w), warning=w, after_deadline=off)
+            for i, (off, _, _, s, w) in enumerate(entries, start=1)
+        )
+
+    @property
+    def schedule(self) -> tuple[Slot, ...]:
+        return self._schedule
 
     def step(self, level: int) -> LadderStep | None:
         return self.ladder[level - 1] if 1 <= level <= len(self.ladder) else None
 
+    def slot(self, position: int) -> Slot | None:
+        return self._schedule[position - 1] if 1 <= position <= len(self._schedule) else None
+
+    def covers(self, lead: LeadFacts) -> bool:
+        return self.when.matches(lead)
+
+
+def _action(step: LadderStep, warning: bool) -> EscalationAction:
+    # The warning asks the owner to act; it must not carry return_to_pool, which the
+    # assignment service acts on.
+    return EscalationAction.REMIND_OWNER if warning else step.action
+
 
 class PolicySet(_Frozen):
+    """The whole of sla.yaml: the policies and which of their steps page on-call."""
+
     policies: Annotated[tuple[Policy, ...], Field(min_length=1)]
+    alerting: Alerting = Alerting()
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Self:
+        ids = [p.policy_id for p in self.policies]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"policy ids used twice: {', '.join(dupes)}")
+        return self
 
     def first_response(self) -> Policy:
         return next(p for p in self.policies if p.kind is EscalationKind.FIRST_RESPONSE)
 
-    def by_id(self, policy_id: str) -> Policy:
-        return next(p for p in self.policies if p.policy_id == policy_id)
+    def by_id(self, policy_id: str) -> Policy | None:
+        return next((p for p in self.policies if p.policy_id == policy_id), None)
+
+    def select(self, kind: EscalationKind, lead: LeadFacts) -> Policy | None:
+        """The first policy of ``kind`` in file order that covers ``lead``."""
+        return next((p for p in self.policies if p.kind is kind and p.covers(lead)), None)
+
+    def kinds(self) -> frozenset[EscalationKind]:
+        return frozenset(p.kind for p in self.policies)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +213,10 @@ class Clock:
     team_id: str
     manager_id: str | None
     started_at: datetime
+    #: Position in the policy's schedule of the next slot to fire (1-based).
     next_level: int
+    #: follow_up only: the rep's promised time, which replaces the policy's limit.
+    promised_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +224,8 @@ class StepDue:
     level: int
     action: EscalationAction
     due_at: datetime
+    #: A reclaim warning ahead of the step of this level (kind ``reclaim_warning``).
+    warning: bool = False
 
 
 #: Every second counts: wall-clock SLAs, and the calendar of teams that have none.
@@ -132,31 +258,61 @@ def deadline(
 def step_due_at(
     clock: Clock, policy: Policy, level: int, calendar: BusinessCalendar = ROUND_THE_CLOCK
 ) -> datetime | None:
-    step = policy.step(level)
-    if step is None:
+    """When the slot at schedule position ``level`` is due (None past the end)."""
+    slot = policy.slot(level)
+    if slot is None:
         return None
+    if clock.promised_at is not None:
+        # The rep's promise is the deadline; a warning that would precede it fires at it.
+        return due_at(clock.promised_at, max(0.0, slot.after_deadline), calendar)
     # One sum, not deadline + offset: an offset of 0 after an 18:00 deadline is 18:00,
     # not the next morning.
-    return due_at(clock.started_at, policy.limit_seconds + step.after_seconds, calendar)
+    return due_at(clock.started_at, policy.limit_seconds + slot.after_deadline, calendar)
 
 
 def due_steps(
     clock: Clock, policy: Policy, now: datetime, calendar: BusinessCalendar = ROUND_THE_CLOCK
 ) -> tuple[list[StepDue], datetime | None]:
-    """Steps due at ``now`` from ``clock.next_level`` on, and when the next one is due
-    (None once the ladder is exhausted)."""
+    """Slots due at ``now`` from ``clock.next_level`` on, and when the next one is due
+    (None once the schedule is exhausted)."""
     fired: list[StepDue] = []
-    level = clock.next_level
-    while (at := step_due_at(clock, policy, level, calendar)) is not None and at <= now:
-        step = policy.ladder[level - 1]
-        fired.append(StepDue(level=level, action=step.action, due_at=at))
-        level += 1
-    return fired, step_due_at(clock, policy, level, calendar)
+    position = clock.next_level
+    while (at := step_due_at(clock, policy, position, calendar)) is not None and at <= now:
+        slot = policy.schedule[position - 1]
+        fired.append(StepDue(level=slot.level, action=slot.action, due_at=at, warning=slot.warning))
+        position += 1
+    return fired, step_due_at(clock, policy, position, calendar)
 
 
-def escalation_id(clock: Clock, level: int) -> str:
-    """Deterministic per lead, policy, clock cycle and level: a redelivery is recognisable."""
-    return deterministic_id("escalation", clock.lead_id, clock.policy_id, clock.cycle, level)
+def fired_steps(
+    clock: Clock, policy: Policy, calendar: BusinessCalendar = ROUND_THE_CLOCK
+) -> list[StepDue]:
+    """The slots a clock has fired (those before ``next_level``), to resolve them."""
+    out = []
+    for position in range(1, clock.next_level):
+        slot = policy.slot(position)
+        at = step_due_at(clock, policy, position, calendar)
+        if slot is None or at is None:
+            break
+        out.append(StepDue(level=slot.level, action=slot.action, due_at=at, warning=slot.warning))
+    return out
+
+
+def follow_up_timing(
+    touched_at: datetime, promise: datetime | None, policy: Policy
+) -> datetime | None:
+    """The promise a follow-up clock runs to, if any: the rep's ``next_followup_at``
+    when the policy honours promises and it lies after the touch."""
+    if promise is not None and policy.honour_promise and promise > touched_at:
+        return promise
+    return None
+
+
+def escalation_id(clock: Clock, level: int, *, warning: bool = False) -> str:
+    """Deterministic per lead, policy, clock cycle and level: a redelivery is recognisable.
+    A reclaim warning has an id of its own, distinct from its step's."""
+    parts: tuple[str | int, ...] = ("escalation", clock.lead_id, clock.policy_id, clock.cycle)
+    return deterministic_id(*parts, level, *(("reclaim_warning",) if warning else ()))
 
 
 def escalation_event(
@@ -167,7 +323,7 @@ def escalation_event(
     breached_at: datetime,
     occurred_at: datetime,
 ) -> EscalationRaised:
-    esc_id = escalation_id(clock, step.level)
+    esc_id = escalation_id(clock, step.level, warning=step.warning)
     return EscalationRaised(
         event_id=deterministic_id("sla.escalations", esc_id, status.value),
         occurred_at=occurred_at,
@@ -177,7 +333,7 @@ def escalation_event(
         team_id=clock.team_id,
         manager_id=clock.manager_id,
         policy_id=clock.policy_id,
-        kind=clock.kind,
+        kind=EscalationKind.RECLAIM_WARNING if step.warning else clock.kind,
         level=step.level,
         action=step.action,
         due_at=step.due_at,

@@ -1,0 +1,366 @@
+"""sla-monitor's clock store on the real PostgreSQL: policies with conditions, every clock
+kind, reclaim warnings, manager ids from the roster, the on-call outbox, and time that
+jumps forward and back. Time is passed in, so days of business time take milliseconds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+
+from leadloop.calendar import CalendarSet
+from leadloop.events import (
+    ActivityRecorded,
+    EscalationAction,
+    LeadAccepted,
+    LeadAssigned,
+    RepUpdated,
+    StageChanged,
+)
+from leadloop_sla_monitor.adapters.postgres import ClockStore
+from leadloop_sla_monitor.domain.alerts import DeliveryFailed
+from leadloop_sla_monitor.domain.ladder import PolicySet
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
+H = 3600
+DAY = 86400
+
+POLICIES = PolicySet.model_validate(
+    {
+        "policies": [
+            {
+                "policy_id": "fr-hot-ads",
+                "kind": "first_response",
+                "when": {"priority": ["hot"], "source": ["lead_ads"]},
+                "limit_seconds": 300,
+                "ladder": [
+                    {"level": 1, "after_seconds": 0, "action": "remind_owner"},
+                    {"level": 2, "after_seconds": 600, "action": "notify_manager"},
+                ],
+            },
+            {
+                "policy_id": "fr-default",
+                "kind": "first_response",
+                "limit_seconds": H,
+                "ladder": [
+                    {"level": 1, "after_seconds": 0, "action": "remind_owner"},
+                    {
+                        "level": 2,
+                        "after_seconds": H,
+                        "action": "return_to_pool",
+                        "warn_before_seconds": 1800,
+                    },
+                    {"level": 3, "after_seconds": 2 * H, "action": "page_oncall"},
+                ],
+            },
+            {
+                "policy_id": "fu",
+                "kind": "follow_up",
+                "limit_seconds": DAY,
+                "ladder": [
+                    {"level": 1, "after_seconds": 0, "action": "remind_owner"},
+                    {"level": 2, "after_seconds": H, "action": "notify_manager"},
+                ],
+            },
+            {
+                "policy_id": "stall-proposal",
+                "kind": "stage_stall",
+                "when": {"stage": ["proposal"]},
+                "limit_seconds": 3 * DAY,
+                "ladder": [{"level": 1, "after_seconds": 0, "action": "notify_manager"}],
+            },
+        ],
+        "alerting": {"actions": ["page_oncall"], "retry_base_seconds": 10},
+    }
+)
+ALWAYS = CalendarSet.model_validate(
+    {
+        "default": "always",
+        "calendars": {
+            "always": {
+                "timezone": "UTC",
+                "weekly": {
+                    d: ["00:00-24:00"]
+                    for d in (
+                        "monday",
+                        "tuesday",
+                        "wednesday",
+                        "thursday",
+                        "friday",
+                        "saturday",
+                        "sunday",
+                    )
+                },
+            }
+        },
+    }
+)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def assigned(lead: str, owner: str | None, when: datetime, kind: str = "initial") -> LeadAssigned:
+    return LeadAssigned(
+        event_id=str(uuid.uuid4()),
+        occurred_at=when,
+        assignment_id=f"a-{uuid.uuid4().hex[:8]}",
+        lead_id=lead,
+        owner_id=owner,
+        team_id="north",
+        rule_id="r",
+        rule_version="1",
+        strategy="pool" if owner is None else "round_robin",
+        kind=kind,
+        reason="test",
+        lead_occurred_at=when,
+        assigned_at=when,
+        priority="hot",
+    )
+
+
+def accepted(lead: str, source: str, priority: str = "hot") -> LeadAccepted:
+    return LeadAccepted(
+        event_id=str(uuid.uuid4()),
+        occurred_at=T0,
+        lead_id=lead,
+        source=source,
+        source_lead_id=lead,
+        accepted_at=T0,
+        score=50,
+        priority=priority,
+    )
+
+
+def touch(lead: str, when: datetime, promise: datetime | None = None) -> ActivityRecorded:
+    return ActivityRecorded(
+        event_id=str(uuid.uuid4()),
+        lead_id=lead,
+        rep_id="rep-a",
+        kind="call",
+        occurred_at=when,
+        next_followup_at=promise,
+    )
+
+
+def stage(lead: str, name: str, when: datetime) -> StageChanged:
+    extra: dict[str, Any] = {"loss_reason": "timing"} if name == "lost" else {}
+    return StageChanged(
+        event_id=str(uuid.uuid4()),
+        lead_id=lead,
+        stage=name,
+        occurred_at=when,
+        rep_id="rep-a",
+        **extra,
+    )
+
+
+def rep(rep_id: str, manager: str, when: datetime = T0) -> RepUpdated:
+    return RepUpdated(rep_id=rep_id, team_id="north", manager_id=manager, updated_at=when)
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[tuple[ClockStore, asyncpg.Pool]]:
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    assert pool is not None
+    store = ClockStore(
+        pool, POLICIES, ALWAYS, alert_actions=frozenset({EscalationAction.PAGE_ONCALL})
+    )
+    yield store, pool
+    await pool.close()
+
+
+async def steps(pool: asyncpg.Pool, lead: str) -> list[tuple[str, str, int, str, str]]:
+    rows = await pool.fetch(
+        "SELECT status, kind, level, action, policy_id FROM escalations WHERE lead_id = $1 "
+        "ORDER BY status, due_at, level, kind",
+        lead,
+    )
+    return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+async def test_the_first_policy_that_covers_the_lead_wins_and_is_redecided_when_the_source_arrives(
+    db: tuple[ClockStore, asyncpg.Pool],
+) -> None:
+    store, pool = db
+    await store.apply([rep("rep-a", "mgr-1"), assigned("l1", "rep-a", T0)], T0)
+    # The source is not known yet: only the catch-all policy covers the lead.
+    assert await pool.fetchval("SELECT policy_id FROM sla_clocks WHERE lead_id = 'l1'") == (
+        "fr-default"
+    )
+    await store.apply([accepted("l1", "lead_ads")], at(1))
+    row = await pool.fetchrow("SELECT policy_id, due_at FROM sla_clocks WHERE lead_id = 'l1'")
+    assert (row["policy_id"], row["due_at"]) == ("fr-hot-ads", at(300))
+    assert await store.fire_due(at(299)) == 0
+    assert await store.fire_due(at(300)) == 1
+    fired = await pool.fetchrow("SELECT * FROM escalations WHERE lead_id = 'l1'")
+    assert (fired["policy_id"], fired["level"], fired["manager_id"]) == ("fr-hot-ads", 1, "mgr-1")
+    # The roster changes the manager; the next step carries the new one.
+    await store.apply([rep("rep-a", "mgr-2", at(400))], at(400))
+    await store.apply([rep("rep-a", "mgr-old", at(-5))], at(401))  # an older entry loses
+    assert await store.fire_due(at(900)) == 1
+    assert await pool.fetchval(
+        "SELECT manager_id FROM escalations WHERE lead_id = 'l1' AND level = 2"
+    ) == ("mgr-2")
+    # A redelivered input changes nothing.
+    event = accepted("l9", "web")
+    assert await store.apply([event], at(1)) == 1
+    assert await store.apply([event], at(2)) == 0
+
+
+async def test_a_reclaim_warning_fires_ahead_of_the_return_to_pool_and_a_touch_resolves_all(
+    db: tuple[ClockStore, asyncpg.Pool],
+) -> None:
+    store, pool = db
+    await store.apply([accepted("l2", "web", "warm"), assigned("l2", "rep-a", T0)], T0)
+    fired = []
+    for t in (H, H + 1800, 2 * H, 3 * H):
+        fired.append(await store.fire_due(at(t)))
+    assert fired == [1, 1, 1, 1]
+    rows = await pool.fetch(
+        "SELECT kind, level, action, due_at FROM escalations WHERE lead_id = 'l2' ORDER BY due_at"
+    )
+    assert [tuple(r) for r in rows] == [
+        ("first_response", 1, "remind_owner", at(H)),
+        ("reclaim_warning", 2, "remind_owner", at(H + 1800)),
+        ("first_response", 2, "return_to_pool", at(2 * H)),
+        ("first_response", 3, "page_oncall", at(3 * H)),
+    ]
+    # The page waits in the on-call outbox; Alertmanager is down: retried with backoff.
+    sent: list[list[dict[str, Any]]] = []
+
+    async def down(alerts: list[dict[str, Any]]) -> None:
+        raise DeliveryFailed("ClientConnectorError")
+
+    async def up(alerts: list[dict[str, Any]]) -> None:
+        sent.append(alerts)
+
+    assert await store.deliver_alerts(down, at(3 * H), POLICIES.alerting) == (0, 1)
+    assert await store.deliver_alerts(up, at(3 * H + 5), POLICIES.alerting) == (0, 0)
+    assert await store.deliver_alerts(down, at(3 * H + 10), POLICIES.alerting) == (0, 1)
+    # Second failure: twice the delay.
+    assert await store.deliver_alerts(up, at(3 * H + 29), POLICIES.alerting) == (0, 0)
+    assert await store.deliver_alerts(up, at(3 * H + 30), POLICIES.alerting) == (1, 0)
+    assert await store.deliver_alerts(up, at(3 * H + 99), POLICIES.alerting) == (0, 0)
+    (page,) = sent[0]
+    assert page["labels"]["action"] == "page_oncall"
+    assert page["labels"]["lead_id"] == "l2"
+    assert datetime.fromisoformat(page["startsAt"]) == at(3 * H)
+
+    await store.apply([touch("l2", at(4 * H))], at(4 * H))
+    resolved = await pool.fetch(
+        "SELECT kind, level FROM escalations WHERE lead_id = 'l2' AND status = 'resolved'"
+    )
+    assert len(resolved) == 4
+    assert await store.deliver_alerts(up, at(4 * H), POLICIES.alerting) == (1, 0)
+    (resolve,) = sent[1]
+    assert resolve["labels"] == page["labels"]
+    assert datetime.fromisoformat(resolve["endsAt"]) == at(4 * H)
+    # The touch started a follow-up clock.
+    assert await pool.fetchval(
+        "SELECT due_at FROM sla_clocks WHERE lead_id = 'l2' AND kind = 'follow_up'"
+    ) == at(4 * H + DAY)
+
+
+async def test_follow_up_runs_to_the_reps_promise_or_to_the_longest_gap(
+    db: tuple[ClockStore, asyncpg.Pool],
+) -> None:
+    store, pool = db
+    await store.apply([assigned("l3", "rep-a", T0)], T0)
+    await store.apply([touch("l3", at(60), promise=at(2 * H))], at(60))
+    assert await store.fire_due(at(2 * H - 1)) == 0
+    assert await store.fire_due(at(2 * H)) == 1
+    assert await steps(pool, "l3") == [("firing", "follow_up", 1, "remind_owner", "fu")]
+    # A touch after the missed promise resolves it and starts a fresh gap clock.
+    await store.apply([touch("l3", at(3 * H))], at(3 * H))
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM escalations WHERE lead_id = 'l3' AND status = 'resolved'"
+        )
+        == 1
+    )
+    assert await store.fire_due(at(3 * H + DAY - 1)) == 0
+    assert await store.fire_due(at(3 * H + DAY + H)) == 2
+    # An older touch arriving late stops nothing and starts nothing.
+    await store.apply([touch("l3", at(H))], at(3 * H + DAY + H))
+    open_clocks = await pool.fetchval(
+        "SELECT count(*) FROM sla_clocks WHERE lead_id = 'l3' AND stopped_at IS NULL"
+    )
+    assert open_clocks == 1
+
+
+async def test_stage_stall_counts_time_in_a_stage_and_closing_stops_everything(
+    db: tuple[ClockStore, asyncpg.Pool],
+) -> None:
+    store, pool = db
+    await store.apply([assigned("l4", "rep-a", T0), assigned("l5", "rep-a", T0)], T0)
+    await store.apply([stage("l4", "proposal", at(60)), stage("l5", "proposal", at(60))], at(60))
+    await store.apply([stage("l4", "negotiation", at(DAY))], at(DAY))
+    # l5: the stall and both follow-up steps; l4: both follow-up steps, no stall.
+    assert await store.fire_due(at(60 + 3 * DAY)) == 5
+    kinds = sorted((r[1], r[2]) for r in await steps(pool, "l5"))
+    assert kinds == [("follow_up", 1), ("follow_up", 2), ("stage_stall", 1)]
+    assert not [s for s in await steps(pool, "l4") if s[1] == "stage_stall"]
+    await store.apply([stage("l5", "lost", at(4 * DAY))], at(4 * DAY))
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM sla_clocks WHERE lead_id = 'l5' AND stopped_at IS NULL"
+        )
+        == 0
+    )
+    statuses = [s[0] for s in await steps(pool, "l5")]
+    assert statuses.count("firing") == statuses.count("resolved") == 3
+
+
+async def test_reassignment_starts_a_new_cycle_and_pooling_stops_the_clocks(
+    db: tuple[ClockStore, asyncpg.Pool],
+) -> None:
+    store, pool = db
+    await store.apply([assigned("l7", "rep-a", T0)], T0)
+    assert await store.fire_due(at(H)) == 1
+    await store.apply([assigned("l7", "rep-b", at(H + 60), kind="reassigned")], at(H + 60))
+    rows = await pool.fetch(
+        "SELECT owner_id, stopped_at IS NULL AS open FROM sla_clocks WHERE lead_id = 'l7' "
+        "ORDER BY started_at"
+    )
+    assert [tuple(r) for r in rows] == [("rep-a", False), ("rep-b", True)]
+    assert [s[0] for s in await steps(pool, "l7")] == ["firing", "resolved"]
+    await store.apply([assigned("l7", None, at(H + 120), kind="pooled")], at(H + 120))
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM sla_clocks WHERE lead_id = 'l7' AND stopped_at IS NULL"
+        )
+        == 0
+    )
+    assert await store.fire_due(at(30 * DAY)) == 0
+
+
+async def test_the_clock_jumping_forward_and_back_neither_loses_nor_repeats_a_step(
+    db: tuple[ClockStore, asyncpg.Pool],
+) -> None:
+    store, pool = db
+    await store.apply([assigned("l8", "rep-a", T0)], T0)
+    assert await store.fire_due(at(H + 1)) == 1
+    # Back by a day (an NTP correction, a VM restored from a snapshot): nothing fires.
+    assert await store.fire_due(at(-DAY)) == 0
+    # Forward by ten days: every remaining slot fires once, in order.
+    assert await store.fire_due(at(10 * DAY)) == 3
+    assert await store.fire_due(at(H)) == 0
+    assert await store.fire_due(at(11 * DAY)) == 0
+    rows = await pool.fetch(
+        "SELECT kind, level FROM escalations WHERE lead_id = 'l8' ORDER BY due_at"
+    )
+    assert [tuple(r) for r in rows] == [
+        ("first_response", 1),
+        ("reclaim_warning", 2),
+        ("first_response", 2),
+        ("first_response", 3),
+    ]
