@@ -221,7 +221,14 @@ WALLBOARD = Board(
                 Panel(
                     "Lead pool (公海)",
                     "stat",
-                    (q("sum by (team) (leadloop_pool_leads)", "{{team}}"),),
+                    (
+                        # A team nobody's lead was pooled for shows 0, not nothing.
+                        q(
+                            "sum by (team) (leadloop_pool_leads) "
+                            "or 0 * sum by (team) (leadloop_funnel_open_leads)",
+                            "{{team}}",
+                        ),
+                    ),
                     "Open leads in each team's pool, owned by nobody. Red from 20: reps are "
                     "at capacity or away; rebalance capacity or pull leads from the pool.",
                     red_at=20,

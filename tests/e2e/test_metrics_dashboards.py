@@ -1,0 +1,236 @@
+"""Every panel query of every dashboard and every recording rule returns data from a real
+Prometheus scraping the metrics service after a simulated run.
+
+The real broker and database; ingest, assignment and metrics as processes; the traffic
+simulator playing the channels and the reps; Debian's Prometheus started by
+deploy/prometheus/prom.sh with the repository's rules, scraping this test's metrics
+service every second. SLA escalations are published by the test itself (the
+sla-monitor's own tests cover when they fire; here only their counting matters), for
+leads the run really assigned. Afterwards `reconcile` against the served /metrics must
+report no difference, and the scrape must stay fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from aiokafka import AIOKafkaProducer
+from tests.support.kafka import collect, free_port_base
+from tests.support.processes import ROOT, ServiceGroup, service_env
+
+from leadloop.events import (
+    EscalationAction,
+    EscalationKind,
+    EscalationRaised,
+    EscalationStatus,
+    LeadAssigned,
+)
+from leadloop.settings import KafkaSettings
+from leadloop.simulate import SimulationConfig, run
+from leadloop.topics import qualified
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+PROM_SH = ROOT / "deploy/prometheus/prom.sh"
+DASHBOARDS = sorted((ROOT / "deploy/grafana/dashboards").glob("*.json"))
+RULES = sorted((ROOT / "deploy/prometheus/rules").glob("*.yml"))
+ESCALATED, RESOLVED = 12, 4
+
+
+class Prometheus:
+    def __init__(self, port: int, target: str, directory: Path) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.env = {
+            **os.environ,
+            "LEADLOOP_PROM_PORT": str(port),
+            "LEADLOOP_PROM_DIR": str(directory),
+            "LEADLOOP_PROM_TARGET": target,
+            "LEADLOOP_PROM_INTERVAL": "1s",
+        }
+
+    def run(self, command: str) -> None:
+        subprocess.run(["bash", str(PROM_SH), command], env=self.env, check=True, timeout=60)
+
+    def query(self, expr: str) -> dict[str, Any]:
+        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                body: dict[str, Any] = json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            body = json.loads(exc.read())
+        return body
+
+
+@pytest.fixture
+def services(
+    database_url: str, kafka_settings: KafkaSettings, tmp_path: Path
+) -> Iterator[ServiceGroup]:
+    env = service_env(
+        database_url,
+        kafka_settings.bootstrap_servers,
+        kafka_settings.topic_prefix,
+        tmp_path / "data",
+    )
+    group = ServiceGroup(env=env, port_base=free_port_base(), log_dir=tmp_path)
+    group.start("ingest", "assignment", "metrics")
+    try:
+        group.wait_ready()
+        yield group
+    finally:
+        group.stop()
+
+
+@pytest.fixture
+def prometheus(services: ServiceGroup, tmp_path: Path) -> Iterator[Prometheus]:
+    port = free_port_base() + 1
+    prom = Prometheus(port, f"127.0.0.1:{services.port('metrics')}", tmp_path / "prometheus")
+    prom.run("start")
+    try:
+        yield prom
+    finally:
+        prom.run("stop")
+
+
+async def escalate(kafka: KafkaSettings, assignments: list[LeadAssigned]) -> None:
+    """First-response breaches for some assigned leads; a few of them resolved."""
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        now = datetime.now(UTC)
+        for i, a in enumerate(assignments[:ESCALATED]):
+            for status in (EscalationStatus.FIRING, EscalationStatus.RESOLVED):
+                if status is EscalationStatus.RESOLVED and i >= RESOLVED:
+                    continue
+                event = EscalationRaised(
+                    event_id=f"esc-{a.lead_id}-{status.value}",
+                    occurred_at=now,
+                    escalation_id=f"esc-{a.lead_id}",
+                    lead_id=a.lead_id,
+                    owner_id=a.owner_id,
+                    team_id=a.team_id,
+                    policy_id="first-response",
+                    kind=EscalationKind.FIRST_RESPONSE,
+                    level=1,
+                    action=EscalationAction.REMIND_OWNER,
+                    due_at=now,
+                    breached_at=now,
+                    status=status,
+                )
+                await producer.send_and_wait(
+                    qualified("sla.escalations", kafka.topic_prefix),
+                    event.model_dump_json().encode(),
+                    key=a.lead_id.encode(),
+                )
+    finally:
+        await producer.stop()
+
+
+def scrape(group: ServiceGroup) -> str:
+    with urllib.request.urlopen(group.url("metrics", "/metrics"), timeout=5) as r:
+        return str(r.read().decode())
+
+
+def total(text: str, name: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") or line.startswith(name + " ")
+    )
+
+
+def recorded_series() -> list[str]:
+    return [
+        rule["record"]
+        for path in RULES
+        for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
+        for rule in group["rules"]
+        if "record" in rule
+    ]
+
+
+async def test_every_panel_and_recording_rule_returns_data_after_a_simulated_run(
+    services: ServiceGroup,
+    prometheus: Prometheus,
+    kafka_settings: KafkaSettings,
+    database_url: str,
+) -> None:
+    summary = await run(
+        kafka_settings,
+        # Paced over 10 s: Prometheus (scraping every second) sees the counters grow,
+        # so that increase() and rate() have something to show.
+        SimulationConfig(leads=400, rate=40, seed=606, time_scale=1800, duration_s=50),
+    )
+    assert summary.sent == 400
+    assert summary.stage_changes.get("won"), summary
+    assert summary.stage_changes.get("lost"), summary
+    records = await collect(kafka_settings, "leads.assigned", want=50, within=30)
+    assigned = [LeadAssigned.model_validate_json(r.value or b"") for r in records]
+    await escalate(kafka_settings, [a for a in assigned if a.owner_id is not None])
+
+    # The service has counted everything the run produced.
+    deadline = time.monotonic() + 60
+    while total(scrape(services), "leadloop_sla_breaches_total") < ESCALATED:
+        assert time.monotonic() < deadline, services.log("metrics")
+        await asyncio.sleep(0.5)
+    # Rules are evaluated every second; rates need a few scrapes after the traffic.
+    await asyncio.sleep(8)
+
+    failures: list[str] = []
+    checked = 0
+    for path in DASHBOARDS:
+        dashboard = json.loads(path.read_text(encoding="utf-8"))
+        for panel in dashboard["panels"]:
+            for target in panel.get("targets") or []:
+                body = prometheus.query(target["expr"])
+                checked += 1
+                if body.get("status") != "success":
+                    failures.append(f"{path.name} / {panel['title']}: error {body.get('error')}")
+                elif not body["data"]["result"]:
+                    failures.append(f"{path.name} / {panel['title']}: no data: {target['expr']}")
+    for record in recorded_series():
+        body = prometheus.query(record)
+        checked += 1
+        if body.get("status") != "success" or not body["data"]["result"]:
+            failures.append(f"recording rule {record}: {body.get('error') or 'no data'}")
+    assert checked >= 30
+    assert not failures, "\n".join(failures)
+
+    # Every series served equals the replay of the stored facts, exactly.
+    env = {**services.env, "DATABASE_URL": database_url}
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            "-m",
+            "leadloop_metrics.tools",
+            "reconcile",
+            "--url",
+            services.url("metrics", "/metrics"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "differences: 0" in result.stdout
+
+    # Scrape time with the run's full series set stays small.
+    body = prometheus.query('max_over_time(scrape_duration_seconds{job="leadloop-metrics"}[1m])')
+    (sample,) = body["data"]["result"]
+    assert float(sample["value"][1]) < 0.5, sample
