@@ -275,6 +275,9 @@ class LeadAssigned(Event):
     lead_occurred_at: AwareDatetime
     assigned_at: AwareDatetime
     priority: Priority
+    #: The lead's n-th assignment event: 0 for the first decision, then 1, 2, … per move.
+    #: After a crash an older move can reach the topic late; keep the highest per lead.
+    sequence: Annotated[int, Field(ge=0)] = 0
 
 
 class ActivityRecorded(BaseModel):

@@ -54,11 +54,12 @@ CREATE TABLE assignment_applied_events (
     applied_at  timestamptz NOT NULL
 );
 
--- Moves are published from the table: NULL until leads.assigned has the event, so a
--- crash between commit and publish only delays it. First decisions are republished
--- from the table when their leads.accepted event is redelivered, as before.
+-- Decisions are published from the table: NULL until leads.assigned has the event, so
+-- a crash between commit and publish only delays it (a timer republishes).
 ALTER TABLE assignments ADD COLUMN published_at timestamptz;
 UPDATE assignments SET published_at = assigned_at;
+-- The lead's n-th assignment (0: the first decision): `sequence` on leads.assigned.
+ALTER TABLE assignments ADD COLUMN seq integer NOT NULL DEFAULT 0;
 CREATE INDEX assignments_unpublished ON assignments (assigned_at) WHERE published_at IS NULL;
 
 -- A worker stopped inside a transaction holds its teams' cursor locks; end such a

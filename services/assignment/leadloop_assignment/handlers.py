@@ -62,6 +62,9 @@ class AssignmentHandler:
         now = self.clock.now()
         events = await retrying(lambda: self.store.assign(leads, rules, now), what="assign_batch")
         await self.publisher.publish([event_message(e, key=e.lead_id) for e in events])
+        await retrying(
+            lambda: self.store.published(events, self.clock.now()), what="assignment_published"
+        )
         return events
 
 

@@ -56,10 +56,10 @@ Closing = tuple[str, datetime]
 _INSERT = """
 INSERT INTO assignments (assignment_id, lead_id, kind, owner_id, team_id, rule_id,
     rule_version, strategy, previous_owner_id, reason, priority, lead_occurred_at,
-    assigned_at, event_id, cause_event_id, published_at)
+    assigned_at, event_id, cause_event_id, seq)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
     $7::text[], $8::text[], $9::text[], $10::jsonb[], $11::text[], $12::timestamptz[],
-    $13::timestamptz[], $14::text[], $15::text[], $16::timestamptz[])
+    $13::timestamptz[], $14::text[], $15::text[], $16::int[])
 """
 
 
@@ -210,7 +210,15 @@ class AssignmentStore:
                     [c[1] for c in moves.cooldowns],
                     [c[2] for c in moves.cooldowns],
                 )
-        return events
+            # A moved lead's earlier events a stopped worker left unpublished go first.
+            earlier = await conn.fetch(
+                "SELECT * FROM assignments WHERE lead_id = ANY($1::text[]) "
+                "AND published_at IS NULL AND NOT assignment_id = ANY($2::text[]) "
+                "ORDER BY lead_id, seq",
+                sorted({e.lead_id for e in events}),
+                [e.assignment_id for e in events],
+            )
+        return [_event(r) for r in earlier] + events
 
     async def moves_pending(self, rules: RuleSet) -> bool:
         """Whether a pass of ``maintain`` may move something: a lead waits in a pool or a
@@ -226,12 +234,12 @@ class AssignmentStore:
             )
 
     async def unpublished(self, *, older_than: datetime, limit: int = 500) -> list[LeadAssigned]:
-        """Moves committed before ``older_than`` whose events are not on the topic yet (the
-        worker that made them stopped before publishing)."""
+        """Decisions committed before ``older_than`` whose events are not on the topic yet
+        (the worker that made them stopped before publishing), in each lead's order."""
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
                 "SELECT * FROM assignments WHERE published_at IS NULL AND assigned_at < $1 "
-                "ORDER BY assigned_at, assignment_id LIMIT $2",
+                "ORDER BY assigned_at, lead_id, seq LIMIT $2",
                 older_than,
                 limit,
             )
@@ -268,7 +276,6 @@ class AssignmentStore:
                 # A move's cause is not one input event (a pass moves many leads): the
                 # assignment id keeps the (cause, kind) key unique.
                 causes=[e.assignment_id for e in events],
-                published=[None] * len(events),
             ),
         )
         last = {e.lead_id: e for e in events}  # a lead's final place after this pass
@@ -370,8 +377,6 @@ class AssignmentStore:
                 events,
                 reasons=[json.dumps(records[e.lead_id]) for e in events],
                 causes=[by_lead[e.lead_id].event_id for e in events],
-                # Published right after the commit; a redelivered lead republishes it.
-                published=[e.assigned_at for e in events],
             ),
         )
         owners = [e for e in events if e.owner_id is not None]
@@ -457,6 +462,7 @@ def _event(r: asyncpg.Record) -> LeadAssigned:
         lead_occurred_at=r["lead_occurred_at"],
         assigned_at=r["assigned_at"],
         priority=r["priority"],
+        sequence=r["seq"],
     )
 
 
@@ -465,7 +471,6 @@ def _columns(
     *,
     reasons: Sequence[str],
     causes: Sequence[str],
-    published: Sequence[datetime | None],
 ) -> list[list[object]]:
     """``_INSERT``'s sixteen column arrays."""
     rows = [
@@ -485,9 +490,9 @@ def _columns(
             e.assigned_at,
             e.event_id,
             cause,
-            at,
+            e.sequence,
         )
-        for e, reason, cause, at in zip(events, reasons, causes, published, strict=True)
+        for e, reason, cause in zip(events, reasons, causes, strict=True)
     ]
     return [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in range(16)]
 

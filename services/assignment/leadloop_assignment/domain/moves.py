@@ -187,6 +187,7 @@ def move_events(decisions: Sequence[Decision], held: Iterable[HeldLead]) -> list
                 lead_occurred_at=lead.occurred_at,
                 assigned_at=d.decided_at,
                 priority=lead.priority,
+                sequence=moves[d.lead_id],
             )
         )
     return events
