@@ -370,7 +370,7 @@ REJECTED_WEB = series("leadloop_leads_rejected_total", source="web_form", reason
 
 def test_replace_serves_exactly_what_is_stored() -> None:
     # Gauges go down as well as up: the view takes the stored values as they are (the
-    # handler serialises re-reads with its own commits, see test_handler_lock below).
+    # handler serialises re-reads with its own commits: test_handler.py).
     view = SeriesView({RECEIVED_WEB: 10})
     assert view.value("leadloop_leads_received_total", source="web_form") == 10
     view.replace({RECEIVED_WEB: 25})

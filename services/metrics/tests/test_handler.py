@@ -1,0 +1,89 @@
+"""The handler: a periodic re-read never replaces the view with values older than a
+batch this worker already served (a counter would go back, a gauge would flicker)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from leadloop.clock import FixedClock
+from leadloop.events import IngestOutcome, IngestOutcomeRecorded
+from leadloop_metrics.adapters.postgres import MetricStore
+from leadloop_metrics.adapters.prometheus import SeriesView
+from leadloop_metrics.domain.facts import Fact
+from leadloop_metrics.domain.fold import step
+from leadloop_metrics.domain.labels import Delta, LabelPolicy, SeriesKey, series
+from leadloop_metrics.handlers import MetricsHandler
+
+NOW = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
+POLICY = LabelPolicy(sources=frozenset({"web_form"}), teams=frozenset({"north"}))
+RECEIVED = series("leadloop_leads_received_total", source="web_form")
+
+
+class SlowStore:
+    """Commits take a while; ``load`` returns what is committed at the moment it reads."""
+
+    def __init__(self) -> None:
+        self.committed: dict[SeriesKey, float] = {}
+        self.commit_started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def apply(self, facts: Sequence[Fact], policy: LabelPolicy, now: datetime) -> Delta:
+        self.commit_started.set()
+        await self.release.wait()
+        delta = step({}, facts, policy).delta
+        for k, v in delta.items():
+            self.committed[k] = self.committed.get(k, 0.0) + v
+        return delta
+
+    async def load(self) -> dict[SeriesKey, float]:
+        return dict(self.committed)
+
+
+def outcome(n: int) -> bytes:
+    return (
+        IngestOutcomeRecorded(
+            event_id=f"o{n}",
+            occurred_at=NOW,
+            source="web_form",
+            outcome=IngestOutcome.ACCEPTED,
+            lead_id=f"l{n}",
+            raw_partition=0,
+            raw_offset=n,
+        )
+        .model_dump_json()
+        .encode()
+    )
+
+
+async def test_a_reread_waits_for_the_commit_in_flight() -> None:
+    store = SlowStore()
+    view = SeriesView({})
+    handler = MetricsHandler(
+        store=cast(MetricStore, store), view=view, labels=POLICY, clock=FixedClock(NOW)
+    )
+    batch = asyncio.create_task(handler.handle([("ingest.outcomes", outcome(1))]))
+    await store.commit_started.wait()
+    refresh = asyncio.create_task(handler.refresh())
+    await asyncio.sleep(0.01)
+    assert not refresh.done(), "the re-read must wait for the commit in flight"
+    store.release.set()
+    await asyncio.gather(batch, refresh)
+    assert view.value("leadloop_leads_received_total", source="web_form") == 1
+    assert store.committed[RECEIVED] == 1
+
+
+async def test_undecodable_events_are_skipped_not_fatal() -> None:
+    store = SlowStore()
+    store.release.set()
+    view = SeriesView({})
+    handler = MetricsHandler(
+        store=cast(MetricStore, store), view=view, labels=POLICY, clock=FixedClock(NOW)
+    )
+    changed: Any = await handler.handle(
+        [("ingest.outcomes", b"{not json"), ("crm.stage-changes", b'{"stage": "lost"}')]
+    )
+    assert changed == 0
+    assert view.snapshot() == {}
