@@ -287,3 +287,66 @@ def test_histogram_sums_are_exact_in_any_order() -> None:
     assert value(delta, "leadloop_assignment_latency_seconds_sum") == 0.1
     assert math.isclose(0.1 + 0.2, 0.3)
     assert 0.1 + 0.2 != 0.3
+
+
+def test_a_scrape_of_the_full_series_set_is_fast() -> None:
+    import itertools
+    import time
+
+    from prometheus_client import generate_latest
+
+    from leadloop.events import (
+        AssignmentKind,
+        EscalationKind,
+        LossReason,
+        Priority,
+        RejectReason,
+        Stage,
+        Strategy,
+    )
+    from leadloop_metrics.adapters.prometheus import SeriesView, registry_for
+    from leadloop_metrics.domain.labels import le_label
+
+    sources, teams = 5, 3
+    values = {
+        "source": [f"s{i}" for i in range(sources)] + ["other"],
+        "team": [f"t{i}" for i in range(teams)] + ["other", "unassigned"],
+        "reason": [r.value for r in RejectReason] + ["other"],
+        "strategy": [s.value for s in Strategy],
+        "level": ["1", "2", "3", "4", "5"],
+        "stage": [s.value for s in Stage],
+        "priority": [p.value for p in Priority],
+    }
+    kinds = {
+        "leadloop_leads_assigned_total": [k.value for k in AssignmentKind],
+    }
+    stored: dict[SeriesKey, float] = {}
+    for d in METRICS.values():
+        sets = []
+        for label in d.labels:
+            if label == "kind":
+                sets.append(kinds.get(d.name, [k.value for k in EscalationKind]))
+            elif (d.name, label) == ("leadloop_leads_lost_total", "reason"):
+                sets.append([r.value for r in LossReason] + ["other"])
+            else:
+                sets.append(values[label])
+        for combo in itertools.product(*sets):
+            labels = tuple(zip(d.labels, combo, strict=True))
+            if d.kind == "histogram":
+                for b in (*d.buckets, math.inf):
+                    stored[(f"{d.name}_bucket", (*labels, ("le", le_label(b))))] = 1.0
+                stored[(f"{d.name}_sum", labels)] = 1.0
+                stored[(f"{d.name}_count", labels)] = 1.0
+            else:
+                stored[(d.name, labels)] = 1.0
+    bound = sum(series_bound(sources=sources, teams=teams).values())
+    assert len(stored) <= bound
+    registry = registry_for(SeriesView(stored))
+    timings = []
+    for _ in range(3):
+        started = time.perf_counter()
+        text = generate_latest(registry)
+        timings.append(time.perf_counter() - started)
+    assert text.count(b"\n") > len(stored)
+    # A Prometheus scrape every 5 s must not keep the worker busy.
+    assert min(timings) < 0.25, (len(stored), timings)

@@ -126,10 +126,10 @@ def series_bound(sources: int, teams: int) -> dict[str, int]:
         "team": teams + 2,
         "reason": len(_REASONS) + 1,
         "strategy": len(Strategy),
-        "kind": max(len(AssignmentKind), len(EscalationKind)),
+        "kind": max(len(AssignmentKind), len(EscalationKind) + 1),
         "level": MAX_LEVEL,
         "stage": len(Stage),
-        "priority": len(Priority),
+        "priority": len(Priority) + 1,
     }
     out: dict[str, int] = {}
     for name, d in METRICS.items():
