@@ -34,6 +34,7 @@ from leadloop.events import (
     Strategy,
     deterministic_id,
 )
+from leadloop_assignment.domain.planning import assigned_event
 from leadloop_assignment.domain.routing import (
     ROTATIONS,
     Decision,
@@ -167,29 +168,11 @@ def move_events(decisions: Sequence[Decision], held: Iterable[HeldLead]) -> list
     moves = {lead_id: h.moves for lead_id, h in by_id.items()}
     events = []
     for d in decisions:
-        lead = by_id[d.lead_id].lead
         moves[d.lead_id] += 1
-        assignment_id = deterministic_id("assignment", d.lead_id, "move", str(moves[d.lead_id]))
-        events.append(
-            LeadAssigned(
-                event_id=deterministic_id("leads.assigned", assignment_id),
-                occurred_at=d.decided_at,
-                assignment_id=assignment_id,
-                lead_id=d.lead_id,
-                owner_id=d.owner_id,
-                team_id=d.team_id,
-                rule_id=d.rule_id,
-                rule_version=d.rule_version,
-                strategy=d.strategy,
-                kind=d.kind,
-                previous_owner_id=d.released,
-                reason=d.reason(),
-                lead_occurred_at=lead.occurred_at,
-                assigned_at=d.decided_at,
-                priority=lead.priority,
-                sequence=moves[d.lead_id],
-            )
-        )
+        n = moves[d.lead_id]
+        assignment_id = deterministic_id("assignment", d.lead_id, "move", str(n))
+        lead = by_id[d.lead_id].lead
+        events.append(assigned_event(d, lead, assignment_id=assignment_id, sequence=n))
     return events
 
 

@@ -94,8 +94,18 @@ def plan(
     return decisions, state
 
 
-def assigned_event(decision: Decision, lead: LeadAccepted) -> LeadAssigned:
-    assignment_id = deterministic_id("assignment", lead.lead_id, decision.kind.value)
+def assigned_event(
+    decision: Decision,
+    lead: LeadAccepted,
+    *,
+    assignment_id: str | None = None,
+    sequence: int = 0,
+) -> LeadAssigned:
+    """The ``leads.assigned`` event of a decision. A first decision (``sequence`` 0) names
+    the lead's previous owner from ingest (a returning customer's); a move names the rep
+    it took the lead from."""
+    if assignment_id is None:
+        assignment_id = deterministic_id("assignment", lead.lead_id, decision.kind.value)
     return LeadAssigned(
         event_id=deterministic_id("leads.assigned", assignment_id),
         occurred_at=decision.decided_at,
@@ -107,9 +117,10 @@ def assigned_event(decision: Decision, lead: LeadAccepted) -> LeadAssigned:
         rule_version=decision.rule_version,
         strategy=decision.strategy,
         kind=decision.kind,
-        previous_owner_id=lead.previous_owner_id,
+        previous_owner_id=decision.released if sequence else lead.previous_owner_id,
         reason=decision.reason(),
         lead_occurred_at=lead.occurred_at,
         assigned_at=decision.decided_at,
         priority=lead.priority,
+        sequence=sequence,
     )
