@@ -21,6 +21,7 @@ import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from leadloop.faults import fault_point
 from leadloop.logging import get_logger
 from leadloop.messaging import OutMessage
 from leadloop.settings import HttpSettings, KafkaSettings
@@ -129,11 +130,15 @@ def batch_agent(
     ``within`` is always set so a quiet partition never holds a partial batch back.
     """
 
+    after_handler = f"{name}.after_handler"
+
     async def agent(stream: faust.StreamT[bytes]) -> None:
         # take_events exists on faust's Stream, not on its StreamT protocol.
         events_of = cast(faust.Stream[bytes], stream).take_events
         async for events in events_of(batch_size, within=within):
             await process_or_die(handle(events), what=name)
+            # Tests only: effects committed and output acknowledged, offsets not committed.
+            fault_point(after_handler)
 
     app.agent(channel, concurrency=1, name=name)(agent)
 

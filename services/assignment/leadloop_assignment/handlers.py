@@ -29,6 +29,7 @@ from leadloop.events import (
     Stage,
     StageChanged,
 )
+from leadloop.faults import fault_point
 from leadloop.logging import get_logger
 from leadloop.messaging import Publisher, event_message
 from leadloop_assignment.adapters.postgres import AssignmentStore, Closing
@@ -61,6 +62,7 @@ class AssignmentHandler:
         rules = self.rules()
         now = self.clock.now()
         events = await retrying(lambda: self.store.assign(leads, rules, now), what="assign_batch")
+        fault_point("assignment.after_commit")  # tests only: committed, nothing published yet
         await self.publisher.publish([event_message(e, key=e.lead_id) for e in events])
         await retrying(
             lambda: self.store.published(events, self.clock.now()), what="assignment_published"

@@ -10,6 +10,7 @@ from typing import Protocol
 from leadloop.clock import Clock
 from leadloop.db import retrying
 from leadloop.events import IngestOutcome
+from leadloop.faults import fault_point
 from leadloop.logging import get_logger
 from leadloop.messaging import OutMessage, Publisher, event_message
 from leadloop_ingest.adapters.timeline_store import TimelineStore, Unusable
@@ -147,6 +148,7 @@ class IngestHandler:
             return []
         # An outage of PostgreSQL pauses here (offsets stay uncommitted) and resumes by itself.
         final = await retrying(lambda: self.store.apply(proposed, resolve), what="ingest_batch")
+        fault_point("ingest.after_commit")  # tests only: committed, nothing published yet
         await self.publisher.publish(messages_for(final, records))
         rejected = sum(1 for o, _ in final if o.outcome is IngestOutcome.REJECTED)
         if rejected:

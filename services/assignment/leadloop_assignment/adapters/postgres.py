@@ -19,6 +19,7 @@ from typing import TypeVar
 import asyncpg
 
 from leadloop.events import LeadAccepted, LeadAssigned, RepStatus, RepUpdated
+from leadloop.faults import fault_point
 from leadloop.logging import get_logger
 from leadloop_assignment.domain.moves import (
     PRIORITY_RANK,
@@ -123,6 +124,7 @@ class AssignmentStore:
                 await self._save(conn, todo, decisions, events, state, new_state)
                 await self._hold(conn, todo, decisions, now)
                 fresh = {e.lead_id: e for e in events}
+            fault_point("assignment.before_commit")  # tests only: everything written, no commit
         return [existing.get(lead.lead_id) or fresh[lead.lead_id] for lead in leads]
 
     async def _hold(

@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 
 from leadloop.events import IngestOutcome, Priority
+from leadloop.faults import fault_point
 from leadloop_ingest.domain.dedupe import Known, Merge, PersonLead, Resolved, identity_keys
 from leadloop_ingest.domain.intake import (
     PROFILE_FIELDS,
@@ -174,6 +175,7 @@ class LeadStore:
                 if o.outcome is IngestOutcome.ACCEPTED and o.lead_id is not None
             ]
             replayed = await self._leads(conn, replayed_ids)
+            fault_point("ingest.before_commit")  # tests only: everything written, no commit
         final = dict((o.position, (o, lead)) for o, lead in final_fresh)
         for pos, o in done.items():
             final[pos] = (
