@@ -14,6 +14,15 @@ What it relies on is the contract only: ``leads.accepted`` (``lead_id``),
 ``leads.assigned`` (``assignment_id``, ``lead_id``, ``kind``, ``owner_id``,
 ``team_id``) and the ``assignments`` table (``lead_id``, ``kind``, ``owner_id``,
 ``team_id``).
+
+Beyond assignment (``check_pipeline``): ingest conservation — every ``leads.raw``
+record has exactly one outcome (accepted, duplicate, rejected) in ``ingest_outcomes``
+and on ``ingest.outcomes``, every reject is on ``leads.rejected`` with its reason, every
+stored lead on ``leads.accepted`` with its one event id (``compare_ingest``); every SLA
+ladder step once per ``escalation_id`` and status in ``escalations`` and on
+``sla.escalations`` (``compare_escalations``); and the counters of :data:`COUNTERS` on
+``/metrics`` equal to the truth recomputed from the topics (``expected_counters``,
+``compare_counters``).
 """
 
 from __future__ import annotations
@@ -28,18 +37,35 @@ from dataclasses import dataclass
 import asyncpg
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
+from prometheus_client.parser import text_string_to_metric_families
 
 from leadloop.settings import KafkaSettings
 from leadloop.topics import qualified
 
 __all__ = [
+    "COUNTERS",
     "FIRST_DECISIONS",
+    "Assigned",
     "AssignmentReport",
+    "EscalationReport",
+    "IngestReport",
+    "Labels",
+    "Outcome",
+    "PipelineReport",
     "Published",
+    "Rejected",
+    "SeriesKey",
+    "Step",
     "Stored",
     "TeamFairness",
     "check_assignment",
+    "check_pipeline",
     "compare_assignment",
+    "compare_counters",
+    "compare_escalations",
+    "compare_ingest",
+    "expected_counters",
+    "parse_exposition",
     "read_accepted_leads",
     "read_published_assignments",
     "read_stored_assignments",
@@ -323,3 +349,527 @@ async def check_assignment(
     return compare_assignment(
         accepted, stored, published, roster=roster, expected_team=expected_team
     )
+
+
+# --- the whole pipeline: ingest conservation, SLA steps, counters ----------------------
+#
+# Like the assignment comparison above: plain JSON and SQL in, pure comparisons, unit
+# tested on hand-made inputs (tests/faults/test_pipeline_faults.py).
+
+#: A position on ``leads.raw``: (partition, offset).
+RawPosition = tuple[int, int]
+#: A Prometheus series: (sample name, sorted (label, value) pairs).
+SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
+
+#: The counters of the contract (DESIGN.md) that the metrics service serves today and
+#: that follow from single events alone, so the truth is recomputed from the topics
+#: without modelling any lead's state: conservation, assignment decisions, SLA steps.
+COUNTERS = (
+    "leadloop_leads_received_total",
+    "leadloop_leads_accepted_total",
+    "leadloop_leads_duplicate_total",
+    "leadloop_leads_rejected_total",
+    "leadloop_leads_assigned_total",
+    "leadloop_sla_breaches_total",
+)
+#: Label values the contract allows outside the configured lists (DESIGN.md: a source
+#: not in the configured list is reported as ``other``; teams the same).
+OTHER = "other"
+#: Escalation levels above this are reported as this level by the metrics service.
+MAX_LEVEL = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One ``ingest.outcomes`` event or one ``ingest_outcomes`` row."""
+
+    partition: int
+    offset: int
+    event_id: str
+    source: str
+    outcome: str
+    reason: str | None = None
+    lead_id: str | None = None
+
+    @property
+    def position(self) -> RawPosition:
+        return (self.partition, self.offset)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """One ``leads.rejected`` record: where it came from and why (headers)."""
+
+    partition: int
+    offset: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class IngestReport:
+    raw: int
+    #: Per source, from PostgreSQL: received, accepted, duplicate, rejected.
+    per_source: Mapping[str, Mapping[str, int]]
+    #: Raw records with no outcome, neither in PostgreSQL nor on ``ingest.outcomes``.
+    never_seen: tuple[str, ...]
+    #: Raw records with an outcome on the topic but none in PostgreSQL.
+    unrecorded: tuple[str, ...]
+    #: Raw records with two or more different outcome events on ``ingest.outcomes``.
+    duplicated: tuple[str, ...]
+    #: An outcome event that is not the stored outcome (id, kind, source or lead).
+    disagreeing: tuple[str, ...]
+    #: Stored outcomes missing from ``ingest.outcomes``, rejects missing from
+    #: ``leads.rejected``, stored leads missing from ``leads.accepted``.
+    unpublished: tuple[str, ...]
+    #: Outcomes for positions not on ``leads.raw``; leads on ``leads.accepted`` that
+    #: are not stored; ``leads.rejected`` records for a position not stored as rejected
+    #: with that reason.
+    unknown: tuple[str, ...]
+    #: A lead published with another event id than the stored one, or with two.
+    conflicting: tuple[str, ...]
+    #: Accepted outcomes without their lead row, or lead rows without an outcome.
+    unbalanced: tuple[str, ...]
+
+    @property
+    def problems(self) -> dict[str, tuple[str, ...]]:
+        lists = {
+            "never_seen": self.never_seen,
+            "unrecorded": self.unrecorded,
+            "duplicated": self.duplicated,
+            "disagreeing": self.disagreeing,
+            "unpublished": self.unpublished,
+            "unknown": self.unknown,
+            "conflicting": self.conflicting,
+            "unbalanced": self.unbalanced,
+        }
+        return {name: ids for name, ids in lists.items() if ids}
+
+
+def _pos(p: RawPosition) -> str:
+    return f"{p[0]}:{p[1]}"
+
+
+def compare_ingest(
+    raw: Iterable[RawPosition],
+    stored: Iterable[Outcome],
+    published: Iterable[Outcome],
+    rejected: Iterable[Rejected],
+    stored_leads: Mapping[str, str],
+    accepted: Iterable[tuple[str, str]],
+) -> IngestReport:
+    """Conservation of ``leads.raw``: each record ends as exactly one of accepted,
+    duplicate or rejected, stored once and published as stored.
+
+    ``stored_leads``: lead id → accepted event id (the ``leads`` table);
+    ``accepted``: (lead id, event id) of every ``leads.accepted`` record.
+    """
+    raw_set = set(raw)
+    by_pos: dict[RawPosition, list[Outcome]] = defaultdict(list)
+    for row in stored:
+        by_pos[row.position].append(row)
+    events: dict[RawPosition, set[Outcome]] = defaultdict(set)
+    for event in published:
+        events[event.position].add(event)
+
+    never_seen = raw_set - set(by_pos) - set(events)
+    unrecorded = (raw_set & set(events)) - set(by_pos)
+    duplicated = {p for p, rows in by_pos.items() if len(rows) > 1}
+    duplicated |= {p for p, evs in events.items() if len(evs) > 1}
+    disagreeing = {
+        p for p, evs in events.items() if p in by_pos and any(e != by_pos[p][0] for e in evs)
+    }
+    unpublished = {_pos(p) for p in set(by_pos) - set(events)}
+    unknown = {_pos(p) for p in (set(by_pos) | set(events)) - raw_set}
+
+    rejects: dict[RawPosition, set[str]] = defaultdict(set)
+    for r in rejected:
+        rejects[(r.partition, r.offset)].add(r.reason)
+    for p, rows in by_pos.items():
+        if rows[0].outcome == "rejected" and p not in rejects:
+            unpublished.add(f"rejected {_pos(p)}")
+    for p, reasons in rejects.items():
+        rows = by_pos.get(p, [])
+        if not rows or rows[0].outcome != "rejected" or reasons != {rows[0].reason}:
+            unknown.add(f"rejected {_pos(p)}")
+
+    published_ids: dict[str, set[str]] = defaultdict(set)
+    for lead, event_id in accepted:
+        published_ids[lead].add(event_id)
+    unpublished |= {f"lead {lead}" for lead in set(stored_leads) - set(published_ids)}
+    unknown |= {f"lead {lead}" for lead in set(published_ids) - set(stored_leads)}
+    conflicting = {
+        lead
+        for lead, ids in published_ids.items()
+        if lead in stored_leads and ids != {stored_leads[lead]}
+    }
+    accepted_outcomes = {
+        rows[0].lead_id for rows in by_pos.values() if rows[0].outcome == "accepted"
+    }
+    unbalanced = {f"lead {lead}" for lead in accepted_outcomes.symmetric_difference(stored_leads)}
+
+    per_source: dict[str, Counter[str]] = defaultdict(Counter)
+    for rows in by_pos.values():
+        per_source[rows[0].source]["received"] += 1
+        per_source[rows[0].source][rows[0].outcome] += 1
+    return IngestReport(
+        raw=len(raw_set),
+        per_source={s: dict(c) for s, c in sorted(per_source.items())},
+        never_seen=_sorted(map(_pos, never_seen)),
+        unrecorded=_sorted(map(_pos, unrecorded)),
+        duplicated=_sorted(map(_pos, duplicated)),
+        disagreeing=_sorted(map(_pos, disagreeing)),
+        unpublished=_sorted(unpublished),
+        unknown=_sorted(unknown),
+        conflicting=_sorted(str(lead) for lead in conflicting),
+        unbalanced=_sorted(str(lead) for lead in unbalanced),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One ``sla.escalations`` event or ``escalations`` row (the fields that identify
+    a ladder step and what it says)."""
+
+    escalation_id: str
+    status: str
+    event_id: str
+    lead_id: str
+    level: int
+    action: str
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationReport:
+    stored: int
+    published: int
+    #: (escalation id, status) published as two or more different events: a ladder
+    #: step emitted twice. Identical redeliveries are fine.
+    duplicated: tuple[str, ...]
+    #: Published, but not what PostgreSQL holds for that step.
+    disagreeing: tuple[str, ...]
+    #: Stored but never published.
+    unpublished: tuple[str, ...]
+    #: Published but not stored, or for a lead that was never accepted.
+    unknown: tuple[str, ...]
+
+    @property
+    def problems(self) -> dict[str, tuple[str, ...]]:
+        lists = {
+            "duplicated": self.duplicated,
+            "disagreeing": self.disagreeing,
+            "unpublished": self.unpublished,
+            "unknown": self.unknown,
+        }
+        return {name: ids for name, ids in lists.items() if ids}
+
+
+def compare_escalations(
+    stored: Iterable[Step], published: Iterable[Step], accepted: Collection[str] | None = None
+) -> EscalationReport:
+    """Each ladder step (escalation id and status) at most once in PostgreSQL and once
+    on ``sla.escalations``, the same in both."""
+    rows: dict[tuple[str, str], list[Step]] = defaultdict(list)
+    for row in stored:
+        rows[(row.escalation_id, row.status)].append(row)
+    events: dict[tuple[str, str], set[Step]] = defaultdict(set)
+    n_published = 0
+    for event in published:
+        n_published += 1
+        events[(event.escalation_id, event.status)].add(event)
+
+    def name(k: tuple[str, str]) -> str:
+        return f"{k[0]}/{k[1]}"
+
+    unknown = {name(k) for k in set(events) - set(rows)}
+    if accepted is not None:
+        unknown |= {
+            name(k) for k, evs in events.items() if any(e.lead_id not in accepted for e in evs)
+        }
+    return EscalationReport(
+        stored=sum(len(v) for v in rows.values()),
+        published=n_published,
+        duplicated=_sorted(
+            name(k)
+            for k in set(rows) | set(events)
+            if len(rows.get(k, ())) > 1 or len(events.get(k, ())) > 1
+        ),
+        disagreeing=_sorted(
+            name(k) for k, evs in events.items() if k in rows and any(e != rows[k][0] for e in evs)
+        ),
+        unpublished=_sorted(name(k) for k in set(rows) - set(events)),
+        unknown=_sorted(unknown),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Assigned:
+    """What the assignment counter needs of a ``leads.assigned`` event."""
+
+    event_id: str
+    team_id: str
+    strategy: str
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class Labels:
+    """The bounded label values of the metrics service's configuration."""
+
+    sources: frozenset[str]
+    teams: frozenset[str]
+    reject_reasons: frozenset[str]
+    escalation_kinds: frozenset[str]
+
+    def source(self, value: str) -> str:
+        return value if value in self.sources else OTHER
+
+    def team(self, value: str) -> str:
+        return value if value in self.teams else OTHER
+
+
+def _series(name: str, **labels: str) -> SeriesKey:
+    return name, tuple(sorted(labels.items()))
+
+
+def expected_counters(
+    outcomes: Iterable[Outcome],
+    assigned: Iterable[Assigned],
+    steps: Iterable[Step],
+    steps_kind: Mapping[str, tuple[str, str]],
+    labels: Labels,
+) -> Counter[SeriesKey]:
+    """The truth of :data:`COUNTERS` from the topics, each event counted once by its
+    event id (redeliveries carry the same id).
+
+    ``steps_kind``: escalation id → (kind, team id) of the step (from the topic).
+    """
+    truth: Counter[SeriesKey] = Counter()
+    seen: set[str] = set()
+    for o in outcomes:
+        if o.event_id in seen:
+            continue
+        seen.add(o.event_id)
+        source = labels.source(o.source)
+        truth[_series("leadloop_leads_received_total", source=source)] += 1
+        if o.outcome == "rejected":
+            reason = o.reason if o.reason in labels.reject_reasons else OTHER
+            truth[_series("leadloop_leads_rejected_total", source=source, reason=reason)] += 1
+        else:
+            truth[_series(f"leadloop_leads_{o.outcome}_total", source=source)] += 1
+    seen = set()  # event ids are unique per topic, not across topics
+    for a in assigned:
+        if a.event_id in seen:
+            continue
+        seen.add(a.event_id)
+        team = labels.team(a.team_id)
+        key = _series("leadloop_leads_assigned_total", team=team, strategy=a.strategy, kind=a.kind)
+        truth[key] += 1
+    seen = set()
+    for s in steps:
+        if s.event_id in seen or s.status != "firing":
+            continue
+        seen.add(s.event_id)
+        kind, team = steps_kind[s.escalation_id]
+        truth[
+            _series(
+                "leadloop_sla_breaches_total",
+                kind=kind if kind in labels.escalation_kinds else OTHER,
+                level=str(min(max(s.level, 1), MAX_LEVEL)),
+                team=labels.team(team),
+            )
+        ] += 1
+    return truth
+
+
+def compare_counters(
+    truth: Mapping[SeriesKey, float], served: Mapping[SeriesKey, float]
+) -> dict[SeriesKey, tuple[float, float]]:
+    """Every series of :data:`COUNTERS` whose served value is not the truth: key →
+    (truth, served). A series absent on either side counts as 0."""
+    keys = {k for k in (*truth, *served) if k[0] in COUNTERS}
+    diff = {k: (float(truth.get(k, 0)), float(served.get(k, 0))) for k in keys}
+    return {k: v for k, v in sorted(diff.items()) if v[0] != v[1]}
+
+
+def parse_exposition(text: str) -> dict[SeriesKey, float]:
+    """The samples of a Prometheus text exposition (``_created`` samples left out)."""
+    out: dict[SeriesKey, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if not s.name.endswith("_created"):
+                out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineReport:
+    ingest: IngestReport
+    assignment: AssignmentReport
+    escalations: EscalationReport
+    #: Counter series whose /metrics value differs from the truth: (truth, served).
+    counters: Mapping[SeriesKey, tuple[float, float]]
+    #: Sum of each counter's truth, for the summary.
+    totals: Mapping[str, float]
+
+    @property
+    def problems(self) -> dict[str, tuple[str, ...]]:
+        out = {f"ingest.{k}": v for k, v in self.ingest.problems.items()}
+        out |= {f"assignment.{k}": v for k, v in self.assignment.problems.items()}
+        out |= {f"sla.{k}": v for k, v in self.escalations.problems.items()}
+        if self.counters:
+            out["counters"] = tuple(
+                f"{name}{dict(labels)} truth={t:g} served={s:g}"
+                for (name, labels), (t, s) in self.counters.items()
+            )
+        return out
+
+    def summary(self) -> str:
+        lines = [
+            f"raw={self.ingest.raw} per_source={dict(self.ingest.per_source)}",
+            f"assignment: {self.assignment.summary().splitlines()[0]}",
+            f"sla: stored={self.escalations.stored} published={self.escalations.published}",
+            "counters: " + ", ".join(f"{k}={v:g}" for k, v in sorted(self.totals.items())),
+        ]
+        for name, ids in self.problems.items():
+            lines.append(f"  {name}: {len(ids)} e.g. {list(ids[:_SHOWN])}")
+        return "\n".join(lines)
+
+
+async def read_ingest(
+    kafka: KafkaSettings, database_url: str
+) -> tuple[
+    list[RawPosition],
+    list[Outcome],
+    list[Outcome],
+    list[Rejected],
+    dict[str, str],
+    list[tuple[str, str]],
+]:
+    """Everything :func:`compare_ingest` takes, read from the topics and PostgreSQL."""
+    raw, outcomes, rejected, accepted = await asyncio.gather(
+        read_topic(kafka, "leads.raw"),
+        read_topic(kafka, "ingest.outcomes"),
+        read_topic(kafka, "leads.rejected"),
+        read_topic(kafka, "leads.accepted"),
+    )
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT raw_partition, raw_offset, event_id, source, outcome, reason, lead_id "
+            "FROM ingest_outcomes WHERE raw_topic = $1",
+            qualified("leads.raw", kafka.topic_prefix),
+        )
+        leads = {
+            r["lead_id"]: r["accepted_event_id"]
+            for r in await conn.fetch("SELECT lead_id, accepted_event_id FROM leads")
+        }
+    finally:
+        await conn.close()
+    stored = [
+        Outcome(
+            r["raw_partition"],
+            r["raw_offset"],
+            r["event_id"],
+            r["source"],
+            r["outcome"],
+            r["reason"],
+            r["lead_id"],
+        )
+        for r in rows
+    ]
+    published = []
+    for record in outcomes:
+        b = json.loads(record.value)
+        published.append(
+            Outcome(
+                b["raw_partition"],
+                b["raw_offset"],
+                b["event_id"],
+                b["source"],
+                b["outcome"],
+                b.get("reason"),
+                b.get("lead_id"),
+            )
+        )
+    rejects = []
+    for record in rejected:
+        h = {k: v.decode() for k, v in record.headers}
+        rejects.append(
+            Rejected(int(h["source-partition"]), int(h["source-offset"]), h["reject-reason"])
+        )
+    pairs = [(b["lead_id"], b["event_id"]) for b in (json.loads(r.value) for r in accepted)]
+    return [(r.partition, r.offset) for r in raw], stored, published, rejects, leads, pairs
+
+
+async def read_steps(
+    kafka: KafkaSettings, database_url: str
+) -> tuple[list[Step], list[Step], dict[str, tuple[str, str]]]:
+    """Stored and published ladder steps, and each escalation's (kind, team id)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT escalation_id, status, event_id, lead_id, level, action FROM escalations"
+        )
+    finally:
+        await conn.close()
+    stored = [
+        Step(r["escalation_id"], r["status"], r["event_id"], r["lead_id"], r["level"], r["action"])
+        for r in rows
+    ]
+    published = []
+    kinds: dict[str, tuple[str, str]] = {}
+    for record in await read_topic(kafka, "sla.escalations"):
+        b = json.loads(record.value)
+        published.append(
+            Step(
+                b["escalation_id"],
+                b["status"],
+                b["event_id"],
+                b["lead_id"],
+                b["level"],
+                b["action"],
+            )
+        )
+        kinds[b["escalation_id"]] = (b["kind"], b["team_id"])
+    return stored, published, kinds
+
+
+async def read_assigned_for_counters(kafka: KafkaSettings) -> list[Assigned]:
+    return [
+        Assigned(b["event_id"], b["team_id"], b["strategy"], b["kind"])
+        for b in (json.loads(r.value) for r in await read_topic(kafka, "leads.assigned"))
+    ]
+
+
+async def check_pipeline(
+    kafka: KafkaSettings,
+    database_url: str,
+    metrics_text: str,
+    labels: Labels,
+) -> PipelineReport:
+    """Read every topic from the beginning and PostgreSQL; compare them with each other
+    and ``metrics_text`` (a /metrics exposition taken once the services are quiet).
+
+    Call it after the services stopped consuming (quiet or stopped), so that the
+    topics' end offsets include everything the stored effects led to.
+    """
+    (
+        (raw, stored, published, rejects, leads, accepted),
+        assignment,
+        steps,
+        assigned,
+    ) = await asyncio.gather(
+        read_ingest(kafka, database_url),
+        check_assignment(kafka, database_url),
+        read_steps(kafka, database_url),
+        read_assigned_for_counters(kafka),
+    )
+    stored_steps, published_steps, kinds = steps
+    ingest = compare_ingest(raw, stored, published, rejects, leads, accepted)
+    escalations = compare_escalations(stored_steps, published_steps, set(leads))
+    truth = expected_counters(published, assigned, published_steps, kinds, labels)
+    counters = compare_counters(truth, parse_exposition(metrics_text))
+    totals: Counter[str] = Counter()
+    for (name, _), value in truth.items():
+        totals[name] += value
+    return PipelineReport(ingest, assignment, escalations, counters, dict(totals))
