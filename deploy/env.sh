@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Writes .state/env once: the DATABASE_URL of the private PostgreSQL (unless one is
 # given) and freshly generated secrets. Never committed; delete it to rotate secrets.
+# With the private PostgreSQL it also adds each service's own login
+# (LEADLOOP_<SERVICE>_DATABASE_URL, see deploy/postgres/pg.sh roles) when missing;
+# DATABASE_URL stays the owner's, for migrations and tools.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -22,4 +25,17 @@ if [ ! -f "$env" ]; then
     echo "export LEADLOOP_KAFKA__BOOTSTRAP_SERVERS='${LEADLOOP_KAFKA__BOOTSTRAP_SERVERS:-127.0.0.1:${LEADLOOP_KAFKA_PORT:-19092}}'"
   } > "$env"
   chmod 600 "$env"
+fi
+
+# Each service's own PostgreSQL login (least privilege; deploy/services.sh hands each
+# service its URL). Only for the private cluster, and only while it runs: with a
+# DATABASE_URL of your own, services use that URL unless you add these variables.
+pg=$here/postgres/pg.sh
+if [ -f "$state/postgres/password" ] && "$pg" status | grep -q running \
+    && [ "$(. "$env" && echo "$DATABASE_URL")" = "$("$pg" url)" ]; then
+  "$pg" roles >/dev/null
+  for s in ingest assignment sla-monitor metrics; do
+    var=LEADLOOP_$(echo "$s" | tr 'a-z-' 'A-Z_')_DATABASE_URL
+    grep -q "^export $var=" "$env" || echo "export $var='$("$pg" service-url "$s")'" >> "$env"
+  done
 fi

@@ -5,6 +5,9 @@
 #   services.sh status
 #   services.sh wait     wait until every service answers /readyz
 # Environment comes from .state/env (written by deploy/env.sh); logs go to .state/logs.
+# Each service connects to PostgreSQL as its own login when .state/env names one
+# (LEADLOOP_INGEST_DATABASE_URL, LEADLOOP_ASSIGNMENT_DATABASE_URL,
+# LEADLOOP_SLA_MONITOR_DATABASE_URL, LEADLOOP_METRICS_DATABASE_URL), else as DATABASE_URL.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -25,7 +28,8 @@ start() {
   for s in $services; do
     IFS=: read -r name pkg port <<<"$s"
     if alive "$name"; then echo "$name: already running (pid $(cat "$run/$name.pid"))"; continue; fi
-    (cd "$root" && LEADLOOP_HTTP__PORT=$port LEADLOOP_DATA_DIR=$state/data exec setsid "$py" -m "$pkg" >>"$logs/$name.log" 2>&1 </dev/null) &
+    own=LEADLOOP_$(echo "$name" | tr 'a-z-' 'A-Z_')_DATABASE_URL
+    (cd "$root" && DATABASE_URL=${!own:-$DATABASE_URL} LEADLOOP_HTTP__PORT=$port LEADLOOP_DATA_DIR=$state/data exec setsid "$py" -m "$pkg" >>"$logs/$name.log" 2>&1 </dev/null) &
     echo $! > "$run/$name.pid"
     echo "$name: started (pid $!, http://127.0.0.1:$port)"
   done

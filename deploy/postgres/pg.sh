@@ -4,11 +4,16 @@
 #   pg.sh start     create (once) and start a private cluster on 127.0.0.1:$port
 #   pg.sh stop      fast shutdown
 #   pg.sh url       print the DATABASE_URL of the private cluster
+#   pg.sh roles     create (once) the services' group roles and a LOGIN user per service
+#   pg.sh service-url SERVICE   print the URL of SERVICE's own LOGIN user
 #   pg.sh status
 # When DATABASE_URL is set, that server is used and start/stop do nothing.
 # The cluster lives under .state/postgres (git-ignored), owned by the "postgres" system
 # user because PostgreSQL refuses to run as root; authentication is scram-sha-256 with a
-# generated password kept in .state/postgres/password.
+# generated password kept in .state/postgres/password. That owner runs the migrations;
+# each service logs in as its own user (leadloop_<service>_app, a member of the group
+# role leadloop_<service> that migration 0008 grants exactly that service's tables),
+# with a generated password in .state/postgres/<service>.password.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -90,6 +95,48 @@ CONF
   echo "postgres: ready on 127.0.0.1:$port"
 }
 
+# ingest assignment sla-monitor metrics, as role names spell them.
+role_services="ingest assignment sla_monitor metrics"
+
+role_name() { local s=${1//-/_}; case " $role_services " in *" $s "*) echo "leadloop_$s" ;; *) return 1 ;; esac; }
+
+service_url() {
+  local group
+  group=$(role_name "${1:-}") || { echo "usage: $0 service-url ingest|assignment|sla-monitor|metrics" >&2; exit 2; }
+  echo "postgresql://${group}_app:$(cat "$state/${group#leadloop_}.password")@127.0.0.1:$port/leadloop"
+}
+
+# Idempotent: creates what is missing and (re)sets each login's password from its file.
+# The group roles are created here too because the logins are made members before the
+# migrations run; migration 0008 creates them the same way where this script does not
+# run (a test database, a server of your own) and grants them their tables.
+roles() {
+  if external; then echo "postgres: using DATABASE_URL; service logins are yours to create"; return 0; fi
+  running || { echo "postgres: not running; run '$0 start' first" >&2; return 1; }
+  local bin pwd_ s group file
+  bin=$(bindir); pwd_=$(cat "$state/password")
+  for s in $role_services; do
+    group=leadloop_$s; file=$state/$s.password
+    if [ ! -f "$file" ]; then
+      (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=' > "$file")
+    fi
+    # psql variables keep the password out of the command line (ps shows that).
+    PGPASSWORD=$pwd_ "$bin/psql" -h 127.0.0.1 -p "$port" -U "$user" -d postgres -qX \
+      -v ON_ERROR_STOP=1 -v group="$group" -v login="${group}_app" >/dev/null <<SQL
+\\set pw \`cat '$file'\`
+SET password_encryption = 'scram-sha-256';
+SET client_min_messages = warning;
+SELECT format('CREATE ROLE %I NOLOGIN', :'group')
+  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'group') \\gexec
+SELECT format('CREATE ROLE %I LOGIN', :'login')
+  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'login') \\gexec
+SELECT format('ALTER ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD %L', :'login', :'pw') \\gexec
+SELECT format('GRANT %I TO %I', :'group', :'login') \\gexec
+SQL
+  done
+  echo "postgres: service logins ready (leadloop_<service>_app)"
+}
+
 stop() {
   if external || ! bindir >/dev/null || ! running; then return 0; fi
   as_owner "$(bindir)/pg_ctl" -D "$data" -m fast -w stop >/dev/null && echo "postgres: stopped"
@@ -99,5 +146,6 @@ status() { if running; then echo "postgres: running on 127.0.0.1:$port"; else ec
 
 case "${1:-}" in
   install) install ;; start) start ;; stop) stop ;; status) status ;; url) url ;;
-  *) echo "usage: $0 install|start|stop|status|url" >&2; exit 2 ;;
+  roles) roles ;; service-url) service_url "${2:-}" ;;
+  *) echo "usage: $0 install|start|stop|status|url|roles|service-url SERVICE" >&2; exit 2 ;;
 esac
