@@ -1,15 +1,20 @@
-"""Operator tools for ingest: CSV batch import and replay of rejected records.
+"""Operator tools for ingest: CSV batch import, replay of rejected records, erasure.
 
     python -m leadloop_ingest.tools import-csv FILE --source trade_show_csv
     python -m leadloop_ingest.tools replay --reason invalid_phone --since 2025-03-03T00:00:00Z
+    python -m leadloop_ingest.tools erase --email someone@example.com --phone +8613900000000
 
 Both produce to ``leads.raw`` with acks=all and count a record as sent only once the
 broker acknowledged it. Both are safe to run twice: ingest treats (``source``,
 ``source_lead_id``) as the idempotency key, so a record sent again is a duplicate,
 never a second lead. Their output is counts, never a record's contents.
 
-Exit codes: 0 done, 1 Kafka failed part-way (what was acknowledged is reported; run
-again), 2 bad arguments, configuration or input file (nothing was sent).
+``erase`` removes a person's personal data from PostgreSQL (see its help); it too is
+safe to run twice and prints counts only.
+
+Exit codes: 0 done, 1 Kafka (or, for erase, PostgreSQL) failed part-way (what was
+acknowledged is reported; run again), 2 bad arguments, configuration or input file
+(nothing was sent).
 """
 
 from __future__ import annotations
@@ -19,17 +24,18 @@ import contextlib
 import csv
 import json
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Annotated, Any, Final
 
+import asyncpg
 import typer
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
-from pydantic import ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
 from rich.markup import escape
@@ -39,22 +45,32 @@ from rich.table import Table
 from leadloop import settings as settings_mod
 from leadloop.events import RejectReason
 from leadloop.logging import configure
-from leadloop.settings import KafkaSettings
-from leadloop.topics import qualified
+from leadloop.settings import KafkaSettings, require_secret
+from leadloop.topics import REGISTRY, TopicSpec, qualified
 from leadloop_ingest.adapters.channels_file import load_channels
+from leadloop_ingest.adapters.erasure import ErasureStore, KafkaTombstones
 from leadloop_ingest.domain.channels import Channels
 from leadloop_ingest.domain.csv_rows import ColumnPlan, is_blank, plan_columns, row_to_raw
+from leadloop_ingest.domain.erasure import (
+    ErasureCounts,
+    ErasureSubject,
+    InvalidSubject,
+    subject_for,
+    tombstone_topics,
+)
 from leadloop_ingest.domain.validation import Limits, Rejection, validate
 from leadloop_ingest.settings import IngestSettings
 
 __all__ = [
     "SOURCE_HEADER",
+    "EraseSettings",
     "ImportSummary",
     "ReplaySelection",
     "ReplaySummary",
     "ToolSettings",
     "app",
     "build_limits",
+    "erase_person",
     "import_rows",
     "replay_rejected",
 ]
@@ -67,7 +83,7 @@ REPLAYED_FROM_HEADER: Final = "replayed-from"
 _REPLAY_STALL_S: Final = 60.0
 
 app = typer.Typer(
-    help="leadloop ingest tools: CSV batch import and replay of rejected records",
+    help="leadloop ingest tools: CSV batch import, replay of rejected records, erasure",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="markdown",  # help paragraphs re-flow instead of keeping line breaks
@@ -653,6 +669,135 @@ def replay(
         )
         raise typer.Exit(1) from None
     console.print(summary.table(title))
+
+
+# ----------------------------------------------------------------------------------- erase
+
+
+class EraseSettings(BaseSettings):
+    """The erase command's environment. PostgreSQL as ingest's own login when
+    ``LEADLOOP_INGEST_DATABASE_URL`` is set (an erasure touches ingest's tables only),
+    else ``DATABASE_URL``; the identity pepper ingest runs with (to find the person's
+    leads by their identity keys); Kafka, for tombstones."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LEADLOOP_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
+
+    database_url: SecretStr = Field(
+        validation_alias=AliasChoices("LEADLOOP_INGEST_DATABASE_URL", "DATABASE_URL")
+    )
+    identity_pepper: SecretStr | None = None
+    kafka: KafkaSettings = KafkaSettings()
+
+    @field_validator("identity_pepper")
+    @classmethod
+    def _pepper(cls, v: SecretStr | None) -> SecretStr:
+        return require_secret(v, "LEADLOOP_IDENTITY_PEPPER")
+
+
+async def erase_person(
+    subject: ErasureSubject,
+    *,
+    database_url: str,
+    pepper: bytes,
+    kafka: KafkaSettings,
+    registry: Sequence[TopicSpec] = REGISTRY,
+    now: datetime | None = None,
+) -> ErasureCounts:
+    """Erase the person's data in one transaction and record the erasure.
+
+    Tombstones go to every compacted topic of ``registry`` keyed by a lead (none in
+    the project's registry, so Kafka is not contacted then).
+    """
+    topics = tombstone_topics(registry)
+    at = now or datetime.now(UTC)
+    conn = await asyncpg.connect(database_url)
+    try:
+        store = ErasureStore(conn)
+        if not topics:
+            return await store.erase(subject, pepper=pepper, now=at)
+        producer = _producer(kafka)
+        await producer.start()
+        try:
+            tombstones = KafkaTombstones(producer, topics, kafka.topic_prefix)
+            return await store.erase(subject, pepper=pepper, now=at, tombstones=tombstones)
+        finally:
+            await producer.stop()
+    finally:
+        await conn.close()
+
+
+def _erasure_table(counts: ErasureCounts, registry: Sequence[TopicSpec]) -> Table:
+    table = Table("erased", "count", title="erasure")
+    table.add_row("leads anonymised", str(counts.leads))
+    for name, n in sorted(counts.rows.items()):
+        table.add_row(f"  rows changed in {name}", str(n))
+    topics = tombstone_topics(registry)
+    table.add_row(
+        "tombstones" + ("" if topics else " (no compacted topic is keyed by a lead)"),
+        str(counts.tombstones),
+    )
+    kept = ", ".join(
+        f"{s.name} {s.retention_ms // 86_400_000} days" for s in registry if s.contains_pii
+    )
+    table.caption = (
+        "nothing held this person's data (already erased?); the request is recorded. "
+        if not counts.total_rows
+        else ""
+    ) + f"Records on Kafka topics with personal data expire with their retention ({kept})."
+    return table
+
+
+@app.command()
+def erase(
+    email: Annotated[
+        str | None, typer.Option(help="the person's email (normalised as ingest does)")
+    ] = None,
+    phone: Annotated[
+        str | None,
+        typer.Option(help="the person's phone, best in international form (+86 139...)"),
+    ] = None,
+    region: Annotated[
+        str | None,
+        typer.Option(help="region of a phone given without a country code, e.g. CN"),
+    ] = None,
+) -> None:
+    """Erase a person's personal data: every lead holding their email or phone.
+
+    In one PostgreSQL transaction: the leads' contact fields, name, company, title,
+    message, attributes and identity keys are cleared (lead ids, source, routing
+    attributes, score, owner, stage, assignments and counters stay); merged records
+    lose their personal fields; activity outcomes (free text) are cleared. Tombstones go
+    to compacted topics keyed by a lead, if any exist. The request is recorded in the
+    `erasures` table with keyed hashes, never the email or phone. Running it again
+    changes nothing more. Prints counts only. Needs LEADLOOP_IDENTITY_PEPPER (the one
+    ingest runs with) and DATABASE_URL or LEADLOOP_INGEST_DATABASE_URL.
+    """
+    try:
+        subject = subject_for(email, phone, region)
+    except InvalidSubject as exc:
+        raise typer.BadParameter(str(exc)) from None
+    configure("ingest-tools", "warning")
+    settings = settings_mod.load(EraseSettings)
+    assert settings.identity_pepper is not None  # enforced by the validator
+    try:
+        counts = asyncio.run(
+            erase_person(
+                subject,
+                database_url=settings.database_url.get_secret_value(),
+                pepper=settings.identity_pepper.get_secret_value().encode(),
+                kafka=settings.kafka,
+            )
+        )
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, KafkaError) as exc:
+        # The type only: an error's text could quote a value.
+        err_console.print(
+            f"[red]erasure failed ({type(exc).__name__}); nothing was committed[/red]. "
+            "Run the same command again."
+        )
+        raise typer.Exit(1) from None
+    console.print(_erasure_table(counts, REGISTRY))
 
 
 if __name__ == "__main__":

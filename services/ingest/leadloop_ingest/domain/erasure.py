@@ -1,0 +1,127 @@
+"""Erasure of a person's data: who the request names, what is personal, what to tell Kafka.
+
+A request names a person by email and/or phone, normalised exactly as ingest
+normalises them, so the identity keys (keyed HMACs) it derives are the ones stored
+with the person's leads. The erasure record keeps keyed HMACs of another domain
+(``erasure:email``, ``erasure:phone``): with the pepper an auditor can confirm that a
+given address was erased; the record matches no dedupe key and names nobody.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from leadloop.topics import TopicSpec
+from leadloop_ingest.domain.identity import identity_key
+from leadloop_ingest.domain.validation import normalise_email, normalise_phone
+
+__all__ = [
+    "ERASED_LEAD_COLUMNS",
+    "PERSONAL_PAYLOAD_KEYS",
+    "ErasureCounts",
+    "ErasureSubject",
+    "InvalidSubject",
+    "subject_for",
+    "tombstone_topics",
+]
+
+#: Columns of ``leads`` that hold or point at the person: set to NULL (attributes to
+#: ``{}``). What stays is the lead's non-personal facts: ids, source, routing
+#: attributes (the fields leads.accepted carries), score, priority, owner, stage, times.
+ERASED_LEAD_COLUMNS = (
+    "email",
+    "phone",
+    "name",
+    "company",
+    "title",
+    "message",
+    "attributes",
+    "email_key",
+    "phone_key",
+)
+
+#: Keys of a ``lead_merges`` payload that hold the merged record's personal data.
+PERSONAL_PAYLOAD_KEYS = ("email", "phone", "name", "company", "title", "message", "attributes")
+
+#: Topic keys that identify a lead, and so the person behind it.
+_PERSON_KEYS = frozenset({"lead_id"})
+
+
+class InvalidSubject(ValueError):
+    """The request cannot name anyone; the message never repeats the value."""
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureSubject:
+    """The person, as ingest stores them: normalised email and/or E.164 phone."""
+
+    email: str | None
+    phone: str | None
+
+    def lookup_keys(self, pepper: bytes) -> list[str]:
+        """The identity keys stored with the person's leads (sorted: lock order)."""
+        keys = (
+            identity_key(pepper, "email", self.email),
+            identity_key(pepper, "phone", self.phone),
+        )
+        return sorted(k for k in keys if k is not None)
+
+    def record_keys(self, pepper: bytes) -> tuple[str | None, str | None]:
+        """Keyed HMACs for the erasure record (email, phone), of their own domain."""
+        return (
+            identity_key(pepper, "erasure:email", self.email),
+            identity_key(pepper, "erasure:phone", self.phone),
+        )
+
+
+def subject_for(email: str | None, phone: str | None, region: str | None = None) -> ErasureSubject:
+    """Normalise the request like ingest does; raise ``InvalidSubject`` when it names
+    nobody. A phone without a country code needs ``region`` (ISO 3166 alpha-2), the
+    region ingest would have read it in (the lead's country or the channel's default)."""
+    # Surrounding whitespace is stripped, as RawLead strips it before ingest normalises.
+    email = email.strip() if email else None
+    phone = phone.strip() if phone else None
+    if not email and not phone:
+        raise InvalidSubject("give --email, --phone or both")
+    normal_email = None
+    if email:
+        normal_email = normalise_email(email)
+        if normal_email is None:
+            raise InvalidSubject("the email is not a valid address")
+    normal_phone = None
+    if phone:
+        normal_phone = normalise_phone(phone, region.upper() if region else None)
+        if normal_phone is None:
+            raise InvalidSubject(
+                "the phone is not a valid number"
+                + ("" if region else " (without a country code, give --region, e.g. CN)")
+            )
+    return ErasureSubject(email=normal_email, phone=normal_phone)
+
+
+def tombstone_topics(registry: Iterable[TopicSpec]) -> list[str]:
+    """Compacted topics keyed by a lead: an erased lead's key gets a tombstone there.
+
+    In the project's registry there is none (the only compacted topic, ``crm.reps``,
+    is keyed by rep_id and carries no lead's data); the erasure records that it wrote
+    no tombstone, and writes them as soon as such a topic is registered.
+    """
+    return sorted(
+        spec.name
+        for spec in registry
+        if spec.cleanup_policy == "compact" and spec.key in _PERSON_KEYS
+    )
+
+
+@dataclass(slots=True)
+class ErasureCounts:
+    """What an erasure changed, in counts only."""
+
+    leads: int = 0
+    rows: dict[str, int] = field(default_factory=dict)
+    tombstones: int = 0
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.rows.values())
