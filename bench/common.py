@@ -99,7 +99,7 @@ async def delete_topics(kafka: KafkaSettings) -> list[str]:
     if not kafka.topic_prefix:
         # An empty prefix would match the production topics of a shared broker.
         raise ValueError("refusing to delete topics without a prefix")
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
     await admin.start()
     try:
         doomed = [t for t in await admin.list_topics() if t.startswith(kafka.topic_prefix)]

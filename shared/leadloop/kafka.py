@@ -31,6 +31,7 @@ __all__ = [
     "FaustPublisher",
     "batch_agent",
     "create_topics",
+    "faust_credentials",
     "make_app",
     "process_or_die",
     "raw_topic",
@@ -56,6 +57,7 @@ def make_app(
     return faust.App(
         f"{kafka.topic_prefix}leadloop-{service}",
         broker=f"kafka://{servers}",
+        broker_credentials=faust_credentials(kafka),
         store="memory://",
         autodiscover=False,
         processing_guarantee="at_least_once",
@@ -72,6 +74,21 @@ def make_app(
         web_port=http.port,
         web_in_thread=False,
         datadir=str(datadir),
+    )
+
+
+def faust_credentials(kafka: KafkaSettings) -> faust.SASLCredentials | None:
+    """faust's form of ``KafkaSettings.client_kwargs``: with an SSL context the
+    credentials select SASL_SSL for every client faust builds (consumer, producer,
+    admin); None keeps PLAINTEXT."""
+    kwargs = kafka.client_kwargs()
+    if kafka.security_protocol == "PLAINTEXT":
+        return None
+    return faust.SASLCredentials(
+        username=kwargs["sasl_plain_username"],
+        password=kwargs["sasl_plain_password"],
+        ssl_context=kwargs["ssl_context"],
+        mechanism=kwargs["sasl_mechanism"],
     )
 
 
@@ -203,7 +220,7 @@ async def create_topics(
     replication_factor: int = 1,
 ) -> list[str]:
     """Create every registered topic that does not exist yet; return those created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
     await admin.start()
     try:
         existing = set(await admin.list_topics())

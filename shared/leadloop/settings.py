@@ -9,7 +9,9 @@ and never echoes its value.
 
 from __future__ import annotations
 
+import ssl
 import sys
+from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -20,6 +22,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
@@ -40,6 +43,16 @@ class ConfigError(SystemExit):
 
 
 class KafkaSettings(BaseModel):
+    """How a service reaches Kafka.
+
+    PLAINTEXT (the default) is the local single-node broker on loopback. SASL_SSL is a
+    locked-down broker: TLS verified against ``ssl_cafile`` (or the system trust store)
+    and SCRAM authentication as the service's own principal, whose ACLs allow only its
+    own topics and consumer group (docs/security.md). Every Kafka client leadloop
+    builds takes its connection settings from ``client_kwargs``, so a service runs
+    unchanged in either mode.
+    """
+
     model_config = ConfigDict(frozen=True)
 
     bootstrap_servers: str = "127.0.0.1:19092"
@@ -50,6 +63,50 @@ class KafkaSettings(BaseModel):
     commit_interval_s: float = 1.0
     batch_size: Annotated[int, Field(ge=1, le=10_000)] = 500
     batch_within_s: Annotated[float, Field(gt=0, le=10)] = 0.2
+    security_protocol: Literal["PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
+    #: The service's principal (``User:<username>`` in the broker's ACLs).
+    username: str | None = None
+    password: SecretStr | None = None
+    #: PEM file of the CA that signed the broker's certificate; None: system trust store.
+    ssl_cafile: str | None = None
+
+    @model_validator(mode="after")
+    def _credentials_when_sasl(self) -> KafkaSettings:
+        if self.security_protocol == "SASL_SSL":
+            if not self.username:
+                raise ValueError("kafka.username is required when security_protocol is SASL_SSL")
+            require_secret(self.password, "kafka.password")
+            if self.ssl_cafile is not None and not Path(self.ssl_cafile).is_file():
+                # The path is configuration, not a secret; naming it helps the operator.
+                raise ValueError(f"kafka.ssl_cafile {self.ssl_cafile!r} is not a readable file")
+        return self
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of a SASL_SSL connection: the broker's certificate and host
+        name are verified (no option to turn that off); None for PLAINTEXT."""
+        if self.security_protocol == "PLAINTEXT":
+            return None
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ssl_cafile)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Connection keyword arguments for any aiokafka producer, consumer or admin
+        client: ``AIOKafkaProducer(**kafka.client_kwargs(), acks="all")``."""
+        kwargs: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+        }
+        if self.security_protocol == "SASL_SSL":
+            password = require_secret(self.password, "kafka.password")
+            kwargs.update(
+                ssl_context=self.ssl_context(),
+                sasl_mechanism=self.sasl_mechanism,
+                sasl_plain_username=self.username,
+                sasl_plain_password=password.get_secret_value(),
+            )
+        return kwargs
 
 
 class HttpSettings(BaseModel):

@@ -118,7 +118,7 @@ def build_limits(settings: ToolSettings, channels: Channels) -> Limits:
 
 def _producer(kafka: KafkaSettings) -> AIOKafkaProducer:
     return AIOKafkaProducer(
-        bootstrap_servers=kafka.bootstrap_servers,
+        **kafka.client_kwargs(),
         acks="all",
         enable_idempotence=True,  # broker-side retries must not add copies
         linger_ms=10,  # fill batches: thousands of rows go out in a few requests
@@ -524,7 +524,7 @@ async def replay_rejected(
     source_topic = qualified("leads.rejected", kafka.topic_prefix)
     target_topic = qualified("leads.raw", kafka.topic_prefix)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap_servers,
+        **kafka.client_kwargs(),
         group_id=None,  # a replay is a one-off read: no committed offsets, no group
         enable_auto_commit=False,
         auto_offset_reset="earliest",

@@ -244,7 +244,7 @@ class _RepPlayer:
         summary: SimulationSummary,
     ) -> _RepPlayer:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=kafka.bootstrap_servers,
+            **kafka.client_kwargs(),
             group_id=f"{kafka.topic_prefix}leadloop-simulator",
             enable_auto_commit=True,
             auto_offset_reset="latest",
@@ -378,7 +378,7 @@ async def run(kafka: KafkaSettings, cfg: SimulationConfig) -> SimulationSummary:
         topic_prefix=kafka.topic_prefix,
     )
     producer = AIOKafkaProducer(
-        bootstrap_servers=kafka.bootstrap_servers,
+        **kafka.client_kwargs(),
         acks="all",
         enable_idempotence=True,  # broker-side retries must not add copies we did not plan
         linger_ms=5,
