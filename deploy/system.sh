@@ -6,6 +6,10 @@ set -euo pipefail
 need=()
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need+=(maven)
+# The locked-down broker: openssl makes its CA and certificate; deploy/kafka/Acls.java
+# runs as a single-file program, which needs the compiler of a JDK.
+command -v openssl >/dev/null || need+=(openssl)
+command -v javac >/dev/null || need+=(openjdk-17-jdk-headless)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v amtool >/dev/null || need+=(prometheus-alertmanager)
