@@ -21,7 +21,7 @@ from leadloop.events import (
 )
 from leadloop.logging import get_logger
 from leadloop.messaging import Publisher, event_message
-from leadloop_sla_monitor.adapters.postgres import ClockStore, Input
+from leadloop_sla_monitor.adapters.postgres import FIRE_BATCH, ClockStore, Input
 from leadloop_sla_monitor.domain.alerts import Alerting
 
 __all__ = ["INPUT_MODELS", "SlaHandler"]
@@ -63,10 +63,12 @@ class SlaHandler:
         while True:
             n = await retrying(self._fire_now, what="sla_fire")
             fired += n
-            await self.drain()
-            # A full batch means more may be due: keep going instead of waiting a tick.
-            if n < 1000:
-                return fired
+            # A full batch means more may be due: fire on before publishing, so that
+            # ten thousand clocks due at once are all written at about their due time.
+            if n < FIRE_BATCH:
+                break
+        await self.drain()
+        return fired
 
     async def _fire_now(self) -> int:
         return await self.store.fire_due(self.clock.now())
