@@ -199,3 +199,12 @@ def test_the_acl_spec_is_what_kafka_sh_acls_reads() -> None:
     assert "User:assignment READ GROUP LITERAL leadloop-assignment" in lines
     assert all(len(line.split()) == 5 for line in lines)
     assert "| `User:ingest` |" in acls.render_table(acls.acls(""))
+
+
+def test_the_acl_table_in_docs_is_the_generated_one() -> None:
+    acls = acls_module()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    committed = doc.split("<!-- acl-table:start -->\n", 1)[1].split("<!-- acl-table:end -->", 1)[0]
+    assert committed == acls.render_table(acls.acls("")), (
+        "docs/security.md is stale: paste `python deploy/kafka/acls.py table` between the markers"
+    )
