@@ -12,21 +12,52 @@ Size: ``LEADLOOP_FAULT_SCALE`` leads per scenario (default 5,000, so the file fi
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import time
+import urllib.request
 from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 
+import asyncpg
+import pytest
+import yaml
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from tests.support.checker import (
     Assigned,
     Labels,
     Outcome,
+    PipelineReport,
     Rejected,
     SeriesKey,
     Step,
+    check_pipeline,
     compare_counters,
     compare_escalations,
     compare_ingest,
     expected_counters,
     parse_exposition,
 )
+from tests.support.kafka import free_port_base
+from tests.support.processes import ROOT, SERVICES, ServiceGroup, service_env
+
+from leadloop.events import EscalationKind, RejectReason
+from leadloop.faults import ENABLE_VARIABLE, FAULT_VARIABLE
+from leadloop.settings import KafkaSettings
+from leadloop.simulate import SimulationConfig, SimulationSummary, run
+from leadloop.topics import qualified
+
+SCALE = int(os.environ.get("LEADLOOP_FAULT_SCALE", "5000"))
+#: Per-test limit: generous for the default size, growing with a soak's.
+TIMEOUT_S = 240 + SCALE // 40
+#: A killed member leaves its group after this many seconds (the broker's minimum).
+SESSION_TIMEOUT_S = 6
+#: Real seconds the simulated reps keep answering assignments after the start.
+REPS_S = 15 + SCALE / 400
 
 # --- the checker's comparisons, on hand-made inputs (unit tests) ------------------------
 
@@ -239,3 +270,314 @@ def test_counters_compare_served_values_with_the_truth_absent_being_zero() -> No
         ("leadloop_leads_duplicate_total", (("source", "web_form"),)): (1.0, 0.0),
     }, "a gauge outside the counters is not compared; a zero series equals an absent one"
     assert compare_counters(truth, {**served, **truth}) == {}
+
+
+# --- the pipeline under test ------------------------------------------------------------
+
+#: First response within 3 s of round-the-clock time, then three steps; the third moves
+#: the lead (assignment acts on it), so escalations feed back into assignment.
+SLA_POLICY = """\
+policies:
+  - policy_id: fr-faults
+    kind: first_response
+    limit_seconds: 3
+    ladder:
+      - {level: 1, after_seconds: 0, action: remind_owner}
+      - {level: 2, after_seconds: 2, action: notify_manager}
+      - {level: 3, after_seconds: 4, action: reassign}
+"""
+#: Every team works round the clock: what the SLA and assignment do then does not depend
+#: on the hour the suite runs at.
+CALENDARS = "default: always\ncalendars:\n  always:\n    timezone: UTC\n    weekly:\n" + "".join(
+    f'      {day}: ["00:00-24:00"]\n'
+    for day in ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+)
+#: The label values the metrics service is configured with (its defaults).
+LABELS = Labels(
+    sources=frozenset({"web_form", "lead_ads", "wechat", "trade_show_csv", "referral"}),
+    teams=frozenset(
+        str(t["team_id"])
+        for t in yaml.safe_load((ROOT / "config/rules.yaml").read_text(encoding="utf-8"))["teams"]
+    ),
+    reject_reasons=frozenset(r.value for r in RejectReason),
+    escalation_kinds=frozenset(k.value for k in EscalationKind),
+)
+#: What each service consumes: it is caught up when its group committed all of it.
+CONSUMES = {
+    "ingest": ("leads.raw", "leads.assigned", "crm.activities", "crm.stage-changes"),
+    "assignment": ("leads.accepted", "crm.reps", "crm.stage-changes", "sla.escalations"),
+    "metrics": (
+        "ingest.outcomes",
+        "leads.accepted",
+        "leads.assigned",
+        "crm.activities",
+        "crm.stage-changes",
+        "sla.escalations",
+    ),
+}
+
+
+@dataclass
+class Pipeline:
+    """The four services as child processes, a supervisor that restarts workers killed
+    by a fault point with their next planned fault (or none), and a record of every
+    exit that no fault point and no test signal explains."""
+
+    group: ServiceGroup
+    kafka: KafkaSettings
+    database_url: str
+    #: service → faults still to arm, in order, one per life of the process.
+    plans: dict[str, list[str]] = field(default_factory=dict)
+    #: (service, fault point) for every planned kill that happened.
+    fired: list[tuple[str, str]] = field(default_factory=list)
+    crashes: list[str] = field(default_factory=list)
+    #: Services the test stopped or is restarting itself (the supervisor leaves them be).
+    held: set[str] = field(default_factory=set)
+    armed: dict[str, str | None] = field(default_factory=dict)
+    #: Exit codes of the test's own SIGTERMs.
+    terminated: dict[str, list[int]] = field(default_factory=dict)
+
+    def start(self, name: str) -> None:
+        """Start ``name`` armed with its next planned fault, if any."""
+        plan = self.plans.get(name) or []
+        fault = plan.pop(0) if plan else None
+        base = self.group.env
+        if fault:
+            self.group.env = {**base, FAULT_VARIABLE: fault, ENABLE_VARIABLE: "1"}
+        try:
+            self.group.start(name)
+        finally:
+            self.group.env = base
+        self.armed[name] = fault
+
+    def supervise(self) -> None:
+        """Restart workers that exited: a planned kill is recorded, anything else is a
+        crash (recorded with its last critical line) and fails the test."""
+        for name, proc in self.group.procs.items():
+            if name in self.held or proc.poll() is None:
+                continue
+            fault = self.armed.get(name)
+            point = fault.split("@")[0] if fault else None
+            log = self.group.log(name, tail=None)
+            if point and proc.returncode == -signal.SIGKILL and f'"point": "{point}"' in log:
+                self.fired.append((name, point))
+            else:
+                lines = log.splitlines()
+                why = [x for x in lines if '"critical"' in x][-1:] or lines[-10:]
+                self.crashes.append(f"{name} exited {proc.returncode}: " + "\n".join(why))
+            self.start(name)
+
+    def terminate(self, name: str) -> int:
+        """SIGTERM ``name`` and wait for its exit; returns the exit code."""
+        self.held.add(name)
+        try:
+            self.group.signal(name, signal.SIGTERM)
+            code = self.group.procs[name].wait(timeout=60)
+        finally:
+            self.held.discard(name)
+        self.terminated.setdefault(name, []).append(code)
+        return code
+
+    def stop(self, name: str) -> int:
+        """SIGTERM ``name`` for good."""
+        self.held.add(name)
+        self.group.signal(name, signal.SIGTERM)
+        code = self.group.procs[name].wait(timeout=60)
+        self.terminated.setdefault(name, []).append(code)
+        return code
+
+    def scrape(self) -> str:
+        with urllib.request.urlopen(self.group.url("metrics", "/metrics"), timeout=30) as r:
+            return str(r.read().decode())
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {n}\n{self.group.log(n, tail=1500)}" for n in SERVICES)
+
+
+def make_pipeline(
+    database_url: str, kafka: KafkaSettings, tmp_path: Path, **extra: str
+) -> Pipeline:
+    (tmp_path / "sla.yaml").write_text(SLA_POLICY)
+    (tmp_path / "calendars.yaml").write_text(CALENDARS)
+    env = service_env(
+        database_url,
+        kafka.bootstrap_servers,
+        kafka.topic_prefix,
+        tmp_path / "data",
+        LEADLOOP_POLICIES_FILE=str(tmp_path / "sla.yaml"),
+        LEADLOOP_CALENDARS_FILE=str(tmp_path / "calendars.yaml"),
+        LEADLOOP_TICK_SECONDS="0.2",
+        LEADLOOP_POOL_CHECK_SECONDS="1",
+        # The simulator's malformed share is spread out; the guard is tested elsewhere.
+        LEADLOOP_CONSECUTIVE_INVALID_LIMIT="0",
+        BROKER_SESSION_TIMEOUT=str(SESSION_TIMEOUT_S),
+        BROKER_HEARTBEAT_INTERVAL="1",
+        **extra,
+    )
+    # A fault switch of the test runner's own environment must not reach the services.
+    env = {k: v for k, v in env.items() if k not in (FAULT_VARIABLE, ENABLE_VARIABLE)}
+    group = ServiceGroup(env=env, port_base=free_port_base(), log_dir=tmp_path)
+    return Pipeline(group=group, kafka=kafka, database_url=database_url)
+
+
+@pytest.fixture
+def pipelines() -> Iterator[list[Pipeline]]:
+    """Pipelines a test made; whatever still runs is stopped at the end."""
+    made: list[Pipeline] = []
+    yield made
+    for p in made:
+        p.held.update(SERVICES)
+        p.group.stop()
+
+
+async def committed_lag(kafka: KafkaSettings, group_id: str, topics: tuple[str, ...]) -> int:
+    """Records of ``topics`` the consumer group has not committed yet."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap_servers)
+    await admin.start()
+    await consumer.start()
+    try:
+        names = [qualified(t, kafka.topic_prefix) for t in topics]
+        tps = [
+            TopicPartition(d["topic"], p["partition"])
+            for d in await admin.describe_topics(names)
+            for p in d["partitions"]
+        ]
+        committed = await admin.list_consumer_group_offsets(group_id, partitions=tps)
+        ends = await consumer.end_offsets(tps)
+        # An empty partition may come back as committed at -1.
+        return sum(
+            ends[tp] - max(committed[tp].offset, 0) if tp in committed else ends[tp] for tp in tps
+        )
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def until(
+    what: str, check: Callable[[], object], p: Pipeline, within: float, every: float = 0.3
+) -> None:
+    """Poll the async ``check`` (supervising the workers meanwhile) until it is truthy."""
+    deadline = time.monotonic() + within
+    while True:
+        p.supervise()
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {within:.0f}s\n{p.logs()}")
+        await asyncio.sleep(every)
+
+
+async def caught_up(p: Pipeline, name: str, within: float) -> None:
+    group_id = f"{p.kafka.topic_prefix}leadloop-{name}"
+
+    async def quiet() -> bool:
+        return await committed_lag(p.kafka, group_id, CONSUMES[name]) == 0
+
+    await until(f"{name} caught up", quiet, p, within)
+
+
+async def count(database_url: str, sql: str) -> int:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return int(await conn.fetchval(sql))
+    finally:
+        await conn.close()
+
+
+def outcomes(p: Pipeline) -> Callable[[], object]:
+    return lambda: count(p.database_url, "SELECT count(*) FROM ingest_outcomes")
+
+
+def decisions(p: Pipeline) -> Callable[[], object]:
+    return lambda: count(
+        p.database_url, "SELECT count(*) FROM assignments WHERE kind IN ('initial', 'pooled')"
+    )
+
+
+async def at_least(p: Pipeline, what: str, counter: Callable[[], object], n: float) -> None:
+    async def reached() -> bool:
+        got = counter()
+        assert asyncio.iscoroutine(got)
+        return bool(await got >= n)
+
+    await until(f"{what} >= {n:.0f}", reached, p, TIMEOUT_S / 3, every=0.05)
+
+
+def simulate(p: Pipeline, leads: int, seed: int) -> asyncio.Task[SimulationSummary]:
+    """Simulated traffic as fast as the broker takes it (a burst), and the reps answering
+    assignments at 600x for ``REPS_S`` real seconds."""
+    cfg = SimulationConfig(
+        leads=leads, rate=0, seed=seed, reps=True, time_scale=600, duration_s=REPS_S
+    )
+    return asyncio.create_task(run(p.kafka, cfg))
+
+
+async def finish(p: Pipeline, traffic: asyncio.Task[SimulationSummary]) -> PipelineReport:
+    """Let the traffic end, stop the services in the order their outputs feed each
+    other — each once it has committed everything it consumes — take /metrics once the
+    metrics service consumed everything, and read it all back with the checker."""
+    while not traffic.done():
+        p.supervise()
+        await asyncio.sleep(0.3)
+    summary = traffic.result()
+    print(f"\nsimulated: {summary.sent} records, {summary.activities} activities, "
+          f"{sum(summary.stage_changes.values())} stage changes")  # fmt: skip
+    await until("no planned fault left", lambda: not any(p.plans.values()), p, TIMEOUT_S / 4)
+    p.stop("sla-monitor")
+    for name in ("assignment", "ingest"):
+        await caught_up(p, name, TIMEOUT_S / 4)
+        p.stop(name)
+    await caught_up(p, "metrics", TIMEOUT_S / 4)
+    await asyncio.sleep(1.5)  # the last batch's commit is visible before it is served
+    text = await asyncio.to_thread(p.scrape)
+    p.stop("metrics")
+    report = await check_pipeline(p.kafka, p.database_url, text, LABELS)
+    print(report.summary())
+    return report
+
+
+def assert_clean(p: Pipeline, report: PipelineReport, planned: list[tuple[str, str]]) -> None:
+    assert p.crashes == [], "workers crashed:\n" + "\n".join(p.crashes)
+    assert sorted(p.fired) == sorted(planned), f"faults fired {p.fired}, planned {planned}"
+    assert report.problems == {}, report.summary()
+    assert report.assignment.accepted == report.assignment.stored, report.summary()
+    assert report.assignment.accepted > 0, report.summary()
+    codes = {name: set(c) for name, c in p.terminated.items()}
+    assert codes == {name: {0} for name in SERVICES}, f"unclean stops: {p.terminated}"
+
+
+# --- the scenarios ------------------------------------------------------------------------
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(TIMEOUT_S)
+async def test_kills_at_deterministic_points_around_the_commit_in_ingest_and_assignment(
+    pipelines: list[Pipeline], database_url: str, kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """Each worker dies three times, each time at its second batch: inside the
+    transaction before the commit, after the commit before anything is published, and
+    after the output was acknowledged before the offsets are committed."""
+    p = make_pipeline(database_url, kafka_settings, tmp_path)
+    pipelines.append(p)
+    p.plans = {
+        "ingest": [
+            "ingest.before_commit@2",
+            "ingest.after_commit@2",
+            "ingest-leads-raw.after_handler@2",
+        ],
+        "assignment": [
+            "assignment.before_commit@2",
+            "assignment.after_commit@2",
+            "assignment-leads-accepted.after_handler@2",
+        ],
+    }
+    planned = [(s, f.split("@")[0]) for s, faults in p.plans.items() for f in faults]
+    for name in SERVICES:
+        p.start(name)
+    await asyncio.to_thread(p.group.wait_ready, timeout=120)
+    report = await finish(p, simulate(p, SCALE, seed=71))
+    assert_clean(p, report, planned)
