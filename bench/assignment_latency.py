@@ -319,6 +319,7 @@ class OutputWatcher:
         self.seen_at = [math.nan] * len(keys)
         self.stamped_ms = [0] * len(keys)
         self.count = 0
+        #: Records for a lead already seen: a later move (a pool drain) or a redelivery.
         self.duplicates = 0
         self.unexpected = 0
         self.first_batch = 0
@@ -496,15 +497,17 @@ async def measure_latency(
 
     await watcher.start()
     await producer.start()
+    watching = asyncio.create_task(watcher.until_all())
+    producing = asyncio.create_task(producer.send_all(warm, window_starts))
     try:
-        watching = asyncio.create_task(watcher.until_all())
-        producing = asyncio.create_task(producer.send_all(warm, window_starts))
         await _watch(contender, producing, ctx.run_timeout_s, lambda: "producing")
         window["cores"] = cpu.cores()
         await _watch(
             contender, watching, ctx.run_timeout_s, lambda: f"{watcher.count} of {n} assigned"
         )
     finally:
+        for task in (watching, producing):
+            task.cancel()
         await producer.stop()
         await watcher.stop()
     measured = range(warm, n)
@@ -525,8 +528,20 @@ async def measure_latency(
         cpu_cores=cores,
         cpu_ms_per_lead=round(cores.get("contender", 0.0) * wall / (n - warm) * 1000, 4),
         load_average_1m=round(load, 2),
-        detail={"output_duplicates": watcher.duplicates, "output_unexpected": watcher.unexpected},
+        detail={
+            "output_later_records": watcher.duplicates,
+            "output_unexpected": watcher.unexpected,
+            "p50_ms_by_slice": _slices(observed, ctx.rate),
+        },
     )
+
+
+def _slices(observed: Sequence[float], rate: float, seconds: float = 5) -> list[float]:
+    """The median latency of each ``seconds`` of the measured window, in sending order:
+    a rising series means a backlog (the contender fell behind the rate), a flat one
+    with a high p99 means stalls."""
+    size = max(1, round(rate * seconds))
+    return [round(median(observed[i : i + size]), 1) for i in range(0, len(observed), size)]
 
 
 async def measure_saturation(
@@ -576,7 +591,7 @@ async def measure_saturation(
         cpu_cores=cores,
         cpu_ms_per_lead=round(cores.get("contender", 0.0) * elapsed / max(1, counted) * 1000, 4),
         load_average_1m=round(load, 2),
-        detail={"first_batch": watcher.first_batch, "output_duplicates": watcher.duplicates},
+        detail={"first_batch": watcher.first_batch, "output_later_records": watcher.duplicates},
     )
     return run, contender
 
@@ -645,6 +660,27 @@ async def _stopped(child: ChildProcess) -> int:
     return code
 
 
+async def _service_stopped(child: ChildProcess) -> dict[str, Any]:
+    """Stop the service (SIGTERM) and say how it ended.
+
+    A service that died during the measurement has already failed the run (the driver
+    watches it). A crash while shutting down, after every lead was assigned and checked,
+    does not change the figures; it is recorded with its reason and reported, not
+    hidden and not fatal."""
+    code = await child.stop()
+    detail: dict[str, Any] = {"exit_code": code}
+    if code != 0:
+        tail = child.log_tail(20_000).splitlines()
+        why = [line for line in tail if "Crashed reason=" in line or '"critical"' in line]
+        detail["unclean_shutdown"] = (why[-1] if why else tail[-1] if tail else "")[:300]
+        print(
+            f"  warning: {child.name} exited with {code} after SIGTERM: "
+            f"{detail['unclean_shutdown']}",
+            file=sys.stderr,
+        )
+    return detail
+
+
 async def _decisions(db_url: str, n: int) -> dict[str, Any]:
     """What reached PostgreSQL: one first decision per lead, and how the rules spread
     them (proof that several rules, strategies and teams took part)."""
@@ -656,6 +692,11 @@ async def _decisions(db_url: str, n: int) -> dict[str, Any]:
         rows = await conn.fetch(
             "SELECT kind, strategy, rule_id, team_id, count(*) AS n FROM assignments "
             "GROUP BY 1, 2, 3, 4"
+        )
+        skips = await conn.fetch(
+            "SELECT c->>'skipped' AS why, count(DISTINCT a.assignment_id) AS n "
+            "FROM assignments a, jsonb_array_elements(a.reason->'candidates') c "
+            "WHERE c->>'skipped' IS NOT NULL GROUP BY 1 ORDER BY 2 DESC"
         )
     finally:
         await conn.close()
@@ -674,6 +715,8 @@ async def _decisions(db_url: str, n: int) -> dict[str, Any]:
         "by_strategy": by("strategy"),
         "by_rule": by("rule_id"),
         "by_team": by("team_id"),
+        # Decisions that skipped at least one candidate for this reason.
+        "decisions_with_skip": {r["why"]: r["n"] for r in skips},
     }
 
 
@@ -693,9 +736,8 @@ async def leadloop_latency(ctx: Context, index: int) -> LatencyRun:
                 raise RuntimeError(f"assignment not ready:\n{child.log_tail()}") from None
             run = await measure_latency(ctx, kafka, child, index)
         finally:
-            code = await child.stop()
-        if code != 0:
-            raise RuntimeError(f"assignment exited with {code}:\n{child.log_tail()}")
+            stopped = await _service_stopped(child)
+        run.detail.update(stopped)
         run.detail.update(await _decisions(db_url, ctx.latency_leads))
         return run
 
@@ -725,7 +767,7 @@ async def leadloop_saturation(ctx: Context, index: int) -> SaturationRun:
         # /readyz is not the start signal here: it also says "caught up" (lag), which a
         # service facing a preloaded backlog is not; the clock starts at its first output.
         run, child = await measure_saturation(ctx, kafka, start, index, preload_s)
-        await _stopped(child)
+        run.detail.update(await _service_stopped(child))
         run.detail.update(await _decisions(db_url, ctx.saturation_leads))
         return run
 
@@ -840,7 +882,13 @@ def summarise(latency: Sequence[LatencyRun], saturation: Sequence[SaturationRun]
         "per_pair_cpu_ratio": cpu_ratios,
         "cpu_per_lead_ratio_leadloop_over_bare_median": round(median(cpu_ratios), 2),
     }
-    return {"latency": lat, "saturation": sat}
+    unclean = [
+        f"{r.contender} {kind} {r.index}"
+        for kind, runs in (("latency", latency), ("saturation", saturation))
+        for r in runs
+        if r.detail.get("exit_code", 0) != 0
+    ]
+    return {"latency": lat, "saturation": sat, "unclean_shutdowns": unclean}
 
 
 def markdown(result: dict[str, Any]) -> str:
