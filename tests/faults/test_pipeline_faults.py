@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import time
 import urllib.request
 from collections import Counter
@@ -47,6 +48,7 @@ from tests.support.processes import ROOT, SERVICES, ServiceGroup, service_env
 
 from leadloop.events import EscalationKind, RejectReason
 from leadloop.faults import ENABLE_VARIABLE, FAULT_VARIABLE
+from leadloop.kafka import create_topics
 from leadloop.settings import KafkaSettings
 from leadloop.simulate import SimulationConfig, SimulationSummary, run
 from leadloop.topics import qualified
@@ -367,24 +369,27 @@ class Pipeline:
                 self.crashes.append(f"{name} exited {proc.returncode}: " + "\n".join(why))
             self.start(name)
 
-    def terminate(self, name: str) -> int:
-        """SIGTERM ``name`` and wait for its exit; returns the exit code."""
-        self.held.add(name)
-        try:
-            self.group.signal(name, signal.SIGTERM)
-            code = self.group.procs[name].wait(timeout=60)
-        finally:
-            self.held.discard(name)
-        self.terminated.setdefault(name, []).append(code)
-        return code
-
-    def stop(self, name: str) -> int:
-        """SIGTERM ``name`` for good."""
+    async def terminate(self, name: str, *, restart: bool = True) -> int:
+        """SIGTERM ``name``, wait for its exit (returned) and start it again unless told
+        otherwise."""
         self.held.add(name)
         self.group.signal(name, signal.SIGTERM)
-        code = self.group.procs[name].wait(timeout=60)
+        code = await asyncio.to_thread(self.group.procs[name].wait, 60)
         self.terminated.setdefault(name, []).append(code)
+        if restart:
+            self.start(name)
+            self.held.discard(name)
+            # Until its web server answers, a worker is still importing: a SIGTERM then
+            # ends it by the signal's default action, which is not what is tested here.
+            await until(f"{name} serving", lambda: self.serving(name), self, 120)
         return code
+
+    def serving(self, name: str) -> bool:
+        try:
+            with urllib.request.urlopen(self.group.url(name, "/healthz"), timeout=2) as r:
+                return bool(r.status == 200)
+        except (OSError, ValueError):
+            return False
 
     def scrape(self) -> str:
         with urllib.request.urlopen(self.group.url("metrics", "/metrics"), timeout=30) as r:
@@ -527,16 +532,17 @@ async def finish(p: Pipeline, traffic: asyncio.Task[SimulationSummary]) -> Pipel
     print(f"\nsimulated: {summary.sent} records, {summary.activities} activities, "
           f"{sum(summary.stage_changes.values())} stage changes")  # fmt: skip
     await until("no planned fault left", lambda: not any(p.plans.values()), p, TIMEOUT_S / 4)
-    p.stop("sla-monitor")
+    await p.terminate("sla-monitor", restart=False)
     for name in ("assignment", "ingest"):
         await caught_up(p, name, TIMEOUT_S / 4)
-        p.stop(name)
+        await p.terminate(name, restart=False)
     await caught_up(p, "metrics", TIMEOUT_S / 4)
     await asyncio.sleep(1.5)  # the last batch's commit is visible before it is served
     text = await asyncio.to_thread(p.scrape)
-    p.stop("metrics")
+    await p.terminate("metrics", restart=False)
     report = await check_pipeline(p.kafka, p.database_url, text, LABELS)
     print(report.summary())
+    print(f"faults fired: {p.fired}; SIGTERM exit codes: {p.terminated}")
     return report
 
 
@@ -581,3 +587,175 @@ async def test_kills_at_deterministic_points_around_the_commit_in_ingest_and_ass
     await asyncio.to_thread(p.group.wait_ready, timeout=120)
     report = await finish(p, simulate(p, SCALE, seed=71))
     assert_clean(p, report, planned)
+
+
+def applied(p: Pipeline) -> Callable[[], object]:
+    return lambda: count(p.database_url, "SELECT count(*) FROM metric_applied_events")
+
+
+def steps_stored(p: Pipeline) -> Callable[[], object]:
+    return lambda: count(p.database_url, "SELECT count(*) FROM escalations")
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(TIMEOUT_S)
+async def test_sigterm_of_each_worker_mid_run(
+    pipelines: list[Pipeline], database_url: str, kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """Each of the four workers is stopped with SIGTERM while it has work, one after the
+    other, and started again: a stop finishes the batch in flight and exits 0."""
+    p = make_pipeline(database_url, kafka_settings, tmp_path)
+    pipelines.append(p)
+    for name in SERVICES:
+        p.start(name)
+    await asyncio.to_thread(p.group.wait_ready, timeout=120)
+    traffic = simulate(p, SCALE, seed=72)
+    await at_least(p, "outcomes", outcomes(p), SCALE * 0.2)
+    await p.terminate("ingest")
+    await at_least(p, "first decisions", decisions(p), SCALE * 0.4)
+    await p.terminate("assignment")
+    await at_least(p, "SLA steps", steps_stored(p), 1)
+    await p.terminate("sla-monitor")
+    await at_least(p, "metric events", applied(p), SCALE * 0.8)
+    await p.terminate("metrics")
+    report = await finish(p, traffic)
+    assert_clean(p, report, [])
+    assert all(len(codes) == 2 for codes in p.terminated.values()), p.terminated
+
+
+# --- kill -9 of the broker: on a broker of the test's own ----------------------------------
+
+
+@dataclass
+class Broker:
+    """A second single-node broker from deploy/kafka/kafka.sh, on its own ports and with
+    its own state folder, so that killing it touches no other test."""
+
+    env: dict[str, str]
+    state: Path
+    bootstrap: str
+
+    def run(self, command: str) -> None:
+        done = subprocess.run(
+            [str(ROOT / "deploy/kafka/kafka.sh"), command],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        assert done.returncode == 0, f"kafka.sh {command}: {done.stdout}{done.stderr}"
+
+    @property
+    def pid(self) -> int:
+        return int((self.state / "kafka" / "kafka.pid").read_text())
+
+    async def kill_9(self) -> None:
+        pid = self.pid
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"broker {pid} still alive after SIGKILL")
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free loopback ports (a listener binds them right after)."""
+    found: list[int] = []
+    while len(found) < n:
+        base = free_port_base()
+        found += [base + k for k in range(1, 5) if base + k not in found]
+    return found[:n]
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    port, controller = free_ports(2)
+    state = tmp_path / "broker-state"
+    shared = Path(os.environ.get("LEADLOOP_STATE_DIR", ROOT / ".state"))
+    bootstrap = f"127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "LEADLOOP_STATE_DIR": str(state),
+        "LEADLOOP_KAFKA_PORT": str(port),
+        "LEADLOOP_KAFKA_CONTROLLER_PORT": str(controller),
+        # The suite's broker jars, not a second Maven resolution.
+        "LEADLOOP_KAFKA_LIBS": str(shared / "kafka" / "libs"),
+        "LEADLOOP_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+    }
+    b = Broker(env=env, state=state, bootstrap=bootstrap)
+    b.run("start")
+    try:
+        yield b
+    finally:
+        b.run("stop")
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(TIMEOUT_S)
+async def test_kill_9_of_the_broker_and_restart_the_services_recover_by_themselves(
+    broker: Broker,
+    pipelines: list[Pipeline],
+    database_url: str,
+    topic_prefix: str,
+    tmp_path: Path,
+) -> None:
+    """The broker is killed with SIGKILL while every service has work, stays down for a
+    few seconds and comes back on the same port and data: no worker is restarted (a
+    worker that exits fails the test), and nothing is lost or duplicated."""
+    kafka = KafkaSettings(bootstrap_servers=broker.bootstrap, topic_prefix=topic_prefix)
+    await create_topics(kafka)
+    p = make_pipeline(database_url, kafka, tmp_path)
+    pipelines.append(p)
+    for name in SERVICES:
+        p.start(name)
+    await asyncio.to_thread(p.group.wait_ready, timeout=120)
+    pids = {name: proc.pid for name, proc in p.group.procs.items()}
+    traffic = simulate(p, SCALE, seed=73)
+    await at_least(p, "outcomes", outcomes(p), SCALE * 0.3)
+    killed_at = await count(database_url, "SELECT count(*) FROM ingest_outcomes")
+    await broker.kill_9()
+    await asyncio.sleep(5)
+    await asyncio.to_thread(broker.run, "start")
+    report = await finish(p, traffic)
+    print(f"broker killed at {killed_at} outcomes of {SCALE}")
+    assert {name: proc.pid for name, proc in p.group.procs.items()} == pids, "no restarts"
+    assert 0 < killed_at < SCALE, killed_at
+    assert_clean(p, report, [])
+
+
+# --- a burst far above what the workers absorb --------------------------------------------
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(TIMEOUT_S)
+async def test_a_burst_far_above_what_the_workers_absorb(
+    pipelines: list[Pipeline], database_url: str, kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """Twice the run size at once, as fast as the broker acknowledges: the backlog on
+    leads.raw grows to most of the burst (the workers absorb a fraction of the arrival
+    rate), and is worked off without loss, duplicates or a stuck partition."""
+    p = make_pipeline(database_url, kafka_settings, tmp_path)
+    pipelines.append(p)
+    for name in SERVICES:
+        p.start(name)
+    await asyncio.to_thread(p.group.wait_ready, timeout=120)
+    burst = 2 * SCALE
+    started = time.monotonic()
+    traffic = simulate(p, burst, seed=74)
+    group_id = f"{kafka_settings.topic_prefix}leadloop-ingest"
+    peak = 0
+    while not traffic.done() and time.monotonic() - started < REPS_S:
+        p.supervise()
+        peak = max(peak, await committed_lag(kafka_settings, group_id, ("leads.raw",)))
+        if peak >= burst // 2:
+            break
+        await asyncio.sleep(0.2)
+    report = await finish(p, traffic)
+    print(f"burst of {burst}: peak backlog on leads.raw {peak}")
+    assert peak >= burst // 2, f"the burst never outran ingest: peak backlog {peak} of {burst}"
+    assert_clean(p, report, [])
