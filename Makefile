@@ -36,16 +36,19 @@ stack-down: ## stop Kafka and PostgreSQL
 	@deploy/kafka/kafka.sh stop
 	@deploy/postgres/pg.sh stop
 
-up: stack-up ## start the stack and the four services in the background
-	@deploy/services.sh start
+up: stack-up ## start the stack, the four services, Prometheus, Alertmanager and the chat sink
+	@deploy/observe.sh start
+	@LEADLOOP_ALERTMANAGER_URL=$${LEADLOOP_ALERTMANAGER_URL:-http://127.0.0.1:$${LEADLOOP_AM_PORT:-19094}} \
+	  deploy/services.sh start
 	@deploy/services.sh wait
 
 down: ## stop the services and the stack; leaves no process behind
 	@deploy/services.sh stop
+	@deploy/observe.sh stop
 	@$(MAKE) --no-print-directory stack-down
 
 status: ## show what is running
-	@deploy/services.sh status; deploy/kafka/kafka.sh status; deploy/postgres/pg.sh status
+	@deploy/services.sh status; deploy/observe.sh status; deploy/kafka/kafka.sh status; deploy/postgres/pg.sh status
 
 logs: ## follow the services' logs
 	@tail -F $(STATE)/logs/*.log

@@ -40,6 +40,7 @@ finish() {
   echo; echo "── simulated traffic ──"; tail -n 40 "$state/logs/simulate.log"
   echo; echo "── stopping leadloop ──"
   "$here/services.sh" stop
+  "$here/observe.sh" stop
   "$here/kafka/kafka.sh" stop
   "$here/postgres/pg.sh" stop
 }

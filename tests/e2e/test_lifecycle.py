@@ -57,6 +57,9 @@ def _make(target: str, env: dict[str, str]) -> str:
 def _pids(state: Path) -> dict[str, int]:
     pids = {p.stem: int(p.read_text()) for p in (state / "run").glob("*.pid")}
     pids["kafka"] = int((state / "kafka" / "kafka.pid").read_text())
+    pids["prometheus"] = int((state / "prometheus" / "prometheus.pid").read_text())
+    pids["alertmanager"] = int((state / "alertmanager" / "alertmanager.pid").read_text())
+    pids["chat-sink"] = int((state / "observe" / "chat-sink.pid").read_text())
     postmaster = state / "postgres" / "data" / "postmaster.pid"
     pids["postgres"] = int(postmaster.read_text().splitlines()[0])
     return pids
@@ -97,6 +100,9 @@ def test_make_up_twice_runs_one_of_each_and_make_down_leaves_nothing(tmp_path: P
         LEADLOOP_KAFKA_CONTROLLER_PORT=str(_free_port()),
         LEADLOOP_PG_PORT=str(_free_port()),
         LEADLOOP_PORT_BASE=str(_free_base()),
+        LEADLOOP_PROM_PORT=str(_free_port()),
+        LEADLOOP_AM_PORT=str(_free_port()),
+        LEADLOOP_CHAT_SINK_PORT=str(_free_port()),
     )
     shared_jars = ROOT / ".state" / "kafka" / "libs"
     if (shared_jars / ".stamp").exists():
@@ -112,6 +118,9 @@ def test_make_up_twice_runs_one_of_each_and_make_down_leaves_nothing(tmp_path: P
             "metrics",
             "kafka",
             "postgres",
+            "prometheus",
+            "alertmanager",
+            "chat-sink",
         }
         assert all(_alive(pid) for pid in first.values()), first
 
