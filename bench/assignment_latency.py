@@ -311,7 +311,7 @@ class OutputWatcher:
         name = qualified(ASSIGNED, kafka.topic_prefix)
         self._partitions = [TopicPartition(name, p) for p in range(by_name(ASSIGNED).partitions)]
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=kafka.bootstrap_servers,
+            **kafka.client_kwargs(),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
@@ -360,7 +360,7 @@ class OutputWatcher:
 
 
 def _producer(kafka: KafkaSettings, **extra: Any) -> AIOKafkaProducer:
-    return AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all", **extra)
+    return AIOKafkaProducer(**kafka.client_kwargs(), acks="all", **extra)
 
 
 class PacedProducer:
