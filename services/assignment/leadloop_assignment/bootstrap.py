@@ -32,6 +32,7 @@ def main() -> None:
             prefix=cfg.kafka.topic_prefix,
             batch_size=cfg.kafka.batch_size,
             within=cfg.kafka.batch_within_s,
+            decide_within=cfg.decide_within_s,
             pool_check_seconds=cfg.pool_check_seconds,
         )
 

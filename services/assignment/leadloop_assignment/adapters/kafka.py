@@ -9,11 +9,14 @@ from collections.abc import Sequence
 import faust
 
 from leadloop.kafka import batch_agent, raw_topic, topics_agent
+from leadloop.logging import get_logger
 from leadloop_assignment.handlers import AssignmentHandler, ChangeHandler
 
 __all__ = ["CHANGE_TOPICS", "register_agents"]
 
 CHANGE_TOPICS = ("crm.reps", "crm.stage-changes", "sla.escalations")
+
+log = get_logger(__name__)
 
 
 def register_agents(
@@ -24,6 +27,7 @@ def register_agents(
     prefix: str,
     batch_size: int,
     within: float,
+    decide_within: float,
     pool_check_seconds: float,
 ) -> None:
     async def handle(events: Sequence[faust.EventT[bytes]]) -> object:
@@ -35,7 +39,7 @@ def register_agents(
         name="assignment-leads-accepted",
         handle=handle,
         batch_size=batch_size,
-        within=within,
+        within=decide_within,
     )
     topics_agent(
         app,
@@ -51,4 +55,13 @@ def register_agents(
     # and the second finds nothing left to move.
     @app.timer(interval=pool_check_seconds)
     async def drain_pools() -> None:
-        await changes.tick()
+        if app.should_stop:
+            return
+        try:
+            await changes.tick()
+        except Exception:
+            if not app.should_stop:
+                raise
+            # Stopping: the producer may already be gone. What the pass committed stays
+            # unpublished in the table and goes out with the next pass after a restart.
+            log.info("pool_pass_cut_short_by_shutdown")
