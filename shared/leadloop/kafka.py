@@ -107,29 +107,56 @@ def raw_topic(app: faust.App, *names: str, prefix: str) -> faust.TopicT:
 
 
 class FaustPublisher:
-    """``Publisher`` over the faust app's producer (acks=all)."""
+    """``Publisher`` over the faust app's producer (acks=all).
+
+    Sends through the producer itself rather than faust's topic objects: the messages
+    are plain bytes for topics created up front, and faust's per-message channel
+    machinery (futures, callbacks, sensors) cost about 300 µs a message, more than the
+    rest of a lead's handling."""
 
     def __init__(self, app: faust.App, prefix: str) -> None:
         self._app = app
         self._prefix = prefix
-        self._topics: dict[str, faust.TopicT] = {}
-
-    def _topic(self, name: str) -> faust.TopicT:
-        if name not in self._topics:
-            self._topics[name] = raw_topic(self._app, name, prefix=self._prefix)
-        return self._topics[name]
 
     async def publish(self, messages: Sequence[OutMessage]) -> None:
-        futures = []
-        for m in messages:
-            # force=True: send now instead of attaching to the current event, so the
-            # acknowledgement can be awaited before the batch is considered done.
-            fut = await self._topic(m.topic).send(
-                key=m.key, value=m.value, headers=list(m.headers) or None, force=True
+        producer = self._app.producer
+        futures = [
+            await producer.send(
+                qualified(m.topic, self._prefix),
+                m.key,
+                m.value,
+                None,  # partition: the default partitioner, by key
+                None,  # timestamp: now
+                list(m.headers) or None,
             )
-            futures.append(fut)
+            for m in messages
+        ]
+        # Every acknowledgement is awaited before the batch is considered done.
         if futures:
             await asyncio.gather(*futures)
+
+
+def service_timer(
+    app: faust.App, *, interval: float, name: str, run: Callable[[], Awaitable[Any]]
+) -> None:
+    """Run ``run`` every ``interval`` seconds on this worker, standing down once the
+    worker is stopping: by then the producer or the pool may be gone, and whatever a
+    pass committed but could not publish is left in its table for the next pass after
+    a restart (every timer here publishes from a table). A failure while running is a
+    bug and fails the worker, as in the agents."""
+
+    async def tick() -> None:
+        if app.should_stop:
+            return
+        try:
+            await run()
+        except Exception:
+            if not app.should_stop:
+                raise
+            log.info("timer_cut_short_by_shutdown", timer=name)
+
+    tick.__name__ = tick.__qualname__ = name.replace("-", "_")
+    app.timer(interval=interval, name=name)(tick)
 
 
 def batch_agent(

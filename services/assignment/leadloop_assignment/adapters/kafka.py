@@ -8,15 +8,12 @@ from collections.abc import Sequence
 
 import faust
 
-from leadloop.kafka import batch_agent, raw_topic, topics_agent
-from leadloop.logging import get_logger
+from leadloop.kafka import batch_agent, raw_topic, service_timer, topics_agent
 from leadloop_assignment.handlers import AssignmentHandler, ChangeHandler
 
 __all__ = ["CHANGE_TOPICS", "register_agents"]
 
 CHANGE_TOPICS = ("crm.reps", "crm.stage-changes", "sla.escalations")
-
-log = get_logger(__name__)
 
 
 def register_agents(
@@ -53,15 +50,4 @@ def register_agents(
 
     # Runs on every worker: a pass locks every team, so two workers' passes take turns
     # and the second finds nothing left to move.
-    @app.timer(interval=pool_check_seconds)
-    async def drain_pools() -> None:
-        if app.should_stop:
-            return
-        try:
-            await changes.tick()
-        except Exception:
-            if not app.should_stop:
-                raise
-            # Stopping: the producer may already be gone. What the pass committed stays
-            # unpublished in the table and goes out with the next pass after a restart.
-            log.info("pool_pass_cut_short_by_shutdown")
+    service_timer(app, interval=pool_check_seconds, name="assignment-pools", run=changes.tick)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from leadloop.kafka import topics_agent
+from leadloop.kafka import service_timer, topics_agent
 from leadloop_metrics.handlers import INPUT_TOPICS, MetricsHandler
 
 __all__ = ["register_agents"]
@@ -31,9 +31,7 @@ def register_agents(
         within=within,
     )
 
-    @app.timer(interval=refresh_seconds)
-    async def refresh() -> None:
-        await handler.refresh()
+    service_timer(app, interval=refresh_seconds, name="metrics-refresh", run=handler.refresh)
 
     @app.page("/metrics")
     async def metrics(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:

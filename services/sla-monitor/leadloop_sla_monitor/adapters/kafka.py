@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import faust
 
-from leadloop.kafka import topics_agent
+from leadloop.kafka import service_timer, topics_agent
 from leadloop_sla_monitor.handlers import INPUT_MODELS, SlaHandler
 
 __all__ = ["INPUT_TOPICS", "register_agents"]
@@ -34,12 +34,13 @@ def register_agents(
 
     # Runs on every worker: firing takes row locks with SKIP LOCKED, so workers share
     # due clocks without firing one twice.
-    @app.timer(interval=tick_seconds)
-    async def fire_due() -> None:
-        await handler.tick()
+    service_timer(app, interval=tick_seconds, name="sla-fire-due", run=handler.tick)
 
     if handler.send_alerts is not None:
         # Same locking for alert deliveries: one worker sends a given row at a time.
-        @app.timer(interval=alert_poll_seconds)
-        async def deliver_alerts() -> None:
-            await handler.deliver_alerts()
+        service_timer(
+            app,
+            interval=alert_poll_seconds,
+            name="sla-deliver-alerts",
+            run=handler.deliver_alerts,
+        )
