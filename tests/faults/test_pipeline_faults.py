@@ -13,6 +13,7 @@ Size: ``LEADLOOP_FAULT_SCALE`` leads per scenario (default 5,000, so the file fi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -49,6 +50,7 @@ from tests.support.checker import (
 from tests.support.kafka import free_port_base
 from tests.support.processes import ROOT, SERVICES, ServiceGroup, service_env
 
+from leadloop.db import apply_migrations
 from leadloop.events import EscalationKind, RejectReason
 from leadloop.faults import ENABLE_VARIABLE, FAULT_VARIABLE
 from leadloop.kafka import create_topics
@@ -344,6 +346,10 @@ class Pipeline:
     on_fired: Callable[[str, str], Awaitable[None]] | None = None
     #: Simulator processes started for this pipeline.
     simulators: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: Second workers of a service (their own ports and logs), stopped right after the
+    #: first worker of that service; their SIGTERM exit codes (None: already exited).
+    twins: list[ServiceGroup] = field(default_factory=list)
+    twin_codes: dict[str, list[int | None]] = field(default_factory=dict)
 
     def start(self, name: str) -> None:
         """Start ``name`` armed with its next planned fault, if any."""
@@ -446,6 +452,8 @@ def pipelines() -> Iterator[list[Pipeline]]:
                 sim.wait()
         p.held.update(SERVICES)
         p.group.stop()
+        for twin in p.twins:
+            twin.stop()
 
 
 async def committed_lag(kafka: KafkaSettings, group_id: str, topics: tuple[str, ...]) -> int:
@@ -577,6 +585,9 @@ async def finish(p: Pipeline, traffic: Traffic) -> PipelineReport:
     for name in ("assignment", "ingest"):
         await caught_up(p, name, TIMEOUT_S / 4)
         await p.terminate(name, restart=False)
+        for twin in p.twins:
+            if name in twin.procs:
+                await stop_twin(p, twin, name)
     await caught_up(p, "metrics", TIMEOUT_S / 4)
     await asyncio.sleep(1.5)  # the last batch's commit is visible before it is served
     text = await asyncio.to_thread(p.scrape)
@@ -585,6 +596,16 @@ async def finish(p: Pipeline, traffic: Traffic) -> PipelineReport:
     print(report.summary())
     print(f"faults fired: {p.fired}; SIGTERM exit codes: {p.terminated}")
     return report
+
+
+async def stop_twin(p: Pipeline, twin: ServiceGroup, name: str) -> None:
+    """SIGTERM the second worker ``name``; an exit before that is recorded as None."""
+    proc = twin.procs[name]
+    code: int | None = None
+    if proc.poll() is None:
+        twin.signal(name, signal.SIGTERM)
+        code = await asyncio.to_thread(proc.wait, 60)
+    p.twin_codes.setdefault(name, []).append(code)
 
 
 def assert_clean(p: Pipeline, report: PipelineReport, planned: list[tuple[str, str]]) -> None:
@@ -835,4 +856,211 @@ async def test_a_burst_far_above_what_the_workers_absorb(
     report = await finish(p, traffic)
     print(f"burst of {burst}: peak backlog on leads.raw {peak}")
     assert peak >= burst // 2, f"the burst never outran ingest: peak backlog {peak} of {burst}"
+    assert_clean(p, report, [])
+
+
+# --- PostgreSQL paused and stopped hard: on a cluster of the test's own ---------------------
+
+#: asyncpg's ``command_timeout`` in ``leadloop.db.create_pool`` (30 s): a pause longer
+#: than it makes every statement in flight time out, not merely wait.
+COMMAND_TIMEOUT_S = 30
+
+
+@dataclass
+class Postgres:
+    """A private PostgreSQL cluster from deploy/postgres/pg.sh (its own state folder and
+    port), so that pausing or killing it touches no other test's database."""
+
+    env: dict[str, str]
+    data: Path
+
+    def run(self, command: str) -> str:
+        done = subprocess.run(
+            [str(ROOT / "deploy/postgres/pg.sh"), command],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        assert done.returncode == 0, f"pg.sh {command}: {done.stdout}{done.stderr}"
+        return done.stdout.strip()
+
+    @property
+    def postmaster(self) -> int:
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
+    def processes(self) -> list[int]:
+        """The postmaster and every process it forked (backends, checkpointer, ...)."""
+        pm = self.postmaster
+        found = [pm]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pm:
+                found.append(int(stat.parent.name))
+        return found
+
+    def signal_all(self, pids: list[int], sig: signal.Signals) -> None:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture
+def postgres(tmp_path: Path) -> Iterator[Postgres]:
+    (port,) = free_ports(1)
+    state = tmp_path / "pg-state"
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    # Without DATABASE_URL pg.sh manages the cluster under LEADLOOP_STATE_DIR itself.
+    env |= {"LEADLOOP_STATE_DIR": str(state), "LEADLOOP_PG_PORT": str(port)}
+    pg = Postgres(env=env, data=state / "postgres" / "data")
+    pg.run("start")
+    try:
+        yield pg
+    finally:
+        if (pg.data / "postmaster.pid").exists() and alive(pg.postmaster):
+            # A test that failed mid-pause leaves the cluster stopped: wake it to stop it.
+            pg.signal_all(pg.processes(), signal.SIGCONT)
+        subprocess.run(
+            [str(ROOT / "deploy/postgres/pg.sh"), "stop"],
+            env=env,
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+
+
+async def private_database(pg: Postgres) -> str:
+    url = pg.run("url")
+    await apply_migrations(url)
+    return url
+
+
+def pids_of(p: Pipeline) -> dict[str, int]:
+    return {name: proc.pid for name, proc in p.group.procs.items()}
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(TIMEOUT_S)
+async def test_postgres_paused_past_the_command_timeout_the_services_recover_by_themselves(
+    postgres: Postgres, pipelines: list[Pipeline], kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """Every process of the cluster is frozen with SIGSTOP while every service has work,
+    for longer than the services' command timeout (connections stay open, nothing
+    answers), then woken: no worker exits or is restarted, nothing is lost or doubled."""
+    database_url = await private_database(postgres)
+    p = make_pipeline(database_url, kafka_settings, tmp_path)
+    pipelines.append(p)
+    for name in SERVICES:
+        p.start(name)
+    await asyncio.to_thread(p.group.wait_ready, timeout=120)
+    pids = pids_of(p)
+    traffic = simulate(p, SCALE, seed=75)
+    await at_least(p, "outcomes", outcomes(p), SCALE * 0.3)
+    paused_at = await count(database_url, "SELECT count(*) FROM ingest_outcomes")
+    frozen = postgres.processes()
+    postgres.signal_all(frozen, signal.SIGSTOP)
+    try:
+        pause = COMMAND_TIMEOUT_S + 8
+        paused = time.monotonic()
+        while time.monotonic() - paused < pause:
+            await p.supervise()
+            await asyncio.sleep(0.5)
+    finally:
+        postgres.signal_all(frozen, signal.SIGCONT)
+    report = await finish(p, traffic)
+    retries = {n: p.group.log(n, tail=None).count('"postgres_retry"') for n in SERVICES}
+    print(f"paused {len(frozen)} processes for {pause} s at {paused_at} outcomes; {retries=}")
+    assert pids_of(p) == pids, "no restarts"
+    assert 0 < paused_at < SCALE, paused_at
+    assert_clean(p, report, [])
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(TIMEOUT_S)
+async def test_kill_9_of_the_postmaster_and_restart_the_services_recover_by_themselves(
+    postgres: Postgres, pipelines: list[Pipeline], kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """The postmaster is killed with SIGKILL while every service has work (its backends
+    die with it; the restart runs crash recovery), and started again after 10 s on the
+    same port and data: no worker exits or is restarted, nothing is lost or doubled."""
+    database_url = await private_database(postgres)
+    p = make_pipeline(database_url, kafka_settings, tmp_path)
+    pipelines.append(p)
+    for name in SERVICES:
+        p.start(name)
+    await asyncio.to_thread(p.group.wait_ready, timeout=120)
+    pids = pids_of(p)
+    traffic = simulate(p, SCALE, seed=76)
+    await at_least(p, "outcomes", outcomes(p), SCALE * 0.3)
+    killed_at = await count(database_url, "SELECT count(*) FROM ingest_outcomes")
+    cluster = postgres.processes()
+    os.kill(cluster[0], signal.SIGKILL)
+    down = time.monotonic()
+    while time.monotonic() - down < 10:
+        await p.supervise()
+        await asyncio.sleep(0.5)
+    # Orphaned backends notice the postmaster's death and exit; one still attached to the
+    # shared memory would make the new postmaster refuse to start.
+    await until("backends gone", lambda: not any(map(alive, cluster)), p, 30)
+    await asyncio.to_thread(postgres.run, "start")
+    downtime = time.monotonic() - down
+    print(f"postmaster killed at {killed_at} outcomes, restarted after {downtime:.1f} s")
+    report = await finish(p, traffic)
+    assert pids_of(p) == pids, "no restarts"
+    assert 0 < killed_at < SCALE, killed_at
+    assert_clean(p, report, [])
+
+
+# --- a zombie worker in the pipeline -----------------------------------------------------
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(TIMEOUT_S)
+async def test_a_frozen_assignment_worker_wakes_after_a_second_worker_took_over(
+    pipelines: list[Pipeline], database_url: str, kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """Two assignment workers share the work; one is frozen with SIGSTOP while it has
+    work, past its session timeout, so the group gives its partitions to the other, which
+    goes on deciding; then it is woken and its late writes and commits must change
+    nothing: no worker exits, nothing is lost or doubled."""
+    p = make_pipeline(database_url, kafka_settings, tmp_path)
+    pipelines.append(p)
+    (tmp_path / "twin").mkdir()
+    twin = ServiceGroup(env=p.group.env, port_base=free_port_base(), log_dir=tmp_path / "twin")
+    p.twins.append(twin)
+    for name in SERVICES:
+        p.start(name)
+    twin.start("assignment")
+    await asyncio.to_thread(p.group.wait_ready, timeout=120)
+    await asyncio.to_thread(twin.wait_ready, timeout=120)
+    pids = pids_of(p)
+    traffic = simulate(p, SCALE, seed=77)
+    await at_least(p, "first decisions", decisions(p), SCALE * 0.2)
+    frozen_at = await count(database_url, "SELECT count(*) FROM assignments WHERE seq = 0")
+    p.group.signal("assignment", signal.SIGSTOP)
+    try:
+        stopped = time.monotonic()
+        while time.monotonic() - stopped < SESSION_TIMEOUT_S + 10:
+            await p.supervise()
+            await asyncio.sleep(0.5)
+        woken_at = await count(database_url, "SELECT count(*) FROM assignments WHERE seq = 0")
+    finally:
+        p.group.signal("assignment", signal.SIGCONT)
+    report = await finish(p, traffic)
+    print(f"first decisions: {frozen_at} at the freeze, {woken_at} at the wake-up")
+    assert p.twin_codes == {"assignment": [0]}, "the second worker ran to a clean stop"
+    assert pids_of(p) == pids, "no restarts"
+    assert woken_at > frozen_at, "the second worker went on deciding while the first was frozen"
     assert_clean(p, report, [])
