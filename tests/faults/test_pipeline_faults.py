@@ -1026,6 +1026,19 @@ async def test_kill_9_of_the_postmaster_and_restart_the_services_recover_by_them
 # --- a zombie worker in the pipeline -----------------------------------------------------
 
 
+async def group_members(p: Pipeline, service: str, n: int) -> bool:
+    """Whether ``service``'s consumer group is stable with exactly ``n`` members."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=p.kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        group_id = f"{p.kafka.topic_prefix}leadloop-{service}"
+        (described,) = await admin.describe_consumer_groups([group_id])
+        (group,) = described.to_object()["groups"]
+        return bool(group["state"] == "Stable" and len(group["members"]) == n)
+    finally:
+        await admin.close()
+
+
 @pytest.mark.e2e
 @pytest.mark.timeout(TIMEOUT_S)
 async def test_a_frozen_assignment_worker_wakes_after_a_second_worker_took_over(
@@ -1048,18 +1061,22 @@ async def test_a_frozen_assignment_worker_wakes_after_a_second_worker_took_over(
     pids = pids_of(p)
     traffic = simulate(p, SCALE, seed=77)
     await at_least(p, "first decisions", decisions(p), SCALE * 0.2)
+    await until("two members", lambda: group_members(p, "assignment", 2), p, 60)
     frozen_at = await count(database_url, "SELECT count(*) FROM assignments WHERE seq = 0")
     p.group.signal("assignment", signal.SIGSTOP)
     try:
         stopped = time.monotonic()
-        while time.monotonic() - stopped < SESSION_TIMEOUT_S + 10:
-            await p.supervise()
-            await asyncio.sleep(0.5)
+        # Evicted once the session timeout passes without a heartbeat: the group settles
+        # with the second worker alone, holding every partition.
+        await until("the frozen member evicted", lambda: group_members(p, "assignment", 1), p, 60)
+        evicted = time.monotonic() - stopped
+        await asyncio.sleep(4)  # the survivor works the frozen worker's partitions
         woken_at = await count(database_url, "SELECT count(*) FROM assignments WHERE seq = 0")
     finally:
         p.group.signal("assignment", signal.SIGCONT)
     report = await finish(p, traffic)
     print(f"first decisions: {frozen_at} at the freeze, {woken_at} at the wake-up")
+    print(f"frozen member evicted {evicted:.1f} s after SIGSTOP")
     assert p.twin_codes == {"assignment": [0]}, "the second worker ran to a clean stop"
     assert pids_of(p) == pids, "no restarts"
     assert woken_at > frozen_at, "the second worker went on deciding while the first was frozen"
