@@ -19,8 +19,9 @@ class SlaSettings(ServiceSettings):
     policies_file: Path = Path("config/sla.yaml")
     #: Business calendars per team (time zone, working hours, holidays, make-up days).
     calendars_file: Path = Path("config/calendars.yaml")
-    #: How often due clocks are looked for; a step fires at most this late.
-    tick_seconds: Annotated[float, Field(gt=0, le=60)] = 0.5
+    #: How often due clocks are looked for; a step fires at most this late. An idle
+    #: tick is one index probe of the partial due-time index (nothing due: no rows).
+    tick_seconds: Annotated[float, Field(gt=0, le=60)] = 0.1
     #: Alertmanager's base URL (API v2), e.g. http://127.0.0.1:19094. Unset: no paging.
     alertmanager_url: str | None = None
     #: How often pending on-call deliveries are looked for.

@@ -11,17 +11,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from leadloop.calendar import BusinessCalendar, Weekday
 from leadloop.events import EscalationAction, EscalationKind, EscalationStatus, Stage
 from leadloop_sla_monitor.domain.ladder import (
+    ROUND_THE_CLOCK,
     Clock,
     LadderStep,
     Policy,
     PolicySet,
     StepDue,
+    counts_every_second,
     deadline,
     due_steps,
     escalation_event,
     escalation_id,
+    slots_due,
 )
 from leadloop_sla_monitor.domain.policies import Conditions
 
@@ -341,3 +345,52 @@ def test_ladder_steps_count_business_time_of_the_teams_calendar() -> None:
     assert step_due_at(c, policy, 2, office) == datetime(2025, 3, 10, 9, 40, tzinfo=shanghai)
     saturday_noon = datetime(2025, 3, 8, 12, 0, tzinfo=shanghai)
     assert due_steps(c, policy, saturday_noon, office)[0] == []
+
+
+def _every_day(zone: str, **changes: Any) -> BusinessCalendar:
+    return BusinessCalendar.model_validate(
+        {
+            "timezone": zone,
+            "weekly": {day.value: ["00:00-24:00"] for day in Weekday},
+            **changes,
+        }
+    )
+
+
+def test_only_a_calendar_open_every_second_takes_the_plain_sum() -> None:
+    assert counts_every_second(ROUND_THE_CLOCK)
+    assert counts_every_second(_every_day("Europe/Berlin"))
+    assert not counts_every_second(_every_day("UTC", holidays=["2025-05-01"]))
+    assert not counts_every_second(_every_day("UTC", workdays={"2025-05-03": ["09:00-12:00"]}))
+    weekdays = {day.value: ["00:00-24:00"] for day in Weekday if day is not Weekday.SUNDAY}
+    assert not counts_every_second(
+        BusinessCalendar.model_validate({"timezone": "UTC", "weekly": weekdays})
+    )
+    short = {day.value: ["00:00-23:59"] for day in Weekday}
+    assert not counts_every_second(
+        BusinessCalendar.model_validate({"timezone": "UTC", "weekly": short})
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    zone=st.sampled_from(["UTC", "Europe/Berlin", "America/New_York", "Asia/Shanghai"]),
+    start_s=st.integers(min_value=0, max_value=3 * 365 * 86400),
+    elapsed=st.floats(min_value=0, max_value=40 * 86400, allow_nan=False),
+    promised=st.booleans(),
+)
+def test_the_plain_sum_fires_what_the_calendar_walk_fires(
+    zone: str, start_s: int, elapsed: float, promised: bool
+) -> None:
+    """The ticker's shortcut for calendars open around the clock (offset changes and
+    all) gives the same steps and next due time as the business-time walk."""
+    cal = _every_day(zone)
+    assert counts_every_second(cal)
+    p = policy([0, 300, 3600, 86400 * 3])
+    started = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(seconds=start_s)
+    promise = started + timedelta(hours=5) if promised else None
+    now = started + timedelta(seconds=elapsed)
+    for level in (1, 2, 4):
+        walk = slots_due(p.schedule, p.limit_seconds, started, promise, level, now, cal)
+        plain = slots_due(p.schedule, p.limit_seconds, started, promise, level, now, None)
+        assert plain == walk

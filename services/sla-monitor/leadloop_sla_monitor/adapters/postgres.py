@@ -31,7 +31,7 @@ from typing import Any
 
 import asyncpg
 
-from leadloop.calendar import CalendarSet
+from leadloop.calendar import BusinessCalendar, CalendarSet
 from leadloop.events import (
     ActivityRecorded,
     EscalationAction,
@@ -44,6 +44,7 @@ from leadloop.events import (
     RepUpdated,
     Stage,
     StageChanged,
+    deterministic_id,
 )
 from leadloop.logging import get_logger
 from leadloop_sla_monitor.domain.alerts import (
@@ -57,10 +58,12 @@ from leadloop_sla_monitor.domain.ladder import (
     Clock,
     Policy,
     PolicySet,
-    due_steps,
+    counts_every_second,
     escalation_event,
     fired_steps,
     follow_up_timing,
+    slot_escalation_id,
+    slots_due,
     step_due_at,
 )
 from leadloop_sla_monitor.domain.policies import LeadFacts
@@ -74,10 +77,18 @@ log = get_logger(__name__)
 
 Input = LeadAssigned | ActivityRecorded | StageChanged | LeadAccepted | RepUpdated
 
-_INSERT_ESCALATION = """
+# One statement per batch. published_at is the moment of the insert (clock_timestamp,
+# not the transaction's start) when the broker acknowledged the steps before it.
+_INSERT_ESCALATIONS = """
 INSERT INTO escalations (escalation_id, status, event_id, lead_id, owner_id, team_id,
-    manager_id, policy_id, kind, level, action, due_at, breached_at, occurred_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+    manager_id, policy_id, kind, level, action, due_at, breached_at, occurred_at,
+    published_at)
+SELECT u.*, CASE WHEN $15::boolean THEN clock_timestamp() END
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+    $7::text[], $8::text[], $9::text[], $10::int[], $11::text[], $12::timestamptz[],
+    $13::timestamptz[], $14::timestamptz[])
+    AS u(escalation_id, status, event_id, lead_id, owner_id, team_id, manager_id,
+         policy_id, kind, level, action, due_at, breached_at, occurred_at)
 ON CONFLICT DO NOTHING
 """
 
@@ -114,6 +125,9 @@ class ClockStore:
         self._calendars = calendars
         #: Actions whose steps go to Alertmanager (empty: no notifier configured).
         self._alert_actions = alert_actions
+        # Read once: the ticker looks these up for every due clock.
+        self._by_id = {p.policy_id: p for p in policies.policies}
+        self._schedules = {p.policy_id: (p.schedule, p.limit_seconds) for p in policies.policies}
 
     # --- input events -----------------------------------------------------------------
 
@@ -470,62 +484,114 @@ class ClockStore:
 
     # --- the ticker -------------------------------------------------------------------
 
-    async def fire_due(self, now: datetime, limit: int = FIRE_BATCH) -> int:
-        """Fire every ladder step due by ``now``; return how many fired.
+    async def fire_due(
+        self,
+        now: datetime,
+        limit: int = FIRE_BATCH,
+        publish: Callable[[list[EscalationRaised]], Awaitable[None]] | None = None,
+    ) -> int:
+        """Fire every ladder step due by ``now`` (up to ``limit`` clocks); return how many
+        steps fired.
 
         Reads only due clocks through the partial index on ``due_at``; SKIP LOCKED lets
-        several workers share the work without firing a clock twice.
+        several workers share the work without firing a clock twice. With ``publish``
+        the steps go to the broker inside the transaction, while the clocks are still
+        locked, and are stored already published: one pass instead of a commit, a
+        re-read of the outbox and a second transaction. A crash before the commit
+        leaves the clocks due, so they fire again with the same ids (a duplicate on the
+        topic that consumers drop by ``escalation_id``, never a lost step). Without
+        ``publish`` the rows wait in the outbox for ``drain_outbox``.
         """
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
-                "SELECT c.*, r.manager_id AS roster_manager_id FROM sla_clocks c "
+                "SELECT c.lead_id, c.kind, c.cycle, c.policy_id, c.owner_id, c.team_id, "
+                "coalesce(r.manager_id, c.manager_id), c.started_at, c.next_level, "
+                "c.promised_at FROM sla_clocks c "
                 "LEFT JOIN sla_reps r ON r.rep_id = c.owner_id "
                 "WHERE c.stopped_at IS NULL AND c.due_at <= $1 "
                 "ORDER BY c.due_at LIMIT $2 FOR UPDATE OF c SKIP LOCKED",
                 now,
                 limit,
             )
+            if not rows:
+                return 0
             events: list[EscalationRaised] = []
-            updates: list[tuple[Any, ...]] = []
+            # Columns of the clock update, one list each (unnest): a round trip per
+            # clock would make ten thousand clocks due at once late by seconds.
+            keys: tuple[list[str], list[str], list[str]] = ([], [], [])
+            levels: list[int | None] = []
+            dues: list[datetime | None] = []
+            calendars: dict[str, BusinessCalendar | None] = {}
             for row in rows:
-                clock = _clock(row)
-                if row["roster_manager_id"] is not None:
-                    clock = replace(clock, manager_id=row["roster_manager_id"])
-                policy = self._policies.by_id(clock.policy_id)
+                (
+                    lead_id,
+                    kind,
+                    cycle,
+                    policy_id,
+                    owner_id,
+                    team_id,
+                    manager_id,
+                    started_at,
+                    next_level,
+                    promised_at,
+                ) = row
+                keys[0].append(lead_id)
+                keys[1].append(kind)
+                keys[2].append(cycle)
+                policy = self._by_id.get(policy_id)
                 if policy is None:
                     # The policy left the configuration: nothing more to fire.
-                    updates.append((clock.lead_id, clock.kind.value, clock.cycle, None, None))
+                    levels.append(None)
+                    dues.append(None)
                     continue
-                cal = self._calendars.for_team(clock.team_id)
-                steps, next_due = due_steps(clock, policy, now, cal)
-                events.extend(
-                    escalation_event(
-                        clock, step, EscalationStatus.FIRING, breached_at=now, occurred_at=now
+                if team_id in calendars:
+                    cal = calendars[team_id]
+                else:
+                    cal = calendars[team_id] = self._calendar(team_id)
+                schedule, limit_s = self._schedules[policy_id]
+                steps, next_due = slots_due(
+                    schedule, limit_s, started_at, promised_at, next_level, now, cal
+                )
+                levels.append(next_level + len(steps))
+                dues.append(next_due)
+                clock_kind = policy.kind
+                for step in steps:
+                    esc_id = slot_escalation_id(
+                        lead_id, policy_id, cycle, step.level, warning=step.warning
                     )
-                    for step in steps
-                )
-                updates.append(
-                    (
-                        clock.lead_id,
-                        clock.kind.value,
-                        clock.cycle,
-                        clock.next_level + len(steps),
-                        next_due,
+                    events.append(
+                        EscalationRaised(
+                            event_id=deterministic_id("sla.escalations", esc_id, "firing"),
+                            occurred_at=now,
+                            escalation_id=esc_id,
+                            lead_id=lead_id,
+                            owner_id=owner_id,
+                            team_id=team_id,
+                            manager_id=manager_id,
+                            policy_id=policy_id,
+                            kind=EscalationKind.RECLAIM_WARNING if step.warning else clock_kind,
+                            level=step.level,
+                            action=step.action,
+                            due_at=step.due_at,
+                            breached_at=now,
+                            status=EscalationStatus.FIRING,
+                        )
                     )
-                )
-            await self._insert(conn, events, now)
-            if updates:
-                # One statement for the whole batch: a round trip per clock would make
-                # ten thousand clocks due at once late by seconds.
-                columns = list(zip(*updates, strict=True))
-                await conn.execute(
-                    "UPDATE sla_clocks c SET next_level = coalesce(u.next_level, c.next_level), "
-                    "due_at = coalesce(u.due_at, 'infinity'::timestamptz) "
-                    "FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], "
-                    "$5::timestamptz[]) AS u(lead_id, kind, cycle, next_level, due_at) "
-                    "WHERE c.lead_id = u.lead_id AND c.kind = u.kind AND c.cycle = u.cycle",
-                    *(list(col) for col in columns),
-                )
+            published = False
+            if publish is not None and events:
+                await publish(events)
+                published = True
+            await self._insert(conn, events, now, published=published)
+            await conn.execute(
+                "UPDATE sla_clocks c SET next_level = coalesce(u.next_level, c.next_level), "
+                "due_at = coalesce(u.due_at, 'infinity'::timestamptz) "
+                "FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], "
+                "$5::timestamptz[]) AS u(lead_id, kind, cycle, next_level, due_at) "
+                "WHERE c.lead_id = u.lead_id AND c.kind = u.kind AND c.cycle = u.cycle",
+                *keys,
+                levels,
+                dues,
+            )
         return len(events)
 
     # --- outboxes ---------------------------------------------------------------------
@@ -550,7 +616,7 @@ class ClockStore:
                 return 0
             await publish([_escalation(r) for r in rows])
             await conn.execute(
-                "UPDATE escalations SET published_at = now() "
+                "UPDATE escalations SET published_at = clock_timestamp() "
                 "WHERE (escalation_id, status) IN "
                 "(SELECT * FROM unnest($1::text[], $2::text[]))",
                 [r["escalation_id"] for r in rows],
@@ -559,13 +625,20 @@ class ClockStore:
             return len(rows)
 
     async def _insert(
-        self, conn: asyncpg.Connection, events: Sequence[EscalationRaised], now: datetime
+        self,
+        conn: asyncpg.Connection,
+        events: Sequence[EscalationRaised],
+        now: datetime,
+        *,
+        published: bool = False,
     ) -> None:
+        """Store steps (once each); ``published``: the broker already acknowledged them."""
         if not events:
             return
-        await conn.executemany(
-            _INSERT_ESCALATION,
-            [
+        columns: list[list[Any]] = [[] for _ in range(14)]
+        for e in events:
+            for col, value in zip(
+                columns,
                 (
                     e.escalation_id,
                     e.status.value,
@@ -581,10 +654,11 @@ class ClockStore:
                     e.due_at,
                     e.breached_at,
                     e.occurred_at,
-                )
-                for e in events
-            ],
-        )
+                ),
+                strict=True,
+            ):
+                col.append(value)
+        await conn.execute(_INSERT_ESCALATIONS, *columns, published)
         paged = [(e.escalation_id, e.status.value, now) for e in events if self._pages(e)]
         if paged:
             await conn.executemany(_INSERT_ALERT, paged)
@@ -642,6 +716,11 @@ class ClockStore:
                 now,
             )
             return len(rows), 0
+
+    def _calendar(self, team_id: str) -> BusinessCalendar | None:
+        """The team's calendar for ``slots_due`` (None: every second counts)."""
+        cal = self._calendars.for_team(team_id)
+        return None if counts_every_second(cal) else cal
 
     def _pages(self, e: EscalationRaised) -> bool:
         return e.action in self._alert_actions

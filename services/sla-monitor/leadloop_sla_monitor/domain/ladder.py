@@ -19,12 +19,12 @@ the policy's limit: its steps are then due their offsets after the promise.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from leadloop.calendar import BusinessCalendar, due_at
+from leadloop.calendar import BusinessCalendar, Interval, Weekday, due_at
 from leadloop.events import (
     ActivityKind,
     EscalationAction,
@@ -44,12 +44,15 @@ __all__ = [
     "PolicySet",
     "Slot",
     "StepDue",
+    "counts_every_second",
     "deadline",
     "due_steps",
     "escalation_event",
     "escalation_id",
     "fired_steps",
     "follow_up_timing",
+    "slot_escalation_id",
+    "slots_due",
     "step_due_at",
 ]
 
@@ -275,13 +278,64 @@ def due_steps(
 ) -> tuple[list[StepDue], datetime | None]:
     """Slots due at ``now`` from ``clock.next_level`` on, and when the next one is due
     (None once the schedule is exhausted)."""
+    return slots_due(
+        policy.schedule,
+        policy.limit_seconds,
+        clock.started_at,
+        clock.promised_at,
+        clock.next_level,
+        now,
+        calendar,
+    )
+
+
+def slots_due(
+    schedule: tuple[Slot, ...],
+    limit_seconds: float,
+    started_at: datetime,
+    promised_at: datetime | None,
+    next_level: int,
+    now: datetime,
+    calendar: BusinessCalendar | None,
+) -> tuple[list[StepDue], datetime | None]:
+    """``due_steps`` on a clock's bare columns and a policy's schedule read once: the
+    ticker runs this for every due clock, and a pydantic private attribute read or a
+    ``Clock`` built per slot costs more than the calendar arithmetic itself.
+
+    ``calendar`` None: every second counts (see ``counts_every_second``), and a due time
+    is a plain sum instead of a walk over working spans."""
     fired: list[StepDue] = []
-    position = clock.next_level
-    while (at := step_due_at(clock, policy, position, calendar)) is not None and at <= now:
-        slot = policy.schedule[position - 1]
+    position = next_level
+    while position <= len(schedule):
+        slot = schedule[position - 1]
+        if promised_at is not None:
+            start, seconds = promised_at, max(0.0, slot.after_deadline)
+        else:
+            start, seconds = started_at, limit_seconds + slot.after_deadline
+        if calendar is None:
+            at = start.astimezone(UTC) + timedelta(seconds=seconds)
+        else:
+            at = due_at(start, seconds, calendar)
+        if at > now:
+            return fired, at
         fired.append(StepDue(level=slot.level, action=slot.action, due_at=at, warning=slot.warning))
         position += 1
-    return fired, step_due_at(clock, policy, position, calendar)
+    return fired, None
+
+
+def counts_every_second(calendar: BusinessCalendar) -> bool:
+    """Whether ``calendar`` is working time around the clock, every day of the year:
+    then ``due_at(t, s, calendar) == t + s`` (consecutive local days of 00:00-24:00 leave
+    no gap, whatever the zone's offset changes)."""
+    return (
+        not calendar.holidays
+        and not calendar.workdays
+        and all(_whole_day(calendar.weekly.on(day)) for day in Weekday)
+    )
+
+
+def _whole_day(hours: tuple[Interval, ...]) -> bool:
+    return len(hours) == 1 and hours[0].start == 0 and hours[0].end == 24 * 3600
 
 
 def fired_steps(
@@ -311,7 +365,14 @@ def follow_up_timing(
 def escalation_id(clock: Clock, level: int, *, warning: bool = False) -> str:
     """Deterministic per lead, policy, clock cycle and level: a redelivery is recognisable.
     A reclaim warning has an id of its own, distinct from its step's."""
-    parts: tuple[str | int, ...] = ("escalation", clock.lead_id, clock.policy_id, clock.cycle)
+    return slot_escalation_id(clock.lead_id, clock.policy_id, clock.cycle, level, warning=warning)
+
+
+def slot_escalation_id(
+    lead_id: str, policy_id: str, cycle: str, level: int, *, warning: bool = False
+) -> str:
+    """``escalation_id`` on a clock's bare columns (the same id)."""
+    parts: tuple[str | int, ...] = ("escalation", lead_id, policy_id, cycle)
     return deterministic_id(*parts, level, *(("reclaim_warning",) if warning else ()))
 
 
