@@ -1,11 +1,14 @@
 """A chat webhook sink: receives Alertmanager's webhook notifications and records them.
 
 Run it as ``python -m leadloop_sla_monitor.chat_sink [--port 19095] [--record FILE]``;
-Alertmanager's default receiver (deploy/alertmanager/alertmanager.yml) posts to
-``http://127.0.0.1:19095/alerts``. Each notification is kept with the message the chat
-tools sales teams use would show (``render``: Slack, WeCom, DingTalk, Feishu webhook
-bodies), appended to ``--record`` as JSON lines, and listed by ``GET /received``.
-It stands in for the chat bridge locally and in tests; it forwards nothing.
+Alertmanager's receivers (deploy/alertmanager/alertmanager.yml) post to
+``http://127.0.0.1:19095/alerts?style=STYLE``, the chat tool of the alert's team
+(Alertmanager routes by the ``team`` label). Each notification is kept with the message
+in that style (``message``, ``render``: Slack, WeCom, DingTalk, Feishu webhook bodies;
+no ``style``: Slack) and in every style (``messages``), appended to ``--record`` as
+JSON lines, and listed by ``GET /received``. An unknown style is refused (400), so a
+typo in a route shows at once. It stands in for the chat bridge locally and in tests;
+it forwards nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
+from urllib.parse import parse_qs, urlsplit
 
 __all__ = ["STYLES", "ChatSink", "main", "render"]
 
@@ -60,6 +64,10 @@ class ChatSink:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
+                style = parse_qs(urlsplit(self.path).query).get("style", ["slack"])[-1]
+                if style not in STYLES:
+                    self.send_error(400, "unknown style")
+                    return
                 length = int(self.headers.get("Content-Length") or 0)
                 if length > _MAX_BODY:
                     self.send_error(413)
@@ -69,7 +77,7 @@ class ChatSink:
                 except ValueError:
                     self.send_error(400, "invalid JSON")
                     return
-                sink._keep({"path": self.path, "body": body})
+                sink._keep({"path": self.path, "style": style, "body": body})
                 self.send_response(200)
                 self.end_headers()
 
@@ -96,6 +104,7 @@ class ChatSink:
 
     def _keep(self, entry: dict[str, Any]) -> None:
         if isinstance(entry["body"], dict):
+            entry["message"] = render(entry["body"], cast(Style, entry["style"]))
             entry["messages"] = {s: render(entry["body"], s) for s in STYLES}
         with self._lock:
             self._received.append(entry)

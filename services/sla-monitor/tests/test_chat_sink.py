@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -57,3 +58,32 @@ def test_the_sink_records_what_it_receives(tmp_path: Path) -> None:
     assert entry["body"] == NOTIFICATION
     assert listed == [entry]
     assert [json.loads(line) for line in record.read_text().splitlines()] == [entry]
+
+
+def _post(url: str) -> int:
+    req = urllib.request.Request(
+        url, data=json.dumps(NOTIFICATION).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_the_style_in_the_url_picks_the_chat_template() -> None:
+    sink = ChatSink(port=0).start()
+    try:
+        assert _post(sink.url("/alerts?style=wecom")) == 200
+        assert _post(sink.url("/alerts")) == 200
+        assert _post(sink.url("/alerts?style=feishu")) == 200
+        assert _post(sink.url("/alerts?style=teams")) == 400
+    finally:
+        sink.stop()
+    wecom, default, feishu = sink.received()  # the refused one is not recorded
+    assert (wecom["style"], default["style"], feishu["style"]) == ("wecom", "slack", "feishu")
+    assert wecom["message"] == render(NOTIFICATION, "wecom")
+    assert wecom["message"]["msgtype"] == "markdown"
+    assert default["message"] == render(NOTIFICATION, "slack")
+    assert default["message"].keys() == {"text"}
+    assert feishu["message"]["msg_type"] == "text"
