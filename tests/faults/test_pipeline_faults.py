@@ -2,9 +2,12 @@
 duplicates, malformed records, reps' activities and stage changes, SLA steps), and
 faults injected mid-run — deterministic kills after and before the PostgreSQL commit in
 ingest and assignment, SIGTERM of each worker, `kill -9` and restart of the broker, a
-burst far above what the workers absorb. Every scenario ends with the independent
-checker (``tests/support/checker.py``): zero lost, zero duplicated, exact counters. The
-checker's comparisons are unit tested on hand-made inputs at the top of this module.
+burst far above what the workers absorb, PostgreSQL paused (SIGSTOP past the command
+timeout) and killed hard (SIGKILL of the postmaster) on a cluster of the test's own, and
+a zombie assignment worker woken after a second one took over. Every scenario ends with
+the independent checker (``tests/support/checker.py``): zero lost, zero duplicated,
+exact counters. The checker's comparisons are unit tested on hand-made inputs at the
+top of this module.
 
 Size: ``LEADLOOP_FAULT_SCALE`` leads per scenario (default 5,000, so the file fits
 ``make test`` in minutes on two shared cores; ``make soak`` raises it).
