@@ -71,6 +71,7 @@ unit: venv ## unit tests only (no broker, no database)
 bench: stack-up ## benchmarks on the real stack (BENCH_ARGS='--leads 20000 --runs 5')
 	@. $(STATE)/env && $(PY) -m bench.ingest_throughput $(BENCH_ARGS)
 	@. $(STATE)/env && $(PY) -m bench.assignment_latency $(BENCH_ASSIGNMENT_ARGS)
+	@. $(STATE)/env && $(PY) -m bench.sla_clocks $(BENCH_SLA_ARGS)
 
 soak: stack-up ## the fault tests at a larger scale (LEADLOOP_FAULT_SCALE, default 500000 leads)
 	@. $(STATE)/env && LEADLOOP_FAULT_SCALE=$${LEADLOOP_FAULT_SCALE:-500000} \
