@@ -1,9 +1,10 @@
 """A canary person goes through the whole system, and the same traffic is sent twice.
 
-Afterwards the canary's email, phone and name are nowhere but PostgreSQL and the PII
-topics (leads.raw, leads.rejected): not in any service's log, not on /metrics, not in a
-reject header, not on any downstream topic. And conservation holds per source, on
-/metrics and in PostgreSQL alike: received = accepted + duplicate + rejected.
+Afterwards the canary's email, phone and name are nowhere but ingest's personal-data
+tables and the PII topics (leads.raw, leads.rejected): not in any other table, not in any
+service's log, not on /metrics, not in a reject header, not on any downstream topic.
+And conservation holds per source, on /metrics and in PostgreSQL alike: received =
+accepted + duplicate + rejected.
 """
 
 from __future__ import annotations
@@ -35,6 +36,29 @@ CANARY_NAME = "雀鸟金丝"
 # Every form in which the canary could leak.
 NEEDLES = (CANARY_EMAIL, "zz.canary.7731", "13987654321", "139-8765-4321", CANARY_NAME)
 SOURCES = ("web_form", "lead_ads", "wechat", "trade_show_csv", "referral")
+#: The only tables that may hold personal data: ingest's record of leads and of records
+#: merged into them (only ingest's database role can read them).
+PERSONAL_TABLES = {"leads", "lead_merges"}
+
+
+async def tables_holding(conn: asyncpg.Connection, needle: str) -> set[str]:
+    """Every table with a text or json column containing ``needle``."""
+    columns = await conn.fetch(
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_schema = 'public' AND data_type IN ('text', 'jsonb', 'json', "
+        "'character varying', 'ARRAY')"
+    )
+    found = set()
+    for c in columns:
+        hit = await conn.fetchval(
+            # Names from the catalog, the needle as a parameter.
+            f'SELECT EXISTS (SELECT 1 FROM "{c["table_name"]}" '
+            f'WHERE "{c["column_name"]}"::text ILIKE $1)',
+            f"%{needle}%",
+        )
+        if hit:
+            found.add(c["table_name"])
+    return found
 
 
 @pytest.fixture
@@ -185,6 +209,14 @@ async def test_the_canary_stays_in_postgres_and_every_record_is_counted_once(
             assert needle.lower() not in services.log(name, tail=None).lower(), (
                 f"canary in {name}'s log: {needle}"
             )
+    conn = await asyncpg.connect(database_url)
+    try:
+        for needle in NEEDLES:
+            elsewhere = await tables_holding(conn, needle) - PERSONAL_TABLES
+            assert elsewhere == set(), f"canary {needle!r} in tables {sorted(elsewhere)}"
+        assert await tables_holding(conn, CANARY_EMAIL) == PERSONAL_TABLES
+    finally:
+        await conn.close()
     for spec in REGISTRY:
         records = await collect(k, spec.name, 0, within=1)
         for r in records:
