@@ -42,6 +42,10 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InterfaceError,
     asyncpg.exceptions.SerializationError,
     asyncpg.exceptions.DeadlockDetectedError,
+    # Raised when the server vanished while an operation was in flight on the
+    # connection (e.g. a commit as the postmaster is killed); the pool discards that
+    # connection and the retry gets a new one.
+    asyncpg.exceptions.InternalClientError,
     asyncio.TimeoutError,
 )
 

@@ -228,6 +228,10 @@ class ClockStore:
             )
         stall = self._policies.select(EscalationKind.STAGE_STALL, facts)
         if stall is not None:
+            # The new owner's time in the stage starts with the assignment, but never
+            # before the lead entered the stage (the stage change may be read first).
+            entered = lead["stage_changed_at"]
+            since = max(e.assigned_at, entered) if entered is not None else e.assigned_at
             await self._start(
                 conn,
                 _new_clock(
@@ -237,7 +241,7 @@ class ClockStore:
                     e.owner_id,
                     e.team_id,
                     manager,
-                    e.assigned_at,
+                    since,
                 ),
                 stall,
             )
