@@ -52,6 +52,14 @@ def services(
 ) -> Iterator[ServiceGroup]:
     policy = tmp_path / "sla.yaml"
     policy.write_text(SLA_POLICY)
+    # Every second counts: the shipped team calendars would make the breaches depend on
+    # the hour the suite runs at.
+    days = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+    calendars = tmp_path / "calendars.yaml"
+    calendars.write_text(
+        "default: always\ncalendars:\n  always:\n    timezone: UTC\n    weekly:\n"
+        + "".join(f'      {day}: ["00:00-24:00"]\n' for day in days)
+    )
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -60,6 +68,7 @@ def services(
         "LEADLOOP_KAFKA__BATCH_WITHIN_S": "0.05",
         "LEADLOOP_IDENTITY_PEPPER": uuid.uuid4().hex,
         "LEADLOOP_POLICIES_FILE": str(policy),
+        "LEADLOOP_CALENDARS_FILE": str(calendars),
         "LEADLOOP_TICK_SECONDS": "0.2",
         "LEADLOOP_DATA_DIR": str(tmp_path / "data"),
     }
