@@ -7,37 +7,15 @@ stack the rest of the suite uses is not disturbed.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from tests.support.ports import free_port_base, free_ports
 from tests.support.processes import ROOT
 
 pytestmark = pytest.mark.e2e
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _free_base() -> int:
-    """A base such that base+1..base+4 are free."""
-    for _ in range(50):
-        base = _free_port() // 10 * 10
-        if base + 5 > 65535:
-            continue
-        try:
-            for offset in range(1, 5):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", base + offset))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no free port range")
 
 
 def _make(target: str, env: dict[str, str]) -> str:
@@ -94,15 +72,16 @@ def test_make_up_twice_runs_one_of_each_and_make_down_leaves_nothing(tmp_path: P
     env = {
         k: v for k, v in os.environ.items() if not k.startswith("LEADLOOP_") and k != "DATABASE_URL"
     }
+    kafka_port, controller_port, pg_port, prom_port, am_port, sink_port = free_ports(6)
     env.update(
         LEADLOOP_STATE_DIR=str(state),
-        LEADLOOP_KAFKA_PORT=str(_free_port()),
-        LEADLOOP_KAFKA_CONTROLLER_PORT=str(_free_port()),
-        LEADLOOP_PG_PORT=str(_free_port()),
-        LEADLOOP_PORT_BASE=str(_free_base()),
-        LEADLOOP_PROM_PORT=str(_free_port()),
-        LEADLOOP_AM_PORT=str(_free_port()),
-        LEADLOOP_CHAT_SINK_PORT=str(_free_port()),
+        LEADLOOP_KAFKA_PORT=str(kafka_port),
+        LEADLOOP_KAFKA_CONTROLLER_PORT=str(controller_port),
+        LEADLOOP_PG_PORT=str(pg_port),
+        LEADLOOP_PORT_BASE=str(free_port_base()),
+        LEADLOOP_PROM_PORT=str(prom_port),
+        LEADLOOP_AM_PORT=str(am_port),
+        LEADLOOP_CHAT_SINK_PORT=str(sink_port),
     )
     shared_jars = ROOT / ".state" / "kafka" / "libs"
     if (shared_jars / ".stamp").exists():

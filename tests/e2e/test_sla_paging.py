@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import time
 import urllib.request
@@ -27,6 +26,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 from tests.support.kafka import collect, free_port_base
+from tests.support.ports import free_ports
 from tests.support.processes import ROOT, ServiceGroup, service_env
 
 from leadloop.settings import KafkaSettings
@@ -48,12 +48,6 @@ alerting:
   retry_base_seconds: 0.5
   retry_max_seconds: 2
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -96,7 +90,7 @@ def sink() -> Iterator[ChatSink]:
 def alertmanager(tmp_path: Path, sink: ChatSink) -> Iterator[Alertmanager]:
     env = {
         **os.environ,
-        "LEADLOOP_AM_PORT": str(free_port()),
+        "LEADLOOP_AM_PORT": str(free_ports(1)[0]),
         "LEADLOOP_AM_DIR": str(tmp_path / "alertmanager"),
         "LEADLOOP_AM_WEBHOOK": sink.url("/alerts"),
         "LEADLOOP_AM_GROUP_WAIT": "1s",

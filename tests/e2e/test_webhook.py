@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import json
 import os
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -29,6 +28,7 @@ import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
+from tests.support.ports import free_port_base
 from tests.support.processes import ServiceGroup
 
 from leadloop.settings import KafkaSettings
@@ -38,19 +38,6 @@ pytestmark = pytest.mark.e2e
 
 WEB_FORM_SECRET = "wf-" + uuid.uuid4().hex
 LEAD_ADS_SECRET = "la-" + uuid.uuid4().hex
-
-
-def free_port_base() -> int:
-    """A base such that base+1 (ingest's port in a ServiceGroup) is free on loopback."""
-    for _ in range(50):
-        base = 20000 + (uuid.uuid4().int % 4000) * 10
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", base + 1))
-            except OSError:
-                continue
-        return base
-    raise RuntimeError("no free port")
 
 
 async def collect(

@@ -50,7 +50,7 @@ from tests.support.checker import (
     parse_exposition,
     read_topic,
 )
-from tests.support.kafka import free_port_base
+from tests.support.ports import free_port_base, free_ports
 from tests.support.processes import ROOT, SERVICES, ServiceGroup, service_env
 
 from leadloop.db import apply_migrations
@@ -766,15 +766,6 @@ class Broker:
                 return
             await asyncio.sleep(0.1)
         raise AssertionError(f"broker {pid} still alive after SIGKILL")
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct free loopback ports (a listener binds them right after)."""
-    found: list[int] = []
-    while len(found) < n:
-        base = free_port_base()
-        found += [base + k for k in range(1, 5) if base + k not in found]
-    return found[:n]
 
 
 @pytest.fixture

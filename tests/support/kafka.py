@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import socket
 import time
-import uuid
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
+from tests.support.ports import free_port_base
 
 from leadloop.settings import KafkaSettings
 from leadloop.topics import qualified
 
 __all__ = ["collect", "free_port_base"]
-
-
-def free_port_base() -> int:
-    """A base such that base+1..base+4 are free on loopback."""
-    for _ in range(50):
-        base = 20000 + (uuid.uuid4().int % 4000) * 10
-        try:
-            for offset in range(1, 5):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", base + offset))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no free port range")
 
 
 async def collect(

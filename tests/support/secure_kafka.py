@@ -11,7 +11,6 @@ import asyncio
 import importlib.util
 import json
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from leadloop.kafka import create_topics
 from leadloop.settings import KafkaSettings
 from leadloop.topics import qualified
 
+from .ports import free_ports
 from .processes import ROOT
 
 __all__ = ["KAFKA_SH", "SecureBroker", "acls_module", "collect_as", "free_ports"]
@@ -47,18 +47,6 @@ def acls_module() -> ModuleType:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` loopback ports free right now (the OS picks them)."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @dataclass
