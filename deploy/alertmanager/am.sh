@@ -25,9 +25,8 @@ config=$dir/alertmanager.yml
 log=$dir/alertmanager.log
 bin=/usr/bin/prometheus-alertmanager
 
-running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
-
-ready() { curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$port/-/ready" 2>/dev/null; }
+name=alertmanager
+. "$here/../lib/daemon.sh"
 
 write_config() {
   local hook=${LEADLOOP_AM_WEBHOOK:-} wait=${LEADLOOP_AM_GROUP_WAIT:-}
@@ -55,27 +54,7 @@ start() {
     --web.listen-address="127.0.0.1:$port" \
     --cluster.listen-address= \
     >>"$log" 2>&1 </dev/null &
-  echo $! > "$pidfile"
-  for _ in $(seq 1 150); do
-    if ready; then echo "alertmanager: ready on 127.0.0.1:$port"; return 0; fi
-    running || { echo "alertmanager: exited; see $log" >&2; tail -n 20 "$log" >&2; exit 1; }
-    sleep 0.2
-  done
-  echo "alertmanager: not ready after 30 s; see $log" >&2
-  exit 1
-}
-
-stop() {
-  if ! running; then rm -f "$pidfile"; echo "alertmanager: not running"; return 0; fi
-  local pid; pid=$(cat "$pidfile")
-  kill -TERM "$pid"
-  for _ in $(seq 1 100); do
-    kill -0 "$pid" 2>/dev/null || { rm -f "$pidfile"; echo "alertmanager: stopped"; return 0; }
-    sleep 0.2
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  rm -f "$pidfile"
-  echo "alertmanager: killed after 20 s"
+  await_ready $!
 }
 
 status() {

@@ -22,9 +22,8 @@ pidfile=$dir/prometheus.pid
 config=$dir/prometheus.yml
 log=$dir/prometheus.log
 
-running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
-
-ready() { curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$port/-/ready" 2>/dev/null; }
+name=prometheus
+. "$here/../lib/daemon.sh"
 
 write_config() {
   local target=${LEADLOOP_PROM_TARGET:-} interval=${LEADLOOP_PROM_INTERVAL:-}
@@ -53,27 +52,7 @@ start() {
     --web.listen-address="127.0.0.1:$port" \
     --web.enable-lifecycle \
     >>"$log" 2>&1 </dev/null &
-  echo $! > "$pidfile"
-  for _ in $(seq 1 150); do
-    if ready; then echo "prometheus: ready on 127.0.0.1:$port"; return 0; fi
-    running || { echo "prometheus: exited; see $log" >&2; tail -n 20 "$log" >&2; exit 1; }
-    sleep 0.2
-  done
-  echo "prometheus: not ready after 30 s; see $log" >&2
-  exit 1
-}
-
-stop() {
-  if ! running; then rm -f "$pidfile"; echo "prometheus: not running"; return 0; fi
-  local pid; pid=$(cat "$pidfile")
-  kill -TERM "$pid"
-  for _ in $(seq 1 100); do
-    kill -0 "$pid" 2>/dev/null || { rm -f "$pidfile"; echo "prometheus: stopped"; return 0; }
-    sleep 0.2
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  rm -f "$pidfile"
-  echo "prometheus: killed after 20 s"
+  await_ready $!
 }
 
 status() {
