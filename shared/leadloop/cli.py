@@ -65,11 +65,45 @@ def migrate() -> None:
 
 
 @topics_app.command("create")
-def topics_create() -> None:
-    """Create every registered topic that does not exist yet."""
-    from leadloop.kafka import create_topics
+def topics_create(
+    replication_factor: Annotated[
+        int,
+        typer.Option(
+            min=1, help="copies of each partition (3 in production, 1 on one local broker)"
+        ),
+    ] = 1,
+    min_insync_replicas: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="replicas that must have a write before an acks=all producer is answered "
+            "(2 with a replication factor of 3); the broker's default when not given",
+        ),
+    ] = None,
+) -> None:
+    """Create every registered topic that does not exist yet (existing topics are left
+    as they are)."""
+    from leadloop.kafka import TopicsNotCreated, create_topics
 
-    created = asyncio.run(create_topics(_settings().kafka))
+    if min_insync_replicas is not None and min_insync_replicas > replication_factor:
+        # Kafka would accept the topic and then refuse every acks=all write to it.
+        console.print(
+            f"[red]--min-insync-replicas {min_insync_replicas} is more than "
+            f"--replication-factor {replication_factor}: no write could ever succeed[/red]"
+        )
+        raise typer.Exit(2)
+    try:
+        created = asyncio.run(
+            create_topics(
+                _settings().kafka,
+                replication_factor=replication_factor,
+                min_insync_replicas=min_insync_replicas,
+            )
+        )
+    except TopicsNotCreated as exc:
+        for name, why in exc.refused.items():
+            console.print(f"[red]{name} not created:[/red] {why}")
+        raise typer.Exit(1) from None
     console.print(f"topics created: {', '.join(created) if created else 'none missing'}")
 
 

@@ -11,7 +11,6 @@ and its output acknowledged by the broker (acks=all).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -29,6 +28,7 @@ from leadloop.topics import REGISTRY, TopicSpec, qualified
 
 __all__ = [
     "FaustPublisher",
+    "TopicsNotCreated",
     "batch_agent",
     "create_topics",
     "faust_credentials",
@@ -240,13 +240,23 @@ async def process_or_die(work: Awaitable[T], *, what: str) -> T:
         os._exit(70)
 
 
+class TopicsNotCreated(Exception):
+    """The broker refused to create some topics (topic name -> its reason)."""
+
+    def __init__(self, refused: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{name}: {why}" for name, why in refused.items()))
+        self.refused = refused
+
+
 async def create_topics(
     kafka: KafkaSettings,
     specs: Sequence[TopicSpec] = REGISTRY,
     *,
     replication_factor: int = 1,
+    min_insync_replicas: int | None = None,
 ) -> list[str]:
     """Create every registered topic that does not exist yet; return those created."""
+    extra = {} if min_insync_replicas is None else {"min.insync.replicas": str(min_insync_replicas)}
     admin = AIOKafkaAdminClient(**kafka.client_kwargs())
     await admin.start()
     try:
@@ -256,16 +266,29 @@ async def create_topics(
                 name=qualified(spec.name, kafka.topic_prefix),
                 num_partitions=spec.partitions,
                 replication_factor=replication_factor,
-                topic_configs=spec.config(),
+                topic_configs={**spec.config(), **extra},
             )
             for spec in specs
             if qualified(spec.name, kafka.topic_prefix) not in existing
         ]
-        if wanted:
-            # Another starter may win the race; the topics then exist, which is the goal.
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(wanted)
-        return [t.name for t in wanted]
+        if not wanted:
+            return []
+        try:
+            response = await admin.create_topics(wanted)
+        except TopicAlreadyExistsError:
+            # Another starter won the race; the topics then exist, which is the goal.
+            return []
+        # The broker answers per topic, and aiokafka returns the answer without raising:
+        # a topic it refused (a replication factor above the broker count, a bad
+        # setting) must not be reported as created.
+        refused = {
+            name: message or f"error code {code}"
+            for name, code, message in response.topic_errors
+            if code not in (0, TopicAlreadyExistsError.errno)
+        }
+        if refused:
+            raise TopicsNotCreated(refused)
+        return [name for name, code, _ in response.topic_errors if code == 0]
     finally:
         await admin.close()
 
