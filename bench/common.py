@@ -9,9 +9,12 @@ other's data and a leftover from an aborted run cannot flatter the next one.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import hashlib
+import json
+import math
 import os
 import platform
 import re
@@ -19,36 +22,68 @@ import signal
 import socket
 import statistics
 import subprocess
+import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import TopicPartition
 
 from leadloop.db import apply_migrations
 from leadloop.kafka import create_topics
 from leadloop.settings import KafkaSettings
+from leadloop.topics import by_name, qualified
 
 __all__ = [
+    "READY_TIMEOUT_S",
+    "RELAY_BATCH",
     "ROOT",
     "ChildProcess",
     "CpuMeter",
     "Stack",
+    "ThroughputRun",
+    "TopicReader",
+    "add_env_option",
+    "add_relay_worker_command",
+    "alternating",
+    "announce_ready",
+    "bench_dir",
+    "check_exit",
     "delete_topics",
+    "env_pairs",
+    "finish_result",
     "free_port",
     "fresh_database",
     "fresh_topics",
+    "leadloop_and_bare",
     "machine_info",
+    "machine_line",
     "median",
+    "ratio",
+    "relay_worker",
+    "relay_worker_args",
+    "service_env",
+    "start_bare_worker",
+    "start_service",
+    "stop_on_signals",
+    "throughput_summary",
+    "throughput_table",
     "unique_prefix",
     "wait_http_ok",
+    "wait_ready_line",
+    "wait_service_ready",
+    "watch",
+    "write_result",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -364,3 +399,397 @@ async def machine_info(stack: Stack) -> dict[str, Any]:
         "git_revision": _git_revision(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+# --------------------------------------------------------------------------- contenders
+
+#: How long a contender may take to say it is ready (service /readyz, bare "ready" line).
+READY_TIMEOUT_S = 120
+#: The bare relay's batch: the same as the services' default (LEADLOOP_KAFKA__BATCH_SIZE).
+RELAY_BATCH = 500
+#: What a bare worker prints on stdout once it can take records.
+_READY_LINE = "ready"
+
+T = TypeVar("T")
+
+
+def service_env(
+    kafka: KafkaSettings,
+    *,
+    db_url: str,
+    port: int,
+    data_dir: Path,
+    extra: Mapping[str, str] = {},
+) -> dict[str, str]:
+    """The environment of a leadloop service under test: this process's, pointed at the
+    run's database, topics, HTTP port and data directory, then ``extra``."""
+    return {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "LEADLOOP_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "LEADLOOP_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,
+        "LEADLOOP_HTTP__PORT": str(port),
+        "LEADLOOP_DATA_DIR": str(data_dir),
+        **extra,
+    }
+
+
+async def start_service(
+    name: str, module: str, *, env: Mapping[str, str], log_path: Path
+) -> ChildProcess:
+    """``python -m module`` as a child process, as in production."""
+    return await ChildProcess.start(
+        name, [sys.executable, "-m", module], env=env, log_path=log_path
+    )
+
+
+async def wait_service_ready(child: ChildProcess, port: int, timeout_s: float) -> None:
+    """Until ``GET /readyz`` answers 200: PostgreSQL reachable, partitions assigned,
+    caught up. A service that is not ready in time fails the run, with its log."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await wait_http_ok(f"http://127.0.0.1:{port}/readyz", child=child)
+    except TimeoutError:
+        raise RuntimeError(
+            f"{child.name} not ready after {timeout_s:.0f} s:\n{child.log_tail()}"
+        ) from None
+
+
+async def start_bare_worker(module: str, args: Sequence[str], *, log_path: Path) -> ChildProcess:
+    """``python -m module bare-worker ARGS``: a benchmark's bare contender, in its own
+    process like the service it is compared with; it says "ready" on stdout."""
+    return await ChildProcess.start(
+        "bare",
+        [sys.executable, "-m", module, "bare-worker", *args],
+        env=os.environ,
+        log_path=log_path,
+        stdout_pipe=True,
+    )
+
+
+async def wait_ready_line(child: ChildProcess, timeout_s: float = READY_TIMEOUT_S) -> None:
+    """Until a bare worker started with ``start_bare_worker`` says it is ready."""
+    async with asyncio.timeout(timeout_s):
+        line = await child.read_line()
+    if line != _READY_LINE:
+        raise RuntimeError(f"bare worker said {line!r}:\n{child.log_tail()}")
+
+
+def announce_ready() -> None:
+    """The bare worker's side of ``wait_ready_line``."""
+    print(_READY_LINE, flush=True)
+
+
+def check_exit(child: ChildProcess, code: int) -> None:
+    """A contender that did not exit cleanly after SIGTERM fails the run, with its log."""
+    if code != 0:
+        raise RuntimeError(f"{child.name} exited with {code}:\n{child.log_tail()}")
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event SIGTERM and SIGINT set: a bare worker finishes what it has in flight,
+    then leaves (``ChildProcess.stop`` sends SIGTERM, as to a service)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def watch(
+    contender: ChildProcess,
+    work: asyncio.Task[T],
+    *,
+    timeout_s: float,
+    progress: Callable[[], str],
+    feeding: asyncio.Task[Any] | None = None,
+) -> T:
+    """Await ``work`` while the contender lives: a crashed contender would otherwise look
+    like a slow one until the timeout. A ``feeding`` task that failed (the driver's
+    producer) raises here instead of timing out. ``progress`` says how far it got."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            while not work.done():
+                if not contender.alive():
+                    work.cancel()
+                    raise RuntimeError(f"{contender.name} died mid-run:\n{contender.log_tail()}")
+                if feeding is not None and feeding.done():
+                    feeding.result()
+                await asyncio.wait({work}, timeout=0.5)
+            return work.result()
+    except TimeoutError:
+        work.cancel()
+        raise RuntimeError(
+            f"{contender.name}: {progress()} after {timeout_s:.0f} s:\n{contender.log_tail()}"
+        ) from None
+
+
+class TopicReader:
+    """Reads every partition of one of the run's topics without a consumer group (no
+    rebalance to wait for), from offset 0 of a topic created empty for the run."""
+
+    def __init__(self, kafka: KafkaSettings, topic: str) -> None:
+        name = qualified(topic, kafka.topic_prefix)
+        self._partitions = [TopicPartition(name, p) for p in range(by_name(topic).partitions)]
+        self.consumer = AIOKafkaConsumer(
+            **kafka.client_kwargs(),
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        self.consumer.assign(self._partitions)
+        # Resolve the start offsets now, so that none of it happens inside the clock.
+        for tp in self._partitions:
+            await self.consumer.position(tp)
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+
+
+# --------------------------------------------------------------------------- bare relay
+
+
+def relay_worker_args(kafka: KafkaSettings, source: str, output: str) -> list[str]:
+    """The ``bare-worker`` arguments for a relay from ``source`` to ``output`` (registry
+    names) on the run's topics, in a consumer group of its own."""
+    return [
+        "--bootstrap",
+        kafka.bootstrap_servers,
+        "--source",
+        qualified(source, kafka.topic_prefix),
+        "--output",
+        qualified(output, kafka.topic_prefix),
+        "--group",
+        f"{kafka.topic_prefix}bare",
+    ]
+
+
+def add_relay_worker_command(parser: argparse.ArgumentParser) -> None:
+    """The ``bare-worker`` subcommand that ``relay_worker_args`` fills in."""
+    sub = parser.add_subparsers(dest="command")
+    worker = sub.add_parser("bare-worker", help="(internal) the bare aiokafka loop process")
+    worker.add_argument("--bootstrap", required=True)
+    worker.add_argument("--source", required=True)
+    worker.add_argument("--output", required=True, dest="output_topic")
+    worker.add_argument("--group", required=True)
+
+
+class _OnAssigned(ConsumerRebalanceListener):
+    def __init__(self, assigned: asyncio.Event) -> None:
+        self._assigned = assigned
+
+    async def on_partitions_revoked(self, revoked: object) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: object) -> None:
+        self._assigned.set()
+
+
+async def relay_worker(args: argparse.Namespace, *, fetch_until_assigned: bool) -> None:
+    """The baseline: the least a Kafka-to-Kafka step with acknowledged output can do.
+
+    Per batch of up to ``RELAY_BATCH``: getmany → json.loads each record → send each
+    (acks=all) → await every delivery → commit. Offsets are committed only after the
+    output is acknowledged, as in leadloop, so the baseline keeps the same at-least-once
+    contract.
+
+    ``fetch_until_assigned``: poll (fetch) until the group gave it partitions, which also
+    resolves the start offsets before it says "ready"; only for a topic that is empty at
+    start. Otherwise it waits for its partitions without fetching: on a preloaded topic a
+    fetch before "ready" would drop records."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=args.bootstrap,
+        group_id=args.group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    assigned = asyncio.Event()
+    consumer.subscribe([args.source], listener=_OnAssigned(assigned))
+    producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks="all")
+    output = args.output_topic
+    await consumer.start()
+    await producer.start()
+    stop = stop_on_signals()
+    try:
+        if fetch_until_assigned:
+            while not consumer.assignment():
+                await consumer.getmany(timeout_ms=100)
+        else:
+            await assigned.wait()
+        announce_ready()
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=200, max_records=RELAY_BATCH)
+            futures = []
+            for records in batch.values():
+                for record in records:
+                    # Malformed input is passed on, as a dead letter would be. (Not
+                    # contextlib.suppress: an object per record in the baseline's hot loop.)
+                    try:  # noqa: SIM105
+                        json.loads(record.value or b"")
+                    except ValueError:
+                        pass
+                    futures.append(await producer.send(output, record.value, key=record.key))
+            if futures:
+                await asyncio.gather(*futures)
+                await consumer.commit()
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+# --------------------------------------------------------------------------- runs
+
+
+async def alternating(
+    runs: int, *steps: Callable[[int], Awaitable[T]]
+) -> AsyncIterator[tuple[int, T]]:
+    """Run 1 of every step in order, then run 2 of every step, …: leadloop, bare,
+    leadloop, bare, so that a drift in the machine's load hits both contenders alike."""
+    for i in range(1, runs + 1):
+        for step in steps:
+            yield i, await step(i)
+
+
+@contextlib.contextmanager
+def bench_dir() -> Iterator[Path]:
+    """A temporary directory for the run's logs, data and configuration files."""
+    with tempfile.TemporaryDirectory(prefix="leadloop-bench-") as tmp:
+        yield Path(tmp)
+
+
+def finish_result(benchmark: str, machine: dict[str, Any], started: float) -> dict[str, Any]:
+    """The head of a result: its name, when the measurement finished and how long it took
+    (``started`` from ``time.monotonic()``); the machine's load is recorded at both ends."""
+    machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    return {
+        "benchmark": benchmark,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "duration_s": round(time.monotonic() - started, 1),
+        "machine": machine,
+    }
+
+
+def write_result(path: Path, result: Mapping[str, Any], markdown: str) -> None:
+    """The result as JSON at ``path``, and its markdown table on stdout."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    print(markdown)
+
+
+def env_pairs(pairs: Sequence[str], option: str) -> dict[str, str]:
+    """``NAME=VALUE`` command-line pairs as an environment."""
+    env = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"{option} wants NAME=VALUE, got {pair!r}")
+        env[name] = value
+    return env
+
+
+def add_env_option(parser: argparse.ArgumentParser, option: str, service: str) -> None:
+    """A repeatable ``NAME=VALUE`` option: extra environment for the service under test
+    (configuration experiments); read it back with ``env_pairs``."""
+    parser.add_argument(
+        option,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=f"extra environment for the {service} service, e.g. LEADLOOP_KAFKA__BATCH_SIZE=2000",
+    )
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def ratio(a: float, b: float, digits: int = 3) -> float:
+    """``a / b`` rounded; infinite when ``b`` is 0 (a contender too fast to time)."""
+    return round(a / b, digits) if b else math.inf
+
+
+def leadloop_and_bare(runs: Sequence[T]) -> tuple[list[T], list[T]]:
+    """The leadloop runs and the bare runs, each in run order; runs are objects or
+    mappings with a ``contender``."""
+
+    def who(run: Any) -> str:
+        return str(run["contender"] if isinstance(run, Mapping) else run.contender)
+
+    return [r for r in runs if who(r) == "leadloop"], [r for r in runs if who(r) == "bare"]
+
+
+class ThroughputRun(Protocol):
+    """One timed run of a throughput measurement, as the summary and table read it."""
+
+    @property
+    def index(self) -> int: ...
+    @property
+    def leads_per_s(self) -> float: ...
+    @property
+    def cpu_ms_per_lead(self) -> float: ...
+    @property
+    def cpu_cores(self) -> dict[str, float]: ...
+    @property
+    def load_average_1m(self) -> float: ...
+
+
+def throughput_summary(
+    lead: Sequence[ThroughputRun], bare: Sequence[ThroughputRun]
+) -> dict[str, Any]:
+    """Medians of each contender's leads/s and CPU per lead, and the median of the
+    per-pair ratios (pair i: leadloop's run i and the bare run right after it)."""
+    pairs = list(zip(lead, bare, strict=True))
+    ratios = [ratio(a.leads_per_s, b.leads_per_s) for a, b in pairs]
+    cpu_ratios = [ratio(a.cpu_ms_per_lead, b.cpu_ms_per_lead) for a, b in pairs]
+    return {
+        "leadloop_leads_per_s_median": round(median([r.leads_per_s for r in lead]), 1),
+        "bare_leads_per_s_median": round(median([r.leads_per_s for r in bare]), 1),
+        "per_pair_ratio": ratios,
+        "ratio_leadloop_over_bare_median": round(median(ratios), 3),
+        "leadloop_cpu_ms_per_lead_median": round(median([r.cpu_ms_per_lead for r in lead]), 4),
+        "bare_cpu_ms_per_lead_median": round(median([r.cpu_ms_per_lead for r in bare]), 4),
+        "per_pair_cpu_ratio": cpu_ratios,
+        "cpu_per_lead_ratio_leadloop_over_bare_median": round(median(cpu_ratios), 2),
+    }
+
+
+def throughput_table(
+    lead: Sequence[ThroughputRun],
+    bare: Sequence[ThroughputRun],
+    summary: Mapping[str, Any],
+    nproc: int,
+) -> list[str]:
+    """The markdown table of a ``throughput_summary``: one row per pair, then medians."""
+    s = summary
+    lines = [
+        "| run | leadloop leads/s | bare aiokafka leads/s | leadloop / bare "
+        "| CPU ms per lead: leadloop / bare | process cores: leadloop / bare "
+        f"| machine busy cores (of {nproc}) | load 1m |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for a, b, pair_ratio in zip(lead, bare, s["per_pair_ratio"], strict=True):
+        lines.append(
+            f"| {a.index} | {a.leads_per_s:,.0f} | {b.leads_per_s:,.0f} | {pair_ratio:.3f} "
+            f"| {a.cpu_ms_per_lead:.3f} / {b.cpu_ms_per_lead:.3f} "
+            f"| {a.cpu_cores.get('contender', 0):.2f} / {b.cpu_cores.get('contender', 0):.2f} "
+            f"| {a.cpu_cores['machine']:.2f} / {b.cpu_cores['machine']:.2f} "
+            f"| {a.load_average_1m:.2f} / {b.load_average_1m:.2f} |"
+        )
+    lines.append(
+        f"| **median** | **{s['leadloop_leads_per_s_median']:,.0f}** "
+        f"| **{s['bare_leads_per_s_median']:,.0f}** "
+        f"| **{s['ratio_leadloop_over_bare_median']:.3f}** "
+        f"| **{s['leadloop_cpu_ms_per_lead_median']:.3f} / {s['bare_cpu_ms_per_lead_median']:.3f}"
+        f"** (×{s['cpu_per_lead_ratio_leadloop_over_bare_median']:.1f}) | | | |"
+    )
+    return lines
+
+
+def machine_line(m: Mapping[str, Any]) -> str:
+    """The machine a result was measured on, as one sentence under its table."""
+    return (
+        f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, "
+        f"Python {m['python']}, Kafka {m['kafka']}, PostgreSQL {m['postgresql']}, "
+        f"load average at start {m['load_average_at_start']}, revision {m['git_revision']}."
+    )
