@@ -1,6 +1,7 @@
 """The ``leadloop`` command: operator tools around the services.
 
 leadloop migrate            apply pending PostgreSQL migrations
+leadloop logins             create or update each service's own PostgreSQL login
 leadloop topics create      create every registered topic that is missing
 leadloop topics list        print the topic registry
 leadloop schemas export     write JSON Schemas of the events to shared/leadloop/schemas
@@ -16,7 +17,7 @@ import signal
 from typing import Annotated
 
 import typer
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
 from rich.table import Table
@@ -62,6 +63,57 @@ def migrate() -> None:
 
     applied = asyncio.run(apply_migrations(_settings().require_database()))
     console.print(f"migrations applied: {', '.join(applied) if applied else 'none pending'}")
+
+
+class LoginSettings(BaseSettings):
+    """The services' own PostgreSQL passwords (LEADLOOP_<SERVICE>_DB_PASSWORD)."""
+
+    model_config = SettingsConfigDict(env_prefix="LEADLOOP_", frozen=True, extra="ignore")
+
+    ingest_db_password: SecretStr | None = None
+    assignment_db_password: SecretStr | None = None
+    sla_monitor_db_password: SecretStr | None = None
+    metrics_db_password: SecretStr | None = None
+
+    def given(self) -> dict[str, str]:
+        """service -> password, for the passwords that are set."""
+        values = {
+            "ingest": self.ingest_db_password,
+            "assignment": self.assignment_db_password,
+            "sla-monitor": self.sla_monitor_db_password,
+            "metrics": self.metrics_db_password,
+        }
+        return {s: v.get_secret_value() for s, v in values.items() if v is not None}
+
+    @field_validator("*")
+    @classmethod
+    def _not_a_placeholder(cls, v: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if v is None:
+            return v
+        return settings_mod.require_secret(v, f"LEADLOOP_{(info.field_name or '').upper()}")
+
+
+@app.command()
+def logins(
+    suffix: Annotated[
+        str, typer.Option(help="login name = the service's group role + this")
+    ] = "_app",
+) -> None:
+    """Create or update each service's own PostgreSQL login (leadloop_<service>_app, a
+    member of the group role migration 0008 grants its tables) with the password in
+    LEADLOOP_<SERVICE>_DB_PASSWORD; services without a password set are left alone.
+    Run as the database owner after `leadloop migrate`."""
+    from leadloop.db import ensure_logins
+
+    passwords = settings_mod.load(LoginSettings).given()
+    if not passwords:
+        console.print(
+            "[red]no LEADLOOP_<SERVICE>_DB_PASSWORD is set (INGEST, ASSIGNMENT, SLA_MONITOR, "
+            "METRICS)[/red]"
+        )
+        raise typer.Exit(2)
+    made = asyncio.run(ensure_logins(_settings().require_database(), passwords, suffix=suffix))
+    console.print(f"logins ready: {', '.join(made)}")
 
 
 @topics_app.command("create")

@@ -22,9 +22,11 @@ import asyncpg
 from leadloop.logging import get_logger
 
 __all__ = [
+    "SERVICE_ROLES",
     "TRANSIENT_ERRORS",
     "apply_migrations",
     "create_pool",
+    "ensure_logins",
     "migrations_dir",
     "retrying",
 ]
@@ -153,3 +155,50 @@ async def apply_migrations(url: str, directory: Path | None = None) -> list[str]
         await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
         await conn.close()
     return applied
+
+
+#: Service -> the NOLOGIN group role that migration 0008 grants that service's tables.
+SERVICE_ROLES: dict[str, str] = {
+    "ingest": "leadloop_ingest",
+    "assignment": "leadloop_assignment",
+    "sla-monitor": "leadloop_sla_monitor",
+    "metrics": "leadloop_metrics",
+}
+
+
+async def ensure_logins(url: str, passwords: dict[str, str], *, suffix: str = "_app") -> list[str]:
+    """Create or update each given service's own LOGIN user (its group role plus
+    ``suffix``) with that password and no privilege of its own but membership of the
+    group role; returns the login names. Idempotent: run again, it only resets the
+    passwords. Needs CREATEROLE (the database owner of a fresh cluster has it)."""
+    unknown = set(passwords) - set(SERVICE_ROLES)
+    if unknown:
+        raise ValueError(f"unknown services: {sorted(unknown)}")
+    conn = await asyncpg.connect(url)
+    logins: list[str] = []
+    try:
+        await conn.execute("SET password_encryption = 'scram-sha-256'")
+        for service, password in passwords.items():
+            group, login = SERVICE_ROLES[service], SERVICE_ROLES[service] + suffix
+            async with conn.transaction():
+                # Utility statements take no parameters: format() quotes the names (%I)
+                # and the password (%L) on the server.
+                statements = await conn.fetch(
+                    "SELECT 1, format('CREATE ROLE %I NOLOGIN', $1::text) "
+                    "WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1) "
+                    "UNION ALL SELECT 2, format('CREATE ROLE %I', $2::text) "
+                    "WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $2) "
+                    "UNION ALL SELECT 3, format('ALTER ROLE %I LOGIN NOSUPERUSER NOCREATEDB "
+                    "NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD %L', $2::text, $3::text) "
+                    "UNION ALL SELECT 4, format('GRANT %I TO %I', $1::text, $2::text) "
+                    "ORDER BY 1",
+                    group,
+                    login,
+                    password,
+                )
+                for _, statement in statements:
+                    await conn.execute(statement)
+            logins.append(login)
+    finally:
+        await conn.close()
+    return logins
