@@ -36,13 +36,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import json
 import math
 import os
 import random
-import signal
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -53,20 +50,41 @@ from typing import Any
 
 import asyncpg
 import yaml
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
-from aiokafka.structs import TopicPartition
+from aiokafka import AIOKafkaProducer
 from bench.common import (
+    READY_TIMEOUT_S,
+    RELAY_BATCH,
     ROOT,
     ChildProcess,
     CpuMeter,
     Stack,
+    TopicReader,
+    add_env_option,
+    add_relay_worker_command,
+    bench_dir,
+    check_exit,
+    env_pairs,
+    finish_result,
     free_port,
     fresh_database,
     fresh_topics,
+    leadloop_and_bare,
     machine_info,
+    machine_line,
     median,
+    ratio,
+    relay_worker,
+    relay_worker_args,
+    service_env,
+    start_bare_worker,
+    start_service,
+    throughput_summary,
+    throughput_table,
     unique_prefix,
-    wait_http_ok,
+    wait_ready_line,
+    wait_service_ready,
+    watch,
+    write_result,
 )
 
 from leadloop.events import LeadAccepted, RawLead, deterministic_id
@@ -79,9 +97,6 @@ from leadloop_ingest.domain.validation import NormalisedContact
 
 ACCEPTED = "leads.accepted"
 ASSIGNED = "leads.assigned"
-#: The same batch size as the services' default (LEADLOOP_KAFKA__BATCH_SIZE).
-BARE_BATCH = 500
-READY_TIMEOUT_S = 120
 DEFAULT_RESULTS = ROOT / "bench" / "results" / "assignment_latency.json"
 PERCENTILES = (50, 90, 99)
 
@@ -302,19 +317,12 @@ class SaturationRun:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-class OutputWatcher:
-    """Reads every partition of the run's ``leads.assigned`` without a consumer group
-    (no rebalance to wait for) and notes, per expected key, when it was first seen
-    (``perf_counter``) and its record timestamp."""
+class OutputWatcher(TopicReader):
+    """Reads the run's ``leads.assigned`` and notes, per expected key, when it was first
+    seen (``perf_counter``) and its record timestamp."""
 
     def __init__(self, kafka: KafkaSettings, keys: Sequence[bytes]) -> None:
-        name = qualified(ASSIGNED, kafka.topic_prefix)
-        self._partitions = [TopicPartition(name, p) for p in range(by_name(ASSIGNED).partitions)]
-        self._consumer = AIOKafkaConsumer(
-            **kafka.client_kwargs(),
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-        )
+        super().__init__(kafka, ASSIGNED)
         self._index = {key: i for i, key in enumerate(keys)}
         self.seen_at = [math.nan] * len(keys)
         self.stamped_ms = [0] * len(keys)
@@ -324,18 +332,11 @@ class OutputWatcher:
         self.unexpected = 0
         self.first_batch = 0
 
-    async def start(self) -> None:
-        await self._consumer.start()
-        self._consumer.assign(self._partitions)
-        # Resolve the start offsets now, so that none of it happens inside the clock.
-        for tp in self._partitions:
-            await self._consumer.position(tp)
-
     async def until_all(self, on_first: Callable[[], None] | None = None) -> float:
         """Wait until every expected key was seen; the ``perf_counter`` time of the last."""
         total = len(self._index)
         while self.count < total:
-            batch = await self._consumer.getmany(timeout_ms=200, max_records=10_000)
+            batch = await self.consumer.getmany(timeout_ms=200, max_records=10_000)
             now = time.perf_counter()
             before = self.count
             for records in batch.values():
@@ -354,9 +355,6 @@ class OutputWatcher:
                 if on_first is not None:
                     on_first()
         return time.perf_counter()
-
-    async def stop(self) -> None:
-        await self._consumer.stop()
 
 
 def _producer(kafka: KafkaSettings, **extra: Any) -> AIOKafkaProducer:
@@ -460,26 +458,6 @@ class Context:
         return self.warmup_leads + round(self.rate * self.duration_s)
 
 
-async def _watch(
-    contender: ChildProcess, work: asyncio.Task[Any], timeout_s: float, progress: Callable[[], str]
-) -> Any:
-    """Await ``work`` while the contender lives: a crashed contender would otherwise look
-    like a slow one until the timeout."""
-    try:
-        async with asyncio.timeout(timeout_s):
-            while not work.done():
-                if not contender.alive():
-                    work.cancel()
-                    raise RuntimeError(f"{contender.name} died mid-run:\n{contender.log_tail()}")
-                await asyncio.wait({work}, timeout=0.5)
-            return work.result()
-    except TimeoutError:
-        work.cancel()
-        raise RuntimeError(
-            f"{contender.name}: {progress()} after {timeout_s:.0f} s:\n{contender.log_tail()}"
-        ) from None
-
-
 async def measure_latency(
     ctx: Context, kafka: KafkaSettings, contender: ChildProcess, index: int
 ) -> LatencyRun:
@@ -500,10 +478,13 @@ async def measure_latency(
     watching = asyncio.create_task(watcher.until_all())
     producing = asyncio.create_task(producer.send_all(warm, window_starts))
     try:
-        await _watch(contender, producing, ctx.run_timeout_s, lambda: "producing")
+        await watch(contender, producing, timeout_s=ctx.run_timeout_s, progress=lambda: "producing")
         window["cores"] = cpu.cores()
-        await _watch(
-            contender, watching, ctx.run_timeout_s, lambda: f"{watcher.count} of {n} assigned"
+        await watch(
+            contender,
+            watching,
+            timeout_s=ctx.run_timeout_s,
+            progress=lambda: f"{watcher.count} of {n} assigned",
         )
     finally:
         for task in (watching, producing):
@@ -566,11 +547,11 @@ async def measure_saturation(
             first.append(time.perf_counter())
             cpu.start()
 
-        last = await _watch(
+        last = await watch(
             contender,
             asyncio.create_task(watcher.until_all(first_output)),
-            ctx.run_timeout_s,
-            lambda: f"{watcher.count} of {n} assigned",
+            timeout_s=ctx.run_timeout_s,
+            progress=lambda: f"{watcher.count} of {n} assigned",
         )
         cores = cpu.cores()
     except BaseException:
@@ -604,60 +585,28 @@ async def start_assignment(
 ) -> tuple[ChildProcess, int]:
     """The service as a child process, with its HTTP port."""
     port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": db_url,
-        "LEADLOOP_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "LEADLOOP_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,
-        "LEADLOOP_HTTP__PORT": str(port),
-        "LEADLOOP_DATA_DIR": str(ctx.tmp / f"data-{name}"),
-        "LEADLOOP_RULES_FILE": str(ctx.rules_file),
-        **ctx.service_env,
-    }
-    child = await ChildProcess.start(
-        "leadloop",
-        [sys.executable, "-m", "leadloop_assignment"],
-        env=env,
-        log_path=ctx.tmp / f"assignment-{name}.log",
+    env = service_env(
+        kafka,
+        db_url=db_url,
+        port=port,
+        data_dir=ctx.tmp / f"data-{name}",
+        extra={"LEADLOOP_RULES_FILE": str(ctx.rules_file), **ctx.service_env},
+    )
+    child = await start_service(
+        "leadloop", "leadloop_assignment", env=env, log_path=ctx.tmp / f"assignment-{name}.log"
     )
     print(f"  leadloop {name}: assignment pid {child.pid}", file=sys.stderr)
     return child, port
 
 
 async def start_bare(ctx: Context, kafka: KafkaSettings, name: str) -> ChildProcess:
-    argv = [
-        sys.executable,
-        "-m",
+    child = await start_bare_worker(
         "bench.assignment_latency",
-        "bare-worker",
-        "--bootstrap",
-        kafka.bootstrap_servers,
-        "--source",
-        qualified(ACCEPTED, kafka.topic_prefix),
-        "--output",
-        qualified(ASSIGNED, kafka.topic_prefix),
-        "--group",
-        f"{kafka.topic_prefix}bare",
-    ]
-    child = await ChildProcess.start(
-        "bare", argv, env=os.environ, log_path=ctx.tmp / f"bare-{name}.log", stdout_pipe=True
+        relay_worker_args(kafka, ACCEPTED, ASSIGNED),
+        log_path=ctx.tmp / f"bare-{name}.log",
     )
     print(f"  bare {name}: worker pid {child.pid}", file=sys.stderr)
     return child
-
-
-async def bare_ready(child: ChildProcess) -> None:
-    async with asyncio.timeout(READY_TIMEOUT_S):
-        line = await child.read_line()
-    if line != "ready":
-        raise RuntimeError(f"bare worker said {line!r}:\n{child.log_tail()}")
-
-
-async def _stopped(child: ChildProcess) -> int:
-    code = await child.stop()
-    if code != 0:
-        raise RuntimeError(f"{child.name} exited with {code}:\n{child.log_tail()}")
-    return code
 
 
 async def _service_stopped(child: ChildProcess) -> dict[str, Any]:
@@ -727,13 +676,8 @@ async def leadloop_latency(ctx: Context, index: int) -> LatencyRun:
     ):
         child, port = await start_assignment(ctx, kafka, db_url, f"latency-{index}")
         try:
-            # Ready = PostgreSQL reachable, partitions assigned, caught up on the empty
-            # topic: from here on the service is in its steady state.
-            try:
-                async with asyncio.timeout(READY_TIMEOUT_S):
-                    await wait_http_ok(f"http://127.0.0.1:{port}/readyz", child=child)
-            except TimeoutError:
-                raise RuntimeError(f"assignment not ready:\n{child.log_tail()}") from None
+            # Caught up on the empty topic: from here on the service is in its steady state.
+            await wait_service_ready(child, port, READY_TIMEOUT_S)
             run = await measure_latency(ctx, kafka, child, index)
         finally:
             stopped = await _service_stopped(child)
@@ -746,10 +690,11 @@ async def bare_latency(ctx: Context, index: int) -> LatencyRun:
     async with fresh_topics(ctx.stack, unique_prefix("assignment-bare")) as kafka:
         child = await start_bare(ctx, kafka, f"latency-{index}")
         try:
-            await bare_ready(child)
+            await wait_ready_line(child)
             run = await measure_latency(ctx, kafka, child, index)
         finally:
-            await _stopped(child)
+            code = await child.stop()
+        check_exit(child, code)
         return run
 
 
@@ -780,76 +725,15 @@ async def bare_saturation(ctx: Context, index: int) -> SaturationRun:
             return await start_bare(ctx, kafka, f"saturation-{index}")
 
         run, child = await measure_saturation(ctx, kafka, start, index, preload_s)
-        await _stopped(child)
+        check_exit(child, await child.stop())
         return run
-
-
-async def bare_worker(bootstrap: str, source: str, output: str, group: str) -> None:
-    """The baseline: the least a Kafka-to-Kafka step with acknowledged output can do.
-
-    Per batch: getmany → json.loads each record → send each (acks=all) → await every
-    delivery → commit. Offsets are committed only after the output is acknowledged, as in
-    leadloop, so the baseline keeps the same at-least-once contract. It waits for its
-    partitions without fetching: on a preloaded topic a fetch before "ready" would drop
-    records."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    assigned = asyncio.Event()
-
-    class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-        async def on_partitions_revoked(self, revoked: object) -> None:
-            return None
-
-        async def on_partitions_assigned(self, partitions: object) -> None:
-            assigned.set()
-
-    consumer.subscribe([source], listener=Listener())
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await consumer.start()
-    await producer.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    # SIGTERM, SIGINT: finish the batch in flight, then leave.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await assigned.wait()
-        print("ready", flush=True)
-        while not stop.is_set():
-            batch = await consumer.getmany(timeout_ms=200, max_records=BARE_BATCH)
-            futures = []
-            for records in batch.values():
-                for record in records:
-                    # (Not contextlib.suppress: an object per record in the hot loop.)
-                    try:  # noqa: SIM105
-                        json.loads(record.value or b"")
-                    except ValueError:
-                        pass
-                    futures.append(await producer.send(output, record.value, key=record.key))
-            if futures:
-                await asyncio.gather(*futures)
-                await consumer.commit()
-    finally:
-        await producer.stop()
-        await consumer.stop()
 
 
 # --------------------------------------------------------------------------- report
 
 
-def _ratio(a: float, b: float) -> float:
-    return round(a / b, 3) if b else math.inf
-
-
 def summarise(latency: Sequence[LatencyRun], saturation: Sequence[SaturationRun]) -> dict[str, Any]:
-    def of(runs: Sequence[Any], who: str) -> list[Any]:
-        return [r for r in runs if r.contender == who]
-
-    lat_l, lat_b = of(latency, "leadloop"), of(latency, "bare")
+    lat_l, lat_b = leadloop_and_bare(latency)
     keys = [*(f"p{p}" for p in PERCENTILES), "max"]
     lat: dict[str, Any] = {}
     for who, runs in (("leadloop", lat_l), ("bare", lat_b)):
@@ -863,25 +747,12 @@ def summarise(latency: Sequence[LatencyRun], saturation: Sequence[SaturationRun]
         )
         lat[f"{who}_cpu_ms_per_lead_median"] = round(median([r.cpu_ms_per_lead for r in runs]), 4)
     pairs = list(zip(lat_l, lat_b, strict=True))
-    lat["per_pair_ratio"] = {k: [_ratio(a.latency_ms[k], b.latency_ms[k]) for a, b in pairs]
+    lat["per_pair_ratio"] = {k: [ratio(a.latency_ms[k], b.latency_ms[k]) for a, b in pairs]
                              for k in keys}  # fmt: skip
     lat["ratio_leadloop_over_bare_median"] = {
         k: round(median(v), 2) for k, v in lat["per_pair_ratio"].items()
     }
-    sat_l, sat_b = of(saturation, "leadloop"), of(saturation, "bare")
-    sat_pairs = list(zip(sat_l, sat_b, strict=True))
-    ratios = [_ratio(a.leads_per_s, b.leads_per_s) for a, b in sat_pairs]
-    cpu_ratios = [_ratio(a.cpu_ms_per_lead, b.cpu_ms_per_lead) for a, b in sat_pairs]
-    sat = {
-        "leadloop_leads_per_s_median": round(median([r.leads_per_s for r in sat_l]), 1),
-        "bare_leads_per_s_median": round(median([r.leads_per_s for r in sat_b]), 1),
-        "per_pair_ratio": ratios,
-        "ratio_leadloop_over_bare_median": round(median(ratios), 3),
-        "leadloop_cpu_ms_per_lead_median": round(median([r.cpu_ms_per_lead for r in sat_l]), 4),
-        "bare_cpu_ms_per_lead_median": round(median([r.cpu_ms_per_lead for r in sat_b]), 4),
-        "per_pair_cpu_ratio": cpu_ratios,
-        "cpu_per_lead_ratio_leadloop_over_bare_median": round(median(cpu_ratios), 2),
-    }
+    sat = throughput_summary(*leadloop_and_bare(saturation))
     unclean = [
         f"{r.contender} {kind} {r.index}"
         for kind, runs in (("latency", latency), ("saturation", saturation))
@@ -895,9 +766,8 @@ def markdown(result: dict[str, Any]) -> str:
     lat_runs = [LatencyRun(**r) for r in result["latency_runs"]]
     sat_runs = [SaturationRun(**r) for r in result["saturation_runs"]]
     s, m, w = result["summary"], result["machine"], result["workload"]
-    ls, ss = s["latency"], s["saturation"]
-    lead = [r for r in lat_runs if r.contender == "leadloop"]
-    bare = [r for r in lat_runs if r.contender == "bare"]
+    ls = s["latency"]
+    lead, bare = leadloop_and_bare(lat_runs)
 
     def ms(d: Mapping[str, float], k: str) -> str:
         return f"{d[k]:,.1f}"
@@ -939,31 +809,9 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Throughput at saturation, {w['saturation_leads']:,} preloaded leads",
         "",
-        "| run | leadloop leads/s | bare aiokafka leads/s | leadloop / bare "
-        "| CPU ms per lead: leadloop / bare | process cores: leadloop / bare "
-        f"| machine busy cores (of {m['nproc']}) | load 1m |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    sl = [r for r in sat_runs if r.contender == "leadloop"]
-    sb = [r for r in sat_runs if r.contender == "bare"]
-    for x, y, ratio in zip(sl, sb, ss["per_pair_ratio"], strict=True):
-        lines.append(
-            f"| {x.index} | {x.leads_per_s:,.0f} | {y.leads_per_s:,.0f} | {ratio:.3f} "
-            f"| {x.cpu_ms_per_lead:.3f} / {y.cpu_ms_per_lead:.3f} "
-            f"| {x.cpu_cores.get('contender', 0):.2f} / {y.cpu_cores.get('contender', 0):.2f} "
-            f"| {x.cpu_cores['machine']:.2f} / {y.cpu_cores['machine']:.2f} "
-            f"| {x.load_average_1m:.2f} / {y.load_average_1m:.2f} |"
-        )
-    lines += [
-        f"| **median** | **{ss['leadloop_leads_per_s_median']:,.0f}** "
-        f"| **{ss['bare_leads_per_s_median']:,.0f}** "
-        f"| **{ss['ratio_leadloop_over_bare_median']:.3f}** "
-        f"| **{ss['leadloop_cpu_ms_per_lead_median']:.3f} / {ss['bare_cpu_ms_per_lead_median']:.3f}"
-        f"** (×{ss['cpu_per_lead_ratio_leadloop_over_bare_median']:.1f}) | | | |",
+        *throughput_table(*leadloop_and_bare(sat_runs), s["saturation"], m["nproc"]),
         "",
-        f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, "
-        f"Python {m['python']}, Kafka {m['kafka']}, PostgreSQL {m['postgresql']}, "
-        f"load average at start {m['load_average_at_start']}, revision {m['git_revision']}.",
+        machine_line(m),
     ]
     return "\n".join(lines)
 
@@ -981,8 +829,8 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     latency: list[LatencyRun] = []
     saturation: list[SaturationRun] = []
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="leadloop-bench-") as tmp_dir:
-        tmp = Path(tmp_dir)
+    extra_env = env_pairs(args.service_env, "--service-env")
+    with bench_dir() as tmp:
         rules_file = tmp / "rules.yaml"
         rules_file.write_text(rules_text, encoding="utf-8")
         ctx = Context(
@@ -995,7 +843,7 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             duration_s=args.duration,
             saturation_leads=args.saturation_leads,
             run_timeout_s=args.timeout,
-            service_env=_env_pairs(args.service_env),
+            service_env=extra_env,
         )
         for i in range(1, args.runs + 1):
             # Alternating: a drift in machine load hits both contenders alike.
@@ -1017,12 +865,8 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
                     f"{done.first_output_s:.1f} s)",
                     file=sys.stderr,
                 )
-    machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return {
-        "benchmark": "assignment_latency",
-        # When the measurement finished (the machine's load is recorded at both ends).
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "duration_s": round(time.monotonic() - started, 1),
+        **finish_result("assignment_latency", machine, started),
         "workload": {
             "rate": args.rate,
             "warmup_s": args.warmup,
@@ -1039,24 +883,13 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 "sha256": hashlib.sha256(rules_text.encode()).hexdigest()[:12],
             },
             "partitions": by_name(ACCEPTED).partitions,
-            "bare_batch_size": BARE_BATCH,
-            "service_env": _env_pairs(args.service_env),
+            "bare_batch_size": RELAY_BATCH,
+            "service_env": extra_env,
         },
-        "machine": machine,
         "summary": summarise(latency, saturation),
         "latency_runs": [asdict(r) for r in latency],
         "saturation_runs": [asdict(r) for r in saturation],
     }
-
-
-def _env_pairs(pairs: Sequence[str]) -> dict[str, str]:
-    env = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise SystemExit(f"--service-env wants NAME=VALUE, got {pair!r}")
-        env[name] = value
-    return env
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -1073,33 +906,21 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--timeout", type=float, default=600, help="seconds one measurement may take"
     )
     parser.add_argument("--output", type=Path, default=DEFAULT_RESULTS, help="results JSON")
-    parser.add_argument(
-        "--service-env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="extra environment for the assignment service, e.g. LEADLOOP_KAFKA__BATCH_SIZE=2000",
-    )
-    sub = parser.add_subparsers(dest="command")
-    worker = sub.add_parser("bare-worker", help="(internal) the bare aiokafka loop process")
-    worker.add_argument("--bootstrap", required=True)
-    worker.add_argument("--source", required=True)
-    worker.add_argument("--output", required=True, dest="output_topic")
-    worker.add_argument("--group", required=True)
+    add_env_option(parser, "--service-env", "assignment")
+    add_relay_worker_command(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.command == "bare-worker":
-        asyncio.run(bare_worker(args.bootstrap, args.source, args.output_topic, args.group))
+        # The saturation topic is preloaded: the worker must not fetch before "ready".
+        asyncio.run(relay_worker(args, fetch_until_assigned=False))
         return
     if args.runs < 1 or args.saturation_leads < 1 or args.rate <= 0 or args.duration <= 0:
         raise SystemExit("--runs, --saturation-leads, --rate and --duration must be positive")
     result = asyncio.run(benchmark(args))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-    print(markdown(result))
+    write_result(args.output, result, markdown(result))
 
 
 if __name__ == "__main__":
