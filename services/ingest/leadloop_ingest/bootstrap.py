@@ -17,7 +17,7 @@ from leadloop.messaging import OutMessage
 from leadloop.runtime import ReadyContributor, run_service
 from leadloop_ingest.adapters.admin import register_admin
 from leadloop_ingest.adapters.channels_file import load_channels
-from leadloop_ingest.adapters.http import register_webhook
+from leadloop_ingest.adapters.http import Webhook, register_webhook
 from leadloop_ingest.adapters.kafka import register_agents
 from leadloop_ingest.adapters.postgres import LeadStore
 from leadloop_ingest.adapters.timeline_store import TimelineStore
@@ -80,8 +80,7 @@ def main() -> None:
             # One channel's secret cannot speak for another channel.
             return None if verdict.raw.source == source else "source_mismatch"
 
-        register_webhook(
-            app,
+        webhook = Webhook(
             publish_raw=publish_raw,
             secrets=cfg.webhook_secrets,
             schemes={s: c.signature for s, c in channels.channels.items()},
@@ -93,6 +92,7 @@ def main() -> None:
             max_in_flight=cfg.webhook_max_in_flight,
             publish_timeout_s=cfg.webhook_publish_timeout_s,
         )
+        register_webhook(app, webhook)
 
         def ready() -> tuple[bool, dict[str, object]]:
             halted = guard.halted_at

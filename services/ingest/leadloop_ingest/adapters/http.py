@@ -236,35 +236,8 @@ def record_key(source: str, body: bytes) -> bytes | None:
     return f"{source}:{lead_id}".encode()
 
 
-def register_webhook(
-    app: faust.App,
-    *,
-    publish_raw: PublishRaw,
-    secrets: Mapping[str, SecretStr],
-    schemes: Mapping[str, Scheme],
-    sources: frozenset[str],
-    prevalidate: Prevalidate,
-    clock: Clock,
-    tolerance_s: int = DEFAULT_TOLERANCE_S,
-    max_body_bytes: int = 64 * 1024,
-    max_in_flight: int = 1000,
-    publish_timeout_s: float = 10.0,
-    read_timeout_s: float = 10.0,
-) -> Webhook:
-    """Serve ``POST /v1/leads/{source}`` on ``app``'s web server; returns the handler."""
-    hook = Webhook(
-        publish_raw=publish_raw,
-        secrets=secrets,
-        schemes=schemes,
-        sources=sources,
-        prevalidate=prevalidate,
-        clock=clock,
-        tolerance_s=tolerance_s,
-        max_body_bytes=max_body_bytes,
-        max_in_flight=max_in_flight,
-        publish_timeout_s=publish_timeout_s,
-        read_timeout_s=read_timeout_s,
-    )
+def register_webhook(app: faust.App, hook: Webhook) -> None:
+    """Serve ``POST /v1/leads/{source}`` on ``app``'s web server with ``hook``."""
 
     class LeadWebhook(faust.web.View):
         async def post(self, request: faust.web.Request, source: str) -> faust.web.Response:
@@ -274,4 +247,3 @@ def register_webhook(
             return self.json(reply.body, status=reply.status, headers=dict(reply.headers))
 
     app.page(PATH, name="lead-webhook")(LeadWebhook)
-    return hook
