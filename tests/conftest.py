@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from leadloop.db import apply_migrations
 from leadloop.kafka import create_topics
@@ -108,3 +109,12 @@ async def kafka_settings(stack: Stack, topic_prefix: str) -> KafkaSettings:
     settings = KafkaSettings(bootstrap_servers=stack.bootstrap, topic_prefix=topic_prefix)
     await create_topics(settings)
     return settings
+
+
+@pytest.fixture
+async def producer(kafka_settings: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]:
+    """A producer on the test's broker that waits for every in-sync replica."""
+    p = AIOKafkaProducer(bootstrap_servers=kafka_settings.bootstrap_servers, acks="all")
+    await p.start()
+    yield p
+    await p.stop()

@@ -16,18 +16,18 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from tests.support.kafka import collect, free_port_base
-from tests.support.processes import ServiceGroup, service_env
+from tests.support.kafka import collect, send_json
+from tests.support.processes import ServiceGroup
+from tests.support.stack import sla_monitor
 
 from leadloop.settings import KafkaSettings
-from leadloop.topics import qualified
 
 pytestmark = pytest.mark.e2e
 
@@ -54,39 +54,15 @@ def sun(h: int, m: int) -> datetime:
 
 @pytest.fixture
 def sla(database_url: str, kafka_settings: KafkaSettings, tmp_path: Path) -> Iterator[ServiceGroup]:
-    policy = tmp_path / "sla.yaml"
-    policy.write_text(POLICY)
-    env = service_env(
+    with sla_monitor(
         database_url,
-        kafka_settings.bootstrap_servers,
-        kafka_settings.topic_prefix,
-        tmp_path / "data",
-        LEADLOOP_POLICIES_FILE=str(policy),
-        LEADLOOP_TICK_SECONDS="0.1",
+        kafka_settings,
+        tmp_path,
+        POLICY,
         LEADLOOP_TEST_TIME_SCALE=str(SCALE),
         LEADLOOP_TEST_TIME_ORIGIN=ORIGIN.isoformat(),
-    )
-    group = ServiceGroup(env=env, port_base=free_port_base(), log_dir=tmp_path)
-    group.start("sla-monitor")
-    try:
-        group.wait_ready("sla-monitor")
+    ) as group:
         yield group
-    finally:
-        codes = group.stop()
-    assert codes == {"sla-monitor": 0}, group.log("sla-monitor")
-
-
-@pytest.fixture
-async def producer(kafka_settings: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(bootstrap_servers=kafka_settings.bootstrap_servers, acks="all")
-    await p.start()
-    yield p
-    await p.stop()
-
-
-async def send(p: AIOKafkaProducer, kafka: KafkaSettings, topic: str, body: dict[str, Any]) -> None:
-    key = body["lead_id"].encode()
-    await p.send_and_wait(qualified(topic, kafka.topic_prefix), json.dumps(body).encode(), key=key)
 
 
 def assigned(lead: str, owner: str, at: datetime, kind: str = "initial") -> dict[str, Any]:
@@ -126,11 +102,13 @@ async def test_days_of_business_time_in_seconds_give_exactly_the_expected_escala
     sla: ServiceGroup, producer: AIOKafkaProducer, kafka_settings: KafkaSettings
 ) -> None:
     for lead in ("never", "in-time", "late", "moved"):
-        await send(producer, kafka_settings, "leads.assigned", assigned(lead, "rep-a", ASSIGNED))
-    await send(producer, kafka_settings, "crm.activities", touch("in-time", ASSIGNED))
+        await send_json(
+            producer, kafka_settings, "leads.assigned", assigned(lead, "rep-a", ASSIGNED)
+        )
+    await send_json(producer, kafka_settings, "crm.activities", touch("in-time", ASSIGNED))
     # Reassigned early on Sunday, before the first owner's limit ran out.
     moved_at = sun(8, 0)
-    await send(
+    await send_json(
         producer,
         kafka_settings,
         "leads.assigned",
@@ -145,7 +123,7 @@ async def test_days_of_business_time_in_seconds_give_exactly_the_expected_escala
         await asyncio.sleep(0.1)
     assert late_first is not None, sla.log("sla-monitor")
     called = datetime.fromisoformat(late_first["breached_at"]) + timedelta(minutes=1)
-    await send(producer, kafka_settings, "crm.activities", touch("late", called))
+    await send_json(producer, kafka_settings, "crm.activities", touch("late", called))
 
     want = 6
     while time.monotonic() < deadline:

@@ -12,15 +12,16 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Collection, Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from tests.support.kafka import collect, free_port_base
-from tests.support.processes import ServiceGroup, service_env
+from tests.support.kafka import collect
+from tests.support.processes import ServiceGroup
+from tests.support.stack import sla_monitor
 
 from leadloop.settings import KafkaSettings
 from leadloop.topics import qualified
@@ -61,24 +62,8 @@ policies:
 
 @pytest.fixture
 def sla(database_url: str, kafka_settings: KafkaSettings, tmp_path: Path) -> Iterator[ServiceGroup]:
-    policy = tmp_path / "sla.yaml"
-    policy.write_text(POLICY)
-    env = service_env(
-        database_url,
-        kafka_settings.bootstrap_servers,
-        kafka_settings.topic_prefix,
-        tmp_path / "data",
-        LEADLOOP_POLICIES_FILE=str(policy),
-        LEADLOOP_TICK_SECONDS="0.1",
-    )
-    group = ServiceGroup(env=env, port_base=free_port_base(), log_dir=tmp_path)
-    group.start("sla-monitor")
-    try:
-        group.wait_ready("sla-monitor")
+    with sla_monitor(database_url, kafka_settings, tmp_path, POLICY) as group:
         yield group
-    finally:
-        codes = group.stop()
-    assert codes == {"sla-monitor": 0}, group.log("sla-monitor")
 
 
 class Crm:
@@ -181,11 +166,8 @@ def now() -> datetime:
 
 
 @pytest.fixture
-async def crm(kafka_settings: KafkaSettings) -> AsyncIterator[Crm]:
-    p = AIOKafkaProducer(bootstrap_servers=kafka_settings.bootstrap_servers, acks="all")
-    await p.start()
-    yield Crm(p, kafka_settings)
-    await p.stop()
+def crm(producer: AIOKafkaProducer, kafka_settings: KafkaSettings) -> Crm:
+    return Crm(producer, kafka_settings)
 
 
 async def escalations(

@@ -16,7 +16,7 @@ import subprocess
 import time
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,12 +25,12 @@ from typing import Any
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
-from tests.support.kafka import collect, free_port_base
+from tests.support.kafka import collect, send_json
 from tests.support.ports import free_ports
-from tests.support.processes import ROOT, ServiceGroup, service_env
+from tests.support.processes import ROOT, ServiceGroup
+from tests.support.stack import sla_monitor
 
 from leadloop.settings import KafkaSettings
-from leadloop.topics import qualified
 from leadloop_sla_monitor.chat_sink import ChatSink
 
 pytestmark = pytest.mark.e2e
@@ -105,44 +105,20 @@ def alertmanager(tmp_path: Path, sink: ChatSink) -> Iterator[Alertmanager]:
 def sla(
     database_url: str, kafka_settings: KafkaSettings, tmp_path: Path, alertmanager: Alertmanager
 ) -> Iterator[ServiceGroup]:
-    policy = tmp_path / "sla.yaml"
-    policy.write_text(POLICY)
-    env = service_env(
+    with sla_monitor(
         database_url,
-        kafka_settings.bootstrap_servers,
-        kafka_settings.topic_prefix,
-        tmp_path / "data",
-        LEADLOOP_POLICIES_FILE=str(policy),
-        LEADLOOP_TICK_SECONDS="0.1",
+        kafka_settings,
+        tmp_path,
+        POLICY,
         LEADLOOP_ALERTMANAGER_URL=alertmanager.url,
         LEADLOOP_ALERT_POLL_SECONDS="0.2",
-    )
-    group = ServiceGroup(env=env, port_base=free_port_base(), log_dir=tmp_path)
-    group.start("sla-monitor")
-    try:
-        group.wait_ready("sla-monitor")
+    ) as group:
         yield group
-    finally:
-        codes = group.stop()
-    assert codes == {"sla-monitor": 0}, group.log("sla-monitor")
-
-
-@pytest.fixture
-async def producer(kafka_settings: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(bootstrap_servers=kafka_settings.bootstrap_servers, acks="all")
-    await p.start()
-    yield p
-    await p.stop()
-
-
-async def send(p: AIOKafkaProducer, kafka: KafkaSettings, topic: str, body: dict[str, Any]) -> None:
-    key = body["lead_id"].encode()
-    await p.send_and_wait(qualified(topic, kafka.topic_prefix), json.dumps(body).encode(), key=key)
 
 
 async def assign(p: AIOKafkaProducer, kafka: KafkaSettings, lead: str) -> None:
     when = datetime.now(UTC).isoformat()
-    await send(
+    await send_json(
         p,
         kafka,
         "leads.assigned",
@@ -173,7 +149,7 @@ async def touch(p: AIOKafkaProducer, kafka: KafkaSettings, lead: str) -> None:
         "kind": "call",
         "occurred_at": datetime.now(UTC).isoformat(),
     }
-    await send(p, kafka, "crm.activities", body)
+    await send_json(p, kafka, "crm.activities", body)
 
 
 def notifications(sink: ChatSink, lead: str) -> list[tuple[str, str]]:

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 from tests.support.ports import free_port_base
 
 from leadloop.settings import KafkaSettings
 from leadloop.topics import qualified
 
-__all__ = ["collect", "free_port_base"]
+__all__ = ["collect", "free_port_base", "send_json"]
 
 
 async def collect(
-    kafka: KafkaSettings, topic: str, want: int, within: float = 60
+    kafka: KafkaSettings, topic: str, want: int, within: float = 60, linger_ms: int = 1000
 ) -> list[ConsumerRecord[bytes, bytes]]:
-    """Read ``topic`` from the beginning until ``want`` records arrived (or time out)."""
+    """Read ``topic`` from the beginning until ``want`` records arrived (or time out),
+    then ``linger_ms`` more."""
     consumer = AIOKafkaConsumer(
         qualified(topic, kafka.topic_prefix),
         bootstrap_servers=kafka.bootstrap_servers,
@@ -33,9 +36,19 @@ async def collect(
             for records in batch.values():
                 got.extend(records)
         # Linger briefly: more than expected would be a duplicate effect.
-        batch = await consumer.getmany(timeout_ms=1000)
+        batch = await consumer.getmany(timeout_ms=linger_ms)
         for records in batch.values():
             got.extend(records)
     finally:
         await consumer.stop()
     return got
+
+
+async def send_json(
+    producer: AIOKafkaProducer, kafka: KafkaSettings, topic: str, body: dict[str, Any]
+) -> None:
+    """``body`` as JSON on ``topic``, keyed by its lead, as the producing services key it."""
+    key = body["lead_id"].encode()
+    await producer.send_and_wait(
+        qualified(topic, kafka.topic_prefix), json.dumps(body).encode(), key=key
+    )
