@@ -52,20 +52,20 @@ import asyncpg
 import yaml
 from aiokafka import AIOKafkaProducer
 from bench.common import (
-    READY_TIMEOUT_S,
     RELAY_BATCH,
     ROOT,
     ChildProcess,
+    ContenderRun,
     CpuMeter,
+    Service,
     Stack,
+    ThroughputRun,
     TopicReader,
-    add_env_option,
-    add_relay_worker_command,
+    add_relay_benchmark_options,
     bench_dir,
     check_exit,
     env_pairs,
     finish_result,
-    free_port,
     fresh_database,
     fresh_topics,
     leadloop_and_bare,
@@ -73,18 +73,13 @@ from bench.common import (
     machine_line,
     median,
     ratio,
-    relay_worker,
-    relay_worker_args,
-    service_env,
-    start_bare_worker,
-    start_service,
+    run_relay_benchmark,
+    start_relay_worker,
     throughput_summary,
     throughput_table,
     unique_prefix,
     wait_ready_line,
-    wait_service_ready,
     watch,
-    write_result,
 )
 
 from leadloop.events import LeadAccepted, RawLead, deterministic_id
@@ -272,10 +267,10 @@ def percentiles(values: Sequence[float]) -> dict[str, float]:
     return out
 
 
-@dataclass
-class LatencyRun:
-    contender: str
-    index: int
+@dataclass(kw_only=True)
+class LatencyRun(ContenderRun):
+    """Per-lead latency at a steady rate; CPU over the measured window."""
+
     rate_target: float
     #: Leads produced in the measured window (after the warm-up) and the rate achieved.
     leads: int
@@ -291,30 +286,16 @@ class LatencyRun:
     #: Most the paced producer fell behind its schedule: if large, the driver (not the
     #: contender) shaped the traffic.
     producer_max_behind_ms: float
-    #: Average cores used during the measured window by the contender, this driver and
-    #: the whole machine.
-    cpu_cores: dict[str, float]
-    cpu_ms_per_lead: float
-    load_average_1m: float
-    detail: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class SaturationRun:
-    contender: str
-    index: int
-    leads: int
-    #: First output record observed → the N-th; leads/s counts the leads after the first
-    #: fetched batch over that time, so neither start-up nor the first batch is in it.
-    elapsed_s: float
-    leads_per_s: float
-    #: Contender process start → first output record (start-up, group join, first batch).
-    first_output_s: float
+@dataclass(kw_only=True)
+class SaturationRun(ThroughputRun):
+    """Timed from the first output record observed to the N-th; leads/s counts the leads
+    after the first fetched batch over that time, so neither start-up nor the first batch
+    is in it. ``first_output_s``: contender process start → first output record
+    (start-up, group join, first batch)."""
+
     preload_s: float
-    cpu_cores: dict[str, float]
-    cpu_ms_per_lead: float
-    load_average_1m: float
-    detail: dict[str, Any] = field(default_factory=dict)
 
 
 class OutputWatcher(TopicReader):
@@ -582,31 +563,27 @@ async def measure_saturation(
 
 async def start_assignment(
     ctx: Context, kafka: KafkaSettings, db_url: str, name: str
-) -> tuple[ChildProcess, int]:
-    """The service as a child process, with its HTTP port."""
-    port = free_port()
-    env = service_env(
+) -> tuple[ChildProcess, Service]:
+    """The service as a child process, and how to wait until it is ready."""
+    service = Service.on(
+        "leadloop_assignment",
         kafka,
         db_url=db_url,
-        port=port,
         data_dir=ctx.tmp / f"data-{name}",
         extra={"LEADLOOP_RULES_FILE": str(ctx.rules_file), **ctx.service_env},
     )
-    child = await start_service(
-        "leadloop", "leadloop_assignment", env=env, log_path=ctx.tmp / f"assignment-{name}.log"
-    )
-    print(f"  leadloop {name}: assignment pid {child.pid}", file=sys.stderr)
-    return child, port
+    return await service.start(ctx.tmp / f"assignment-{name}.log", label=name), service
 
 
 async def start_bare(ctx: Context, kafka: KafkaSettings, name: str) -> ChildProcess:
-    child = await start_bare_worker(
+    return await start_relay_worker(
         "bench.assignment_latency",
-        relay_worker_args(kafka, ACCEPTED, ASSIGNED),
+        kafka,
+        ACCEPTED,
+        ASSIGNED,
         log_path=ctx.tmp / f"bare-{name}.log",
+        label=name,
     )
-    print(f"  bare {name}: worker pid {child.pid}", file=sys.stderr)
-    return child
 
 
 async def _service_stopped(child: ChildProcess) -> dict[str, Any]:
@@ -674,10 +651,10 @@ async def leadloop_latency(ctx: Context, index: int) -> LatencyRun:
         fresh_topics(ctx.stack, unique_prefix("assignment")) as kafka,
         fresh_database(ctx.stack, "assignment") as db_url,
     ):
-        child, port = await start_assignment(ctx, kafka, db_url, f"latency-{index}")
+        child, service = await start_assignment(ctx, kafka, db_url, f"latency-{index}")
         try:
             # Caught up on the empty topic: from here on the service is in its steady state.
-            await wait_service_ready(child, port, READY_TIMEOUT_S)
+            await service.ready(child)
             run = await measure_latency(ctx, kafka, child, index)
         finally:
             stopped = await _service_stopped(child)
@@ -900,27 +877,18 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--saturation-leads", type=int, default=20_000, help="leads preloaded for saturation"
     )
-    parser.add_argument("--runs", type=int, default=3, help="runs of each contender")
-    parser.add_argument("--seed", type=int, default=20250303, help="simulator seed")
-    parser.add_argument(
-        "--timeout", type=float, default=600, help="seconds one measurement may take"
+    add_relay_benchmark_options(
+        parser, output=DEFAULT_RESULTS, service="assignment", env_option="--service-env"
     )
-    parser.add_argument("--output", type=Path, default=DEFAULT_RESULTS, help="results JSON")
-    add_env_option(parser, "--service-env", "assignment")
-    add_relay_worker_command(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.command == "bare-worker":
-        # The saturation topic is preloaded: the worker must not fetch before "ready".
-        asyncio.run(relay_worker(args, fetch_until_assigned=False))
-        return
     if args.runs < 1 or args.saturation_leads < 1 or args.rate <= 0 or args.duration <= 0:
         raise SystemExit("--runs, --saturation-leads, --rate and --duration must be positive")
-    result = asyncio.run(benchmark(args))
-    write_result(args.output, result, markdown(result))
+    # The saturation topic is preloaded: the bare worker must not fetch before "ready".
+    run_relay_benchmark(args, benchmark=benchmark, markdown=markdown, fetch_until_assigned=False)
 
 
 if __name__ == "__main__":

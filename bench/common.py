@@ -28,10 +28,18 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol, TypeVar
+from typing import IO, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -49,12 +57,16 @@ __all__ = [
     "RELAY_BATCH",
     "ROOT",
     "ChildProcess",
+    "ContenderRun",
     "CpuMeter",
+    "Service",
     "Stack",
     "ThroughputRun",
     "TopicReader",
     "add_env_option",
+    "add_relay_benchmark_options",
     "add_relay_worker_command",
+    "add_run_options",
     "alternating",
     "announce_ready",
     "bench_dir",
@@ -71,17 +83,15 @@ __all__ = [
     "median",
     "ratio",
     "relay_worker",
-    "relay_worker_args",
-    "service_env",
+    "run_relay_benchmark",
     "start_bare_worker",
-    "start_service",
+    "start_relay_worker",
     "stop_on_signals",
     "throughput_summary",
     "throughput_table",
     "unique_prefix",
     "wait_http_ok",
     "wait_ready_line",
-    "wait_service_ready",
     "watch",
     "write_result",
 ]
@@ -413,58 +423,77 @@ _READY_LINE = "ready"
 T = TypeVar("T")
 
 
-def service_env(
-    kafka: KafkaSettings,
-    *,
-    db_url: str,
-    port: int,
-    data_dir: Path,
-    extra: Mapping[str, str] = {},
-) -> dict[str, str]:
-    """The environment of a leadloop service under test: this process's, pointed at the
-    run's database, topics, HTTP port and data directory, then ``extra``."""
-    return {
-        **os.environ,
-        "DATABASE_URL": db_url,
-        "LEADLOOP_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "LEADLOOP_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,
-        "LEADLOOP_HTTP__PORT": str(port),
-        "LEADLOOP_DATA_DIR": str(data_dir),
-        **extra,
-    }
+@dataclass(frozen=True)
+class Service:
+    """A leadloop service under test, ``python -m module`` as in production: its
+    environment is this process's, pointed at the run's database, topics, its own HTTP
+    port and data directory, then ``extra``. Start it again (a restart) with the same
+    ``Service``: same port, same environment."""
+
+    name: str
+    module: str
+    port: int
+    env: dict[str, str]
+
+    @classmethod
+    def on(
+        cls,
+        module: str,
+        kafka: KafkaSettings,
+        *,
+        db_url: str,
+        data_dir: Path,
+        extra: Mapping[str, str],
+        name: str = "leadloop",
+    ) -> Service:
+        port = free_port()
+        env = {
+            **os.environ,
+            "DATABASE_URL": db_url,
+            "LEADLOOP_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+            "LEADLOOP_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,
+            "LEADLOOP_HTTP__PORT": str(port),
+            "LEADLOOP_DATA_DIR": str(data_dir),
+            **extra,
+        }
+        return cls(name=name, module=module, port=port, env=env)
+
+    async def start(self, log_path: Path, *, label: str | None = None) -> ChildProcess:
+        """The service as a child process; ``label`` names it on stderr with its pid."""
+        child = await ChildProcess.start(
+            self.name, [sys.executable, "-m", self.module], env=self.env, log_path=log_path
+        )
+        if label is not None:
+            print(f"  {label}: {self.module} pid {child.pid}", file=sys.stderr)
+        return child
+
+    async def ready(self, child: ChildProcess, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Until ``GET /readyz`` answers 200: PostgreSQL reachable, partitions assigned,
+        caught up. A service that is not ready in time fails the run, with its log."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await wait_http_ok(f"http://127.0.0.1:{self.port}/readyz", child=child)
+        except TimeoutError:
+            raise RuntimeError(
+                f"{child.name} not ready after {timeout_s:.0f} s:\n{child.log_tail()}"
+            ) from None
 
 
-async def start_service(
-    name: str, module: str, *, env: Mapping[str, str], log_path: Path
+async def start_bare_worker(
+    module: str, args: Sequence[str], *, log_path: Path, label: str
 ) -> ChildProcess:
-    """``python -m module`` as a child process, as in production."""
-    return await ChildProcess.start(
-        name, [sys.executable, "-m", module], env=env, log_path=log_path
-    )
-
-
-async def wait_service_ready(child: ChildProcess, port: int, timeout_s: float) -> None:
-    """Until ``GET /readyz`` answers 200: PostgreSQL reachable, partitions assigned,
-    caught up. A service that is not ready in time fails the run, with its log."""
-    try:
-        async with asyncio.timeout(timeout_s):
-            await wait_http_ok(f"http://127.0.0.1:{port}/readyz", child=child)
-    except TimeoutError:
-        raise RuntimeError(
-            f"{child.name} not ready after {timeout_s:.0f} s:\n{child.log_tail()}"
-        ) from None
-
-
-async def start_bare_worker(module: str, args: Sequence[str], *, log_path: Path) -> ChildProcess:
     """``python -m module bare-worker ARGS``: a benchmark's bare contender, in its own
-    process like the service it is compared with; it says "ready" on stdout."""
-    return await ChildProcess.start(
+    process like the service it is compared with; it says "ready" on stdout. ``label``
+    names it on stderr with its pid."""
+    child = await ChildProcess.start(
         "bare",
         [sys.executable, "-m", module, "bare-worker", *args],
         env=os.environ,
         log_path=log_path,
         stdout_pipe=True,
     )
+    print(f"  {label}: bare worker pid {child.pid}", file=sys.stderr)
+    return child
 
 
 async def wait_ready_line(child: ChildProcess, timeout_s: float = READY_TIMEOUT_S) -> None:
@@ -551,10 +580,12 @@ class TopicReader:
 # --------------------------------------------------------------------------- bare relay
 
 
-def relay_worker_args(kafka: KafkaSettings, source: str, output: str) -> list[str]:
-    """The ``bare-worker`` arguments for a relay from ``source`` to ``output`` (registry
-    names) on the run's topics, in a consumer group of its own."""
-    return [
+async def start_relay_worker(
+    module: str, kafka: KafkaSettings, source: str, output: str, *, log_path: Path, label: str
+) -> ChildProcess:
+    """``module``'s ``bare-worker`` (``relay_worker``) relaying ``source`` to ``output``
+    (registry names) on the run's topics, in a consumer group of its own."""
+    args = [
         "--bootstrap",
         kafka.bootstrap_servers,
         "--source",
@@ -564,10 +595,11 @@ def relay_worker_args(kafka: KafkaSettings, source: str, output: str) -> list[st
         "--group",
         f"{kafka.topic_prefix}bare",
     ]
+    return await start_bare_worker(module, args, log_path=log_path, label=label)
 
 
 def add_relay_worker_command(parser: argparse.ArgumentParser) -> None:
-    """The ``bare-worker`` subcommand that ``relay_worker_args`` fills in."""
+    """The ``bare-worker`` subcommand that ``start_relay_worker`` fills in."""
     sub = parser.add_subparsers(dest="command")
     worker = sub.add_parser("bare-worker", help="(internal) the bare aiokafka loop process")
     worker.add_argument("--bootstrap", required=True)
@@ -689,6 +721,54 @@ def env_pairs(pairs: Sequence[str], option: str) -> dict[str, str]:
     return env
 
 
+def add_run_options(
+    parser: argparse.ArgumentParser,
+    *,
+    output: Path,
+    runs_help: str = "runs of each contender",
+    seed_help: str | None = None,
+    timeout_help: str | None = None,
+) -> None:
+    """``--runs`` and ``--output``; ``--seed`` and ``--timeout`` when they have a help."""
+    parser.add_argument("--runs", type=int, default=3, help=runs_help)
+    if seed_help is not None:
+        parser.add_argument("--seed", type=int, default=20250303, help=seed_help)
+    if timeout_help is not None:
+        parser.add_argument("--timeout", type=float, default=600, help=timeout_help)
+    parser.add_argument("--output", type=Path, default=output, help="results JSON")
+
+
+def add_relay_benchmark_options(
+    parser: argparse.ArgumentParser, *, output: Path, service: str, env_option: str
+) -> None:
+    """The options every benchmark against ``relay_worker`` has, after its own: runs,
+    seed, timeout, output, extra environment for the service, and ``bare-worker``."""
+    add_run_options(
+        parser,
+        output=output,
+        seed_help="seed of the simulated traffic (leadloop.simulate)",
+        timeout_help="seconds one timed run may take before it fails",
+    )
+    add_env_option(parser, env_option, service)
+    add_relay_worker_command(parser)
+
+
+def run_relay_benchmark(
+    args: argparse.Namespace,
+    *,
+    benchmark: Callable[[argparse.Namespace], Coroutine[Any, Any, dict[str, Any]]],
+    markdown: Callable[[dict[str, Any]], str],
+    fetch_until_assigned: bool,
+) -> None:
+    """``main`` of a benchmark against ``relay_worker``: as ``bare-worker``, be the bare
+    contender; otherwise run the benchmark and write its result."""
+    if args.command == "bare-worker":
+        asyncio.run(relay_worker(args, fetch_until_assigned=fetch_until_assigned))
+        return
+    result = asyncio.run(benchmark(args))
+    write_result(args.output, result, markdown(result))
+
+
 def add_env_option(parser: argparse.ArgumentParser, option: str, service: str) -> None:
     """A repeatable ``NAME=VALUE`` option: extra environment for the service under test
     (configuration experiments); read it back with ``env_pairs``."""
@@ -719,19 +799,32 @@ def leadloop_and_bare(runs: Sequence[T]) -> tuple[list[T], list[T]]:
     return [r for r in runs if who(r) == "leadloop"], [r for r in runs if who(r) == "bare"]
 
 
-class ThroughputRun(Protocol):
-    """One timed run of a throughput measurement, as the summary and table read it."""
+@dataclass(kw_only=True)
+class ContenderRun:
+    """What every timed run of a contender records."""
 
-    @property
-    def index(self) -> int: ...
-    @property
-    def leads_per_s(self) -> float: ...
-    @property
-    def cpu_ms_per_lead(self) -> float: ...
-    @property
-    def cpu_cores(self) -> dict[str, float]: ...
-    @property
-    def load_average_1m(self) -> float: ...
+    contender: str
+    index: int
+    #: Average cores used during the timed window by the contender, this driver and the
+    #: whole machine (everything: Kafka, PostgreSQL, neighbours).
+    cpu_cores: dict[str, float]
+    #: CPU time the contender process spent per lead: its cost, which a busy neighbour
+    #: disturbs much less than it disturbs wall-clock throughput.
+    cpu_ms_per_lead: float
+    #: The 1-minute load average when the run started: a busy neighbour shows up here.
+    load_average_1m: float
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True)
+class ThroughputRun(ContenderRun):
+    """A run timed from a start to the N-th output record (each benchmark says which
+    start); leads/s over ``elapsed_s``."""
+
+    leads: int
+    elapsed_s: float
+    leads_per_s: float
+    first_output_s: float
 
 
 def throughput_summary(

@@ -34,38 +34,32 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from bench.common import (
-    READY_TIMEOUT_S,
     RELAY_BATCH,
     ROOT,
     ChildProcess,
     CpuMeter,
+    Service,
     Stack,
+    ThroughputRun,
     TopicReader,
-    add_env_option,
-    add_relay_worker_command,
+    add_relay_benchmark_options,
     alternating,
     bench_dir,
     check_exit,
     env_pairs,
     finish_result,
-    free_port,
     fresh_database,
     fresh_topics,
     leadloop_and_bare,
     machine_info,
     machine_line,
-    relay_worker,
-    relay_worker_args,
-    service_env,
-    start_bare_worker,
-    start_service,
+    run_relay_benchmark,
+    start_relay_worker,
     throughput_summary,
     throughput_table,
     unique_prefix,
     wait_ready_line,
-    wait_service_ready,
     watch,
-    write_result,
 )
 
 from leadloop.settings import KafkaSettings
@@ -108,27 +102,14 @@ class Workload:
         return sum(len(v) for _, v in self.records)
 
 
-@dataclass
-class Run:
-    contender: str
-    index: int
-    leads: int
-    elapsed_s: float
-    leads_per_s: float
+@dataclass(kw_only=True)
+class Run(ThroughputRun):
+    """Timed from the first record produced; ``first_output_s`` (first output record
+    observed, from the same start) is the contender's latency to its first batch."""
+
     #: When the driver had every record acknowledged, from the same start: if this is
     #: close to ``elapsed_s``, production (not the contender) set the pace.
     produced_s: float
-    #: First output record observed: the contender's latency to its first batch.
-    first_output_s: float
-    #: Average cores used during the timed window by the contender, this driver and the
-    #: whole machine (everything: Kafka, PostgreSQL, neighbours).
-    cpu_cores: dict[str, float]
-    #: CPU time the contender process spent per lead: its cost, which a busy neighbour
-    #: disturbs much less than it disturbs wall-clock throughput.
-    cpu_ms_per_lead: float
-    #: The 1-minute load average when the run started: a busy neighbour shows up here.
-    load_average_1m: float
-    detail: dict[str, Any] = field(default_factory=dict)
 
 
 class OutputCounter(TopicReader):
@@ -243,21 +224,17 @@ async def run_leadloop(ctx: Context, index: int) -> Run:
         fresh_topics(ctx.stack, unique_prefix("ingest")) as kafka,
         fresh_database(ctx.stack, "ingest") as db_url,
     ):
-        port = free_port()
-        env = service_env(
+        service = Service.on(
+            "leadloop_ingest",
             kafka,
             db_url=db_url,
-            port=port,
             data_dir=ctx.tmp / f"data-{index}",
             extra={"LEADLOOP_IDENTITY_PEPPER": secrets.token_hex(16), **ctx.ingest_env},
         )
-        ingest = await start_service(
-            "leadloop", "leadloop_ingest", env=env, log_path=ctx.tmp / f"ingest-{index}.log"
-        )
-        print(f"  leadloop run {index}: ingest pid {ingest.pid}", file=sys.stderr)
+        ingest = await service.start(ctx.tmp / f"ingest-{index}.log", label=f"run {index}")
         try:
             # Caught up on the empty topic: from here on the service is in its steady state.
-            await wait_service_ready(ingest, port, READY_TIMEOUT_S)
+            await service.ready(ingest)
             run = await timed_run(ctx, kafka, ingest, index)
         finally:
             code = await ingest.stop()
@@ -283,12 +260,14 @@ async def _persisted(db_url: str) -> dict[str, Any]:
 
 async def run_bare(ctx: Context, index: int) -> Run:
     async with fresh_topics(ctx.stack, unique_prefix("ingest-bare")) as kafka:
-        worker = await start_bare_worker(
+        worker = await start_relay_worker(
             "bench.ingest_throughput",
-            relay_worker_args(kafka, RAW, OUT),
+            kafka,
+            RAW,
+            OUT,
             log_path=ctx.tmp / f"bare-{index}.log",
+            label=f"run {index}",
         )
-        print(f"  bare run {index}: worker pid {worker.pid}", file=sys.stderr)
         try:
             await wait_ready_line(worker)
             run = await timed_run(ctx, kafka, worker, index)
@@ -355,28 +334,19 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--leads", type=int, default=50_000, help="records per run")
-    parser.add_argument("--runs", type=int, default=3, help="runs of each contender")
-    parser.add_argument("--seed", type=int, default=20250303, help="generate_leads seed")
-    parser.add_argument(
-        "--timeout", type=float, default=600, help="seconds one run may take before it fails"
+    add_relay_benchmark_options(
+        parser, output=DEFAULT_RESULTS, service="ingest", env_option="--ingest-env"
     )
-    parser.add_argument("--output", type=Path, default=DEFAULT_RESULTS, help="results JSON")
-    add_env_option(parser, "--ingest-env", "ingest")
-    add_relay_worker_command(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.command == "bare-worker":
-        # The topic is empty when the worker starts: polling until it has its partitions
-        # also resolves its start offsets before the clock starts.
-        asyncio.run(relay_worker(args, fetch_until_assigned=True))
-        return
     if args.leads < 1 or args.runs < 1:
         raise SystemExit("--leads and --runs must be at least 1")
-    result = asyncio.run(benchmark(args))
-    write_result(args.output, result, markdown(result))
+    # The topic is empty when the bare worker starts: polling until it has its partitions
+    # also resolves its start offsets before the clock starts.
+    run_relay_benchmark(args, benchmark=benchmark, markdown=markdown, fetch_until_assigned=True)
 
 
 if __name__ == "__main__":
