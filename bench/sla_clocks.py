@@ -38,13 +38,11 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import os
 import signal
 import sys
-import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -55,16 +53,28 @@ from aiokafka import AIOKafkaProducer
 from bench.common import (
     ROOT,
     ChildProcess,
+    Service,
     Stack,
-    free_port,
+    add_run_options,
+    alternating,
+    announce_ready,
+    bench_dir,
+    check_exit,
+    finish_result,
     fresh_database,
     fresh_topics,
+    leadloop_and_bare,
     machine_info,
     median,
+    ratio,
+    start_bare_worker,
+    stop_on_signals,
     unique_prefix,
-    wait_http_ok,
+    wait_ready_line,
+    write_result,
 )
 
+from leadloop.settings import KafkaSettings
 from leadloop.topics import qualified
 
 DEFAULT_RESULTS = ROOT / "bench" / "results" / "sla_clocks.json"
@@ -170,15 +180,9 @@ async def lateness(conn: asyncpg.Connection, since: datetime | None = None) -> d
     }
 
 
-async def start_worker(env: dict[str, str], port: int, log: Path) -> ChildProcess:
-    child = await ChildProcess.start(
-        "sla-monitor",
-        [sys.executable, "-m", "leadloop_sla_monitor"],
-        env=env,
-        log_path=log,
-    )
-    async with asyncio.timeout(180):
-        await wait_http_ok(f"http://127.0.0.1:{port}/readyz", child=child)
+async def start_worker(service: Service, log: Path, label: str) -> ChildProcess:
+    child = await service.start(log, label=label)
+    await service.ready(child, timeout_s=180)
     return child
 
 
@@ -192,29 +196,39 @@ class Context:
     tick: float
 
 
-async def leadloop_run(ctx: Context, index: int) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def loaded(
+    ctx: Context, contender: str, index: int
+) -> AsyncIterator[tuple[str, KafkaSettings, float]]:
+    """A fresh database holding ``ctx.clocks`` open clocks, and fresh topics: (database
+    URL, topics, seconds the COPY took)."""
+    prefix = "sla" if contender == "leadloop" else f"sla-{contender}"
     async with (
         fresh_database(ctx.stack, "sla") as url,
-        fresh_topics(ctx.stack, unique_prefix("sla")) as kafka,
+        fresh_topics(ctx.stack, unique_prefix(prefix)) as kafka,
     ):
-        print(f"leadloop {index}: loading {ctx.clocks:,} open clocks", file=sys.stderr)
-        copy_s = await load_clocks(url, ctx.clocks)
-        port = free_port()
-        env = {
-            **os.environ,
-            "DATABASE_URL": url,
-            "LEADLOOP_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-            "LEADLOOP_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,
-            "LEADLOOP_HTTP__PORT": str(port),
-            "LEADLOOP_POLICIES_FILE": str(ctx.policy),
-            "LEADLOOP_DATA_DIR": str(ctx.tmp / f"data-{index}"),
-            "BROKER_SESSION_TIMEOUT": "10",
-            **({"LEADLOOP_TICK_SECONDS": str(ctx.tick)} if ctx.tick else {}),
-        }
+        print(f"{contender} {index}: loading {ctx.clocks:,} open clocks", file=sys.stderr)
+        yield url, kafka, await load_clocks(url, ctx.clocks)
+
+
+async def leadloop_run(ctx: Context, index: int) -> dict[str, Any]:
+    async with loaded(ctx, "leadloop", index) as (url, kafka, copy_s):
+        service = Service.on(
+            "leadloop_sla_monitor",
+            kafka,
+            db_url=url,
+            data_dir=ctx.tmp / f"data-{index}",
+            extra={
+                "LEADLOOP_POLICIES_FILE": str(ctx.policy),
+                "BROKER_SESSION_TIMEOUT": "10",
+                **({"LEADLOOP_TICK_SECONDS": str(ctx.tick)} if ctx.tick else {}),
+            },
+            name="sla-monitor",
+        )
         conn = await asyncpg.connect(url)
         try:
             size = await conn.fetchval("SELECT pg_total_relation_size('sla_clocks')")
-            worker = await start_worker(env, port, ctx.tmp / f"sla-{index}-1.log")
+            worker = await start_worker(service, ctx.tmp / f"sla-{index}-1.log", f"run {index}")
             rss_idle = rss_bytes(worker.pid)
             load_1m = os.getloadavg()[0]
             due_at = datetime.now(UTC) + timedelta(seconds=5)
@@ -229,13 +243,13 @@ async def leadloop_run(ctx: Context, index: int) -> dict[str, Any]:
             await make_due(conn, ctx.due, ctx.due, datetime.now(UTC))
             await asyncio.sleep(1)
             t0 = time.monotonic()
-            worker = await start_worker(env, port, ctx.tmp / f"sla-{index}-2.log")
+            worker = await start_worker(
+                service, ctx.tmp / f"sla-{index}-2.log", f"run {index}, restarted"
+            )
             ready_s = time.monotonic() - t0
             await wait_published(conn, 2 * ctx.due, within=300)
             recovered_s = time.monotonic() - t0
-            code = await worker.stop()
-            if code != 0:
-                raise RuntimeError(f"sla-monitor exited with {code}:\n{worker.log_tail()}")
+            check_exit(worker, await worker.stop())
         finally:
             await conn.close()
     return {
@@ -259,17 +273,8 @@ async def leadloop_run(ctx: Context, index: int) -> dict[str, Any]:
 
 
 async def bare_run(ctx: Context, index: int) -> dict[str, Any]:
-    async with (
-        fresh_database(ctx.stack, "sla") as url,
-        fresh_topics(ctx.stack, unique_prefix("sla-bare")) as kafka,
-    ):
-        print(f"bare {index}: loading {ctx.clocks:,} open clocks", file=sys.stderr)
-        copy_s = await load_clocks(url, ctx.clocks)
-        argv = [
-            sys.executable,
-            "-m",
-            "bench.sla_clocks",
-            "bare-worker",
+    async with loaded(ctx, "bare", index) as (url, kafka, copy_s):
+        args = [
             "--db",
             url,
             "--bootstrap",
@@ -279,15 +284,12 @@ async def bare_run(ctx: Context, index: int) -> dict[str, Any]:
             "--tick",
             str(ctx.tick or DEFAULT_TICK_S),
         ]
-        child = await ChildProcess.start(
-            "bare", argv, env=os.environ, log_path=ctx.tmp / f"bare-{index}.log", stdout_pipe=True
+        child = await start_bare_worker(
+            "bench.sla_clocks", args, log_path=ctx.tmp / f"bare-{index}.log", label=f"run {index}"
         )
         conn = await asyncpg.connect(url)
         try:
-            async with asyncio.timeout(60):
-                line = await child.read_line()
-            if line != "ready":
-                raise RuntimeError(f"bare worker said {line!r}:\n{child.log_tail()}")
+            await wait_ready_line(child, timeout_s=60)
             load_1m = os.getloadavg()[0]
             await make_due(conn, 0, ctx.due, datetime.now(UTC) + timedelta(seconds=5))
             await wait_published(conn, ctx.due, within=300)
@@ -295,8 +297,7 @@ async def bare_run(ctx: Context, index: int) -> dict[str, Any]:
         finally:
             await conn.close()
             code = await child.stop()
-        if code != 0:
-            raise RuntimeError(f"bare worker exited with {code}:\n{child.log_tail()}")
+        check_exit(child, code)
     return {
         "contender": "bare",
         "index": index,
@@ -327,12 +328,9 @@ async def bare_worker(db: str, bootstrap: str, topic: str, tick: float) -> None:
     conn = await asyncpg.connect(db)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     try:
-        print("ready", flush=True)
+        announce_ready()
         while not stop.is_set():
             now = datetime.now(UTC)
             async with conn.transaction():
@@ -383,13 +381,8 @@ async def bare_worker(db: str, bootstrap: str, topic: str, tick: float) -> None:
 # --------------------------------------------------------------------------- report
 
 
-def _ratio(a: float, b: float) -> float:
-    return round(a / b, 2) if b else math.inf
-
-
 def summarise(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    lead = [r for r in runs if r["contender"] == "leadloop"]
-    bare = [r for r in runs if r["contender"] == "bare"]
+    lead, bare = leadloop_and_bare(runs)
     out: dict[str, Any] = {}
     for who, rs in (("leadloop", lead), ("bare", bare)):
         out[f"{who}_median"] = {
@@ -402,7 +395,7 @@ def summarise(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     pairs = list(zip(lead, bare, strict=True))
     out["per_pair_ratio_publish"] = {
         k: [
-            _ratio(a["lateness"]["publish_lateness_s"][k], b["lateness"]["publish_lateness_s"][k])
+            ratio(a["lateness"]["publish_lateness_s"][k], b["lateness"]["publish_lateness_s"][k], 2)
             for a, b in pairs
         ]
         for k in ("p50", "p99")
@@ -430,8 +423,7 @@ def markdown(result: dict[str, Any]) -> str:
         "| run | fire p50 | fire p99 | publish p50 | publish p99 | publish max | load 1m |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    lead = [r for r in result["runs"] if r["contender"] == "leadloop"]
-    bare = [r for r in result["runs"] if r["contender"] == "bare"]
+    lead, bare = leadloop_and_bare(result["runs"])
 
     def cell(a: dict[str, Any], b: dict[str, Any], metric: str, k: str) -> str:
         return f"{a[metric][k]:.2f} / {b[metric][k]:.2f}"
@@ -475,22 +467,18 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     stack = Stack.from_env()
     machine = await machine_info(stack)
     runs: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="leadloop-bench-") as tmp:
-        tmp_dir = Path(tmp)
-        policy = tmp_dir / "sla.yaml"
+    started = time.monotonic()
+    with bench_dir() as tmp:
+        policy = tmp / "sla.yaml"
         policy.write_text(POLICY)
-        ctx = Context(stack, tmp_dir, policy, args.clocks, args.due, args.tick)
-        for i in range(1, args.runs + 1):
-            # Alternating, so that a drift in the machine's load hits both contenders.
-            runs.append(await leadloop_run(ctx, i))
-            print(json.dumps(runs[-1]["lateness"]), file=sys.stderr)
-            runs.append(await bare_run(ctx, i))
-            print(json.dumps(runs[-1]["lateness"]), file=sys.stderr)
-    machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        ctx = Context(stack, tmp, policy, args.clocks, args.due, args.tick)
+        async for _, run in alternating(
+            args.runs, lambda i: leadloop_run(ctx, i), lambda i: bare_run(ctx, i)
+        ):
+            runs.append(run)
+            print(json.dumps(run["lateness"]), file=sys.stderr)
     return {
-        "benchmark": "sla_clocks",
-        "machine": machine,
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **finish_result("sla_clocks", machine, started),
         "workload": {
             "open_clocks": args.clocks,
             "due_at_once": args.due,
@@ -510,8 +498,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--tick", type=float, default=0.0, help="tick_seconds (0: the service default)"
     )
-    parser.add_argument("--runs", type=int, default=3, help="alternating pairs")
-    parser.add_argument("--output", type=Path, default=DEFAULT_RESULTS, help="results JSON")
+    add_run_options(parser, output=DEFAULT_RESULTS, runs_help="alternating pairs")
     return parser.parse_args(argv)
 
 
@@ -529,9 +516,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.clocks < 2 * args.due or args.due < 1 or args.runs < 1:
         raise SystemExit("--clocks must be at least twice --due, --due and --runs at least 1")
     result = asyncio.run(benchmark(args))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-    print(markdown(result))
+    write_result(args.output, result, markdown(result))
 
 
 if __name__ == "__main__":
