@@ -21,7 +21,7 @@ from leadloop.kafka import make_app, register_health
 from leadloop.logging import configure, get_logger
 from leadloop.settings import HttpSettings, ServiceSettings
 
-__all__ = ["ReadyContributor", "Wiring", "run_service"]
+__all__ = ["ReadyContributor", "Wiring", "consumer_group_error", "run_service"]
 
 log = get_logger(__name__)
 
@@ -51,12 +51,21 @@ def run_service(service: str, settings: ServiceSettings, http: HttpSettings, wir
         except Exception:  # any failure means "not ready", reported, never raised
             db_ok = False
         lag = await _lag(app)
-        ok = db_ok and not app.rebalancing and lag is not None and lag <= MAX_READY_LAG
+        group_error = consumer_group_error(app)
+        ok = (
+            db_ok
+            and not app.rebalancing
+            and lag is not None
+            and lag <= MAX_READY_LAG
+            and group_error is None
+        )
         detail: dict[str, Any] = {
             "postgres": db_ok,
             "rebalancing": bool(app.rebalancing),
             "lag": lag,
         }
+        if group_error is not None:
+            detail["consumer_group_error"] = group_error
         if own_ready is not None:
             own_ok, own_detail = own_ready()
             ok = ok and own_ok
@@ -78,6 +87,25 @@ def run_service(service: str, settings: ServiceSettings, http: HttpSettings, wir
     finally:
         if not loop.is_closed():
             loop.run_until_complete(pool.close())
+
+
+def consumer_group_error(app: faust.App) -> str | None:
+    """The error that stopped this worker's consumer group membership, if any.
+
+    aiokafka keeps a fatal group error (GroupAuthorizationFailedError when ACLs deny the
+    group, for one) for the consumer's next ``getmany``/``commit`` and stops coordinating
+    until it is picked up. faust reads aiokafka's fetcher directly and commits only
+    assigned partitions, so it never picks it up: the worker would sit with no
+    partitions and no lag, looking ready, while it consumes nothing. The attributes are
+    those of the pinned faust-streaming and aiokafka; if they move, this reports nothing
+    rather than failing readiness.
+    """
+    try:
+        aiokafka_consumer = app.consumer._thread._consumer  # type: ignore[attr-defined]
+        pending = aiokafka_consumer._coordinator._pending_exception
+    except AttributeError:  # not started yet, or another driver
+        return None
+    return None if pending is None else type(pending).__name__
 
 
 async def _lag(app: faust.App) -> int | None:

@@ -58,6 +58,8 @@ class SecureBroker:
     port: int = 0
     controller_port: int = 0
     passwords: dict[str, str] | None = None
+    #: Principals left without their consumer-group ACLs (a misconfiguration to test).
+    omit_groups_of: tuple[str, ...] = ()
 
     @property
     def bootstrap(self) -> str:
@@ -98,7 +100,11 @@ class SecureBroker:
 
     def start(self) -> None:
         acls = acls_module()
-        entries = acls.acls(self.prefix)
+        entries = [
+            a
+            for a in acls.acls(self.prefix)
+            if not (a.resource_type == "GROUP" and a.principal in self.omit_groups_of)
+        ]
         principals = sorted({a.principal for a in entries})
         # Random per run: nothing here is a fixed credential someone could reuse.
         self.passwords = {p: secrets.token_hex(16) for p in ["admin", *principals]}
