@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,15 +30,13 @@ from typing import Any
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
-from tests.support.kafka import collect, free_port_base
-from tests.support.processes import ServiceGroup, service_env
+from tests.support.events import accepted, escalation
+from tests.support.kafka import collect
+from tests.support.processes import ServiceGroup
+from tests.support.stack import running, stack_env
 
 from leadloop.events import (
     EscalationAction,
-    EscalationKind,
-    EscalationRaised,
-    EscalationStatus,
-    LeadAccepted,
     Priority,
     RepStatus,
     RepUpdated,
@@ -106,23 +104,16 @@ def assignment(
     cal = tmp_path / "calendars.yaml"
     today = datetime.now(UTC).date()
     cal.write_text(calendars([str(today), str(today + timedelta(days=1))]))
-    env = service_env(
+    env = stack_env(
         database_url,
-        kafka_settings.bootstrap_servers,
-        kafka_settings.topic_prefix,
-        tmp_path / "data",
+        kafka_settings,
+        tmp_path,
         LEADLOOP_RULES_FILE=str(rules),
         LEADLOOP_CALENDARS_FILE=str(cal),
         LEADLOOP_POOL_CHECK_SECONDS="0.5",
     )
-    group = ServiceGroup(env=env, port_base=free_port_base(), log_dir=tmp_path)
-    group.start("assignment")
-    try:
-        group.wait_ready("assignment")
+    with running(env, tmp_path, "assignment") as group:
         yield group
-    finally:
-        codes = group.stop()
-    assert codes == {"assignment": 0}, f"unclean shutdown: {codes}"
 
 
 class Crm:
@@ -139,14 +130,12 @@ class Crm:
         )
 
     async def lead(self, lead_id: str, **fields: Any) -> None:
-        now = datetime.now(UTC)
-        lead = LeadAccepted(
+        lead = accepted(
+            lead_id,
+            datetime.now(UTC),
             event_id=f"ev-{lead_id}",
-            occurred_at=now,
-            lead_id=lead_id,
             source="web_form",
             source_lead_id=lead_id,
-            accepted_at=now,
             score=50,
             priority=Priority.WARM,
             **fields,
@@ -177,22 +166,16 @@ class Crm:
         await self.send("crm.reps", rep_id, entry.model_dump_json().encode())
 
     async def escalate(self, lead_id: str, owner: str, action: EscalationAction) -> bytes:
-        now = datetime.now(UTC)
-        step = EscalationRaised(
+        step = escalation(
+            lead_id,
+            owner,
+            "team-a",
+            datetime.now(UTC),
             event_id=f"esc-{lead_id}-{action.value}",
-            occurred_at=now,
             escalation_id=f"esc-{lead_id}-{action.value}",
-            lead_id=lead_id,
-            owner_id=owner,
-            team_id="team-a",
-            manager_id="mgr-a",
-            policy_id="first-response",
-            kind=EscalationKind.FIRST_RESPONSE,
             level=3,
             action=action,
-            due_at=now,
-            breached_at=now,
-            status=EscalationStatus.FIRING,
+            manager="mgr-a",
         )
         value = step.model_dump_json().encode()
         await self.send("sla.escalations", lead_id, value)
@@ -214,11 +197,8 @@ class Crm:
 
 
 @pytest.fixture
-async def crm(kafka_settings: KafkaSettings) -> AsyncIterator[Crm]:
-    p = AIOKafkaProducer(bootstrap_servers=kafka_settings.bootstrap_servers, acks="all")
-    await p.start()
-    yield Crm(p, kafka_settings)
-    await p.stop()
+def crm(producer: AIOKafkaProducer, kafka_settings: KafkaSettings) -> Crm:
+    return Crm(producer, kafka_settings)
 
 
 def moves(events: list[dict[str, Any]]) -> list[tuple[str, str, str | None, str | None]]:

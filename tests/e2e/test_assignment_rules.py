@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,8 +29,10 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
-from tests.support.kafka import collect, free_port_base
-from tests.support.processes import ServiceGroup, service_env
+from tests.support.events import accepted as accepted_lead
+from tests.support.kafka import collect
+from tests.support.processes import ServiceGroup
+from tests.support.stack import running, stack_env
 
 from leadloop.events import LeadAccepted, Priority
 from leadloop.settings import KafkaSettings
@@ -124,40 +126,18 @@ def rules_file(tmp_path: Path) -> Path:
 def assignment(
     database_url: str, kafka_settings: KafkaSettings, tmp_path: Path, rules_file: Path
 ) -> Iterator[ServiceGroup]:
-    env = service_env(
-        database_url,
-        kafka_settings.bootstrap_servers,
-        kafka_settings.topic_prefix,
-        tmp_path / "data",
-        LEADLOOP_RULES_FILE=str(rules_file),
-    )
-    group = ServiceGroup(env=env, port_base=free_port_base(), log_dir=tmp_path)
-    group.start("assignment")
-    try:
-        group.wait_ready("assignment")
+    env = stack_env(database_url, kafka_settings, tmp_path, LEADLOOP_RULES_FILE=str(rules_file))
+    with running(env, tmp_path, "assignment") as group:
         yield group
-    finally:
-        codes = group.stop()
-    assert codes == {"assignment": 0}, f"unclean shutdown: {codes}"
-
-
-@pytest.fixture
-async def producer(kafka_settings: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(bootstrap_servers=kafka_settings.bootstrap_servers, acks="all")
-    await p.start()
-    yield p
-    await p.stop()
 
 
 def accepted(lead_id: str, **fields: Any) -> LeadAccepted:
-    now = datetime.now(UTC)
-    return LeadAccepted(
+    return accepted_lead(
+        lead_id,
+        datetime.now(UTC),
         event_id=f"ev-{lead_id}",
-        occurred_at=now,
-        lead_id=lead_id,
         source="web_form",
         source_lead_id=lead_id,
-        accepted_at=now,
         score=40,
         priority=Priority.WARM,
         **fields,

@@ -31,8 +31,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from tests.conftest import Stack
 from tests.e2e.test_postgres_roles import create_logins, drop_logins
-from tests.support.kafka import collect, free_port_base
-from tests.support.processes import ROOT, ServiceGroup, service_env
+from tests.support.kafka import collect
+from tests.support.processes import ROOT, ServiceGroup
+from tests.support.stack import running, stack_env
 
 from leadloop.kafka import create_topics
 from leadloop.settings import KafkaSettings
@@ -106,20 +107,9 @@ def ingest_login(stack: Stack, database_url: str) -> Iterator[str]:
 def services(
     database_url: str, kafka_settings: KafkaSettings, tmp_path: Path, pepper: str
 ) -> Iterator[ServiceGroup]:
-    env = service_env(
-        database_url,
-        kafka_settings.bootstrap_servers,
-        kafka_settings.topic_prefix,
-        tmp_path / "data",
-        LEADLOOP_IDENTITY_PEPPER=pepper,
-    )
-    group = ServiceGroup(env=env, port_base=free_port_base(), log_dir=tmp_path)
-    group.start()
-    try:
-        group.wait_ready()
+    env = stack_env(database_url, kafka_settings, tmp_path, LEADLOOP_IDENTITY_PEPPER=pepper)
+    with running(env, tmp_path, clean_exit=False) as group:
         yield group
-    finally:
-        group.stop()
 
 
 def scrape(group: ServiceGroup) -> dict[str, float]:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,9 @@ from typing import Any
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
-from tests.support.kafka import collect, free_port_base
+from tests.support.kafka import collect
 from tests.support.processes import ServiceGroup
+from tests.support.stack import running, stack_env
 
 from leadloop.settings import KafkaSettings
 from leadloop.topics import qualified
@@ -33,32 +33,15 @@ GUARD_LIMIT = 5
 def ingest(
     database_url: str, kafka_settings: KafkaSettings, tmp_path: Path
 ) -> Iterator[ServiceGroup]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "LEADLOOP_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
-        "LEADLOOP_KAFKA__TOPIC_PREFIX": kafka_settings.topic_prefix,
-        "LEADLOOP_KAFKA__BATCH_WITHIN_S": "0.05",
-        "LEADLOOP_IDENTITY_PEPPER": uuid.uuid4().hex,
-        "LEADLOOP_CONSECUTIVE_INVALID_LIMIT": str(GUARD_LIMIT),
-        "LEADLOOP_DATA_DIR": str(tmp_path / "data"),
-    }
-    group = ServiceGroup(env=env, port_base=free_port_base(), log_dir=tmp_path)
-    group.start("ingest")
-    try:
-        group.wait_ready("ingest")
+    env = stack_env(
+        database_url,
+        kafka_settings,
+        tmp_path,
+        LEADLOOP_IDENTITY_PEPPER=uuid.uuid4().hex,
+        LEADLOOP_CONSECUTIVE_INVALID_LIMIT=str(GUARD_LIMIT),
+    )
+    with running(env, tmp_path, "ingest") as group:
         yield group
-    finally:
-        codes = group.stop()
-    assert codes == {"ingest": 0}
-
-
-@pytest.fixture
-async def producer(kafka_settings: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(bootstrap_servers=kafka_settings.bootstrap_servers, acks="all")
-    await p.start()
-    yield p
-    await p.stop()
 
 
 async def send(

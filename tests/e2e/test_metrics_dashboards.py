@@ -16,7 +16,6 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -28,13 +27,12 @@ from typing import Any
 import pytest
 import yaml
 from aiokafka import AIOKafkaProducer
+from tests.support.events import escalation
 from tests.support.kafka import collect, free_port_base
-from tests.support.processes import ROOT, ServiceGroup, service_env
+from tests.support.processes import ROOT, ServiceGroup
+from tests.support.stack import reconcile_metrics, running, stack_env
 
 from leadloop.events import (
-    EscalationAction,
-    EscalationKind,
-    EscalationRaised,
     EscalationStatus,
     LeadAssigned,
 )
@@ -78,19 +76,9 @@ class Prometheus:
 def services(
     database_url: str, kafka_settings: KafkaSettings, tmp_path: Path
 ) -> Iterator[ServiceGroup]:
-    env = service_env(
-        database_url,
-        kafka_settings.bootstrap_servers,
-        kafka_settings.topic_prefix,
-        tmp_path / "data",
-    )
-    group = ServiceGroup(env=env, port_base=free_port_base(), log_dir=tmp_path)
-    group.start("ingest", "assignment", "metrics")
-    try:
-        group.wait_ready()
+    env = stack_env(database_url, kafka_settings, tmp_path)
+    with running(env, tmp_path, "ingest", "assignment", "metrics", clean_exit=False) as group:
         yield group
-    finally:
-        group.stop()
 
 
 @pytest.fixture
@@ -114,19 +102,13 @@ async def escalate(kafka: KafkaSettings, assignments: list[LeadAssigned]) -> Non
             for status in (EscalationStatus.FIRING, EscalationStatus.RESOLVED):
                 if status is EscalationStatus.RESOLVED and i >= RESOLVED:
                     continue
-                event = EscalationRaised(
+                event = escalation(
+                    a.lead_id,
+                    a.owner_id,
+                    a.team_id,
+                    now,
                     event_id=f"esc-{a.lead_id}-{status.value}",
-                    occurred_at=now,
                     escalation_id=f"esc-{a.lead_id}",
-                    lead_id=a.lead_id,
-                    owner_id=a.owner_id,
-                    team_id=a.team_id,
-                    policy_id="first-response",
-                    kind=EscalationKind.FIRST_RESPONSE,
-                    level=1,
-                    action=EscalationAction.REMIND_OWNER,
-                    due_at=now,
-                    breached_at=now,
                     status=status,
                 )
                 await producer.send_and_wait(
@@ -210,23 +192,7 @@ async def test_every_panel_and_recording_rule_returns_data_after_a_simulated_run
 
     # Every series served equals the replay of the stored facts, exactly.
     env = {**services.env, "DATABASE_URL": database_url}
-    result = await asyncio.to_thread(
-        subprocess.run,
-        [
-            sys.executable,
-            "-m",
-            "leadloop_metrics.tools",
-            "reconcile",
-            "--url",
-            services.url("metrics", "/metrics"),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = await reconcile_metrics(services, env, within=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "differences: 0" in result.stdout
 

@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
-import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
-from tests.support.kafka import collect, free_port_base
+from tests.support.kafka import collect
 from tests.support.processes import ServiceGroup
+from tests.support.stack import metric_totals, running, stack_env
 
 from leadloop.settings import KafkaSettings
 from leadloop.topics import qualified
@@ -60,51 +59,21 @@ def services(
         "default: always\ncalendars:\n  always:\n    timezone: UTC\n    weekly:\n"
         + "".join(f'      {day}: ["00:00-24:00"]\n' for day in days)
     )
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "LEADLOOP_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
-        "LEADLOOP_KAFKA__TOPIC_PREFIX": kafka_settings.topic_prefix,
-        "LEADLOOP_KAFKA__BATCH_WITHIN_S": "0.05",
-        "LEADLOOP_IDENTITY_PEPPER": uuid.uuid4().hex,
-        "LEADLOOP_POLICIES_FILE": str(policy),
-        "LEADLOOP_CALENDARS_FILE": str(calendars),
-        "LEADLOOP_TICK_SECONDS": "0.2",
-        "LEADLOOP_DATA_DIR": str(tmp_path / "data"),
-    }
-    group = ServiceGroup(env=env, port_base=free_port_base(), log_dir=tmp_path)
-    group.start()
-    try:
-        group.wait_ready()
+    env = stack_env(
+        database_url,
+        kafka_settings,
+        tmp_path,
+        LEADLOOP_IDENTITY_PEPPER=uuid.uuid4().hex,
+        LEADLOOP_POLICIES_FILE=str(policy),
+        LEADLOOP_CALENDARS_FILE=str(calendars),
+        LEADLOOP_TICK_SECONDS="0.2",
+    )
+    with running(env, tmp_path) as group:
         yield group
-    finally:
-        codes = group.stop()
-    assert codes == dict.fromkeys(codes, 0), f"unclean shutdown: {codes}"
-
-
-@pytest.fixture
-async def producer(kafka_settings: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(bootstrap_servers=kafka_settings.bootstrap_servers, acks="all")
-    await p.start()
-    yield p
-    await p.stop()
 
 
 def lead(source_lead_id: str, **fields: object) -> bytes:
     return json.dumps({"source": "web_form", "source_lead_id": source_lead_id, **fields}).encode()
-
-
-def scrape(group: ServiceGroup) -> dict[str, float]:
-    """Sum of each metric's samples from /metrics."""
-    with urllib.request.urlopen(group.url("metrics", "/metrics"), timeout=5) as r:
-        text = r.read().decode()
-    totals: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name_labels, value = line.rsplit(" ", 1)
-            name = name_labels.split("{", 1)[0]
-            totals[name] = totals.get(name, 0.0) + float(value)
-    return totals
 
 
 async def test_leads_flow_through_the_whole_loop(
@@ -227,7 +196,7 @@ async def test_leads_flow_through_the_whole_loop(
 
     deadline = time.monotonic() + 30
     while True:
-        totals = scrape(services)
+        totals = metric_totals(services)
         expected = {
             "leadloop_leads_received_total": 6,
             "leadloop_leads_accepted_total": 3,

@@ -14,7 +14,6 @@ import asyncio
 import json
 import secrets
 import time
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -28,6 +27,7 @@ from aiokafka import AIOKafkaProducer
 from tests.conftest import Stack
 from tests.support.kafka import collect, free_port_base
 from tests.support.processes import ServiceGroup, service_env
+from tests.support.stack import metric_totals
 
 from leadloop.settings import KafkaSettings
 from leadloop.topics import qualified
@@ -381,18 +381,6 @@ def services(
     assert codes == dict.fromkeys(codes, 0), f"unclean shutdown: {codes}"
 
 
-def _metrics(group: ServiceGroup) -> dict[str, float]:
-    with urllib.request.urlopen(group.url("metrics", "/metrics"), timeout=5) as r:
-        text = r.read().decode()
-    totals: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name_labels, value = line.rsplit(" ", 1)
-            name = name_labels.split("{", 1)[0]
-            totals[name] = totals.get(name, 0.0) + float(value)
-    return totals
-
-
 @pytest.mark.e2e
 async def test_the_loop_runs_with_one_login_per_service(
     services: dict[str, ServiceGroup],
@@ -479,7 +467,7 @@ async def test_the_loop_runs_with_one_login_per_service(
         "leadloop_leads_won_total": 1,
     }
     while True:
-        totals = _metrics(metrics)
+        totals = metric_totals(metrics)
         if all(totals.get(k) == v for k, v in expected.items()) or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.5)

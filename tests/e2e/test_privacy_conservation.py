@@ -20,8 +20,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
-from tests.support.kafka import collect, free_port_base
-from tests.support.processes import ServiceGroup, service_env
+from tests.support.kafka import collect
+from tests.support.processes import ServiceGroup
+from tests.support.stack import running, stack_env
 
 from leadloop.settings import KafkaSettings
 from leadloop.simulate import generate_leads
@@ -65,20 +66,9 @@ async def tables_holding(conn: asyncpg.Connection, needle: str) -> set[str]:
 def services(
     database_url: str, kafka_settings: KafkaSettings, tmp_path: Path
 ) -> Iterator[ServiceGroup]:
-    env = service_env(
-        database_url,
-        kafka_settings.bootstrap_servers,
-        kafka_settings.topic_prefix,
-        tmp_path / "data",
-        LEADLOOP_CONSECUTIVE_INVALID_LIMIT="0",
-    )
-    group = ServiceGroup(env=env, port_base=free_port_base(), log_dir=tmp_path)
-    group.start()
-    try:
-        group.wait_ready()
+    env = stack_env(database_url, kafka_settings, tmp_path, LEADLOOP_CONSECUTIVE_INVALID_LIMIT="0")
+    with running(env, tmp_path, clean_exit=False) as group:
         yield group
-    finally:
-        group.stop()
 
 
 def canary_records() -> list[tuple[bytes | None, bytes]]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -26,13 +25,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import ConsumerRecord
-from tests.support.ports import free_port_base
+from tests.support.kafka import collect
 from tests.support.processes import ServiceGroup
+from tests.support.stack import running, stack_env
 
 from leadloop.settings import KafkaSettings
-from leadloop.topics import qualified
 
 pytestmark = pytest.mark.e2e
 
@@ -40,56 +37,22 @@ WEB_FORM_SECRET = "wf-" + uuid.uuid4().hex
 LEAD_ADS_SECRET = "la-" + uuid.uuid4().hex
 
 
-async def collect(
-    kafka: KafkaSettings, topic: str, want: int, within: float = 60
-) -> list[ConsumerRecord[bytes, bytes]]:
-    """Read ``topic`` from the beginning until ``want`` records arrived, then linger a
-    little: a record more than expected is a failure too."""
-    consumer = AIOKafkaConsumer(
-        qualified(topic, kafka.topic_prefix),
-        bootstrap_servers=kafka.bootstrap_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    got: list[ConsumerRecord[bytes, bytes]] = []
-    deadline = time.monotonic() + within
-    try:
-        while len(got) < want and time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                got.extend(records)
-        for records in (await consumer.getmany(timeout_ms=1500)).values():
-            got.extend(records)
-    finally:
-        await consumer.stop()
-    return got
-
-
 @pytest.fixture
 def ingest(
     database_url: str, kafka_settings: KafkaSettings, tmp_path: Path
 ) -> Iterator[ServiceGroup]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "LEADLOOP_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
-        "LEADLOOP_KAFKA__TOPIC_PREFIX": kafka_settings.topic_prefix,
-        "LEADLOOP_KAFKA__BATCH_WITHIN_S": "0.05",
-        "LEADLOOP_IDENTITY_PEPPER": uuid.uuid4().hex,
-        "LEADLOOP_DATA_DIR": str(tmp_path / "data"),
+    env = stack_env(
+        database_url,
+        kafka_settings,
+        tmp_path,
+        LEADLOOP_IDENTITY_PEPPER=uuid.uuid4().hex,
         # wechat is a configured source without a secret: its webhook must refuse.
-        "LEADLOOP_WEBHOOK_SECRETS": json.dumps(
+        LEADLOOP_WEBHOOK_SECRETS=json.dumps(
             {"web_form": WEB_FORM_SECRET, "lead_ads": LEAD_ADS_SECRET}
         ),
-    }
-    group = ServiceGroup(env=env, port_base=free_port_base(), log_dir=tmp_path)
-    group.start("ingest")
-    try:
-        group.wait_ready("ingest")
+    )
+    with running(env, tmp_path, "ingest") as group:
         yield group
-    finally:
-        codes = group.stop()
-    assert codes == {"ingest": 0}, f"unclean shutdown: {codes}\n{group.log('ingest')}"
 
 
 @pytest.fixture
@@ -253,7 +216,7 @@ async def test_signed_webhook_requests_reach_leads_raw_and_flow_on(
 
     # --- leads.raw holds exactly the accepted bytes, keyed, with the headers -----------
     before = datetime.now(UTC)
-    raw = await collect(kafka_settings, "leads.raw", len(accepted))
+    raw = await collect(kafka_settings, "leads.raw", len(accepted), linger_ms=1500)
     assert sorted(r.value for r in raw) == sorted(accepted), "refused requests must not publish"
     for record in raw:
         source = accepted[record.value][0]
@@ -268,7 +231,7 @@ async def test_signed_webhook_requests_reach_leads_raw_and_flow_on(
     assert len({r.key for r in raw}) == 3
 
     # --- ingest's agent takes it from there ------------------------------------------
-    out = await collect(kafka_settings, "leads.accepted", len(accepted))
+    out = await collect(kafka_settings, "leads.accepted", len(accepted), linger_ms=1500)
     events = [json.loads(r.value) for r in out]
     assert sorted((e["source"], e["source_lead_id"]) for e in events) == [
         ("lead_ads", "la-1"),
