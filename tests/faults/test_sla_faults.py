@@ -26,8 +26,8 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 from tests.support.checker import read_topic
-from tests.support.kafka import free_port_base
-from tests.support.processes import ServiceGroup, service_env
+from tests.support.processes import ServiceGroup
+from tests.support.stack import sla_monitor
 
 from leadloop.settings import KafkaSettings
 from leadloop.topics import qualified
@@ -56,26 +56,17 @@ def policy() -> str:
 
 @pytest.fixture
 def sla(database_url: str, kafka_settings: KafkaSettings, tmp_path: Path) -> Iterator[ServiceGroup]:
-    path = tmp_path / "sla.yaml"
-    path.write_text(policy())
-    env = service_env(
+    with sla_monitor(
         database_url,
-        kafka_settings.bootstrap_servers,
-        kafka_settings.topic_prefix,
-        tmp_path / "data",
-        LEADLOOP_POLICIES_FILE=str(path),
-        LEADLOOP_TICK_SECONDS="0.2",
+        kafka_settings,
+        tmp_path,
+        policy(),
+        tick="0.2",
+        ready_timeout=120,
         # A killed member leaves the group after 10 s instead of 60 s.
         BROKER_SESSION_TIMEOUT="10",
-    )
-    group = ServiceGroup(env=env, port_base=free_port_base(), log_dir=tmp_path)
-    group.start("sla-monitor")
-    try:
-        group.wait_ready("sla-monitor", timeout=120)
+    ) as group:
         yield group
-    finally:
-        codes = group.stop()
-    assert codes == {"sla-monitor": 0}, group.log("sla-monitor")
 
 
 async def produce_assignments(kafka: KafkaSettings, leads: list[str]) -> datetime:
