@@ -35,16 +35,12 @@ from typing import Any
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
-from tests.faults.test_assignment_faults import Workers
+from tests.support.events import escalation
 from tests.support.kafka import collect
-from tests.support.processes import service_env
+from tests.support.workers import Workers, accepted_record, assignment_workers
 
 from leadloop.events import (
     EscalationAction,
-    EscalationKind,
-    EscalationRaised,
-    EscalationStatus,
-    LeadAccepted,
     Priority,
     RepStatus,
     RepUpdated,
@@ -99,40 +95,28 @@ ROSTER_CHANGES = {
 
 @pytest.fixture
 def workers(database_url: str, kafka_settings: KafkaSettings, tmp_path: Path) -> Iterator[Workers]:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES)
-    env = service_env(
+    with assignment_workers(
         database_url,
-        kafka_settings.bootstrap_servers,
-        kafka_settings.topic_prefix,
-        tmp_path / "data",
-        LEADLOOP_RULES_FILE=str(rules),
+        kafka_settings,
+        tmp_path,
+        RULES,
         LEADLOOP_POOL_CHECK_SECONDS="0.5",
         BROKER_SESSION_TIMEOUT="10",
-        BROKER_HEARTBEAT_INTERVAL="1",
-    )
-    w = Workers(env=env, root=tmp_path)
-    try:
+    ) as w:
         yield w
-    finally:
-        w.stop()
 
 
 def lead_record(i: int) -> tuple[bytes, bytes]:
     now = datetime.now(UTC)
     lead_id = f"lead-{i:06d}"
-    event = LeadAccepted(
-        event_id=f"accepted-{lead_id}",
-        occurred_at=now,
-        lead_id=lead_id,
-        source="faults",
-        source_lead_id=str(i),
-        accepted_at=now,
+    return accepted_record(
+        lead_id,
+        i,
+        now,
         campaign=f"c{i % TEAMS}",
         score=50,
         priority=[Priority.HOT, Priority.WARM, Priority.COLD][i % 3],
     )
-    return lead_id.encode(), event.model_dump_json().encode()
 
 
 class Crm:
@@ -181,20 +165,15 @@ class Crm:
                     len(self.escalated) % 2
                 ]
                 self.escalated[lead_id] = (owner, action)
-                step = EscalationRaised(
+                step = escalation(
+                    lead_id,
+                    owner,
+                    "team-0",
+                    now,
                     event_id=f"esc-{lead_id}",
-                    occurred_at=now,
                     escalation_id=f"esc-{lead_id}",
-                    lead_id=lead_id,
-                    owner_id=owner,
-                    team_id="team-0",
-                    policy_id="first-response",
-                    kind=EscalationKind.FIRST_RESPONSE,
                     level=2,
                     action=action,
-                    due_at=now,
-                    breached_at=now,
-                    status=EscalationStatus.FIRING,
                 )
                 steps.append((lead_id, step.model_dump_json().encode()))
                 continue
