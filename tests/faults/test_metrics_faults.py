@@ -18,8 +18,6 @@ import asyncio
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from collections import Counter
@@ -34,20 +32,17 @@ import yaml
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
-from tests.support.kafka import free_port_base
-from tests.support.processes import ROOT, ServiceGroup, service_env
+from tests.support.events import accepted, escalation
+from tests.support.processes import ROOT, ServiceGroup
+from tests.support.stack import reconcile_metrics, running, stack_env
 
 from leadloop.events import (
     ActivityKind,
     ActivityRecorded,
     AssignmentKind,
-    EscalationAction,
-    EscalationKind,
-    EscalationRaised,
     EscalationStatus,
     IngestOutcome,
     IngestOutcomeRecorded,
-    LeadAccepted,
     LeadAssigned,
     LossReason,
     Priority,
@@ -151,13 +146,12 @@ def workload(scale: int, seed: int) -> Workload:
         send(
             "leads.accepted",
             lead,
-            LeadAccepted(
+            accepted(
+                lead,
+                t,
                 event_id=f"acc-{lead}",
-                occurred_at=t,
-                lead_id=lead,
                 source=source,
                 source_lead_id=lead,
-                accepted_at=t,
                 score=50,
                 priority=priority,
             ),
@@ -273,19 +267,13 @@ def workload(scale: int, seed: int) -> Workload:
                 send(
                     "sla.escalations",
                     lead,
-                    EscalationRaised(
+                    escalation(
+                        lead,
+                        "rep-x",
+                        team,
+                        assigned_at,
                         event_id=f"esc-{lead}-{status.value}",
-                        occurred_at=assigned_at,
                         escalation_id=f"esc-{lead}",
-                        lead_id=lead,
-                        owner_id="rep-x",
-                        team_id=team,
-                        policy_id="first-response",
-                        kind=EscalationKind.FIRST_RESPONSE,
-                        level=1,
-                        action=EscalationAction.REMIND_OWNER,
-                        due_at=assigned_at,
-                        breached_at=assigned_at,
                         status=status,
                     ),
                 )
@@ -334,20 +322,11 @@ async def produce(kafka: KafkaSettings, messages: list[tuple[str, bytes, bytes]]
 def metrics(
     database_url: str, kafka_settings: KafkaSettings, tmp_path: Path
 ) -> Iterator[ServiceGroup]:
-    env = service_env(
-        database_url,
-        kafka_settings.bootstrap_servers,
-        kafka_settings.topic_prefix,
-        tmp_path / "data",
-        BROKER_SESSION_TIMEOUT=str(SESSION_TIMEOUT_S),
+    env = stack_env(
+        database_url, kafka_settings, tmp_path, BROKER_SESSION_TIMEOUT=str(SESSION_TIMEOUT_S)
     )
-    group = ServiceGroup(env=env, port_base=free_port_base(), log_dir=tmp_path)
-    group.start("metrics")
-    try:
-        group.wait_ready()
+    with running(env, tmp_path, "metrics", clean_exit=False) as group:
         yield group
-    finally:
-        group.stop()
 
 
 async def applied(conn: asyncpg.Connection) -> int:
@@ -405,23 +384,7 @@ async def test_kill_9_of_the_metrics_worker_leaves_every_series_exact(
     assert not missing, f"ground truth {[(k, wanted[k], compared.get(k)) for k in shown]}"
     assert not extra, f"served but not in the ground truth: {list(extra.items())[:10]}"
 
-    result = await asyncio.to_thread(
-        subprocess.run,
-        [
-            sys.executable,
-            "-m",
-            "leadloop_metrics.tools",
-            "reconcile",
-            "--url",
-            metrics.url("metrics", "/metrics"),
-        ],
-        cwd=ROOT,
-        env=metrics.env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    result = await reconcile_metrics(metrics, metrics.env, within=600)
     print(
         f"\n{load.unique_events} events ({len(load.messages)} sent), kills at {killed_at}, "
         f"{elapsed:.0f}s\n{result.stdout}"
