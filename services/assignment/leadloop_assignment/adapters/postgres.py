@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import TypeVar
 
 import asyncpg
@@ -64,6 +64,73 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
 """
 
 
+_LOCK = (
+    "SELECT team_id, last_rep_id FROM rotation_cursors WHERE team_id = ANY($1::text[]) "
+    "ORDER BY team_id FOR UPDATE"
+)
+
+#: Read under the team locks, in one round trip: the roster, which of the batch's leads
+#: were decided before, and the routing state of a scope (``_scope_columns``).
+_READ = """
+SELECT
+    ARRAY(SELECT row(rep_id, team_id, manager_id, status, capacity, weight)
+          FROM assignment_reps ORDER BY rep_id) AS roster,
+    ARRAY(SELECT lead_id FROM assignments
+          WHERE lead_id = ANY($1::text[]) AND kind IN ('initial', 'pooled')) AS decided,
+    ARRAY(SELECT row(rep_id, open_leads) FROM rep_load
+          WHERE rep_id = ANY($2::text[])) AS load,
+    ARRAY(SELECT row(i.rep_id, i.day, i.assigned) FROM rep_daily_intake i
+          JOIN unnest($3::text[], $4::date[]) AS k(rep_id, day)
+          ON i.rep_id = k.rep_id AND i.day = k.day) AS intake,
+    ARRAY(SELECT row(w.team_id, w.roster_id, w.rep_id, w.assigned) FROM weighted_counts w
+          JOIN unnest($5::text[], $6::text[]) AS k(team_id, roster_id)
+          ON w.team_id = k.team_id AND w.roster_id = k.roster_id) AS weighted
+"""
+
+#: A batch's first decisions, in one round trip: the decisions ($1-$16, as ``_INSERT``),
+#: rep load ($17-$19), changed cursors ($20-$21), daily intake ($22-$24) and weighted
+#: counts ($25-$28) growth, and each decided lead kept for later moves ($29-$36), which
+#: returns the leads already closed (their owners' capacity is freed after it). Each
+#: part writes other rows, as one statement's parts must. (Built from constants only.)
+_SAVE = (
+    "WITH decided AS (" + _INSERT + "),"  # noqa: S608
+    """
+load AS (
+    INSERT INTO rep_load (rep_id, team_id, open_leads, assigned_total)
+    SELECT rep, team, n, n FROM unnest($17::text[], $18::text[], $19::int[]) AS v(rep, team, n)
+    ON CONFLICT (rep_id) DO UPDATE SET team_id = EXCLUDED.team_id,
+        open_leads = rep_load.open_leads + EXCLUDED.open_leads,
+        assigned_total = rep_load.assigned_total + EXCLUDED.assigned_total
+),
+cursors AS (
+    UPDATE rotation_cursors c SET last_rep_id = v.rep, updated_at = now()
+    FROM unnest($20::text[], $21::text[]) AS v(team, rep) WHERE c.team_id = v.team
+),
+intake AS (
+    INSERT INTO rep_daily_intake (rep_id, day, assigned)
+    SELECT * FROM unnest($22::text[], $23::date[], $24::int[])
+    ON CONFLICT (rep_id, day) DO UPDATE SET
+        assigned = rep_daily_intake.assigned + EXCLUDED.assigned
+),
+weighted AS (
+    INSERT INTO weighted_counts (team_id, roster_id, rep_id, assigned)
+    SELECT * FROM unnest($25::text[], $26::text[], $27::text[], $28::bigint[])
+    ON CONFLICT (team_id, roster_id, rep_id) DO UPDATE SET
+        assigned = weighted_counts.assigned + EXCLUDED.assigned
+)
+INSERT INTO assignment_leads (lead_id, lead, team_id, rule_id, owner_id, priority_rank,
+    accepted_at, updated_at)
+SELECT l, j, t, r, o, p, a, $36 FROM unnest($29::text[], $30::jsonb[], $31::text[],
+    $32::text[], $33::text[], $34::smallint[], $35::timestamptz[]) AS v(l, j, t, r, o, p, a)
+ON CONFLICT (lead_id) DO UPDATE SET lead = EXCLUDED.lead, team_id = EXCLUDED.team_id,
+    rule_id = EXCLUDED.rule_id, owner_id = EXCLUDED.owner_id,
+    priority_rank = EXCLUDED.priority_rank, accepted_at = EXCLUDED.accepted_at,
+    updated_at = EXCLUDED.updated_at
+RETURNING lead_id, owner_id, closed_at IS NOT NULL AS closed
+"""
+)
+
+
 class ScopeChanged(Exception):
     """The roster moved a rep between reading it and locking the teams: try again."""
 
@@ -71,6 +138,10 @@ class ScopeChanged(Exception):
 class AssignmentStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        self._merge_cache: tuple[RuleSet, list[RosterEntry], RuleSet] | None = None
+        #: Teams whose rotation_cursors row is committed (no row is ever deleted), so
+        #: locking them needs no placeholder insert first.
+        self._cursor_rows: set[str] = set()
 
     async def assign(
         self, leads: Sequence[LeadAccepted], rules: RuleSet, now: datetime
@@ -94,69 +165,66 @@ class AssignmentStore:
         self, leads: Sequence[LeadAccepted], rules: RuleSet, now: datetime
     ) -> list[LeadAssigned]:
         async with self._pool.acquire() as conn, conn.transaction():
-            locked = state_scope(leads, with_roster(rules, await _roster(conn)), now)
+            # Which teams to lock is a guess from the roster read before the locks; the
+            # roster read under the locks below decides.
+            guess = await _roster(conn)
+            guessed = self._merged(rules, guess)
+            locked = state_scope(leads, guessed, now)
             # Lock first, then look for earlier decisions: a worker that lost these
             # partitions mid-transaction may still be deciding the same leads under the
             # same locks, and its commit is visible to the statements after them.
-            cursors = await self._lock(conn, locked.teams)
-            # Roster changes take every team's lock: read under ours, it is settled.
-            merged = with_roster(rules, await _roster(conn))
-            scope = state_scope(leads, merged, now)
+            cursors, present = await self._lock(conn, locked.teams)
+            lead_ids = [lead.lead_id for lead in leads]
+            # Roster changes take every team's lock: read under ours, it is settled. The
+            # same statement reads the state of the guessed scope and which leads were
+            # decided before.
+            read = await conn.fetchrow(_READ, lead_ids, *_scope_columns(locked))
+            assert read is not None
+            roster = [_roster_entry(r) for r in read["roster"]]
+            merged = guessed if roster == guess else self._merged(rules, roster)
+            scope = locked if merged is guessed else state_scope(leads, merged, now)
             if not set(scope.teams) <= set(locked.teams):
                 raise ScopeChanged
-            existing = {
-                r["lead_id"]: _event(r)
-                for r in await conn.fetch(
-                    "SELECT * FROM assignments WHERE lead_id = ANY($1::text[]) "
-                    "AND kind IN ('initial', 'pooled')",
-                    [lead.lead_id for lead in leads],
-                )
-            }
+            existing: dict[str, LeadAssigned] = {}
+            if read["decided"]:
+                existing = {
+                    r["lead_id"]: _event(r)
+                    for r in await conn.fetch(
+                        "SELECT * FROM assignments WHERE lead_id = ANY($1::text[]) "
+                        "AND kind IN ('initial', 'pooled')",
+                        lead_ids,
+                    )
+                }
             todo = [lead for lead in leads if lead.lead_id not in existing]
             # A lead can appear twice in one batch after a producer retry.
             todo = list({lead.lead_id: lead for lead in todo}.values())
             fresh: dict[str, LeadAssigned] = {}
             if todo:
-                state = await self._load_state(conn, scope, cursors)
+                if scope == locked:
+                    state = _state(read, cursors)
+                else:  # the roster changed since the guess: read the scope it gives
+                    state = await self._load_state(conn, scope, cursors)
                 decisions, new_state = plan(todo, merged, state, now)
                 by_id = {lead.lead_id: lead for lead in todo}
                 events = [assigned_event(d, by_id[d.lead_id]) for d in decisions]
-                await self._save(conn, todo, decisions, events, state, new_state)
-                await self._hold(conn, todo, decisions, now)
+                closed = await self._save(conn, todo, decisions, events, state, new_state, now)
+                # A lead already won or lost (the CRM was quicker than us) frees its
+                # owner's capacity at once.
+                await _release(conn, closed)
                 fresh = {e.lead_id: e for e in events}
             fault_point("assignment.before_commit")  # tests only: everything written, no commit
+        self._cursor_rows |= present  # committed now, and never deleted
         return [existing.get(lead.lead_id) or fresh[lead.lead_id] for lead in leads]
 
-    async def _hold(
-        self,
-        conn: asyncpg.Connection,
-        leads: Sequence[LeadAccepted],
-        decisions: Sequence[Decision],
-        now: datetime,
-    ) -> None:
-        """Keep each decided lead for later moves. A lead already won or lost (the CRM
-        was quicker than us) frees its owner's capacity at once."""
-        by_id = {lead.lead_id: lead for lead in leads}
-        closed = await conn.fetch(
-            "INSERT INTO assignment_leads (lead_id, lead, team_id, rule_id, owner_id, "
-            "priority_rank, accepted_at, updated_at) "
-            "SELECT l, j, t, r, o, p, a, $8 FROM unnest($1::text[], $2::jsonb[], $3::text[], "
-            "$4::text[], $5::text[], $6::smallint[], $7::timestamptz[]) AS v(l, j, t, r, o, p, a) "
-            "ON CONFLICT (lead_id) DO UPDATE SET lead = EXCLUDED.lead, "
-            "team_id = EXCLUDED.team_id, rule_id = EXCLUDED.rule_id, "
-            "owner_id = EXCLUDED.owner_id, priority_rank = EXCLUDED.priority_rank, "
-            "accepted_at = EXCLUDED.accepted_at, updated_at = EXCLUDED.updated_at "
-            "RETURNING lead_id, owner_id, closed_at IS NOT NULL AS closed",
-            [d.lead_id for d in decisions],
-            [by_id[d.lead_id].model_dump_json() for d in decisions],
-            [d.team_id for d in decisions],
-            [d.rule_id for d in decisions],
-            [d.owner_id for d in decisions],
-            [PRIORITY_RANK[by_id[d.lead_id].priority] for d in decisions],
-            [by_id[d.lead_id].accepted_at for d in decisions],
-            now,
-        )
-        await _release(conn, [r["owner_id"] for r in closed if r["closed"] and r["owner_id"]])
+    def _merged(self, rules: RuleSet, roster: list[RosterEntry]) -> RuleSet:
+        """``with_roster``, remembered for the last rule set and roster (both compared,
+        the rule set by identity: the rule file hands out one object until it changes)."""
+        cached = self._merge_cache
+        if cached is not None and cached[0] is rules and cached[1] == roster:
+            return cached[2]
+        merged = with_roster(rules, roster)
+        self._merge_cache = (rules, roster, merged)
+        return merged
 
     # --- everything after the first decision ------------------------------------------
 
@@ -178,7 +246,7 @@ class AssignmentStore:
                 for r in await conn.fetch("SELECT DISTINCT team_id FROM assignment_reps")
             }
             teams = {t.team_id for t in rules.teams} | roster_teams | {r.team_id for r in reps}
-            cursors = await self._lock(conn, sorted(teams))
+            cursors, _ = await self._lock(conn, sorted(teams))
             if reps:
                 await _upsert_roster(conn, reps)
             if closings:
@@ -315,24 +383,25 @@ class AssignmentStore:
                 [gained.get(rep, 0) for rep in reps],
             )
 
-    async def _lock(self, conn: asyncpg.Connection, team_ids: Sequence[str]) -> dict[str, str]:
-        """Lock the teams' cursor rows (in team order); returns the cursors that are set.
+    async def _lock(
+        self, conn: asyncpg.Connection, team_ids: Sequence[str]
+    ) -> tuple[dict[str, str], set[str]]:
+        """Lock the teams' cursor rows (in team order); returns the cursors that are set
+        and the teams locked (for ``_cursor_rows`` once committed).
 
         The lock on a team's cursor row guards all of the team's state: its reps' load,
         intake and weighted counts are read and written only while it is held."""
-        # Rows must exist to be locked; the placeholder cursor '' sorts before every rep.
         teams = list(team_ids)
-        await conn.execute(
-            "INSERT INTO rotation_cursors (team_id, last_rep_id, updated_at) "
-            "SELECT t, '', now() FROM unnest($1::text[]) t ON CONFLICT DO NOTHING",
-            teams,
-        )
-        rows = await conn.fetch(
-            "SELECT team_id, last_rep_id FROM rotation_cursors WHERE team_id = ANY($1::text[]) "
-            "ORDER BY team_id FOR UPDATE",
-            teams,
-        )
-        return {r["team_id"]: r["last_rep_id"] for r in rows if r["last_rep_id"]}
+        if not set(teams) <= self._cursor_rows:
+            await _cursor_placeholders(conn, teams)
+        rows = await conn.fetch(_LOCK, teams)
+        if len(rows) < len(set(teams)):
+            # Only if a row known to exist went away: insert it again and lock all.
+            self._cursor_rows.clear()
+            await _cursor_placeholders(conn, teams)
+            rows = await conn.fetch(_LOCK, teams)
+        cursors = {r["team_id"]: r["last_rep_id"] for r in rows if r["last_rep_id"]}
+        return cursors, {r["team_id"] for r in rows}
 
     async def _load_state(
         self, conn: asyncpg.Connection, scope: StateScope, cursors: Mapping[str, str]
@@ -370,29 +439,44 @@ class AssignmentStore:
         events: Sequence[LeadAssigned],
         before: RoutingState,
         after: RoutingState,
-    ) -> None:
+        now: datetime,
+    ) -> list[str]:
+        """The decisions, the routing state they changed and each decided lead kept for
+        later moves, in one statement. Returns the owners of leads already closed (the
+        CRM was quicker than us), one per lead, whose capacity is to be freed."""
         by_lead = {lead.lead_id: lead for lead in leads}
         records = {d.lead_id: d.record() for d in decisions}
-        await conn.execute(
-            _INSERT,
+        owners = [e for e in events if e.owner_id is not None]
+        cursors = {t: r for t, r in after.cursors.items() if before.cursors.get(t) != r}
+        intake = _growth(before.intake, after.intake)
+        weighted = _growth(before.weighted, after.weighted)
+        closed = await conn.fetch(
+            _SAVE,
             *_columns(
                 events,
                 reasons=[json.dumps(records[e.lead_id]) for e in events],
                 causes=[by_lead[e.lead_id].event_id for e in events],
             ),
+            *_load_delta(owners),
+            list(cursors),
+            list(cursors.values()),
+            [rep for rep, _ in intake],
+            [day for _, day in intake],
+            list(intake.values()),
+            [team for team, _, _ in weighted],
+            [roster for _, roster, _ in weighted],
+            [rep for _, _, rep in weighted],
+            list(weighted.values()),
+            [d.lead_id for d in decisions],
+            [by_lead[d.lead_id].model_dump_json() for d in decisions],
+            [d.team_id for d in decisions],
+            [d.rule_id for d in decisions],
+            [d.owner_id for d in decisions],
+            [PRIORITY_RANK[by_lead[d.lead_id].priority] for d in decisions],
+            [by_lead[d.lead_id].accepted_at for d in decisions],
+            now,
         )
-        owners = [e for e in events if e.owner_id is not None]
-        if owners:
-            await conn.execute(
-                "INSERT INTO rep_load (rep_id, team_id, open_leads, assigned_total) "
-                "SELECT rep, team, n, n FROM unnest($1::text[], $2::text[], $3::int[]) "
-                "AS v(rep, team, n) ON CONFLICT (rep_id) DO UPDATE SET "
-                "team_id = EXCLUDED.team_id, "
-                "open_leads = rep_load.open_leads + EXCLUDED.open_leads, "
-                "assigned_total = rep_load.assigned_total + EXCLUDED.assigned_total",
-                *_load_delta(owners),
-            )
-        await self._save_counts(conn, before, after)
+        return [r["owner_id"] for r in closed if r["closed"] and r["owner_id"]]
 
     async def _save_counts(
         self, conn: asyncpg.Connection, before: RoutingState, after: RoutingState
@@ -499,9 +583,53 @@ def _columns(
     return [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in range(16)]
 
 
+def _scope_columns(
+    scope: StateScope,
+) -> tuple[list[str], list[str], list[date], list[str], list[str]]:
+    """``_READ``'s $2-$6: the reps, (rep, day) and (team, roster) whose state is read."""
+    return (
+        list(scope.reps),
+        [rep for rep, _ in scope.intake],
+        [day for _, day in scope.intake],
+        [team for team, _ in scope.rosters],
+        [roster for _, roster in scope.rosters],
+    )
+
+
+def _state(read: asyncpg.Record, cursors: Mapping[str, str]) -> RoutingState:
+    return RoutingState(
+        cursors=dict(cursors),
+        load={rep: n for rep, n in read["load"]},
+        intake={(rep, day): n for rep, day, n in read["intake"]},
+        weighted={(team, roster, rep): n for team, roster, rep, n in read["weighted"]},
+    )
+
+
+def _roster_entry(r: tuple[str, str, str | None, str, int, int]) -> RosterEntry:
+    rep_id, team_id, manager_id, status, capacity, weight = r
+    return RosterEntry(
+        rep_id=rep_id,
+        team_id=team_id,
+        status=RepStatus(status),
+        capacity=capacity,
+        weight=weight,
+        manager_id=manager_id,
+    )
+
+
+async def _cursor_placeholders(conn: asyncpg.Connection, teams: Sequence[str]) -> None:
+    """Rows must exist to be locked; the placeholder cursor '' sorts before every rep."""
+    await conn.execute(
+        "INSERT INTO rotation_cursors (team_id, last_rep_id, updated_at) "
+        "SELECT t, '', now() FROM unnest($1::text[]) t ON CONFLICT DO NOTHING",
+        list(teams),
+    )
+
+
 async def _roster(conn: asyncpg.Connection) -> list[RosterEntry]:
     rows = await conn.fetch(
-        "SELECT rep_id, team_id, manager_id, status, capacity, weight FROM assignment_reps"
+        "SELECT rep_id, team_id, manager_id, status, capacity, weight FROM assignment_reps "
+        "ORDER BY rep_id"
     )
     return [
         RosterEntry(

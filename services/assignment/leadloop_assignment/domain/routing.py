@@ -40,11 +40,13 @@ rep they chose; sticky and direct assignments do not take a rotation turn.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from fractions import Fraction
+from zoneinfo import ZoneInfo
 
 from leadloop.calendar import is_working
 from leadloop.events import AssignmentKind, LeadAccepted, RepStatus, Strategy
@@ -211,7 +213,13 @@ def eligibility(
 
 def intake_day(team: Team, now: datetime) -> date:
     """The calendar day in the team's time zone that daily caps count in."""
-    return now.astimezone(team.zone()).date()
+    return _local_day(team.timezone, now)
+
+
+@functools.lru_cache(maxsize=1024)
+def _local_day(timezone: str, now: datetime) -> date:
+    # A batch asks for the same few (zone, instant) pairs once per rep and candidate.
+    return now.astimezone(ZoneInfo(timezone)).date()
 
 
 def roster_id(team: Team) -> str:
