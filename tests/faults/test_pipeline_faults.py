@@ -51,7 +51,7 @@ from tests.support.checker import (
     read_topic,
 )
 from tests.support.ports import free_port_base, free_ports
-from tests.support.processes import ROOT, SERVICES, ServiceGroup, service_env
+from tests.support.processes import ROOT, SERVICES, ServiceGroup, deploy, service_env
 
 from leadloop.db import apply_migrations
 from leadloop.events import EscalationKind, RejectReason
@@ -443,6 +443,18 @@ def make_pipeline(
     return Pipeline(group=group, kafka=kafka, database_url=database_url)
 
 
+async def started_pipeline(
+    database_url: str, kafka: KafkaSettings, tmp_path: Path, pipelines: list[Pipeline]
+) -> Pipeline:
+    """A pipeline (stopped with the test's others) with its four services up and ready."""
+    p = make_pipeline(database_url, kafka, tmp_path)
+    pipelines.append(p)
+    for name in SERVICES:
+        p.start(name)
+    await asyncio.to_thread(p.group.wait_ready, timeout=120)
+    return p
+
+
 @pytest.fixture
 def pipelines() -> Iterator[list[Pipeline]]:
     """Pipelines a test made; whatever still runs is stopped at the end."""
@@ -709,11 +721,7 @@ async def test_sigterm_of_each_worker_mid_run(
 ) -> None:
     """Each of the four workers is stopped with SIGTERM while it has work, one after the
     other, and started again: a stop finishes the batch in flight and exits 0."""
-    p = make_pipeline(database_url, kafka_settings, tmp_path)
-    pipelines.append(p)
-    for name in SERVICES:
-        p.start(name)
-    await asyncio.to_thread(p.group.wait_ready, timeout=120)
+    p = await started_pipeline(database_url, kafka_settings, tmp_path, pipelines)
     traffic = simulate(p, SCALE, seed=72)
     await at_least(p, "outcomes", outcomes(p), SCALE * 0.2)
     await p.terminate("ingest")
@@ -741,15 +749,7 @@ class Broker:
     bootstrap: str
 
     def run(self, command: str) -> None:
-        done = subprocess.run(
-            [str(ROOT / "deploy/kafka/kafka.sh"), command],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
-        assert done.returncode == 0, f"kafka.sh {command}: {done.stdout}{done.stderr}"
+        deploy("deploy/kafka/kafka.sh", command, self.env)
 
     @property
     def pid(self) -> int:
@@ -805,11 +805,7 @@ async def test_kill_9_of_the_broker_and_restart_the_services_recover_by_themselv
     worker that exits fails the test), and nothing is lost or duplicated."""
     kafka = KafkaSettings(bootstrap_servers=broker.bootstrap, topic_prefix=topic_prefix)
     await create_topics(kafka)
-    p = make_pipeline(database_url, kafka, tmp_path)
-    pipelines.append(p)
-    for name in SERVICES:
-        p.start(name)
-    await asyncio.to_thread(p.group.wait_ready, timeout=120)
+    p = await started_pipeline(database_url, kafka, tmp_path, pipelines)
     pids = {name: proc.pid for name, proc in p.group.procs.items()}
     traffic = simulate(p, SCALE, seed=73)
     await at_least(p, "outcomes", outcomes(p), SCALE * 0.3)
@@ -835,11 +831,7 @@ async def test_a_burst_far_above_what_the_workers_absorb(
     """Twice the run size at once, as fast as the broker acknowledges: the backlog on
     leads.raw grows to most of the burst (the workers absorb a fraction of the arrival
     rate), and is worked off without loss, duplicates or a stuck partition."""
-    p = make_pipeline(database_url, kafka_settings, tmp_path)
-    pipelines.append(p)
-    for name in SERVICES:
-        p.start(name)
-    await asyncio.to_thread(p.group.wait_ready, timeout=120)
+    p = await started_pipeline(database_url, kafka_settings, tmp_path, pipelines)
     burst = 2 * SCALE
     started = time.monotonic()
     traffic = simulate(p, burst, seed=74)
@@ -873,16 +865,7 @@ class Postgres:
     data: Path
 
     def run(self, command: str) -> str:
-        done = subprocess.run(
-            [str(ROOT / "deploy/postgres/pg.sh"), command],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
-        assert done.returncode == 0, f"pg.sh {command}: {done.stdout}{done.stderr}"
-        return done.stdout.strip()
+        return deploy("deploy/postgres/pg.sh", command, self.env)
 
     @property
     def postmaster(self) -> int:
@@ -958,11 +941,7 @@ async def test_postgres_paused_past_the_command_timeout_the_services_recover_by_
     for longer than the services' command timeout (connections stay open, nothing
     answers), then woken: no worker exits or is restarted, nothing is lost or doubled."""
     database_url = await private_database(postgres)
-    p = make_pipeline(database_url, kafka_settings, tmp_path)
-    pipelines.append(p)
-    for name in SERVICES:
-        p.start(name)
-    await asyncio.to_thread(p.group.wait_ready, timeout=120)
+    p = await started_pipeline(database_url, kafka_settings, tmp_path, pipelines)
     pids = pids_of(p)
     traffic = simulate(p, SCALE, seed=75)
     await at_least(p, "outcomes", outcomes(p), SCALE * 0.3)
@@ -994,11 +973,7 @@ async def test_kill_9_of_the_postmaster_and_restart_the_services_recover_by_them
     die with it; the restart runs crash recovery), and started again after 10 s on the
     same port and data: no worker exits or is restarted, nothing is lost or doubled."""
     database_url = await private_database(postgres)
-    p = make_pipeline(database_url, kafka_settings, tmp_path)
-    pipelines.append(p)
-    for name in SERVICES:
-        p.start(name)
-    await asyncio.to_thread(p.group.wait_ready, timeout=120)
+    p = await started_pipeline(database_url, kafka_settings, tmp_path, pipelines)
     pids = pids_of(p)
     traffic = simulate(p, SCALE, seed=76)
     await at_least(p, "outcomes", outcomes(p), SCALE * 0.3)

@@ -108,3 +108,18 @@ def service_env(
         "LEADLOOP_DATA_DIR": str(data_dir),
         **extra,
     }
+
+
+def deploy(script: str, command: str, env: dict[str, str], timeout: float = 180) -> str:
+    """Run one of the project's deploy scripts (``deploy/kafka/kafka.sh start``, …) and
+    return its output; a failure carries what the script printed."""
+    done = subprocess.run(
+        [str(ROOT / script), command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, f"{Path(script).name} {command}: {done.stdout}{done.stderr}"
+    return done.stdout.strip()
