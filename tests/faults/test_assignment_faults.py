@@ -26,7 +26,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -42,10 +42,9 @@ from tests.support.checker import (
     check_assignment,
     compare_assignment,
 )
-from tests.support.kafka import free_port_base
-from tests.support.processes import ServiceGroup, service_env
+from tests.support.workers import Workers, accepted_record, assignment_workers
 
-from leadloop.events import LeadAccepted, Priority
+from leadloop.events import Priority
 from leadloop.settings import KafkaSettings
 from leadloop.topics import qualified
 
@@ -190,18 +189,16 @@ def workload(n: int, seed: int) -> Workload:
         else:
             t = rng.choices(range(TEAMS), weights)[0]
             campaign, team = rng.choice(campaigns(t)), f"team-{t:02d}"
-        event = LeadAccepted(
-            event_id=f"accepted-{lead_id}",
-            occurred_at=now,
-            lead_id=lead_id,
-            source="faults",
-            source_lead_id=str(i),
-            accepted_at=now,
-            campaign=campaign,
-            score=rng.randint(0, 100),
-            priority=rng.choice(list(Priority)),
+        records.append(
+            accepted_record(
+                lead_id,
+                i,
+                now,
+                campaign=campaign,
+                score=rng.randint(0, 100),
+                priority=rng.choice(list(Priority)),
+            )
         )
-        records.append((lead_id.encode(), event.model_dump_json().encode()))
         teams[lead_id] = team
     return Workload(records, teams)
 
@@ -225,85 +222,16 @@ async def produce(kafka: KafkaSettings, records: list[tuple[bytes, bytes]]) -> N
 # --- workers -------------------------------------------------------------------------
 
 
-@dataclass
-class Workers:
-    """Assignment workers in one consumer group, each its own ServiceGroup (own ports,
-    data dir and log). A worker that exits without being killed by the test is a
-    crash: it is recorded (exit code, last critical log line) and restarted, and the
-    test fails."""
-
-    env: dict[str, str]
-    root: Path
-    groups: dict[str, ServiceGroup] = field(default_factory=dict)
-    crashes: list[str] = field(default_factory=list)
-    #: Exit codes of the last ``stop``.
-    stopped: dict[str, int] = field(default_factory=dict)
-
-    def add(self, name: str, **env: str) -> None:
-        log_dir = self.root / name
-        log_dir.mkdir(parents=True, exist_ok=True)
-        env = {**self.env, "LEADLOOP_DATA_DIR": str(log_dir / "data"), **env}
-        self.groups[name] = ServiceGroup(env=env, port_base=free_port_base(), log_dir=log_dir)
-        self.groups[name].start("assignment")
-
-    def wait_ready(self) -> None:
-        for group in self.groups.values():
-            group.wait_ready("assignment", timeout=120)
-
-    def pid(self, name: str) -> int:
-        return self.groups[name].procs["assignment"].pid
-
-    def kill_and_restart(self, name: str) -> None:
-        group = self.groups[name]
-        group.signal("assignment", signal.SIGKILL)
-        group.procs["assignment"].wait()
-        group.start("assignment")
-
-    def watch(self) -> None:
-        """Record and restart crashed workers."""
-        for name, group in self.groups.items():
-            proc = group.procs["assignment"]
-            if proc.poll() is not None:
-                log = group.log("assignment", tail=None).splitlines()
-                why = [line for line in log if '"level": "critical"' in line][-1:] or log[-20:]
-                self.crashes.append(
-                    f"{name} (pid {proc.pid}) exited {proc.returncode}: " + "\n".join(why)
-                )
-                group.start("assignment")
-
-    def stop(self) -> dict[str, int]:
-        """SIGTERM every worker (a paused one is woken first)."""
-        for name, group in self.groups.items():
-            if group.alive("assignment"):
-                group.signal("assignment", signal.SIGCONT)
-            self.stopped[name] = group.stop()["assignment"]
-        return dict(self.stopped)
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- {name}\n{group.log('assignment', tail=2000)}"
-            for name, group in self.groups.items()
-        )
-
-
 @pytest.fixture
 def workers(database_url: str, kafka_settings: KafkaSettings, tmp_path: Path) -> Iterator[Workers]:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(rules_yaml("faults.1"))
-    env = service_env(
+    with assignment_workers(
         database_url,
-        kafka_settings.bootstrap_servers,
-        kafka_settings.topic_prefix,
-        tmp_path / "data",
-        LEADLOOP_RULES_FILE=str(rules),
+        kafka_settings,
+        tmp_path,
+        rules_yaml("faults.1"),
         BROKER_SESSION_TIMEOUT=str(SESSION_TIMEOUT_S),
-        BROKER_HEARTBEAT_INTERVAL="1",
-    )
-    w = Workers(env=env, root=tmp_path)
-    try:
+    ) as w:
         yield w
-    finally:
-        w.stop()
 
 
 async def assigned(conn: asyncpg.Connection) -> int:
