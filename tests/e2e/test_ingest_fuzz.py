@@ -20,8 +20,9 @@ from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.conftest import create_database, drop_database, running_stack
-from tests.support.kafka import collect, free_port_base
-from tests.support.processes import ROOT, ServiceGroup, service_env
+from tests.support.kafka import collect
+from tests.support.processes import ROOT
+from tests.support.stack import running, stack_env
 
 from leadloop.kafka import create_topics
 from leadloop.settings import KafkaSettings
@@ -109,21 +110,12 @@ def fuzz_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     )
     url = asyncio.run(create_database(stack.admin_url))
     asyncio.run(create_topics(kafka))
-    env = service_env(
-        url,
-        kafka.bootstrap_servers,
-        kafka.topic_prefix,
-        tmp / "data",
-        LEADLOOP_CONSECUTIVE_INVALID_LIMIT="0",
-    )
-    group = ServiceGroup(env=env, port_base=free_port_base(), log_dir=tmp)
-    group.start("ingest")
-    group.wait_ready("ingest")
+    env = stack_env(url, kafka, tmp, LEADLOOP_CONSECUTIVE_INVALID_LIMIT="0")
     try:
-        yield url, kafka
-        assert group.alive("ingest"), group.log("ingest")
+        with running(env, tmp, "ingest", clean_exit=False) as group:
+            yield url, kafka
+            assert group.alive("ingest"), group.log("ingest")
     finally:
-        group.stop()
         asyncio.run(drop_database(stack.admin_url, url))
 
 

@@ -17,7 +17,8 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 from tests.support.kafka import collect, free_port_base
-from tests.support.processes import ROOT, ServiceGroup, service_env
+from tests.support.processes import ROOT, ServiceGroup
+from tests.support.stack import stack_env
 
 from leadloop.settings import KafkaSettings
 from leadloop.simulate import generate_leads
@@ -42,11 +43,10 @@ async def producer(kafka_settings: KafkaSettings) -> AsyncIterator[AIOKafkaProdu
 
 
 def start_ingest(database_url: str, kafka: KafkaSettings, tmp_path: Path) -> ServiceGroup:
-    env = service_env(
+    env = stack_env(
         database_url,
-        kafka.bootstrap_servers,
-        kafka.topic_prefix,
-        tmp_path / "data",
+        kafka,
+        tmp_path,
         # The simulator's malformed share is spread out; the guard is tested elsewhere.
         LEADLOOP_CONSECUTIVE_INVALID_LIMIT="0",
     )
