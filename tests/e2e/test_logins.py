@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
@@ -17,13 +16,11 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 from tests.conftest import Stack
-from tests.support.processes import ROOT
+from tests.support.processes import leadloop
 
 from leadloop.db import SERVICE_ROLES, ensure_logins
 
 pytestmark = pytest.mark.integration
-
-LEADLOOP = ROOT / ".venv" / "bin" / "leadloop"
 
 
 def _as(url: str, user: str, password: str) -> str:
@@ -96,23 +93,9 @@ def test_the_command_refuses_a_placeholder_without_printing_it(
         "LEADLOOP_SLA_MONITOR_DB_PASSWORD": good,
     }
 
-    refused = subprocess.run(
-        [LEADLOOP, "logins", "--suffix", suffix],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    refused = leadloop("logins", "--suffix", suffix, env=env)
     env.pop("LEADLOOP_ASSIGNMENT_DB_PASSWORD")
-    made = subprocess.run(
-        [LEADLOOP, "logins", "--suffix", suffix],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    made = leadloop("logins", "--suffix", suffix, env=env)
 
     assert refused.returncode == 2
     assert "LEADLOOP_ASSIGNMENT_DB_PASSWORD" in refused.stderr

@@ -4,13 +4,12 @@ the broker refuses is an error, never reported as created."""
 from __future__ import annotations
 
 import os
-import subprocess
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from tests.conftest import Stack
-from tests.support.processes import ROOT
+from tests.support.processes import leadloop
 
 from leadloop.kafka import TopicsNotCreated, create_topics
 from leadloop.settings import KafkaSettings
@@ -67,24 +66,9 @@ def test_the_command_exits_non_zero_and_says_which_topics_were_refused(
         "LEADLOOP_KAFKA__BOOTSTRAP_SERVERS": stack.bootstrap,
         "LEADLOOP_KAFKA__TOPIC_PREFIX": topic_prefix,
     }
-    leadloop = ROOT / ".venv" / "bin" / "leadloop"
 
-    refused = subprocess.run(
-        [leadloop, "topics", "create", "--replication-factor", "3"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    impossible = subprocess.run(
-        [leadloop, "topics", "create", "--min-insync-replicas", "2"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    refused = leadloop("topics", "create", "--replication-factor", "3", env=env)
+    impossible = leadloop("topics", "create", "--min-insync-replicas", "2", env=env)
 
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert f"{topic_prefix}leads.raw not created" in " ".join(refused.stdout.split())

@@ -110,6 +110,20 @@ def service_env(
     }
 
 
+def leadloop(
+    *args: str, env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``leadloop`` command of this environment; its exit code and output."""
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "leadloop"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def deploy(script: str, command: str, env: dict[str, str], timeout: float = 180) -> str:
     """Run one of the project's deploy scripts (``deploy/kafka/kafka.sh start``, …) and
     return its output; a failure carries what the script printed."""

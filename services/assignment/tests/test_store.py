@@ -5,15 +5,13 @@ locks — the roster read under the locks decides."""
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 from services.assignment.tests.factories import NOW, make_lead
+from tests.conftest import create_database, drop_database
 
-from leadloop.db import apply_migrations
 from leadloop.events import LeadAccepted, RepStatus, Strategy
 from leadloop_assignment.adapters import postgres
 from leadloop_assignment.adapters.postgres import AssignmentStore
@@ -60,31 +58,20 @@ async def db() -> AsyncIterator[Store]:
     admin = os.environ.get("DATABASE_URL")
     if not admin:
         pytest.fail("DATABASE_URL is not set: these tests need the real PostgreSQL server")
-    name = f"leadloop_test_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    url = urlunsplit(urlsplit(admin)._replace(path=f"/{name}"))
+    url = await create_database(admin)
     statements: list[str] = []
 
     async def log_statements(conn: asyncpg.Connection) -> None:
         conn.add_query_logger(lambda q: statements.append(q.query))
 
     try:
-        await apply_migrations(url)
         pool = await asyncpg.create_pool(url, min_size=1, max_size=2, init=log_statements)
         try:
             yield Store(pool, statements)
         finally:
             await pool.close()
     finally:
-        conn = await asyncpg.connect(admin)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+        await drop_database(admin, url)
 
 
 def leads(prefix: str, n: int, **fields: object) -> list[LeadAccepted]:
