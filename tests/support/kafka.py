@@ -23,7 +23,7 @@ async def collect(
     then ``linger_ms`` more."""
     consumer = AIOKafkaConsumer(
         qualified(topic, kafka.topic_prefix),
-        bootstrap_servers=kafka.bootstrap_servers,
+        **kafka.client_kwargs(),  # PLAINTEXT or SASL_SSL, as the settings say
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
