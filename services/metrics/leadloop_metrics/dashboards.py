@@ -143,6 +143,21 @@ WALLBOARD = Board(
                     "Won out of closed (won + lost) leads per team since counting began.",
                     unit="percentunit",
                 ),
+                Panel(
+                    "Time in stage (median, 24 h)",
+                    "bargauge",
+                    (
+                        q(
+                            "histogram_quantile(0.5, sum by (stage, le) "
+                            "(rate(leadloop_stage_duration_seconds_bucket[1d])))",
+                            "{{stage}}",
+                        ),
+                    ),
+                    "How long leads that left a stage in the last day had spent in it. A "
+                    "stage whose time grows while its conversion drops is where deals stall: "
+                    "look at that stage's open leads per team and their follow-ups.",
+                    unit="s",
+                ),
             ),
         ),
         (

@@ -182,6 +182,75 @@ def test_open_clocks_count_fired_steps_until_resolved_in_either_order() -> None:
     assert value(delta, "leadloop_sla_open_clocks", kind="first_response") == 0
 
 
+def test_time_in_each_stage_is_observed_once_the_lead_leaves_it() -> None:
+    state, delta = run(
+        [
+            accepted(),
+            assigned(t=0.5),
+            touched(240),
+            moved("qualified", 3600),
+            moved("proposal", 7200),
+        ]
+    )
+
+    def stage_time(stage: str, what: str = "count", **labels: str) -> float:
+        return value(
+            delta, f"leadloop_stage_duration_seconds_{what}", stage=stage, team="north", **labels
+        )
+
+    assert stage_time("new", "sum") == 0.5
+    assert stage_time("assigned", "sum") == 239.5
+    assert stage_time("contacted", "sum") == 3360
+    assert stage_time("qualified", "sum") == 3600
+    assert stage_time("qualified", "bucket", le="300.0") == 0
+    assert stage_time("qualified", "bucket", le="3600.0") == 1
+    # Still in proposal: nothing observed for it yet.
+    assert stage_time("proposal") == 0
+    assert [s.stage for s in state.stage_times] == ["new", "assigned", "contacted", "qualified"]
+
+
+def test_a_stage_time_is_fixed_once_even_when_the_lead_comes_back_to_the_stage() -> None:
+    facts = [accepted(), assigned(t=1), moved("qualified", 100), moved("proposal", 400)]
+    state, _ = run([*facts, moved("qualified", 900), moved("won", 1000)])
+
+    times = {(s.stage, s.millis) for s in state.stage_times}
+    assert times == {
+        ("new", 1000),
+        ("assigned", 99_000),
+        ("qualified", 300_000),
+        # From entering proposal to the first stage entered for the first time after it
+        # (won at 1000 s): the return to qualified at 900 s is not a new stage.
+        ("proposal", 600_000),
+    }
+    assert not [s for s in state.stage_times if s.stage == "won"], "a closed stage has no time"
+
+
+def test_no_stage_time_before_the_acceptance_and_the_team_are_known() -> None:
+    early, delta = run([moved("qualified", 100), moved("proposal", 400)])
+    assert early.stage_times == ()
+    assert not [k for k, v in delta.items() if "stage_duration" in k[0] and v]
+
+    later = step({L: early}, [accepted(), assigned(t=1)], POLICY).states[L]
+
+    assert {(s.stage, s.millis) for s in later.stage_times} == {
+        ("new", 1000),
+        ("assigned", 99_000),
+        ("qualified", 300_000),
+    }
+
+
+def test_states_stored_before_stage_times_existed_still_load() -> None:
+    state, _ = run([accepted(), assigned(t=1), moved("qualified", 100)])
+    stored = state_to_json(state)
+    del stored["stage_entered"], stored["stage_times"]
+
+    old = state_from_json(L, stored)
+
+    assert old.stage_times == ()
+    assert old.stage_entered == ()
+    assert old.reached == state.reached
+
+
 def test_series_bound_is_finite_and_documented() -> None:
     bound = series_bound(sources=5, teams=3)
     assert set(bound) == set(METRICS)

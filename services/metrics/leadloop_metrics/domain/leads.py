@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 from leadloop_metrics.domain.facts import (
@@ -39,6 +40,7 @@ __all__ = [
     "FirstResponse",
     "LeadState",
     "Lost",
+    "StageTime",
     "Won",
     "apply",
     "contributions",
@@ -76,6 +78,15 @@ class FirstResponse:
 
 
 @dataclass(frozen=True, slots=True)
+class StageTime:
+    """How long the lead stayed in ``stage``, fixed when it was first seen to leave."""
+
+    stage: str
+    millis: int
+    team: str
+
+
+@dataclass(frozen=True, slots=True)
 class Clock:
     """One escalation step seen on sla.escalations (fired and/or resolved)."""
 
@@ -107,6 +118,9 @@ class LeadState:
     amount_order: Order | None = None
     loss_reason: str | None = None
     reached: frozenset[str] = frozenset()
+    #: When the lead first entered each stage the CRM reported (by occurred_at).
+    stage_entered: tuple[tuple[str, datetime], ...] = ()
+    stage_times: tuple[StageTime, ...] = ()
     won: Won | None = None
     lost: Lost | None = None
     first_response: FirstResponse | None = None
@@ -168,7 +182,11 @@ def apply(state: LeadState, fact: LeadFact) -> LeadState:
             s = replace(s, amount_cents=round(fact.amount * 100), amount_order=order)
         if fact.stage == "lost" and s.loss_reason is None:
             s = replace(s, loss_reason=fact.loss_reason)
-        s = replace(s, reached=s.reached | {fact.stage})
+        entered = dict(s.stage_entered)
+        entered[fact.stage] = _min(entered.get(fact.stage), fact.occurred_at)
+        s = replace(
+            s, reached=s.reached | {fact.stage}, stage_entered=tuple(sorted(entered.items()))
+        )
     else:
         s = _escalated(s, fact)
     return _freeze(s)
@@ -210,7 +228,41 @@ def _freeze(s: LeadState) -> LeadState:
         and s.accepted_at is not None
     ):
         s = replace(s, assignment_latency_ms=_millis(s.first_assigned_at - s.accepted_at))
-    return s
+    return _freeze_stage_times(s)
+
+
+def _stage_entries(s: LeadState) -> list[tuple[datetime, int, str]]:
+    """When the lead first entered each stage it reached, in time order (ties in funnel
+    order): acceptance, first owner and first touch stand for new, assigned, contacted."""
+    first = dict(s.stage_entered)
+    for stage, when in (
+        ("new", s.accepted_at),
+        ("assigned", s.first_owned_at),
+        ("contacted", s.first_touch_at),
+    ):
+        if when is not None:
+            first[stage] = _min(first.get(stage), when)
+    rank = {stage: n for n, stage in enumerate(FUNNEL_STAGES)}
+    return sorted((when, rank.get(stage, len(rank)), stage) for stage, when in first.items())
+
+
+def _freeze_stage_times(s: LeadState) -> LeadState:
+    """Fix the time spent in every stage the lead has been seen to leave.
+
+    A stage's time is fixed once, with the owning team of that moment: a histogram's
+    counts must never go back. A fact that arrives later and would put another stage in
+    between does not move a time already fixed; nothing is fixed before the acceptance
+    (the start of ``new``) and the team are known, which keeps that rare."""
+    if s.accepted_at is None or s.team is None:
+        return s
+    done = {t.stage for t in s.stage_times}
+    entries = _stage_entries(s)
+    fixed = [
+        StageTime(stage, _millis(left - entered), s.team)
+        for (entered, _, stage), (left, _, _) in pairwise(entries)
+        if stage not in done and stage not in CLOSED_STAGES
+    ]
+    return replace(s, stage_times=s.stage_times + tuple(fixed)) if fixed else s
 
 
 def _millis(delta: timedelta) -> int:
@@ -273,6 +325,15 @@ def contributions(s: LeadState, policy: LabelPolicy, sign: float = 1.0) -> Delta
         )
     if s.assignment_latency_ms is not None:
         observe(out, "leadloop_assignment_latency_seconds", s.assignment_latency_ms, sign)
+    for st in s.stage_times:
+        observe(
+            out,
+            "leadloop_stage_duration_seconds",
+            st.millis,
+            sign,
+            stage=st.stage,
+            team=policy.team(st.team),
+        )
     open_clocks = {(c.kind, c.policy_id) for c in s.clocks if c.fired and not c.resolved}
     for kind, _policy in sorted(open_clocks):
         add(out, series("leadloop_sla_open_clocks", kind=policy.escalation_kind(kind)), sign)
@@ -315,6 +376,8 @@ def state_to_json(s: LeadState) -> dict[str, Any]:
         "amount_order": _order_out(s.amount_order),
         "loss_reason": s.loss_reason,
         "reached": sorted(s.reached),
+        "stage_entered": [[stage, when.isoformat()] for stage, when in s.stage_entered],
+        "stage_times": [[st.stage, st.millis, st.team] for st in s.stage_times],
         "won": None if s.won is None else [s.won.team, s.won.cents],
         "lost": None if s.lost is None else [s.lost.team, s.lost.stage, s.lost.reason],
         "first_response": (
@@ -346,6 +409,11 @@ def state_from_json(lead_id: str, d: dict[str, Any]) -> LeadState:
         amount_order=_order_in(d["amount_order"]),
         loss_reason=d["loss_reason"],
         reached=frozenset(d["reached"]),
+        # States stored before stage times were kept have neither key.
+        stage_entered=tuple(
+            (stage, datetime.fromisoformat(when)) for stage, when in d.get("stage_entered", [])
+        ),
+        stage_times=tuple(StageTime(st[0], int(st[1]), st[2]) for st in d.get("stage_times", [])),
         won=None if won is None else Won(won[0], int(won[1])),
         lost=None if lost is None else Lost(lost[0], lost[1], lost[2]),
         first_response=None if fr is None else FirstResponse(int(fr[0]), fr[1], fr[2]),

@@ -14,6 +14,7 @@ __all__ = [
     "ASSIGNMENT_LATENCY_BUCKETS",
     "FIRST_RESPONSE_BUCKETS",
     "METRICS",
+    "STAGE_DURATION_BUCKETS",
     "MetricDef",
     "served_value",
     "stored_names",
@@ -50,6 +51,21 @@ ASSIGNMENT_LATENCY_BUCKETS: tuple[float, ...] = (
     10.0,
     30.0,
     60.0,
+)
+
+
+#: Seconds a lead spent in a funnel stage: five minutes to a quarter of a year (a deal
+#: in negotiation for weeks is normal, a lead left `new` for a day is not).
+STAGE_DURATION_BUCKETS: tuple[float, ...] = (
+    300.0,
+    3600.0,
+    14400.0,
+    86400.0,
+    259200.0,
+    604800.0,
+    1209600.0,
+    2592000.0,
+    7776000.0,
 )
 
 
@@ -155,6 +171,18 @@ _DEFS = (
         ("team", "priority"),
         "Seconds from the first owner assignment to the first touch.",
         FIRST_RESPONSE_BUCKETS,
+    ),
+    # Time in stage: from the moment a lead first entered a stage to the moment it first
+    # entered the next one (by the events' own times: accepted, first owner, first touch,
+    # the CRM's stage changes), per stage left and the team owning the lead then. Each
+    # stage is observed once per lead, when the lead is known to have left it; going
+    # back to a stage entered before is not entering a new one.
+    MetricDef(
+        "leadloop_stage_duration_seconds",
+        "histogram",
+        ("stage", "team"),
+        "Seconds a lead spent in a funnel stage before entering the next one.",
+        STAGE_DURATION_BUCKETS,
     ),
     # System delay: lead accepted to its first assignment decision (pooled included).
     MetricDef(
