@@ -4,9 +4,11 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STATE := $(or $(LEADLOOP_STATE_DIR),.state)
-SERVICES := services/ingest services/assignment services/sla-monitor services/metrics
+SERVICES := services/ingest services/assignment services/sla-monitor services/metrics \
+	services/handoff services/notifier
 PACKAGES := shared/leadloop services/ingest/leadloop_ingest services/assignment/leadloop_assignment \
-	services/sla-monitor/leadloop_sla_monitor services/metrics/leadloop_metrics
+	services/sla-monitor/leadloop_sla_monitor services/metrics/leadloop_metrics \
+	services/handoff/leadloop_handoff services/notifier/leadloop_notifier
 PYTEST_ARGS ?=
 
 .PHONY: help venv system stack-up stack-down up down status demo test lint unit clean logs soak
@@ -18,7 +20,8 @@ $(VENV)/.stamp: constraints.txt shared/pyproject.toml $(addsuffix /pyproject.tom
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e shared $(addprefix -e ,$(SERVICES)) \
-	  hypothesis import-linter ruff mypy pytest pytest-asyncio pytest-timeout jsonschema types-PyYAML
+	  hypothesis import-linter ruff mypy pytest pytest-asyncio pytest-timeout jsonschema types-PyYAML \
+	  aiosmtpd
 	touch $@
 
 venv: $(VENV)/.stamp ## create the virtual environment with pinned dependencies

@@ -34,7 +34,7 @@ pg=$here/postgres/pg.sh
 if [ -f "$state/postgres/password" ] && "$pg" status | grep -q running \
     && [ "$(. "$env" && echo "$DATABASE_URL")" = "$("$pg" url)" ]; then
   "$pg" roles >/dev/null
-  for s in ingest assignment sla-monitor metrics; do
+  for s in ingest assignment sla-monitor metrics handoff notifier; do
     var=LEADLOOP_$(echo "$s" | tr 'a-z-' 'A-Z_')_DATABASE_URL
     grep -q "^export $var=" "$env" || echo "export $var='$("$pg" service-url "$s")'" >> "$env"
   done

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The four leadloop services as background processes (make up / make down).
+# The leadloop services as background processes (make up / make down).
 #   services.sh start    start each service that is not already running (idempotent)
 #   services.sh stop     SIGTERM each, wait for a clean shutdown, SIGKILL after 30 s
 #   services.sh status
@@ -7,7 +7,8 @@
 # Environment comes from .state/env (written by deploy/env.sh); logs go to .state/logs.
 # Each service connects to PostgreSQL as its own login when .state/env names one
 # (LEADLOOP_INGEST_DATABASE_URL, LEADLOOP_ASSIGNMENT_DATABASE_URL,
-# LEADLOOP_SLA_MONITOR_DATABASE_URL, LEADLOOP_METRICS_DATABASE_URL), else as DATABASE_URL.
+# LEADLOOP_SLA_MONITOR_DATABASE_URL, LEADLOOP_METRICS_DATABASE_URL, LEADLOOP_HANDOFF_DATABASE_URL,
+# LEADLOOP_NOTIFIER_DATABASE_URL), else as DATABASE_URL.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -15,9 +16,9 @@ state=${LEADLOOP_STATE_DIR:-$root/.state}
 run=$state/run
 logs=$state/logs
 py=${LEADLOOP_PYTHON:-$root/.venv/bin/python}
-# name:package:port (ports are LEADLOOP_PORT_BASE + 1..4; 18080 unless set)
+# name:package:port (ports are LEADLOOP_PORT_BASE + 1..6; 18080 unless set)
 base=${LEADLOOP_PORT_BASE:-18080}
-services="ingest:leadloop_ingest:$((base+1)) assignment:leadloop_assignment:$((base+2)) sla-monitor:leadloop_sla_monitor:$((base+3)) metrics:leadloop_metrics:$((base+4))"
+services="ingest:leadloop_ingest:$((base+1)) assignment:leadloop_assignment:$((base+2)) sla-monitor:leadloop_sla_monitor:$((base+3)) metrics:leadloop_metrics:$((base+4)) handoff:leadloop_handoff:$((base+5)) notifier:leadloop_notifier:$((base+6))"
 
 alive() { [ -f "$run/$1.pid" ] && kill -0 "$(cat "$run/$1.pid")" 2>/dev/null; }
 

@@ -34,7 +34,7 @@ from leadloop.topics import REGISTRY, TopicSpec, qualified
 __all__ = ["SERVICES", "Acl", "acls", "principal", "render_spec", "render_table"]
 
 #: Registry names that are leadloop's own faust services (consumer group = app id).
-SERVICES = ("ingest", "assignment", "sla-monitor", "metrics")
+SERVICES = ("ingest", "assignment", "sla-monitor", "metrics", "handoff", "notifier")
 
 #: Registry names that are not a principal's name as such.
 _PRINCIPALS = {"humans": "ops"}

@@ -95,14 +95,14 @@ CONF
   echo "postgres: ready on 127.0.0.1:$port"
 }
 
-# ingest assignment sla-monitor metrics, as role names spell them.
-role_services="ingest assignment sla_monitor metrics"
+# ingest assignment sla-monitor metrics handoff notifier, as role names spell them.
+role_services="ingest assignment sla_monitor metrics handoff notifier"
 
 role_name() { local s=${1//-/_}; case " $role_services " in *" $s "*) echo "leadloop_$s" ;; *) return 1 ;; esac; }
 
 service_url() {
   local group
-  group=$(role_name "${1:-}") || { echo "usage: $0 service-url ingest|assignment|sla-monitor|metrics" >&2; exit 2; }
+  group=$(role_name "${1:-}") || { echo "usage: $0 service-url ingest|assignment|sla-monitor|metrics|handoff|notifier" >&2; exit 2; }
   echo "postgresql://${group}_app:$(cat "$state/${group#leadloop_}.password")@127.0.0.1:$port/leadloop"
 }
 

@@ -74,6 +74,8 @@ class LoginSettings(BaseSettings):
     assignment_db_password: SecretStr | None = None
     sla_monitor_db_password: SecretStr | None = None
     metrics_db_password: SecretStr | None = None
+    handoff_db_password: SecretStr | None = None
+    notifier_db_password: SecretStr | None = None
 
     def given(self) -> dict[str, str]:
         """service -> password, for the passwords that are set."""
@@ -82,6 +84,8 @@ class LoginSettings(BaseSettings):
             "assignment": self.assignment_db_password,
             "sla-monitor": self.sla_monitor_db_password,
             "metrics": self.metrics_db_password,
+            "handoff": self.handoff_db_password,
+            "notifier": self.notifier_db_password,
         }
         return {s: v.get_secret_value() for s, v in values.items() if v is not None}
 
@@ -109,7 +113,7 @@ def logins(
     if not passwords:
         console.print(
             "[red]no LEADLOOP_<SERVICE>_DB_PASSWORD is set (INGEST, ASSIGNMENT, SLA_MONITOR, "
-            "METRICS)[/red]"
+            "METRICS, HANDOFF, NOTIFIER)[/red]"
         )
         raise typer.Exit(2)
     made = asyncio.run(ensure_logins(_settings().require_database(), passwords, suffix=suffix))

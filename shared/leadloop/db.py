@@ -163,6 +163,8 @@ SERVICE_ROLES: dict[str, str] = {
     "assignment": "leadloop_assignment",
     "sla-monitor": "leadloop_sla_monitor",
     "metrics": "leadloop_metrics",
+    "handoff": "leadloop_handoff",
+    "notifier": "leadloop_notifier",
 }
 
 

@@ -339,6 +339,11 @@ class RepUpdated(BaseModel):
     regions: list[ShortText] = Field(default_factory=list)
     timezone: str = "UTC"
     updated_at: datetime
+    #: Where the rep is reached: channel -> address, e.g. {"wecom": "zhangsan",
+    #: "email": "…"}. Optional; personal contact data, so only the notifier reads it.
+    contacts: dict[ShortText, ShortText] = Field(default_factory=dict)
+    #: The rep's user id in each CRM: target name -> id, e.g. {"salesforce": "005…"}.
+    external_ids: dict[ShortText, ShortText] = Field(default_factory=dict)
 
 
 class EscalationRaised(Event):

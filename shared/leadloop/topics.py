@@ -23,7 +23,17 @@ DEFAULT_PARTITIONS = 6
 _HOUR_MS = 3_600_000
 _DAY_MS = 24 * _HOUR_MS
 
-Service = Literal["ingest", "assignment", "sla-monitor", "metrics", "channels", "crm", "humans"]
+Service = Literal[
+    "ingest",
+    "assignment",
+    "sla-monitor",
+    "metrics",
+    "handoff",
+    "notifier",
+    "channels",
+    "crm",
+    "humans",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,28 +110,28 @@ REGISTRY: tuple[TopicSpec, ...] = (
         key="lead_id",
         model=events.LeadAssigned,
         producers=("assignment",),
-        consumers=("ingest", "sla-monitor", "metrics", "crm"),
+        consumers=("ingest", "sla-monitor", "metrics", "handoff", "notifier", "crm"),
     ),
     TopicSpec(
         name="crm.activities",
         key="lead_id",
         model=events.ActivityRecorded,
-        producers=("crm",),
+        producers=("crm", "ingest"),
         consumers=("ingest", "sla-monitor", "metrics"),
     ),
     TopicSpec(
         name="crm.stage-changes",
         key="lead_id",
         model=events.StageChanged,
-        producers=("crm",),
-        consumers=("ingest", "sla-monitor", "metrics", "assignment"),
+        producers=("crm", "ingest"),
+        consumers=("ingest", "sla-monitor", "metrics", "assignment", "notifier"),
     ),
     TopicSpec(
         name="crm.reps",
         key="rep_id",
         model=events.RepUpdated,
-        producers=("crm",),
-        consumers=("assignment", "sla-monitor"),
+        producers=("crm", "ingest"),
+        consumers=("assignment", "sla-monitor", "handoff", "notifier"),
         partitions=1,
         cleanup_policy="compact",
         notes="compacted roster: the latest entry per rep wins",
@@ -131,7 +141,7 @@ REGISTRY: tuple[TopicSpec, ...] = (
         key="lead_id",
         model=events.EscalationRaised,
         producers=("sla-monitor",),
-        consumers=("assignment", "metrics"),
+        consumers=("assignment", "metrics", "notifier"),
     ),
 )
 

@@ -30,7 +30,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 from tests.support.kafka import free_port_base
-from tests.support.processes import SERVICES, ServiceGroup, service_env
+from tests.support.processes import CORE as SERVICES
+from tests.support.processes import ServiceGroup, service_env
 from tests.support.secure_kafka import SecureBroker, collect_as
 
 from leadloop.topics import qualified

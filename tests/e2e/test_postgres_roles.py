@@ -40,6 +40,8 @@ GROUP_ROLES = {
     "assignment": "leadloop_assignment",
     "sla-monitor": "leadloop_sla_monitor",
     "metrics": "leadloop_metrics",
+    "handoff": "leadloop_handoff",
+    "notifier": "leadloop_notifier",
 }
 
 #: Every table of the schema and the one service that may use it. A new table must be
@@ -85,6 +87,18 @@ OWNER = {
         "sla-monitor",
     ),
     **dict.fromkeys(("metric_applied_events", "metric_values", "metric_leads"), "metrics"),
+    **dict.fromkeys(
+        ("handoff_deliveries", "handoff_reps", "handoff_erasure_cursor", "lead_reads"),
+        "handoff",
+    ),
+}
+#: Read-only table grants beyond a service's own tables (migration 0009): the read API
+#: shows a lead's timeline. Column grants (leads, sla_clocks for handoff) are checked by
+#: test_handoff_reads_only_card_columns.
+READ_ONLY = {
+    ("handoff", "lead_activities"): {"SELECT"},
+    ("handoff", "lead_stage_changes"): {"SELECT"},
+    ("handoff", "lead_ownership"): {"SELECT"},
 }
 #: Only the migration runner (the owner) uses it.
 OWNER_ONLY = {"schema_migrations"}
@@ -169,7 +183,8 @@ async def test_each_role_holds_exactly_its_own_tables(database_url: str) -> None
                     for p in (*DML, *NEVER)
                     if await conn.fetchval("SELECT has_table_privilege($1, $2, $3)", role, table, p)
                 }
-                want = set(DML) if OWNER.get(table) == service else set()
+                own = OWNER.get(table) == service
+                want = set(DML) if own else READ_ONLY.get((service, table), set())
                 assert held == want, f"{role} on {table}: holds {sorted(held)}, want {sorted(want)}"
         for role in GROUP_ROLES.values():
             db_create, db_temp, schema_create, connect = await conn.fetchrow(
@@ -208,7 +223,7 @@ async def _denied(url: str, sql: str, *args: object) -> str:
 
 async def test_denials(logins: dict[str, str], database_url: str) -> None:
     # Personal data: only ingest reads it.
-    for service in ("assignment", "sla-monitor", "metrics"):
+    for service in ("assignment", "sla-monitor", "metrics", "notifier"):
         for table in PERSONAL_DATA_TABLES:
             message = await _denied(logins[service], f"SELECT * FROM {table}")
             assert f"permission denied for table {table}" in message
@@ -478,3 +493,25 @@ async def test_the_loop_runs_with_one_login_per_service(
         log = group.log(name, tail=None)
         assert "InsufficientPrivilege" not in log, f"{name} was refused:\n{group.log(name)}"
         assert "permission denied" not in log, f"{name} was refused:\n{group.log(name)}"
+
+
+async def test_handoff_reads_only_card_columns(logins: dict[str, str]) -> None:
+    """The hand-off reads what a CRM card and the read API show, and nothing else: no
+    dedupe keys, no merges, no writes to leads, and only the clock columns it shows."""
+    conn = await asyncpg.connect(logins["handoff"])
+    try:
+        rows = await conn.fetch("SELECT lead_id, name, email, phone, erased_at FROM leads")
+        assert rows == []  # a fresh database: the grant works, there is nothing to read
+        await conn.fetch("SELECT lead_id, due_at FROM sla_clocks")
+    finally:
+        await conn.close()
+    for sql in (
+        "SELECT email_key FROM leads",
+        "SELECT * FROM leads",
+        "SELECT * FROM lead_merges",
+        "UPDATE leads SET name = 'x'",
+        "SELECT stop_reason FROM sla_clocks",
+        "INSERT INTO lead_activities (event_id) VALUES ('x')",
+    ):
+        message = await _denied(logins["handoff"], sql)
+        assert "permission denied" in message, sql

@@ -51,7 +51,8 @@ from tests.support.checker import (
     read_topic,
 )
 from tests.support.ports import free_port_base, free_ports
-from tests.support.processes import ROOT, SERVICES, ServiceGroup, deploy, service_env
+from tests.support.processes import CORE as SERVICES
+from tests.support.processes import ROOT, ServiceGroup, deploy, service_env
 
 from leadloop.db import apply_migrations
 from leadloop.events import EscalationKind, RejectReason

@@ -16,6 +16,8 @@ __all__ = ["free_port_base", "free_ports"]
 
 _LOW = 20000
 _STRIDE = 10
+#: Services of one group: base+1..base+SERVICE_PORTS (tests/support/processes.py).
+SERVICE_PORTS = 6
 # Ports already handed out in this test process: a test that asks twice (a broker port,
 # then a base for the services) must not get a port it has not bound yet a second time.
 _given: set[int] = set()
@@ -39,7 +41,7 @@ def _free(port: int) -> bool:
 
 
 def free_port_base() -> int:
-    """A base such that base+1..base+4 are free on loopback and outside the ephemeral range."""
+    """A base with base+1..base+SERVICE_PORTS free on loopback, below the ephemeral range."""
     slots = (_ephemeral_floor() - _LOW) // _STRIDE - 1
     if slots < 1:
         raise RuntimeError(f"no port range below the ephemeral range above {_LOW}")
@@ -47,7 +49,7 @@ def free_port_base() -> int:
         if attempt == 200:
             _given.clear()  # a long session went round the range once: start again
         base = _LOW + random.randrange(slots) * _STRIDE
-        ports = range(base + 1, base + 5)
+        ports = range(base + 1, base + 1 + SERVICE_PORTS)
         if not _given.intersection(ports) and all(_free(port) for port in ports):
             _given.update(ports)
             return base

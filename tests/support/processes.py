@@ -19,12 +19,16 @@ SERVICES = {
     "assignment": "leadloop_assignment",
     "sla-monitor": "leadloop_sla_monitor",
     "metrics": "leadloop_metrics",
+    "handoff": "leadloop_handoff",
+    "notifier": "leadloop_notifier",
 }
+#: What ``start()`` without names starts: the pipe itself; the edges are started by name.
+CORE = ("ingest", "assignment", "sla-monitor", "metrics")
 
 
 @dataclass
 class ServiceGroup:
-    """The four services, each a child process, on ports ``port_base + 1..4``."""
+    """The services, each a child process, on ports ``port_base + 1..6`` (by SERVICES order)."""
 
     env: dict[str, str]
     port_base: int
@@ -38,7 +42,7 @@ class ServiceGroup:
         return f"http://127.0.0.1:{self.port(name)}{path}"
 
     def start(self, *names: str) -> None:
-        for name in names or tuple(SERVICES):
+        for name in names or CORE:
             env = {**self.env, "LEADLOOP_HTTP__PORT": str(self.port(name))}
             log = (self.log_dir / f"{name}.log").open("ab")
             self.procs[name] = subprocess.Popen(

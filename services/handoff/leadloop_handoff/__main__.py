@@ -1,0 +1,3 @@
+from leadloop_handoff.bootstrap import main
+
+main()

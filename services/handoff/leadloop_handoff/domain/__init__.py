@@ -1,0 +1,1 @@
+"""hand-off's pure decisions: what a target receives, when a delivery is retried (no I/O)."""

@@ -1,0 +1,3 @@
+from leadloop_notifier.bootstrap import main
+
+main()
