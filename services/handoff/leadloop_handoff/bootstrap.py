@@ -1,0 +1,111 @@
+"""The hand-off's composition root: settings, CRM targets, store, handler, agents."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from datetime import timedelta
+
+import asyncpg
+import faust
+import httpx
+
+from leadloop import settings as settings_mod
+from leadloop.clock import SystemClock
+from leadloop.logging import get_logger
+from leadloop.runtime import ReadyContributor, run_service
+from leadloop_handoff.adapters.kafka import register_agents
+from leadloop_handoff.adapters.metrics import HandoffMetrics
+from leadloop_handoff.adapters.postgres import HandoffStore
+from leadloop_handoff.adapters.targets import CrmConfigError, CrmFile, build_target, load_crm_file
+from leadloop_handoff.domain.deliveries import TargetPlan
+from leadloop_handoff.domain.pacing import TokenBucket
+from leadloop_handoff.domain.retry import RetryPolicy
+from leadloop_handoff.handlers import HandoffHandler, Lane
+from leadloop_handoff.settings import HandoffSettings
+
+log = get_logger(__name__)
+
+
+def main() -> None:
+    cfg = settings_mod.load(HandoffSettings)
+    crm = _crm_file(cfg)
+    # One connection pool for every target; each connector sets its own timeouts.
+    client = httpx.AsyncClient(limits=httpx.Limits(max_connections=100))
+    lanes = _lanes(cfg, crm, client)
+    log.info("handoff_targets", targets=sorted(lanes))
+
+    def wire(app: faust.App, pool: asyncpg.Pool) -> ReadyContributor:
+        handler = HandoffHandler(
+            store=HandoffStore(pool),
+            lanes=lanes,
+            clock=SystemClock(),
+            metrics=HandoffMetrics(lanes),
+            lease=timedelta(seconds=cfg.lease_seconds),
+            claim_batch=cfg.claim_batch,
+        )
+        register_agents(
+            app,
+            handler,
+            prefix=cfg.kafka.topic_prefix,
+            batch_size=cfg.kafka.batch_size,
+            within=cfg.kafka.batch_within_s,
+            tick_seconds=cfg.tick_seconds,
+            erasure_scan_seconds=cfg.erasure_scan_seconds,
+        )
+
+        @app.on_shutdown.connect
+        async def _close(app: faust.App, **kwargs: object) -> None:
+            await client.aclose()
+
+        def ready() -> tuple[bool, dict[str, object]]:
+            return True, {"targets": sorted(lanes)}
+
+        return ready
+
+    run_service("handoff", cfg, cfg.http, wire)
+
+
+def _crm_file(cfg: HandoffSettings) -> CrmFile:
+    try:
+        return load_crm_file(cfg.crm_file)
+    except CrmConfigError as exc:
+        # The message names the file and the field, never a secret (secrets are env
+        # variable names in the file).
+        sys.stderr.write(f"leadloop: {exc}\n")
+        raise settings_mod.ConfigError(2) from None
+
+
+def _lanes(cfg: HandoffSettings, crm: CrmFile, client: httpx.AsyncClient) -> dict[str, Lane]:
+    lanes: dict[str, Lane] = {}
+    for target_cfg in crm.targets:
+        if not target_cfg.enabled:
+            continue
+        try:
+            target = build_target(target_cfg, os.environ, client)
+        except CrmConfigError as exc:
+            sys.stderr.write(f"leadloop: {cfg.crm_file}: {exc}\n")
+            raise settings_mod.ConfigError(2) from None
+        lanes[target_cfg.name] = Lane(
+            plan=TargetPlan(
+                name=target_cfg.name,
+                supports_pool=target.supports_pool,
+                supports_erase=target.supports_erase,
+                owner_ids=dict(target_cfg.owner_ids),
+                pool=dict(target_cfg.pool),
+            ),
+            target=target,
+            policy=RetryPolicy(
+                base_s=cfg.retry_base_s,
+                cap_s=cfg.retry_cap_s,
+                max_attempts=target_cfg.max_attempts,
+            ),
+            max_in_flight=target_cfg.max_in_flight,
+            bucket=TokenBucket(
+                rate=target_cfg.rate_per_s,
+                burst=max(1.0, float(target_cfg.max_in_flight)),
+                now=time.monotonic(),
+            ),
+        )
+    return lanes
