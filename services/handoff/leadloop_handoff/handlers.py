@@ -125,11 +125,10 @@ class HandoffHandler:
 
     async def _send(self, lane: Lane, due: Due) -> Finished:
         now = self.clock.now()
-        if due.kind != "erase":
-            if due.lead is None or due.lead.get("erased_at") is not None:
-                # Erased (or never known here): nothing about this person goes out.
-                self.metrics.attempt(lane.plan.name, "cancelled", "none")
-                return Finished(due, "cancelled", False, due.assigned_at, now, None, "erased")
+        if due.kind != "erase" and (due.lead is None or due.lead.get("erased_at") is not None):
+            # Erased (or never known here): nothing about this person goes out.
+            self.metrics.attempt(lane.plan.name, "cancelled", "none")
+            return Finished(due, "cancelled", False, due.assigned_at, now, None, "erased")
         wait = lane.bucket.take(self.monotonic())
         if wait > 0:
             await asyncio.sleep(wait)

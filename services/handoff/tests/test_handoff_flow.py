@@ -17,10 +17,11 @@ from tests.conftest import create_database, drop_database
 
 from leadloop.clock import FixedClock
 from leadloop.events import AssignmentKind, LeadAssigned, Priority, RepUpdated, Strategy
+from leadloop_handoff.adapters import postgres
 from leadloop_handoff.adapters.metrics import HandoffMetrics
 from leadloop_handoff.adapters.postgres import HandoffStore
 from leadloop_handoff.domain.cards import Attempt, LeadCard
-from leadloop_handoff.domain.deliveries import TargetPlan
+from leadloop_handoff.domain.deliveries import LEAD_COLUMNS, TargetPlan
 from leadloop_handoff.domain.pacing import TokenBucket
 from leadloop_handoff.domain.retry import RetryPolicy
 from leadloop_handoff.handlers import HandoffHandler, Lane
@@ -132,6 +133,13 @@ async def _rows(pool: asyncpg.Pool, target: str) -> list[tuple[str, str, int, st
         target,
     )
     return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def test_the_claim_reads_exactly_the_card_columns() -> None:
+    selected = postgres._CLAIM.split("AS lead_found,")[1].split("coalesce")[0]
+    assert [c.strip().removeprefix("l.") for c in selected.split(",") if c.strip()] == list(
+        LEAD_COLUMNS
+    )
 
 
 async def test_one_row_per_assignment_and_target_and_order_per_lead(pool: asyncpg.Pool) -> None:

@@ -57,9 +57,8 @@ SELECT i.target, i.lead_id, i.assignment_id, i.sequence, i.kind, i.event,
 ON CONFLICT (target, lead_id, assignment_id) DO NOTHING
 """
 
-_LEAD_SELECT = ", ".join(f"l.{c}" for c in LEAD_COLUMNS)
-
-_CLAIM = f"""
+# The lead's columns are LEAD_COLUMNS, spelled out (test_handoff_flow checks they agree).
+_CLAIM = """
 WITH due AS (
     SELECT d.target, d.lead_id, d.assignment_id
       FROM handoff_deliveries d
@@ -78,8 +77,12 @@ WITH due AS (
  RETURNING d.target, d.lead_id, d.assignment_id, d.sequence, d.kind, d.event, d.attempts,
            d.assigned_at
 )
-SELECT c.*, (l.lead_id IS NOT NULL) AS lead_found, {_LEAD_SELECT},
-       coalesce(r.external_ids, '{{}}'::jsonb) AS owner_external_ids
+SELECT c.*, (l.lead_id IS NOT NULL) AS lead_found,
+       l.source, l.source_lead_id, l.name, l.email, l.phone, l.company, l.title, l.message,
+       l.country, l.region, l.city, l.industry, l.product, l.company_size, l.budget,
+       l.campaign, l.attributes, l.score, l.priority, l.is_returning, l.previous_owner_id,
+       l.occurred_at, l.erased_at,
+       coalesce(r.external_ids, '{}'::jsonb) AS owner_external_ids
   FROM claimed c
   LEFT JOIN leads l ON l.lead_id = c.lead_id
   LEFT JOIN handoff_reps r ON r.rep_id = c.event ->> 'owner_id'
