@@ -237,12 +237,9 @@ async def test_a_permanent_failure_is_a_dead_letter_at_once(pool: asyncpg.Pool) 
     await h.handle([("leads.assigned", _assigned("L1", 0))])
     await h.deliver("crm")
     assert await _rows(pool, "crm") == [("L1", "L1-a0", 1, "dead")]
-    # The replay command's statement: pending again, from the start.
-    await pool.execute(
-        "UPDATE handoff_deliveries SET status = 'pending', attempts = 0, due_at = $1, "
-        "finished_at = NULL WHERE status = 'dead'",
-        T0,
-    )
+    assert [r["last_code"] for r in await h.store.dead_letters(None, 10)] == ["INVALID_FIELD"]
+    assert await h.store.replay("crm", "OTHER_CODE", None, T0) == 0
+    assert await h.store.replay("crm", "INVALID_FIELD", None, T0) == 1
     await h.deliver("crm")
     assert await _rows(pool, "crm") == [("L1", "L1-a0", 1, "delivered")]
 

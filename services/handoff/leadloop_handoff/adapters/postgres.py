@@ -144,6 +144,22 @@ INSERT INTO handoff_erasure_cursor (id, erased_at) VALUES (true, $1)
 ON CONFLICT (id) DO UPDATE SET erased_at = greatest(handoff_erasure_cursor.erased_at, $1)
 """
 
+_DEAD_LETTERS = """
+SELECT target, lead_id, assignment_id, kind, attempts, last_status, last_code, finished_at
+  FROM handoff_deliveries
+ WHERE status = 'dead' AND ($1::text IS NULL OR target = $1)
+ ORDER BY finished_at, target, lead_id
+ LIMIT $2
+"""
+
+# Back to pending from the first attempt. A lead erased meanwhile is cancelled when the
+# row is claimed, so a replay never sends an erased person.
+_REPLAY = """
+UPDATE handoff_deliveries SET status = 'pending', attempts = 0, due_at = $4, finished_at = NULL
+ WHERE status = 'dead' AND ($1::text IS NULL OR target = $1)
+   AND ($2::text IS NULL OR last_code = $2) AND ($3::text IS NULL OR lead_id = $3)
+"""
+
 _BACKLOG = """
 SELECT target, status, count(*) AS n FROM handoff_deliveries
  WHERE status IN ('pending', 'dead') GROUP BY target, status
@@ -251,6 +267,17 @@ class HandoffStore:
             await conn.execute(_CANCEL_FOR_ERASED, leads, now)
             await conn.execute(_SET_CURSOR, rows[-1]["erased_at"])
         return len(rows)
+
+    async def dead_letters(self, target: str | None, limit: int) -> list[dict[str, Any]]:
+        """Dead-lettered deliveries, oldest first (ids, status and code: no personal data)."""
+        return [dict(r) for r in await self._pool.fetch(_DEAD_LETTERS, target, limit)]
+
+    async def replay(
+        self, target: str | None, code: str | None, lead_id: str | None, now: datetime
+    ) -> int:
+        """Make matching dead letters pending again; returns how many."""
+        status = await self._pool.execute(_REPLAY, target, code, lead_id, now)
+        return int(status.rsplit(" ", 1)[-1])
 
     async def backlog(self) -> dict[tuple[str, str], int]:
         """(target, pending|dead) -> rows."""
