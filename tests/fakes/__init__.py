@@ -1,0 +1,1 @@
+"""Fakes of vendor APIs, written from their documentation; test doubles, never shipped."""
