@@ -159,7 +159,7 @@ def test_clients_and_their_scopes() -> None:
 def test_a_client_without_scopes_is_forbidden() -> None:
     refusal = authorize(_bearer(IDLE_TOKEN), _clients(), 0.0)
     assert isinstance(refusal, Refusal)
-    assert (refusal.status, refusal.code) == (403, "insufficient_scope")
+    assert (refusal.status, refusal.code, refusal.client_id) == (403, "insufficient_scope", "idle")
     assert 'error="insufficient_scope"' in refusal.headers["WWW-Authenticate"]
 
 
@@ -168,7 +168,7 @@ def test_rate_limited_with_retry_after() -> None:
     assert isinstance(authorize(_bearer(TOKEN), clients, 100.0), Client)
     assert isinstance(authorize(_bearer(TOKEN), clients, 100.0), Client)
     refusal = authorize(_bearer(TOKEN), clients, 100.0)
-    assert refusal == Refusal(429, "rate_limited", {"Retry-After": "1"})
+    assert refusal == Refusal(429, "rate_limited", {"Retry-After": "1"}, client_id="dash")
     # Another client's bucket is its own.
     assert isinstance(authorize(_bearer(CONTACT_TOKEN), clients, 100.0), Client)
     # One token a second comes back.

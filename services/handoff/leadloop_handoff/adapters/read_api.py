@@ -107,19 +107,18 @@ class ReadApi:
     async def handle(self, headers: Mapping[str, str], lead_id: str) -> Reply:
         decision = authorize(headers, self._clients, self._monotonic())
         if isinstance(decision, Refusal):
-            return _refuse(None, decision.status, decision.code, decision.headers)
+            return _refuse(decision.client_id, decision.status, decision.code, decision.headers)
         client = decision
         if not 1 <= len(lead_id) <= MAX_LEAD_ID:
-            return _refuse(client, 404, "not_found")
+            return _refuse(client.client_id, 404, "not_found")
         try:
             body = await self._read(client, lead_id)
         except TRANSIENT_ERRORS as exc:
             log.warning("lead_read_unavailable", client=client.client_id, error=type(exc).__name__)
-            return _refuse(
-                client, 503, "unavailable", {"Retry-After": str(RETRY_AFTER_UNAVAILABLE_S)}
-            )
+            retry_after = {"Retry-After": str(RETRY_AFTER_UNAVAILABLE_S)}
+            return _refuse(client.client_id, 503, "unavailable", retry_after)
         if body is None:
-            return _refuse(client, 404, "not_found")
+            return _refuse(client.client_id, 404, "not_found")
         log.info("lead_read", client=client.client_id, status=200, code="ok")
         return Reply(200, body, dict(_NO_STORE))
 
@@ -134,9 +133,9 @@ class ReadApi:
 
 
 def _refuse(
-    client: Client | None, status: int, code: str, headers: Mapping[str, str] | None = None
+    client_id: str | None, status: int, code: str, headers: Mapping[str, str] | None = None
 ) -> Reply:
-    log.info("lead_read", client=client.client_id if client else None, status=status, code=code)
+    log.info("lead_read", client=client_id, status=status, code=code)
     return Reply(status, {"error": code}, {**_NO_STORE, **(headers or {})})
 
 

@@ -213,11 +213,13 @@ class Clients:
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """A request the API refuses; ``code`` is the body's ``error``."""
+    """A request the API refuses; ``code`` is the body's ``error``; ``client_id`` names
+    the client once its token was recognised (429, 403), for the logs."""
 
     status: int
     code: str
     headers: Mapping[str, str] = field(default_factory=dict)
+    client_id: str | None = None
 
 
 def bearer_token(headers: Mapping[str, str]) -> str | None:
@@ -269,7 +271,9 @@ def authorize(
         return Refusal(401, "invalid_token", _challenge("invalid_token"))
     wait = clients.take(client, now)
     if wait > 0:
-        return Refusal(429, "rate_limited", {"Retry-After": str(max(1, math.ceil(wait)))})
+        retry_after = {"Retry-After": str(max(1, math.ceil(wait)))}
+        return Refusal(429, "rate_limited", retry_after, client.client_id)
     if not client.scopes & accept:
-        return Refusal(403, "insufficient_scope", _challenge("insufficient_scope"))
+        challenge = _challenge("insufficient_scope")
+        return Refusal(403, "insufficient_scope", challenge, client.client_id)
     return client
