@@ -103,7 +103,7 @@ REGISTRY: tuple[TopicSpec, ...] = (
         key="lead_id",
         model=events.LeadAccepted,
         producers=("ingest",),
-        consumers=("assignment", "sla-monitor", "metrics"),
+        consumers=("assignment", "sla-monitor", "metrics", "notifier"),
     ),
     TopicSpec(
         name="leads.assigned",

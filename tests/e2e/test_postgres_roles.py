@@ -91,6 +91,18 @@ OWNER = {
         ("handoff_deliveries", "handoff_reps", "handoff_erasure_cursor", "lead_reads"),
         "handoff",
     ),
+    **dict.fromkeys(
+        (
+            "notifier_applied_events",
+            "notifier_reps",
+            "notifier_leads",
+            "notifier_escalations",
+            "notifier_outbox",
+            "notifier_rate",
+            "notifier_digests",
+        ),
+        "notifier",
+    ),
 }
 #: Read-only table grants beyond a service's own tables (migration 0009): the read API
 #: shows a lead's timeline. Column grants (leads, sla_clocks for handoff) are checked by

@@ -1,0 +1,141 @@
+"""Sending due outbox rows: coalescing, rate limits by scheduling, retries, fallback.
+
+Pure: the sender loop (handlers) claims rows, asks ``plan`` which go out now and as
+which messages, sends, and asks ``after_retry`` / ``fallback_for`` what to do with a
+failure.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from leadloop_notifier.domain.config import ROBOT_KINDS
+from leadloop_notifier.domain.notices import Notice
+
+__all__ = [
+    "MAX_ATTEMPTS",
+    "MAX_ITEMS",
+    "Batch",
+    "Row",
+    "backoff_seconds",
+    "destination",
+    "fallback_for",
+    "message_id",
+    "plan",
+]
+
+#: Rows listed in one message at most; more go in the next message.
+MAX_ITEMS = 50
+#: Sends of one row before it is dead-lettered ("retries_exhausted") and falls back.
+MAX_ATTEMPTS = 12
+_BACKOFF_BASE_S = 2.0
+_BACKOFF_CAP_S = 900.0
+_NS = uuid.UUID("b6a0f6a4-3f5e-4d39-9b7e-1d1f3c2a7e55")
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """A pending outbox row as the sender sees it."""
+
+    notice: Notice
+    attempts: int
+    not_before: datetime | None
+    seq: int
+
+    @property
+    def ready_at(self) -> datetime:
+        """When the row may go: its due time, or later after a retry."""
+        nb = self.not_before
+        return self.notice.due_at if nb is None or nb < self.notice.due_at else nb
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Rows for one (recipient, channel) sent as one message."""
+
+    recipient: str
+    channel: str
+    rows: tuple[Row, ...]
+    message_id: str
+
+
+def destination(kind: str, channel: str, recipient: str) -> str:
+    """What a vendor's rate limit counts: a robot (a group chat) whoever it talks about,
+    otherwise one person on one channel."""
+    return channel if kind in ROBOT_KINDS else f"{channel}\x1f{recipient}"
+
+
+def message_id(rows: Sequence[Row]) -> str:
+    """Deterministic over the rows' keys: a group resent after a crash has the same id
+    (the idempotency key a vendor that supports one is given)."""
+    keys = sorted("\x1f".join(r.notice.key) for r in rows)
+    return str(uuid.uuid5(_NS, "\x1e".join(keys)))
+
+
+def plan(
+    rows: Sequence[Row],
+    now: datetime,
+    *,
+    kinds: Mapping[str, str],
+    per_minute: Mapping[str, int],
+    next_free: Mapping[str, datetime],
+) -> tuple[list[Batch], dict[str, datetime]]:
+    """Which rows go out now, as which messages, and the destinations' new next-free times.
+
+    Coalescing: the rows of one (recipient, channel) wait until the earliest of them has
+    been ready for its coalescing window, then every row of the pair ready by ``now``
+    goes in one message (in due order, at most ``MAX_ITEMS``). Rate limits: a destination
+    takes one message per ``60 / per_minute`` seconds; a batch whose destination is not
+    free yet waits (it is never dropped). ``kinds`` and ``per_minute`` are by channel name.
+    """
+    groups: dict[tuple[str, str], list[Row]] = {}
+    for row in sorted(rows, key=lambda r: (r.ready_at, r.seq)):
+        if row.ready_at <= now:
+            groups.setdefault((row.notice.recipient, row.notice.channel), []).append(row)
+    free = dict(next_free)
+    batches: list[Batch] = []
+    for (recipient, channel), members in groups.items():
+        ripe = min(r.ready_at + timedelta(seconds=r.notice.coalesce_s) for r in members)
+        if ripe > now:
+            continue
+        dest = destination(kinds.get(channel, ""), channel, recipient)
+        # Several messages may be due for one destination: each one takes a slot.
+        for start in range(0, len(members), MAX_ITEMS):
+            slot = free.get(dest)
+            if slot is not None and slot > now:
+                break
+            chunk = tuple(members[start : start + MAX_ITEMS])
+            gap = timedelta(seconds=60 / max(1, per_minute.get(channel, 60)))
+            free[dest] = max(now, slot or now) + gap
+            batches.append(Batch(recipient, channel, chunk, message_id(chunk)))
+    return batches, free
+
+
+def backoff_seconds(attempts: int, retry_after_s: float | None, jitter: float) -> float:
+    """Exponential backoff with jitter after the ``attempts``-th failed send; never sooner
+    than the vendor's ``retry_after_s``. ``jitter`` in [0, 1) (a random draw) spreads
+    retries over the upper half of the step."""
+    step = min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2 ** max(0, attempts - 1))
+    wait = step * (0.5 + 0.5 * jitter)
+    return max(wait, retry_after_s or 0.0)
+
+
+def fallback_for(row: Row, now: datetime) -> Notice | None:
+    """After a permanent failure (dead letter) of ``row``: the same notice on the
+    recipient's next channel in their order, due now; None when there is none left.
+    Made once: its key (notice, recipient, next channel) is unique in the outbox."""
+    notice = row.notice
+    if not notice.fallbacks:
+        return None
+    payload: dict[str, Any] = {**notice.payload, "fallback_from": notice.channel}
+    return replace(
+        notice,
+        channel=notice.fallbacks[0],
+        fallbacks=notice.fallbacks[1:],
+        payload=payload,
+        due_at=max(now, notice.due_at),
+    )
