@@ -188,7 +188,7 @@ async def test_refusals(served: Served) -> None:
     assert [(e["client"], e["status"], e["code"]) for e in logs] == [
         ("suspended", 403, "insufficient_scope")
     ]
-    for lead_id in ("L-404", "x" * 129):
+    for lead_id in ("L-404", "x" * 129, "%00", "L-1%00"):
         status, body, _ = await served.get(lead_id, CONTACT_TOKEN)
         assert (status, body) == (404, {"error": "not_found"}), lead_id
     status, _, _ = await served.get("x" * 128, SUMMARY_TOKEN)

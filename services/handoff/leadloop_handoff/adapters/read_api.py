@@ -109,7 +109,8 @@ class ReadApi:
         if isinstance(decision, Refusal):
             return _refuse(decision.client_id, decision.status, decision.code, decision.headers)
         client = decision
-        if not 1 <= len(lead_id) <= MAX_LEAD_ID:
+        # PostgreSQL text cannot hold NUL, so no lead has it (and asyncpg would raise).
+        if not 1 <= len(lead_id) <= MAX_LEAD_ID or "\x00" in lead_id:
             return _refuse(client.client_id, 404, "not_found")
         try:
             body = await self._read(client, lead_id)
