@@ -278,8 +278,10 @@ async def test_contact_view_is_audited_once_per_read(served: Served) -> None:
 async def test_no_contact_leaves_without_its_audit_row(served: Served) -> None:
     # The audit insert fails: the read's transaction fails with it and nothing is shown.
     await served.owner.execute("REVOKE INSERT ON lead_reads FROM leadloop_handoff")
-    status = (await served.http.get("/v1/leads/L-1", headers=_auth(CONTACT_TOKEN))).status
-    assert status == 500
+    with capture_logs() as logs:
+        status, body, _ = await served.get("L-1", CONTACT_TOKEN)
+    assert (status, body) == (500, {"error": "internal_error"})
+    assert logs[0]["error"] == "InsufficientPrivilegeError"
     assert await served.audit_rows() == []
     assert (await served.get("L-1", SUMMARY_TOKEN))[0] == 200
 
@@ -295,10 +297,6 @@ async def test_an_erased_lead_is_gone_for_readers(served: Served) -> None:
         status, body, _ = await served.get("L-1", token)
         assert (status, body) == (404, {"error": "not_found"})
     assert await served.audit_rows() == []
-
-
-def _auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def test_database_unreachable_is_503(served: Served) -> None:

@@ -8,6 +8,7 @@
 | 404 | ``not_found`` | no such lead, an erased one, or a lead id outside 1..128 chars |
 | 429 | ``rate_limited`` | the client's rate is spent (``Retry-After``) |
 | 503 | ``unavailable`` | PostgreSQL is unreachable (``Retry-After``) |
+| 500 | ``internal_error`` | anything else (e.g. the audit row could not be written) |
 
 Audit: a reply that carries contact details is audited in ``lead_reads`` (client, lead,
 scope ``leads:read-contact``, time) in the same transaction as the read; the reply is
@@ -118,6 +119,9 @@ class ReadApi:
             log.warning("lead_read_unavailable", client=client.client_id, error=type(exc).__name__)
             retry_after = {"Retry-After": str(RETRY_AFTER_UNAVAILABLE_S)}
             return _refuse(client.client_id, 503, "unavailable", retry_after)
+        except Exception as exc:  # e.g. a refused grant: the type only, a message may hold data
+            log.error("lead_read_failed", client=client.client_id, error=type(exc).__name__)
+            return _refuse(client.client_id, 500, "internal_error")
         if body is None:
             return _refuse(client.client_id, 404, "not_found")
         log.info("lead_read", client=client.client_id, status=200, code="ok")
