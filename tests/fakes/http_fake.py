@@ -6,7 +6,8 @@ documents them and answers with the vendor's status codes and error bodies. Each
 keeps ``received`` (the writes it accepted, for an independent checker to count
 effects) and ``rejected`` (refused requests by reason).
 
-Order of checks on every request, as a real API gateway does it: injected delay, then
+Order of checks on every request, as a real API gateway does it: injected delay (the
+request still takes effect after its caller gave up), then
 an injected failure, then authentication, then the rate limit, then the vendor logic.
 """
 
@@ -165,6 +166,9 @@ class HttpFake:
         self.requests += 1
         delay = self.faults.take_delay()
         if delay:
+            # The body is read first, so a write whose caller timed out still lands late:
+            # the reply is lost, the effect is not (the case idempotency must cover).
+            await request.read()
             await asyncio.sleep(delay)
         status = self.faults.take_failure()
         if status is not None:
