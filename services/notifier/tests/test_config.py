@@ -1,0 +1,53 @@
+"""config/notify.yaml: the shipped file is valid; mistakes name the file and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+from services.notifier.tests.factories import CONFIG, ROOT
+
+from leadloop.settings import ConfigError
+from leadloop_notifier.config import load_yaml_model
+from leadloop_notifier.domain.config import NotifyConfig
+from leadloop_notifier.rendering import Renderer
+
+
+def test_the_shipped_file_is_valid_and_its_template_sets_render() -> None:
+    notify = load_yaml_model(ROOT / "config" / "notify.yaml", NotifyConfig)
+    assert notify.team("team-cn").templates == "zh-CN"
+    assert notify.team("unknown-team") == notify.default
+    for team in (notify.default, *notify.teams.values()):
+        Renderer(ROOT / "config" / "notify-templates").check(team.templates)
+
+
+def test_a_channel_used_but_not_configured_is_refused() -> None:
+    bad = {**CONFIG, "default": {**CONFIG["default"], "person_channels": ["pigeon"]}}
+    with pytest.raises(ValidationError, match="pigeon"):
+        NotifyConfig.model_validate(bad)
+
+
+def test_errors_name_the_file_and_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "notify.yaml"
+    bad = {**CONFIG, "default": {**CONFIG["default"], "crm_link": "crm.example.com"}}
+    path.write_text(yaml.safe_dump(bad))
+    with pytest.raises(ConfigError):
+        load_yaml_model(path, NotifyConfig)
+    err = capsys.readouterr().err
+    assert str(path) in err
+    assert "default.crm_link" in err
+
+
+def test_a_reminder_takes_at_most_one_delay() -> None:
+    bad = {
+        **CONFIG,
+        "reminders": [
+            {"name": "x", "stage": "proposal", "after_days": 1, "after_business_days": 1}
+        ],
+    }
+    with pytest.raises(ValidationError, match="at most one"):
+        NotifyConfig.model_validate(bad)
