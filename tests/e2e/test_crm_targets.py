@@ -235,6 +235,27 @@ async def test_salesforce_refreshes_a_revoked_token_once(
     assert [r.op for r in sf.received] == ["upsert", "upsert"]
 
 
+async def test_salesforce_refreshes_once_for_concurrent_deliveries(
+    sf: SalesforceFake, client: httpx.AsyncClient
+) -> None:
+    target = sf_target(sf, client)
+    assert (await target.upsert(card(1))).status == 201
+    sf.revoke_tokens()
+    cards = [card(1, lead_id=f"L-{n}") for n in range(4)]
+    attempts = await asyncio.gather(*(target.upsert(c) for c in cards))
+    assert [a.status for a in attempts] == [201, 201, 201, 201]
+    assert sf.token_requests == 2  # one shared refresh, not one per delivery
+
+
+async def test_salesforce_a_refused_fresh_token_fails_after_one_retry(
+    sf: SalesforceFake, client: httpx.AsyncClient
+) -> None:
+    sf.refuse_sessions = True
+    target = sf_target(sf, client)
+    assert await target.upsert(card()) == Attempt("failed", 401, "INVALID_SESSION_ID")
+    assert (sf.token_requests, sf.rejected["auth"], sf.records) == (2, 2, {})
+
+
 async def test_salesforce_bad_client_secret_fails_at_the_token(
     sf: SalesforceFake, client: httpx.AsyncClient
 ) -> None:

@@ -71,6 +71,8 @@ class SalesforceFake(HttpFake):
             "Leadloop_Returning__c": bool,
         }
         self.tokens: set[str] = set()
+        #: When True every session is refused, fresh ones too (integration user locked).
+        self.refuse_sessions = False
         self.token_requests = 0
         self.records: dict[str, dict[str, Any]] = {}  # external id -> fields with "Id"
 
@@ -90,7 +92,7 @@ class SalesforceFake(HttpFake):
 
     async def authorized(self, request: web.Request) -> bool:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        return scheme == "Bearer" and token in self.tokens
+        return scheme == "Bearer" and token in self.tokens and not self.refuse_sessions
 
     def unauthorized(self) -> web.Response:
         return _error(401, "INVALID_SESSION_ID", "Session expired or invalid")
