@@ -3,10 +3,12 @@ the webhook — wired once."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import asyncpg
 import faust
+import httpx
 import yaml
 from pydantic import ValidationError
 
@@ -19,8 +21,16 @@ from leadloop_ingest.adapters.admin import register_admin
 from leadloop_ingest.adapters.channels_file import load_channels
 from leadloop_ingest.adapters.http import Webhook, register_webhook
 from leadloop_ingest.adapters.kafka import register_agents
+from leadloop_ingest.adapters.meta import MetaLeadAds, register_lead_webhooks
 from leadloop_ingest.adapters.postgres import LeadStore
 from leadloop_ingest.adapters.timeline_store import TimelineStore
+from leadloop_ingest.adapters.vendor_hooks import (
+    InboundConfigError,
+    InboundSetup,
+    VendorHooks,
+    load_inbound,
+    register_vendor_hooks,
+)
 from leadloop_ingest.domain.channels import Channels
 from leadloop_ingest.domain.scoring import ScoringWeights
 from leadloop_ingest.domain.validation import Limits, ValidLead, validate
@@ -33,6 +43,7 @@ def main() -> None:
     assert cfg.identity_pepper is not None  # enforced by the settings validator
     pepper = cfg.identity_pepper.get_secret_value().encode()
     channels = _channels(cfg)
+    inbound = _inbound(cfg)
     limits = Limits(
         max_record_bytes=cfg.max_record_bytes,
         sources=frozenset(channels.channels),
@@ -92,7 +103,40 @@ def main() -> None:
             max_in_flight=cfg.webhook_max_in_flight,
             publish_timeout_s=cfg.webhook_publish_timeout_s,
         )
-        register_webhook(app, webhook)
+        # Vendor webhooks and Meta's Graph API: one HTTP client for the process's life.
+        vendor_http = httpx.AsyncClient(timeout=cfg.meta_graph_timeout_s)
+        if cfg.meta_verify_token is not None and cfg.meta_access_token is not None:
+            meta = MetaLeadAds(
+                webhook=webhook,
+                sources=frozenset(
+                    s
+                    for s, c in channels.channels.items()
+                    if c.adapter == "lead_ads" and c.signature == "meta"
+                ),
+                app_secrets=cfg.webhook_secrets,
+                verify_token=cfg.meta_verify_token,
+                access_token=cfg.meta_access_token,
+                graph_url=cfg.meta_graph_url,
+                graph_version=cfg.meta_graph_version,
+                http=vendor_http,
+                publish_raw=publish_raw,
+                clock=clock,
+                publish_timeout_s=cfg.webhook_publish_timeout_s,
+            )
+            register_lead_webhooks(app, webhook, meta)
+        else:
+            register_webhook(app, webhook)
+        if inbound is not None:
+            hooks = VendorHooks(
+                inbound=inbound.inbound,
+                secrets=inbound.secrets,
+                api_tokens=inbound.api_tokens,
+                publisher=publisher,
+                clock=clock,
+                http=vendor_http,
+                publish_timeout_s=cfg.webhook_publish_timeout_s,
+            )
+            register_vendor_hooks(app, hooks)
 
         def ready() -> tuple[bool, dict[str, object]]:
             halted = guard.halted_at
@@ -103,6 +147,17 @@ def main() -> None:
         return ready
 
     run_service("ingest", cfg, cfg.http, wire)
+
+
+def _inbound(cfg: IngestSettings) -> InboundSetup | None:
+    """The vendor webhooks' mapping and secrets, or a clean exit naming file and field."""
+    if cfg.crm_inbound_file is None:
+        return None
+    try:
+        return load_inbound(cfg.crm_inbound_file, os.environ)
+    except InboundConfigError as exc:
+        sys.stderr.write(f"leadloop: cannot use the CRM inbound file {exc}\n")
+        raise settings_mod.ConfigError(2) from None
 
 
 def _channels(cfg: IngestSettings) -> Channels:

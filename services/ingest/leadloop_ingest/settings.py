@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from leadloop.settings import HttpSettings, ServiceSettings, require_secret
 
@@ -31,9 +31,29 @@ class IngestSettings(ServiceSettings):
     webhook_max_in_flight: Annotated[int, Field(ge=1, le=100_000)] = 1000
     #: How long a webhook request waits for the broker's acknowledgement before a 503.
     webhook_publish_timeout_s: Annotated[float, Field(gt=0, le=60)] = 10.0
+    #: Vendor CRM webhooks (``POST /v1/crm/hooks/<vendor>/<target>``, docs/crm-inbound.md):
+    #: the mapping file, e.g. config/crm-inbound.yaml. Unset: no vendor endpoints.
+    crm_inbound_file: Path | None = None
+    #: Meta lead ads on the webhook's URL for lead_ads channels (docs/crm-inbound.md): the
+    #: verify token of the GET handshake and the page access token the Graph API is read
+    #: with. Both or neither; neither = the lead_ads webhook takes contract-shaped leads only.
+    meta_verify_token: SecretStr | None = None
+    meta_access_token: SecretStr | None = None
+    meta_graph_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] = (
+        "https://graph.facebook.com"
+    )
+    meta_graph_version: Annotated[str, Field(pattern=r"^v[0-9]{1,3}\.[0-9]{1,2}$")] = "v25.0"
+    meta_graph_timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
     #: More consecutive rejects than this on one partition halt ingest (a broken
     #: producer) instead of dead-lettering everything; 0 turns the guard off.
     consecutive_invalid_limit: Annotated[int, Field(ge=0)] = 1000
+
+    @model_validator(mode="after")
+    def _meta_tokens(self) -> IngestSettings:
+        if self.meta_verify_token is not None or self.meta_access_token is not None:
+            require_secret(self.meta_verify_token, "LEADLOOP_META_VERIFY_TOKEN")
+            require_secret(self.meta_access_token, "LEADLOOP_META_ACCESS_TOKEN")
+        return self
 
     @field_validator("identity_pepper")
     @classmethod
