@@ -126,13 +126,13 @@ class FakeHubSpotCrm:
         auth = request.headers.get("Authorization", "")
         self.requests.append((request.path, dict(request.query), auth))
         if auth != f"Bearer {self.token}":
-            body = {
+            denied = {
                 "status": "error",
                 "message": "Authentication credentials not found.",
                 "correlationId": "00000000-0000-0000-0000-000000000000",
                 "category": "INVALID_AUTHENTICATION",
             }
-            return web.json_response(body, status=401)
+            return web.json_response(denied, status=401)
         key = (request.match_info["type"], request.match_info["id"])
         if key not in self.records:
             return web.json_response(
