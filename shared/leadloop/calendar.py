@@ -1,15 +1,19 @@
 """Business calendars: how much working time lies between two instants, and when a limit runs out.
 
 A calendar has a time zone, weekly working hours (per weekday, a list of local wall-time
-intervals), ``holidays`` (dates with no working time whatever their weekday) and
-``workdays`` (dates with working time whatever their weekday: China's make-up working
-days, or a short day). SLA clocks count only working time:
+intervals), ``holidays`` (a country's public holidays and make-up working days from the
+python-holidays library, plus the company's own days off, minus library dates it does
+not follow) and ``workdays`` (dates with working time whatever their weekday: the
+company's own make-up working days, or a short day). SLA clocks count only working time:
 ``due_at(start, 900, calendar)`` is when 15 working minutes have passed after ``start``.
 
-The module is pure: no I/O beyond the stdlib's tz database, no clock reads. Every
-instant in and out is an aware ``datetime``; results are in UTC. Arithmetic is exact to
-the microsecond (durations are ``timedelta``s inside), and costs O(days spanned): each
-local date contributes at most a few UTC spans, computed once and cached.
+The module is pure: no clock reads, and no I/O beyond the stdlib's tz database and what
+python-holidays reads (its country module and translations) while a calendar is being
+validated. After that a year's public holidays are computed on first use, without I/O,
+and kept (a few hundred bytes per country and year). Every instant in and out is an aware
+``datetime``; results are in UTC. Arithmetic is exact to the microsecond (durations are
+``timedelta``s inside), and costs O(days spanned): each local date contributes at most a
+few UTC spans, computed once and cached.
 
 Daylight saving time. Working hours are local wall time, and an interval of date D
 covers exactly the instants whose local wall time falls inside it on date D — the same
@@ -34,14 +38,16 @@ from __future__ import annotations
 import heapq
 import math
 import re
+import threading
 from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from functools import lru_cache
+from functools import cache, lru_cache
 from itertools import pairwise
 from typing import Annotated, Any, NamedTuple, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import holidays as holiday_library
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -59,6 +65,7 @@ __all__ = [
     "BusinessCalendar",
     "CalendarSet",
     "DayHours",
+    "Holidays",
     "Interval",
     "Weekday",
     "WeeklyHours",
@@ -67,6 +74,10 @@ __all__ = [
     "is_working",
     "next_working_instant",
 ]
+
+#: ``CalendarSet.missing_holiday_years`` reports the calendar of every team not listed
+#: under ``teams`` (the ``default`` calendar) under this name.
+DEFAULT_TEAM = "*"
 
 _DAY_SECONDS = 86_400
 _DAY = timedelta(days=1)
@@ -206,25 +217,165 @@ def _date_keys(value: object) -> object:
     return value
 
 
+DateSet = Annotated[frozenset[date], BeforeValidator(_expand_dates)]
+
+
+class _PublicYear(NamedTuple):
+    """One year of a country's public holidays, as python-holidays computes them."""
+
+    days_off: frozenset[date]
+    #: Weekend dates that are working days (China's 调休 make-up working days).
+    make_up: frozenset[date]
+    #: Whether the library has the year's official data. Countries whose days off are
+    #: moved around weekends by a yearly notice (China's State Council) are only known
+    #: for the years whose notice the library carries; later years get the statutory
+    #: days alone, which is not the real arrangement. Rule-based countries (the US) are
+    #: known for every year the library computes.
+    official: bool
+
+
+_library_lock = threading.Lock()
+
+
+@cache
+def _library(country: str, subdiv: str | None) -> holiday_library.HolidayBase:
+    """The library's holiday table of a country, years added on demand.
+
+    Built while a calendar is validated: this is where python-holidays imports the
+    country's module and reads its translations. Adding a year later (``_public_year``)
+    is computation only.
+    """
+    if country not in holiday_library.list_supported_countries():
+        raise ValueError(f"python-holidays has no country {country!r}")
+    try:
+        return holiday_library.country_holidays(country, subdiv=subdiv, years=())
+    except NotImplementedError as exc:  # an unknown subdivision
+        raise ValueError(str(exc)) from exc
+
+
+@lru_cache(maxsize=1024)
+def _public_year(country: str, subdiv: str | None, year: int) -> _PublicYear:
+    table = _library(country, subdiv)
+    with _library_lock:  # the table grows in place: one year at a time
+        table.get(date(year, 1, 1))  # expand=True: populates the whole year
+        days_off = frozenset(d for d in table if d.year == year)
+        make_up = frozenset(d for d in table.weekend_workdays if d.year == year)
+    if table.start_year <= year <= table.end_year:
+        if getattr(table, "has_substituted_holidays", False):
+            notices: Mapping[int, object] = getattr(table, "special_public_holidays", {})
+            official = year in notices
+        else:
+            official = True
+    else:
+        official = False
+    return _PublicYear(days_off, make_up, official)
+
+
+class Holidays(_Frozen):
+    """A calendar's days off: a country's public holidays and the company's own.
+
+    ``country`` (ISO 3166-1 alpha-2, optionally with a ``subdiv``) takes public holidays
+    and make-up working days from python-holidays: China's State Council arrangement
+    with its 调休 weekend working days, US federal holidays with their observed days
+    (Saturday → Friday, Sunday → Monday). A make-up working day works the hours of
+    ``make_up_as``. ``extra`` are the company's own days off; ``remove`` lists library
+    dates the company does not follow (a public holiday it works with its weekday's
+    hours, or a make-up day it takes off). Written in YAML either as this mapping or, as
+    before the library, as a plain list of dates and ranges (then all of it is ``extra``).
+    """
+
+    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] | None = None
+    subdiv: str | None = None
+    make_up_as: Weekday = Weekday.MONDAY
+    extra: DateSet = frozenset()
+    remove: DateSet = frozenset()
+
+    @model_validator(mode="after")
+    def _known_to_the_library(self) -> Self:
+        if self.country is None:
+            if self.subdiv is not None or self.remove:
+                raise ValueError("subdiv and remove need a country")
+            return self
+        _library(self.country, self.subdiv)  # fails fast on an unknown country
+        for day in sorted(self.remove):
+            year = _public_year(self.country, self.subdiv, day.year)
+            if day not in year.days_off and day not in year.make_up:
+                raise ValueError(
+                    f"remove: {day} is neither a public holiday nor a make-up working day "
+                    f"of {self.country}"
+                )
+        return self
+
+    def __bool__(self) -> bool:
+        """Whether there are any days off at all (a round-the-clock calendar has none)."""
+        return self.country is not None or bool(self.extra)
+
+    def public_year(self, year: int) -> _PublicYear | None:
+        """The library's data for ``year``, None without a country."""
+        if self.country is None:
+            return None
+        return _public_year(self.country, self.subdiv, year)
+
+    def known_for(self, year: int) -> bool:
+        """Whether days off are known for ``year``: the library has the country's
+        official data for it, or the company typed at least one day off in it."""
+        public = self.public_year(year)
+        return (public is not None and public.official) or any(d.year == year for d in self.extra)
+
+
+class _DayRule(NamedTuple):
+    """A calendar's fields laid out for ``hours_on``, which runs for every day spanned
+    (one private attribute: pydantic serves those through ``__getattr__``)."""
+
+    week: tuple[tuple[Interval, ...], ...]
+    dates: dict[date, tuple[Interval, ...]]
+    country: str | None
+    subdiv: str | None
+    remove: frozenset[date]
+    make_up: tuple[Interval, ...]
+
+    def hours_on(self, day: date) -> tuple[Interval, ...]:
+        hours = self.dates.get(day)
+        if hours is not None:
+            return hours
+        if self.country is not None and day not in self.remove:
+            public = _public_year(self.country, self.subdiv, day.year)
+            if day in public.days_off:
+                return ()
+            if day in public.make_up:
+                return self.make_up
+        return self.week[day.weekday()]
+
+
+def _holidays_field(value: object) -> object:
+    """A plain list of dates is the calendar format from before the library: ``extra``."""
+    if isinstance(value, list | tuple | set | frozenset):
+        return {"extra": value}
+    return value
+
+
 class BusinessCalendar(_Frozen):
     """A team's working time: time zone, weekly hours, holidays and make-up workdays.
 
     ``workdays`` maps a date to the hours it has instead of its weekday's: the name of a
     weekday whose hours it borrows (China's make-up Saturday "works as a Monday"), or an
-    explicit interval list (a short day). A date may not be both a holiday and a workday.
+    explicit interval list (a short day). A date may not be both one of the company's own
+    days off (``holidays.extra``) and a workday. A date's hours are, in order: its
+    ``workdays`` entry, none if it is an ``extra`` day off, the library's answer (a public
+    holiday has none, a make-up day ``make_up_as``'s hours) unless the date is in
+    ``remove``, and otherwise its weekday's.
     """
 
     #: IANA time zone name, e.g. "Asia/Shanghai".
     timezone: str
     weekly: WeeklyHours
-    holidays: Annotated[frozenset[date], BeforeValidator(_expand_dates)] = frozenset()
+    holidays: Annotated[Holidays, BeforeValidator(_holidays_field)] = Holidays()
     workdays: Annotated[
         dict[date, Weekday | Annotated[DayHours, Field(min_length=1)]],
         BeforeValidator(_date_keys),
     ] = Field(default_factory=dict)
 
-    _week: tuple[tuple[Interval, ...], ...] = PrivateAttr(default=())
-    _dates: dict[date, tuple[Interval, ...]] = PrivateAttr(default_factory=dict)
+    _days: _DayRule = PrivateAttr()
 
     @field_validator("timezone")
     @classmethod
@@ -239,20 +390,30 @@ class BusinessCalendar(_Frozen):
     def _consistent(self) -> Self:
         if not any(self.weekly.on(day) for day in Weekday):
             raise ValueError("weekly hours are empty: no limit would ever come due")
-        both = sorted(self.holidays & self.workdays.keys())
+        both = sorted(self.holidays.extra & self.workdays.keys())
         if both:
             raise ValueError(f"dates both holiday and workday: {', '.join(map(str, both))}")
         for day, hours in self.workdays.items():
             if isinstance(hours, Weekday) and not self.weekly.on(hours):
                 raise ValueError(f"workday {day} works as {hours.value}, which has no hours")
+        if self.holidays.country is not None and not self.weekly.on(self.holidays.make_up_as):
+            raise ValueError(
+                f"make-up working days work as {self.holidays.make_up_as.value}, which has no hours"
+            )
         return self
 
     def model_post_init(self, context: Any, /) -> None:
-        self._week = tuple(self.weekly.on(day) for day in Weekday)
-        dates: dict[date, tuple[Interval, ...]] = dict.fromkeys(self.holidays, ())
+        dates: dict[date, tuple[Interval, ...]] = dict.fromkeys(self.holidays.extra, ())
         for day, hours in self.workdays.items():
             dates[day] = self.weekly.on(hours) if isinstance(hours, Weekday) else hours
-        self._dates = dates
+        self._days = _DayRule(
+            week=tuple(self.weekly.on(day) for day in Weekday),
+            dates=dates,
+            country=self.holidays.country,
+            subdiv=self.holidays.subdiv,
+            remove=self.holidays.remove,
+            make_up=self.weekly.on(self.holidays.make_up_as),
+        )
 
     @property
     def zone(self) -> ZoneInfo:
@@ -260,8 +421,13 @@ class BusinessCalendar(_Frozen):
 
     def hours_on(self, day: date) -> tuple[Interval, ...]:
         """The local working intervals of a date, holidays and workdays applied."""
-        hours = self._dates.get(day)
-        return self._week[day.weekday()] if hours is None else hours
+        return self._days.hours_on(day)
+
+    def lacks_holidays_for(self, year: int) -> bool:
+        """Whether this calendar keeps days off but knows none for ``year`` — its SLA
+        clocks would run through that year's holidays. A calendar without any days off
+        (round the clock, the demo's) lacks nothing."""
+        return bool(self.holidays) and not self.holidays.known_for(year)
 
 
 _CALENDAR_ID = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
@@ -283,6 +449,27 @@ class CalendarSet(_Frozen):
 
     def for_team(self, team_id: str) -> BusinessCalendar:
         return self.calendars[self.teams.get(team_id, self.default)]
+
+    def missing_holiday_years(
+        self, now: datetime, ahead: timedelta = timedelta(0)
+    ) -> dict[str, list[int]]:
+        """Teams whose calendar has no holiday data for the current year (and, with
+        ``ahead``, the year ``ahead`` from now), with those years; ``DEFAULT_TEAM`` stands
+        for every team not listed under ``teams``. Years are local to each calendar's zone.
+
+        Pure: the caller passes ``now``. A team missing from the answer is fine.
+        """
+        now = _utc(now)
+        missing: dict[str, list[int]] = {}
+        named = [*self.teams.items(), (DEFAULT_TEAM, self.default)]
+        for team, calendar_id in named:
+            calendar = self.calendars[calendar_id]
+            zone = calendar.zone
+            years = sorted({now.astimezone(zone).year, (now + ahead).astimezone(zone).year})
+            lacking = [year for year in years if calendar.lacks_holidays_for(year)]
+            if lacking:
+                missing[team] = lacking
+        return missing
 
 
 # --- the arithmetic ----------------------------------------------------------------------

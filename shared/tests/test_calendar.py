@@ -1,5 +1,6 @@
 """Business-calendar arithmetic: the worked examples, China's adjusted workdays, DST days,
-and hypothesis properties checked against a brute-force minute-by-minute reference."""
+the library's holidays with a company's overrides, the loud check for missing years, and
+hypothesis properties checked against a brute-force minute-by-minute reference."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import math
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from functools import cached_property
+from functools import cache, cached_property
 from itertools import accumulate
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import holidays as holiday_library
 import pytest
 import yaml
 from hypothesis import given, settings
@@ -20,6 +22,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from leadloop.calendar import (
+    DEFAULT_TEAM,
     BusinessCalendar,
     CalendarSet,
     Interval,
@@ -198,8 +201,9 @@ def test_a_year_of_new_york_office_hours() -> None:
         for n in range(365)
         if (start.date() + timedelta(days=n)).weekday() < 5
     ]
-    hours = 8 * (len(working_days) - len(US.holidays)) - 4  # Christmas Eve is a short day
-    assert hours == 2036
+    # The eleven federal holidays of 2025 all fall on weekdays.
+    hours = 8 * (len(working_days) - 11) - 4  # Christmas Eve is a short day
+    assert hours == 1996
     assert business_seconds_between(start, end, US) == hours * 3600
     assert due_at(start, hours * 3600, US) == local(NEW_YORK, 2025, 12, 31, 17, 0)
     decade = due_at(start, 10 * hours * 3600, US)  # O(days): ~3,650 days, milliseconds
@@ -214,7 +218,7 @@ def test_example_config_loads_and_maps_teams() -> None:
     assert cals.for_team("team-cn") == CN
     assert cals.for_team("team-global") == US
     assert cals.for_team("someone-else") == cals.calendars["always"]
-    assert date(2025, 2, 4) in CN.holidays
+    assert CN.hours_on(date(2025, 2, 4)) == ()  # Spring Festival, from the library
     assert CN.hours_on(date(2025, 2, 8)) == CN.hours_on(date(2025, 2, 10))
     assert US.hours_on(date(2025, 12, 24)) == (Interval(9 * 3600, 13 * 3600),)
 
@@ -246,6 +250,14 @@ def test_intervals_may_have_seconds_and_end_at_midnight() -> None:
         ({"workdays": {"2025-01-26": []}}, "at least 1"),
         ({"holidays": ["2025-02-04..2025-01-28"]}, "must not end before"),
         ({"weekdays": {}}, "Extra inputs"),
+        ({"holidays": {"extra": ["2025-01-26"]}, "workdays": {"2025-01-26": "monday"}}, "both"),
+        ({"holidays": {"country": "ZZ"}}, "no country 'ZZ'"),
+        ({"holidays": {"country": "cn"}}, "should match pattern"),
+        ({"holidays": {"country": "US", "subdiv": "XX"}}, "does not have subdivision"),
+        ({"holidays": {"country": "CN", "remove": ["2026-03-02"]}}, "neither a public holiday"),
+        ({"holidays": {"remove": ["2026-10-01"]}}, "need a country"),
+        ({"holidays": {"country": "CN", "make_up_as": "sunday"}}, "which has no hours"),
+        ({"holidays": {"country": "CN", "years": [2026]}}, "Extra inputs"),
     ],
 )
 def test_invalid_calendars_are_refused(change: dict[str, Any], message: str) -> None:
@@ -270,18 +282,169 @@ def test_naive_times_and_bad_limits_are_refused() -> None:
             due_at(utc(2025, 3, 7), bad, CN)
 
 
+# --- the holiday library, a company's overrides, missing years ------------------------------
+
+OFFICE = {d: ["09:00-12:00", "13:00-18:00"] for d in WEEKDAYS[:5]}
+DAY = (Interval(9 * 3600, 12 * 3600), Interval(13 * 3600, 18 * 3600))
+
+
+def cn_office(**holidays: Any) -> BusinessCalendar:
+    return BusinessCalendar.model_validate(
+        {"timezone": "Asia/Shanghai", "weekly": OFFICE, "holidays": {"country": "CN", **holidays}}
+    )
+
+
+def test_the_hand_typed_list_is_still_read_as_the_companys_own_days_off() -> None:
+    legacy = BusinessCalendar.model_validate(
+        {"timezone": "Asia/Shanghai", "weekly": OFFICE, "holidays": ["2026-03-02..2026-03-03"]}
+    )
+    assert legacy.holidays.country is None
+    assert legacy.holidays.extra == {date(2026, 3, 2), date(2026, 3, 3)}
+    assert legacy.hours_on(date(2026, 3, 3)) == ()
+    assert legacy.hours_on(date(2026, 10, 1)) == DAY  # no library: National Day works
+
+
+def test_a_company_overrides_the_library() -> None:
+    cal = cn_office(extra=["2026-12-31"], remove=["2026-10-07", "2026-10-10"])
+    cal = cal.model_copy(update={})  # copies keep the derived day rule
+    assert cal.hours_on(date(2026, 12, 31)) == ()  # its own day off
+    assert cal.hours_on(date(2026, 10, 6)) == ()  # National Day, from the library
+    assert cal.hours_on(date(2026, 10, 7)) == DAY  # a public holiday it works
+    assert cal.hours_on(date(2026, 10, 10)) == ()  # a make-up Saturday it takes off
+    assert cal.hours_on(date(2026, 9, 20)) == DAY  # the other make-up day stays
+    short = BusinessCalendar.model_validate(
+        {
+            **cal.model_dump(),
+            "workdays": {"2026-10-08": ["09:00-12:00"], "2026-10-03": "friday"},
+        }
+    )
+    assert short.hours_on(date(2026, 10, 8)) == (Interval(9 * 3600, 12 * 3600),)  # short day
+    assert short.hours_on(date(2026, 10, 3)) == DAY  # its own make-up day, on a holiday
+
+
+def test_make_up_days_work_the_hours_of_the_weekday_named() -> None:
+    cal = BusinessCalendar.model_validate(
+        {
+            "timezone": "Asia/Shanghai",
+            "weekly": {**OFFICE, "friday": ["09:00-15:00"]},
+            "holidays": {"country": "CN", "make_up_as": "friday"},
+        }
+    )
+    assert cal.hours_on(date(2026, 2, 14)) == (Interval(9 * 3600, 15 * 3600),)
+
+
+def test_looking_up_a_new_year_is_computation_only() -> None:
+    """The library's country module and translations are read while validating; the
+    days of a year nobody asked about yet come without touching a file."""
+    import sys
+
+    opened: list[object] = []
+    armed = [True]
+
+    def audit(event: str, args: tuple[object, ...]) -> None:
+        if armed[0] and event in ("open", "os.listdir", "os.scandir", "import"):
+            opened.append((event, args[0] if args else None))
+
+    cal = cn_office()
+    sys.addaudithook(audit)  # cannot be removed: disarmed below
+    try:
+        assert cal.hours_on(date(2041, 2, 1)) == ()  # Spring Festival 2041
+        assert is_working(local(SHANGHAI, 2041, 2, 11, 10), cal)
+    finally:
+        armed[0] = False
+    assert opened == []
+
+
+def config_with(calendar: dict[str, Any]) -> CalendarSet:
+    return CalendarSet.model_validate(
+        {
+            "calendars": {"typed": calendar, "always": {"timezone": "UTC", "weekly": OFFICE}},
+            "default": "always",
+            "teams": {"team-a": "typed", "team-b": "always"},
+        }
+    )
+
+
+def test_a_hand_typed_calendar_of_past_years_is_reported_missing() -> None:
+    cals = config_with(
+        {"timezone": "Asia/Shanghai", "weekly": OFFICE, "holidays": ["2025-10-01..2025-10-08"]}
+    )
+    assert cals.missing_holiday_years(utc(2025, 6, 1)) == {}
+    assert cals.missing_holiday_years(utc(2026, 6, 1)) == {"team-a": [2026]}
+    # the year is the calendar's own: Shanghai is in 2026 eight hours before UTC
+    assert cals.missing_holiday_years(utc(2025, 12, 31, 17)) == {"team-a": [2026]}
+    assert cals.missing_holiday_years(utc(2025, 12, 31, 15)) == {}
+
+
+def test_a_library_country_without_the_years_notice_is_reported_missing() -> None:
+    cals = config_with(
+        {"timezone": "Asia/Shanghai", "weekly": OFFICE, "holidays": {"country": "CN"}}
+    )
+    assert cals.missing_holiday_years(utc(2026, 6, 1)) == {}
+    # python-holidays 0.109 carries the State Council's notices up to 2026 only; 2027
+    # would be the statutory days without the year's arrangement.
+    assert cals.missing_holiday_years(utc(2027, 6, 1)) == {"team-a": [2027]}
+    # looking ahead: in December the coming year is already due
+    assert cals.missing_holiday_years(utc(2026, 12, 7), timedelta(days=30)) == {"team-a": [2027]}
+    # the company typed 2027's days off itself while waiting for the library
+    typed = config_with(
+        {
+            "timezone": "Asia/Shanghai",
+            "weekly": OFFICE,
+            "holidays": {"country": "CN", "extra": ["2027-02-05..2027-02-11"]},
+        }
+    )
+    assert typed.missing_holiday_years(utc(2027, 6, 1)) == {}
+
+
+def test_rule_based_countries_and_calendars_without_days_off_lack_nothing() -> None:
+    us = config_with(
+        {"timezone": "America/New_York", "weekly": OFFICE, "holidays": {"country": "US"}}
+    )
+    assert us.missing_holiday_years(utc(2031, 6, 1)) == {}
+    assert not calendars().calendars["always"].holidays  # round the clock: no days off
+
+
+def test_the_default_calendar_is_reported_for_the_unlisted_teams() -> None:
+    cals = CalendarSet.model_validate(
+        {
+            "calendars": {"old": {"timezone": "UTC", "weekly": OFFICE, "holidays": ["2024-01-01"]}},
+            "default": "old",
+        }
+    )
+    assert cals.missing_holiday_years(utc(2026, 1, 2)) == {DEFAULT_TEAM: [2026]}
+
+
+def test_the_shipped_calendars_know_2025_and_2026() -> None:
+    for year in (2025, 2026):
+        assert calendars().missing_holiday_years(utc(year, 7, 1)) == {}
+
+
 # --- brute force: minute by minute ---------------------------------------------------------
 
 
+@cache
+def library_year(country: str, year: int) -> holiday_library.HolidayBase:
+    return holiday_library.country_holidays(country, years=year)
+
+
 def reference_hours(cal: BusinessCalendar, day: date) -> tuple[Interval, ...]:
-    """The day rule re-derived from the calendar's fields, independently of the module."""
+    """The day rule re-derived from the calendar's fields and python-holidays itself,
+    independently of the module."""
+    weekday_hours: tuple[Interval, ...] = getattr(cal.weekly, WEEKDAYS[day.weekday()])
     if day in cal.workdays:
         hours = cal.workdays[day]
         return getattr(cal.weekly, hours.value) if isinstance(hours, Weekday) else hours
-    if day in cal.holidays:
+    if day in cal.holidays.extra:
         return ()
-    hours_of_weekday: tuple[Interval, ...] = getattr(cal.weekly, WEEKDAYS[day.weekday()])
-    return hours_of_weekday
+    if cal.holidays.country is not None and day not in cal.holidays.remove:
+        library = library_year(cal.holidays.country, day.year)
+        if day in library:
+            return ()
+        if day in library.weekend_workdays:
+            make_up: tuple[Interval, ...] = getattr(cal.weekly, cal.holidays.make_up_as.value)
+            return make_up
+    return weekday_hours
 
 
 @dataclass(frozen=True)
@@ -348,6 +511,7 @@ ST_JOHNS = every_day("00:00-00:45", "12:00-12:30", "23:15-24:00", tz="America/St
 WINDOWS = [
     Window("cn spring festival", CN, date(2025, 1, 13), date(2025, 2, 17), date(2025, 3, 1)),
     Window("cn national day", CN, date(2025, 9, 15), date(2025, 10, 20), date(2025, 11, 1)),
+    Window("cn 2026 spring festival", CN, date(2026, 2, 9), date(2026, 3, 2), date(2026, 3, 12)),
     Window("us spring forward", US, date(2025, 3, 3), date(2025, 3, 17), date(2025, 3, 26)),
     Window("us autumn", US, date(2025, 10, 27), date(2025, 12, 29), date(2026, 1, 10)),
     Window("ny nights, gap", NIGHT_NY, date(2025, 3, 6), date(2025, 3, 12), date(2025, 3, 18), 600),
