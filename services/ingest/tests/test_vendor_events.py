@@ -578,3 +578,49 @@ async def test_hubspot_reads_the_record_and_its_contact() -> None:
     assert (await post(down, "hubspot", "hs", body, uri=uri, headers=headers)).status == 503
     forged = {**headers, "X-HubSpot-Signature-v3": hs_sign("POST", uri, body, ts, "wrong-secret")}
     assert (await post(h, "hubspot", "hs", body, uri=uri, headers=forged)).status == 401
+
+
+def test_the_inbound_file_is_checked_at_start_naming_file_and_field(tmp_path: Any) -> None:
+    from pathlib import Path
+
+    from leadloop_ingest.adapters.vendor_hooks import InboundConfigError, load_inbound
+
+    shipped = Path(__file__).resolve().parents[3] / "config" / "crm-inbound.yaml"
+    env = {
+        name: "x" * 20
+        for name in (
+            "LEADLOOP_HUBSPOT_CLIENT_SECRET",
+            "LEADLOOP_HUBSPOT_API_TOKEN",
+            "LEADLOOP_JDY_PUSH_SECRET",
+            "LEADLOOP_JDY_FOLLOWUP_SECRET",
+        )
+    }
+    assert set(load_inbound(shipped, env).inbound.targets) >= {
+        "hubspot",
+        "salesforce_opportunities",
+    }
+    with pytest.raises(InboundConfigError, match="LEADLOOP_JDY_PUSH_SECRET"):
+        load_inbound(shipped, {**env, "LEADLOOP_JDY_PUSH_SECRET": "short"})
+    bad = tmp_path / "inbound.yaml"
+    bad.write_text(
+        "targets:\n  sf:\n    kind: salesforce\n    emits: stage_change\n"
+        "    fields: {lead_id: X, stage: S}\n    stages: {Won: won}\n"
+    )
+    with pytest.raises(InboundConfigError, match=r"inbound\.yaml: targets\.sf.*organization_id"):
+        load_inbound(bad, {})
+    bad.write_text(
+        "targets:\n  jdy:\n"
+        + "\n".join(
+            f"    {line}"
+            for line in [
+                "kind: jiandaoyun",
+                "secret_env: JDY_S",
+                "emits: stage_change",
+                "fields: {lead_id: a, stage: b}",
+                "stages: {x: closed}",
+            ]
+        )
+        + "\n"
+    )
+    with pytest.raises(InboundConfigError, match=r"targets\.jdy\.stages\.x"):
+        load_inbound(bad, {"JDY_S": "y" * 20})
