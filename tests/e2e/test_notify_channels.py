@@ -447,6 +447,8 @@ async def test_email_refusals(tmp_path: Path) -> None:
         assert smtp.messages == []
 
 
+# aiosmtpd warns about AUTH without STARTTLS even when the session is implicit TLS.
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 async def test_email_tls_modes(tmp_path: Path) -> None:
     async with FakeSmtp(tmp_path, starttls=False) as plain:
         required = email_channel(plain)
@@ -466,6 +468,14 @@ async def test_email_tls_modes(tmp_path: Path) -> None:
         )
         assert await local.send("a@example.com", PLAIN) == Sent("delivered", "ok")
         assert plain.messages[0].tls is False
+    async with FakeSmtp(tmp_path, implicit_tls=True) as implicit:
+        ch = email_channel(implicit, tls="implicit")
+        assert await ch.send("a@example.com", MSG) == Sent("delivered", "ok")
+        assert implicit.messages[0].login == implicit.username
+    async with FakeSmtp(tmp_path) as smtp:
+        optional = email_channel(smtp, tls="starttls_optional")
+        assert await optional.send("a@example.com", MSG) == Sent("delivered", "ok")
+        assert smtp.messages[0].tls
     closed = free_ports(1)[0]
     gone = build_channel(
         parse_channel_config(

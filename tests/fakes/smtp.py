@@ -4,7 +4,8 @@ The certificate is self-signed, made per test run by the ``openssl`` command lin
 ``cryptography`` package is not installed), valid for 127.0.0.1 and localhost; clients
 trust it through ``cert_file``. AUTH PLAIN and LOGIN take one test user and are only
 offered after STARTTLS (``auth_require_tls``); with ``require_starttls`` the server
-refuses MAIL before STARTTLS, as a submission server should. ``reject`` answers
+refuses MAIL before STARTTLS, as a submission server should; ``implicit_tls`` serves
+TLS from the first byte instead (port 465 style). ``reject`` answers
 550 5.1.1 at RCPT for those addresses, ``tempfail`` 451 4.3.0. Every accepted message
 is parsed (``email.policy.default``) into ``messages`` with its envelope, whether the
 session was under TLS and who logged in.
@@ -103,12 +104,14 @@ class FakeSmtp:
         password: str = "smtp-test-password",
         require_starttls: bool = True,
         starttls: bool = True,
+        implicit_tls: bool = False,
     ) -> None:
         self.cert_file, self.key_file = self_signed_cert(directory)
         self.username, self.password = username, password
         self._handler = _Handler()
         self._require_starttls = require_starttls
-        self._starttls = starttls
+        self._starttls = starttls and not implicit_tls
+        self._implicit_tls = implicit_tls
         self._controller: Controller | None = None
         self.port = 0
 
@@ -138,15 +141,19 @@ class FakeSmtp:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(self.cert_file, self.key_file)
         self.port = free_ports(1)[0]
+        secured = self._starttls or self._implicit_tls
         self._controller = Controller(
             self._handler,
             hostname="127.0.0.1",
             port=self.port,
+            ssl_context=context if self._implicit_tls else None,
+            server_hostname="localhost",
             tls_context=context if self._starttls else None,
             require_starttls=self._require_starttls and self._starttls,
             authenticator=self._authenticate,
+            # aiosmtpd counts only STARTTLS for auth_require_tls, not implicit TLS
             auth_require_tls=self._starttls,
-            auth_required=self._starttls,  # a submission server: no mail without login
+            auth_required=secured,  # a submission server: no mail without login
         )
         self._controller.start()
         return self
