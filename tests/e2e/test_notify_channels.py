@@ -114,6 +114,9 @@ async def test_wecom_app_bad_secret_and_unknown_user_fail(client: httpx.AsyncCli
     async with FakeWecom() as fake:
         ch = wecom_app(client, fake)
         assert await ch.send("nobody", PLAIN) == Sent("failed", "invalid_user")
+        for fan_out in ("@all", "zhangsan|lisi", ""):
+            assert await ch.send(fan_out, PLAIN) == Sent("failed", "invalid_address")
+        assert fake.received == []
         bad = build_channel(
             parse_channel_config(
                 {
@@ -273,6 +276,7 @@ async def test_feishu_bot_refusals_and_limits(client: httpx.AsyncClient) -> None
         assert await ch.send("h1", PLAIN) == Sent("failed", "code_19021")
         fake.wall_clock = time.time
         assert await ch.send("gone", PLAIN) == Sent("failed", "invalid_webhook")
+        assert await ch.send("../../im/v1/messages", PLAIN) == Sent("failed", "invalid_address")
         assert (await ch.send("h1", PLAIN)).outcome == "delivered"
         assert (await ch.send("h1", PLAIN)).outcome == "delivered"
         assert await ch.send("h1", PLAIN) == Sent("retry", "code_11232", 60.0)
@@ -389,6 +393,7 @@ async def test_slack_webhook(client: httpx.AsyncClient) -> None:
         assert await ch.send("T000/B000/hooksecret", MSG) == Sent("retry", "ratelimited", 1.0)
         assert await ch.send("T9/B9/unknown", MSG) == Sent("failed", "http_404")
         assert await ch.send("T1/B1/old", MSG) == Sent("failed", "http_410")
+        assert await ch.send("T1/../../api/x", MSG) == Sent("failed", "invalid_address")
         fake.faults.fail_next = 1
         assert await ch.send("T000/B000/hooksecret", MSG) == Sent("retry", "http_500")
 

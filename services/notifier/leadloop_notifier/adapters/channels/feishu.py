@@ -33,6 +33,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -50,6 +51,7 @@ TOKEN_ERRORS = frozenset({99991661, 99991663, 99991668, 99991677})
 RATE_LIMITS = frozenset({11232, 99991400, 230020})
 INVALID_USER = frozenset({99992352, 230013})
 RATE_LIMIT_BACKOFF_S = 60.0
+_HOOK_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 def sign(secret: str, timestamp_s: int) -> str:
@@ -135,6 +137,8 @@ class FeishuBotChannel:
         return {"msg_type": "text", "content": {"text": truncate_utf8(message.text, BODY_LIMIT)}}
 
     async def send(self, address: str, message: Message) -> Sent:
+        if not _HOOK_ID.fullmatch(address):
+            return failed("invalid_address")  # a path segment, nothing else
         payload = self._payload(message)
         if self._secret is not None:
             timestamp_s = int(self._wall_clock())

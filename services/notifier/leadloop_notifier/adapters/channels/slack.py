@@ -44,6 +44,7 @@ REVOKED = frozenset(
 RATE_LIMITED = frozenset({"ratelimited", "rate_limited"})
 TRANSIENT = frozenset({"internal_error", "fatal_error", "service_unavailable", "request_timeout"})
 _SAFE_CODE = re.compile(r"^[a-z0-9_]{1,64}$")
+_WEBHOOK_PATH = re.compile(r"[A-Za-z0-9_-]{1,64}(/[A-Za-z0-9_-]{1,64}){2}")
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
 
@@ -169,10 +170,12 @@ class SlackWebhookChannel:
         self._timeout_s = timeout_s
 
     async def send(self, address: str, message: Message) -> Sent:
+        if not _WEBHOOK_PATH.fullmatch(address):
+            return failed("invalid_address")  # T…/B…/secret, nothing that could leave the path
         response = await send_http(
             self._client,
             "POST",
-            self._base + address.strip("/"),
+            self._base + address,
             timeout_s=self._timeout_s,
             json=_payload(message),
         )

@@ -182,6 +182,9 @@ class WecomAppChannel:
         return _reply(response)
 
     async def send(self, address: str, message: Message) -> Sent:
+        # One member per send: "a|b" or "@all" would fan a personal notice out to others.
+        if not address or "|" in address or address.startswith("@"):
+            return failed("invalid_address")
         payload = {"touser": address, "agentid": self._agent_id, **_content(self._msgtype, message)}
         for attempt in range(2):
             token = await self._tokens.get()
