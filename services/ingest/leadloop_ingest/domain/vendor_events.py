@@ -68,6 +68,7 @@ __all__ = [
     "map_jiandaoyun",
     "map_salesforce",
     "parse_outbound",
+    "same_org",
     "soap_ack",
 ]
 
