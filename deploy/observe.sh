@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # What watches the local stack (make up / make down): Prometheus scraping the metrics
-# service, Alertmanager receiving the SLA monitor's pages, and the chat webhook sink
-# Alertmanager notifies (it records what on-call would see; it forwards nothing).
+# service (and assignment's and sla-monitor's calendar gauge), Alertmanager receiving the
+# SLA monitor's pages, and the chat webhook sink Alertmanager notifies: a local stand-in
+# from the test harness (tests/fakes/chat_sink.py) that records what on-call would see and
+# forwards nothing. deploy/alertmanager/examples/production.yml shows real receivers.
 #   observe.sh start | stop | status
 # Ports: LEADLOOP_PROM_PORT (19090), LEADLOOP_AM_PORT (19094), LEADLOOP_CHAT_SINK_PORT
-# (19095); the metrics service is scraped at LEADLOOP_PORT_BASE + 4 (18084).
+# (19095); the metrics service is scraped at LEADLOOP_PORT_BASE + 4 (18084), assignment
+# and sla-monitor at + 2 and + 3.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -14,6 +17,8 @@ base=${LEADLOOP_PORT_BASE:-18080}
 sink_port=${LEADLOOP_CHAT_SINK_PORT:-19095}
 sink_pid=$state/observe/chat-sink.pid
 export LEADLOOP_PROM_TARGET=${LEADLOOP_PROM_TARGET:-127.0.0.1:$((base + 4))}
+export LEADLOOP_PROM_ASSIGNMENT_TARGET=${LEADLOOP_PROM_ASSIGNMENT_TARGET:-127.0.0.1:$((base + 2))}
+export LEADLOOP_PROM_SLA_TARGET=${LEADLOOP_PROM_SLA_TARGET:-127.0.0.1:$((base + 3))}
 export LEADLOOP_AM_WEBHOOK=${LEADLOOP_AM_WEBHOOK:-http://127.0.0.1:$sink_port/alerts}
 
 sink_alive() { [ -f "$sink_pid" ] && kill -0 "$(cat "$sink_pid")" 2>/dev/null; }
@@ -24,7 +29,7 @@ start() {
   if sink_alive; then
     echo "chat-sink: already running (pid $(cat "$sink_pid"))"
   else
-    (cd "$root" && exec setsid "$py" -m leadloop_sla_monitor.chat_sink --port "$sink_port" \
+    (cd "$root" && exec setsid "$py" -m tests.fakes.chat_sink --port "$sink_port" \
       --record "$state/observe/chat.jsonl" >>"$state/observe/chat-sink.log" 2>&1 </dev/null) &
     echo $! > "$sink_pid"
     echo "chat-sink: started (pid $!, http://127.0.0.1:$sink_port/received)"

@@ -62,6 +62,7 @@ from pydantic import (
 )
 
 __all__ = [
+    "DEFAULT_TEAM",
     "BusinessCalendar",
     "CalendarSet",
     "DayHours",

@@ -6,9 +6,10 @@ import asyncpg
 import faust
 
 from leadloop import settings as settings_mod
+from leadloop.calendar_watch import watch_calendars
 from leadloop.clock import SystemClock
 from leadloop.kafka import FaustPublisher
-from leadloop.runtime import run_service
+from leadloop.runtime import ReadyContributor, run_service
 from leadloop_assignment.adapters.kafka import register_agents
 from leadloop_assignment.adapters.postgres import AssignmentStore
 from leadloop_assignment.adapters.rules_file import RuleFile, load_calendars
@@ -19,9 +20,10 @@ from leadloop_assignment.settings import AssignmentSettings
 def main() -> None:
     cfg = settings_mod.load(AssignmentSettings)
     # Both fail fast on an invalid file.
-    rules = RuleFile(cfg.rules_file, load_calendars(cfg.calendars_file))
+    calendars = load_calendars(cfg.calendars_file)
+    rules = RuleFile(cfg.rules_file, calendars)
 
-    def wire(app: faust.App, pool: asyncpg.Pool) -> None:
+    def wire(app: faust.App, pool: asyncpg.Pool) -> ReadyContributor:
         store = AssignmentStore(pool)
         publisher = FaustPublisher(app, cfg.kafka.topic_prefix)
         clock = SystemClock()
@@ -35,5 +37,7 @@ def main() -> None:
             decide_within=cfg.decide_within_s,
             pool_check_seconds=cfg.pool_check_seconds,
         )
+        # Loud, not fatal: a team's calendar without this year's holidays.
+        return watch_calendars(app, calendars, clock)
 
     run_service("assignment", cfg, cfg.http, wire)

@@ -8,10 +8,11 @@ import yaml
 
 from leadloop import settings as settings_mod
 from leadloop.calendar import CalendarSet
+from leadloop.calendar_watch import watch_calendars
 from leadloop.clock import Clock, ScaledClock, SystemClock
 from leadloop.kafka import FaustPublisher
 from leadloop.logging import get_logger
-from leadloop.runtime import run_service
+from leadloop.runtime import ReadyContributor, run_service
 from leadloop_sla_monitor.adapters.alertmanager import AlertmanagerClient
 from leadloop_sla_monitor.adapters.kafka import register_agents
 from leadloop_sla_monitor.adapters.postgres import ClockStore
@@ -35,7 +36,7 @@ def main() -> None:
         clock = ScaledClock(cfg.test_time_scale, cfg.origin())
         log.warning("accelerated_time", scale=cfg.test_time_scale)
 
-    def wire(app: faust.App, pool: asyncpg.Pool) -> None:
+    def wire(app: faust.App, pool: asyncpg.Pool) -> ReadyContributor:
         notifier = AlertmanagerClient(cfg.alertmanager_url) if cfg.alertmanager_url else None
         handler = SlaHandler(
             store=ClockStore(
@@ -58,5 +59,7 @@ def main() -> None:
             tick_seconds=cfg.tick_seconds,
             alert_poll_seconds=cfg.alert_poll_seconds,
         )
+        # Loud, not fatal: a team's calendar without this year's holidays.
+        return watch_calendars(app, calendars, clock)
 
     run_service("sla-monitor", cfg, cfg.http, wire)
