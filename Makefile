@@ -39,7 +39,7 @@ stack-down: ## stop Kafka and PostgreSQL
 	@deploy/kafka/kafka.sh stop
 	@deploy/postgres/pg.sh stop
 
-up: stack-up ## start the stack, the four services, Prometheus, Alertmanager and the chat sink
+up: stack-up ## start the stack, the services, Prometheus, Alertmanager and a local chat sink
 	@deploy/observe.sh start
 	@LEADLOOP_ALERTMANAGER_URL=$${LEADLOOP_ALERTMANAGER_URL:-http://127.0.0.1:$${LEADLOOP_AM_PORT:-19094}} \
 	  deploy/services.sh start

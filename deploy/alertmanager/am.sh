@@ -9,8 +9,9 @@
 #   LEADLOOP_AM_DIR             config, data, pid and log directory
 #                               (default .state/alertmanager)
 #   LEADLOOP_AM_WEBHOOK         the chat webhook sink every receiver posts to (default
-#                               that of alertmanager.yml, 127.0.0.1:19095/alerts); each
-#                               receiver keeps its ?style=... query after it
+#                               that of alertmanager.yml, 127.0.0.1:19095/alerts: the
+#                               local stand-in tests/fakes/chat_sink.py); each receiver
+#                               keeps its ?style=... query after it
 #   LEADLOOP_AM_GROUP_WAIT      route group_wait (default that of alertmanager.yml)
 #   LEADLOOP_AM_GROUP_INTERVAL  route group_interval (default that of alertmanager.yml)
 # The config written is deploy/alertmanager/alertmanager.yml with those values.

@@ -25,13 +25,13 @@ from typing import Any
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
+from tests.fakes.chat_sink import ChatSink
 from tests.support.kafka import collect, send_json
 from tests.support.ports import free_ports
 from tests.support.processes import ROOT, ServiceGroup
 from tests.support.stack import sla_monitor
 
 from leadloop.settings import KafkaSettings
-from leadloop_sla_monitor.chat_sink import ChatSink
 
 pytestmark = pytest.mark.e2e
 

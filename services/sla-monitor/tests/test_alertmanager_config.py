@@ -11,8 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
-
-from leadloop_sla_monitor.chat_sink import STYLES
+from tests.fakes.chat_sink import STYLES
 
 CONFIG = Path(__file__).resolve().parents[3] / "deploy" / "alertmanager" / "alertmanager.yml"
 

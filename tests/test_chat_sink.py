@@ -7,7 +7,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from leadloop_sla_monitor.chat_sink import STYLES, ChatSink, render
+from tests.fakes.chat_sink import STYLES, ChatSink, render
 
 NOTIFICATION = {
     "status": "firing",

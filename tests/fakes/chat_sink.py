@@ -1,14 +1,17 @@
 """A chat webhook sink: receives Alertmanager's webhook notifications and records them.
 
-Run it as ``python -m leadloop_sla_monitor.chat_sink [--port 19095] [--record FILE]``;
-Alertmanager's receivers (deploy/alertmanager/alertmanager.yml) post to
+Run it from the repository root as ``python -m tests.fakes.chat_sink [--port 19095]
+[--record FILE]`` (``make up`` does, through deploy/observe.sh). Alertmanager's
+receivers (deploy/alertmanager/alertmanager.yml) post to
 ``http://127.0.0.1:19095/alerts?style=STYLE``, the chat tool of the alert's team
 (Alertmanager routes by the ``team`` label). Each notification is kept with the message
 in that style (``message``, ``render``: Slack, WeCom, DingTalk, Feishu webhook bodies;
 no ``style``: Slack) and in every style (``messages``), appended to ``--record`` as
 JSON lines, and listed by ``GET /received``. An unknown style is refused (400), so a
 typo in a route shows at once. It stands in for the chat bridge locally and in tests;
-it forwards nothing.
+it forwards nothing, which is why it lives with the test doubles and not in a service: a
+production Alertmanager notifies a pager or a chat bridge
+(deploy/alertmanager/examples/production.yml).
 """
 
 from __future__ import annotations
