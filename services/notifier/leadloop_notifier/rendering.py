@@ -73,6 +73,15 @@ class Renderer:
             self.render(template_set, [_sample(kind)])
         self.render(template_set, [_sample("remind_owner"), _sample("new_lead")])
 
+    def item_bytes(self, template_set: str, payload: Mapping[str, Any]) -> int:
+        """The UTF-8 size of one notice's line in a message (with its numbering)."""
+        try:
+            env = self._env(template_set)
+            line = env.get_template(f"{payload['kind']}.txt").render(**payload).strip()
+        except Exception:  # a broken template shows when the message is rendered
+            return 0
+        return len(line.encode()) + 6
+
     def render(self, template_set: str, payloads: Sequence[Mapping[str, Any]]) -> Rendered:
         """One message for one or more notices (a coalesced batch), in due order."""
         env = self._env(template_set)
@@ -121,6 +130,9 @@ def _sample(kind: str) -> dict[str, Any]:
         "stage": "proposal",
         "since": "2025-03-03 09:00",
         "date": "2025-03-03",
+        "open_count": 1,
+        "overdue_count": 1,
+        "due_today_count": 1,
         "open": [
             {
                 "lead_id": "L-1",

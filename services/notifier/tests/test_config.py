@@ -51,3 +51,19 @@ def test_a_reminder_takes_at_most_one_delay() -> None:
     }
     with pytest.raises(ValidationError, match="at most one"):
         NotifyConfig.model_validate(bad)
+
+
+def test_message_budgets_follow_the_channel_kind_and_format() -> None:
+    notify = NotifyConfig.model_validate(
+        {
+            **CONFIG,
+            "channels": {
+                **CONFIG["channels"],
+                "email": {"kind": "email"},
+                "wecom_app": {"kind": "wecom_app", "msgtype": "text"},
+            },
+        }
+    )
+    assert notify.message_bytes("wecom_app") == 2048
+    assert notify.message_bytes("team_robot") == 4096  # markdown, the default
+    assert notify.message_bytes("email") > 10_000

@@ -112,6 +112,46 @@ def test_a_large_backlog_is_split_into_messages_of_at_most_max_items() -> None:
     assert [len(b.rows) for b in batches] == [5]
 
 
+def test_a_batch_is_cut_to_what_the_channel_takes_in_one_message() -> None:
+    # WeCom text takes 2048 bytes: 20 lines of 150 bytes need two messages, never one
+    # that the transport would have to truncate.
+    rows = [row(i, recipient="team:x", channel="robot") for i in range(20)]
+    now = T0 + timedelta(minutes=1)
+    budgets = {"robot": 2048}
+    batches, free = plan(
+        rows,
+        now,
+        kinds=KINDS,
+        per_minute=PER_MINUTE,
+        next_free={},
+        budgets=budgets,
+        item_bytes=lambda r: 150,
+    )
+    [first] = batches
+    assert len(first.rows) == (2048 - 160) // 150
+    rest, _ = plan(
+        rows[len(first.rows) :],
+        free["robot"],
+        kinds=KINDS,
+        per_minute=PER_MINUTE,
+        next_free=free,
+        budgets=budgets,
+        item_bytes=lambda r: 150,
+    )
+    assert [len(b.rows) for b in rest] == [20 - len(first.rows)]
+    # A single line over the budget still goes, alone.
+    [alone], _ = plan(
+        rows[:2],
+        now,
+        kinds=KINDS,
+        per_minute=PER_MINUTE,
+        next_free={},
+        budgets=budgets,
+        item_bytes=lambda r: 5000,
+    )
+    assert len(alone.rows) == 1
+
+
 def test_a_retry_waits_for_its_not_before() -> None:
     r = row(1, not_before=T0 + timedelta(minutes=5))
     assert go([r], T0 + timedelta(minutes=4))[0] == []

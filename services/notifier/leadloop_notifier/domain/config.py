@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "MESSAGE_BYTES",
     "ROBOT_KINDS",
     "AlertRoute",
     "NodeReminder",
@@ -24,6 +25,21 @@ __all__ = [
 #: Kinds whose destination is a group chat (the robot), not a person: their rate limit
 #: is per robot, whatever the message is about.
 ROBOT_KINDS = frozenset({"wecom_robot", "dingtalk_robot", "feishu_bot", "slack_webhook"})
+
+#: The most text one message may carry, in UTF-8 bytes, by channel kind: a coalesced batch
+#: is cut to fit, so that no transport has to truncate (and hide) a notice. WeCom's text
+#: limit is 2048 bytes (markdown 4096); DingTalk states none, Feishu 20 KB a body, Slack
+#: advises under 4000 characters of text.
+MESSAGE_BYTES = {
+    "wecom_app": 4096,  # markdown (the default); text: 2048
+    "wecom_robot": 4096,
+    "dingtalk_robot": 4000,
+    "feishu_bot": 8000,
+    "feishu_app": 8000,
+    "slack": 3500,
+    "slack_webhook": 3500,
+    "email": 50_000,
+}
 
 ChannelName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 EnvName = Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]{0,127}$")]
@@ -121,3 +137,11 @@ class NotifyConfig(_Frozen):
 
     def kind_of(self, channel: str) -> str:
         return str(self.channels[channel]["kind"])
+
+    def message_bytes(self, channel: str) -> int:
+        """How much text one message on ``channel`` may carry (see ``MESSAGE_BYTES``)."""
+        options = self.channels[channel]
+        kind = str(options["kind"])
+        if kind in ("wecom_app", "wecom_robot") and options.get("msgtype", "markdown") == "text":
+            return 2048
+        return MESSAGE_BYTES.get(kind, 2048)

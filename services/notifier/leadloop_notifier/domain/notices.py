@@ -602,6 +602,10 @@ def alert_notice(
 
 # --- the daily digest ----------------------------------------------------------------------
 
+#: Entries listed per section of a digest (the counts say how many there are in all): a
+#: digest must fit one chat message.
+DIGEST_LISTED = 8
+
 
 def digest_day(rep: Rep, calendar: BusinessCalendar, now: datetime) -> date | None:
     """The local date whose working day has begun for ``rep`` by ``now`` and not ended;
@@ -643,6 +647,9 @@ def digest_notice(
         "kind": "digest",
         "lead_id": None,
         "date": day.isoformat(),
+        "open_count": len(open_leads),
+        "overdue_count": len(overdue),
+        "due_today_count": len(due_today),
         "open": [
             {
                 "lead_id": lead.lead_id,
@@ -652,7 +659,7 @@ def digest_notice(
                 "source": lead.facts.get("source"),
                 "crm_link": link.replace("{lead_id}", lead.lead_id),
             }
-            for lead in sorted(open_leads, key=lambda lead: lead.lead_id)
+            for lead in sorted(open_leads, key=lambda lead: lead.lead_id)[:DIGEST_LISTED]
         ],
         "overdue": [
             {
@@ -660,11 +667,11 @@ def digest_notice(
                 "due": local_text(s.due_at, zone),
                 "crm_link": link.replace("{lead_id}", s.lead_id),
             }
-            for s in sorted(overdue, key=lambda s: (s.due_at, s.lead_id))
+            for s in sorted(overdue, key=lambda s: (s.due_at, s.lead_id))[:DIGEST_LISTED]
         ],
         "due_today": [
             {"lead_id": lead_id, "due": local_text(t, zone)}
-            for lead_id, t in sorted(due_today, key=lambda x: (x[1], x[0]))
+            for lead_id, t in sorted(due_today, key=lambda x: (x[1], x[0]))[:DIGEST_LISTED]
         ],
         "timezone": zone.key,
     }

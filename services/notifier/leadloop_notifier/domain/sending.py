@@ -8,7 +8,7 @@ failure.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,6 +30,8 @@ __all__ = [
 
 #: Rows listed in one message at most; more go in the next message.
 MAX_ITEMS = 50
+#: Room kept in a message for its subject and numbering.
+HEADER_BYTES = 160
 #: Sends of one row before it is dead-lettered ("retries_exhausted") and falls back.
 MAX_ATTEMPTS = 12
 _BACKOFF_BASE_S = 2.0
@@ -83,14 +85,18 @@ def plan(
     kinds: Mapping[str, str],
     per_minute: Mapping[str, int],
     next_free: Mapping[str, datetime],
+    budgets: Mapping[str, int] | None = None,
+    item_bytes: Callable[[Row], int] = lambda row: 0,
 ) -> tuple[list[Batch], dict[str, datetime]]:
     """Which rows go out now, as which messages, and the destinations' new next-free times.
 
     Coalescing: the rows of one (recipient, channel) wait until the earliest of them has
     been ready for its coalescing window, then every row of the pair ready by ``now``
-    goes in one message (in due order, at most ``MAX_ITEMS``). Rate limits: a destination
-    takes one message per ``60 / per_minute`` seconds; a batch whose destination is not
-    free yet waits (it is never dropped). ``kinds`` and ``per_minute`` are by channel name.
+    goes in one message (in due order, at most ``MAX_ITEMS`` rows and ``budgets[channel]``
+    bytes, counting ``item_bytes`` of each row: no transport has to truncate a batch).
+    Rate limits: a destination takes one message per ``60 / per_minute`` seconds; a batch
+    whose destination is not free yet waits (it is never dropped). ``kinds``,
+    ``per_minute`` and ``budgets`` are by channel name.
     """
     groups: dict[tuple[str, str], list[Row]] = {}
     for row in sorted(rows, key=lambda r: (r.ready_at, r.seq)):
@@ -102,17 +108,38 @@ def plan(
         ripe = min(r.ready_at + timedelta(seconds=r.notice.coalesce_s) for r in members)
         if ripe > now:
             continue
-        dest = destination(kinds.get(channel, ""), channel, recipient)
+        kind = kinds.get(channel, "")
+        dest = destination(kind, channel, recipient)
+        budget = (budgets or {}).get(channel, 2048) - HEADER_BYTES
         # Several messages may be due for one destination: each one takes a slot.
-        for start in range(0, len(members), MAX_ITEMS):
+        for chunk in _chunks(members, budget, item_bytes):
             slot = free.get(dest)
             if slot is not None and slot > now:
                 break
-            chunk = tuple(members[start : start + MAX_ITEMS])
             gap = timedelta(seconds=60 / max(1, per_minute.get(channel, 60)))
             free[dest] = max(now, slot or now) + gap
             batches.append(Batch(recipient, channel, chunk, message_id(chunk)))
     return batches, free
+
+
+def _chunks(
+    rows: Sequence[Row], budget: int, item_bytes: Callable[[Row], int]
+) -> list[tuple[Row, ...]]:
+    """``rows`` in order, cut into messages of at most ``MAX_ITEMS`` rows and ``budget``
+    bytes (a single row over the budget still goes, alone)."""
+    chunks: list[tuple[Row, ...]] = []
+    current: list[Row] = []
+    used = 0
+    for row in rows:
+        size = item_bytes(row)
+        if current and (len(current) >= MAX_ITEMS or used + size > budget):
+            chunks.append(tuple(current))
+            current, used = [], 0
+        current.append(row)
+        used += size
+    if current:
+        chunks.append(tuple(current))
+    return chunks
 
 
 def backoff_seconds(attempts: int, retry_after_s: float | None, jitter: float) -> float:

@@ -1,0 +1,376 @@
+"""notifier's use cases: apply input events, send due notices, make digests, bridge alerts."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ValidationError
+
+from leadloop.calendar import CalendarSet
+from leadloop.clock import Clock
+from leadloop.db import retrying
+from leadloop.events import (
+    EscalationRaised,
+    LeadAccepted,
+    LeadAssigned,
+    RepUpdated,
+    StageChanged,
+)
+from leadloop.logging import get_logger
+from leadloop_notifier.adapters.postgres import NotifierStore
+from leadloop_notifier.domain.config import NotifyConfig
+from leadloop_notifier.domain.notices import (
+    Input,
+    alert_notice,
+    digest_day,
+    digest_notice,
+    fold,
+)
+from leadloop_notifier.domain.sending import (
+    MAX_ATTEMPTS,
+    Batch,
+    Row,
+    backoff_seconds,
+    destination,
+    fallback_for,
+    plan,
+)
+from leadloop_notifier.rendering import Renderer, TemplateError
+
+__all__ = ["INPUT_MODELS", "Metrics", "NotifierHandler", "Outcome", "Transport"]
+
+log = get_logger(__name__)
+
+#: Input topics and the model of their values.
+INPUT_MODELS: dict[str, type[BaseModel]] = {
+    "leads.accepted": LeadAccepted,
+    "leads.assigned": LeadAssigned,
+    "crm.stage-changes": StageChanged,
+    "crm.reps": RepUpdated,
+    "sla.escalations": EscalationRaised,
+}
+
+_CODE = re.compile(r"^[a-z0-9_.:-]{1,40}$")
+
+
+class Outcome(Protocol):
+    """What a transport reports (the channel adapter's ``Sent``)."""
+
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def code(self) -> str: ...
+    @property
+    def retry_after_s(self) -> float | None: ...
+
+
+class Transport(Protocol):
+    """The send side of the channel adapter's ``Channel`` with the message shape built by
+    the caller (``bootstrap`` adapts one to the other)."""
+
+    kind: str
+    per_minute: int
+
+    async def deliver(
+        self, address: str, subject: str, text: str, markdown: str | None, html: str | None
+    ) -> Outcome: ...
+
+
+class Metrics(Protocol):
+    def sent(self, channel: str, kind: str, outcome: str, n: int = 1) -> None: ...
+    def dead_letter(self, channel: str, code: str) -> None: ...
+    def delivered_after(self, channel: str, seconds: float) -> None: ...
+    def pending(self, by_channel: Mapping[str, int]) -> None: ...
+
+
+def bounded_code(code: str) -> str:
+    """A vendor code as a label value: stable tokens pass, anything else is ``other``."""
+    return code if _CODE.match(code) else "other"
+
+
+def input_key(event: Input) -> str:
+    """The consumer-side dedupe key of an input event."""
+    if isinstance(event, RepUpdated) and event.event_id is None:
+        return f"rep:{event.rep_id}:{event.updated_at.isoformat()}"
+    assert event.event_id is not None
+    return event.event_id
+
+
+@dataclass
+class NotifierHandler:
+    store: NotifierStore
+    clock: Clock
+    config: NotifyConfig
+    calendars: CalendarSet
+    renderer: Renderer
+    transports: Mapping[str, Transport]
+    #: Addresses of group recipients (``team:<id>``, ``alert:<route>``), from the env.
+    group_addresses: Mapping[str, str]
+    metrics: Metrics
+    claim_limit: int = 500
+    send_concurrency: int = 16
+    lease_seconds: float = 60.0
+
+    # --- inputs ---------------------------------------------------------------------
+
+    async def handle(self, messages: Sequence[tuple[str, bytes]]) -> int:
+        """Apply (logical topic, value) pairs; undecodable events are skipped. Returns the
+        outbox rows added."""
+        events: list[Input] = []
+        for topic, value in messages:
+            event = _decode(topic, value)
+            if event is not None:
+                events.append(event)
+        if not events:
+            return 0
+        return await retrying(lambda: self._apply(events), what="notifier_apply")
+
+    async def _apply(self, events: list[Input]) -> int:
+        now = self.clock.now()
+        keys = [input_key(e) for e in events]
+        async with self.store.transaction() as tx:
+            new = await tx.claim_events(keys, now)
+            fresh: list[Input] = []
+            for key, event in zip(keys, events, strict=True):
+                if key in new:
+                    new.discard(key)  # a duplicate inside the batch counts once
+                    fresh.append(event)
+            if not fresh:
+                return 0
+            reps: set[str] = set()
+            leads: set[str] = set()
+            steps: set[str] = set()
+            for e in fresh:
+                if isinstance(e, RepUpdated):
+                    reps.add(e.rep_id)
+                    continue
+                leads.add(e.lead_id)
+                if isinstance(e, LeadAssigned):
+                    reps.update(r for r in (e.owner_id,) if r)
+                elif isinstance(e, EscalationRaised):
+                    steps.add(e.escalation_id)
+                    reps.update(r for r in (e.owner_id, e.manager_id) if r)
+                elif isinstance(e, StageChanged):
+                    reps.add(e.rep_id)
+            view = await tx.load_view(reps, leads, steps)
+            changes = fold(fresh, view, self.config, self.calendars, now)
+            return await tx.save(changes, now)
+
+    # --- the sender -----------------------------------------------------------------
+
+    async def send_due(self) -> int:
+        """Send what is due now; returns the rows sent. Runs on every worker: rows are
+        claimed with SKIP LOCKED and a lease, so two workers never send one row at once."""
+        total = 0
+        while True:
+            batches, contacts, claimed = await retrying(self._claim, what="notifier_claim")
+            if batches:
+                total += await self._send_all(batches, contacts)
+            if claimed < self.claim_limit or not batches:
+                return total
+
+    async def _send_all(
+        self, batches: list[Batch], contacts: Mapping[str, Mapping[str, str]]
+    ) -> int:
+        gate = asyncio.Semaphore(self.send_concurrency)
+
+        async def one(b: Batch) -> int:
+            async with gate:
+                return await self._send(b, contacts)
+
+        return sum(await asyncio.gather(*(one(b) for b in batches)))
+
+    async def _claim(self) -> tuple[list[Batch], dict[str, Mapping[str, str]], int]:
+        now = self.clock.now()
+        kinds = {name: t.kind for name, t in self.transports.items()}
+        per_minute = {name: t.per_minute for name, t in self.transports.items()}
+        async with self.store.transaction() as tx:
+            rows = await tx.candidates(now, self.claim_limit)
+            if not rows:
+                return [], {}, 0
+            dests = {
+                destination(kinds.get(r.notice.channel, ""), r.notice.channel, r.notice.recipient)
+                for r in rows
+            }
+            free = await tx.next_free(dests)
+            batches, new_free = plan(
+                rows,
+                now,
+                kinds=kinds,
+                per_minute=per_minute,
+                next_free=free,
+                budgets={name: self.config.message_bytes(name) for name in self.transports},
+                item_bytes=self._item_bytes,
+            )
+            await tx.set_next_free({d: t for d, t in new_free.items() if free.get(d) != t})
+            await tx.lease(batches, self.lease_seconds)
+            people = {
+                b.recipient for b in batches if not b.recipient.startswith(("team:", "alert:"))
+            }
+            contacts = await tx.contacts(people)
+        return batches, contacts, len(rows)
+
+    def _template_set(self, recipient: str, team_id: str) -> str:
+        if recipient.startswith("alert:"):
+            route = self.config.alertmanager.get(recipient[6:])
+            return route.templates if route is not None else "en"
+        return self.config.team(team_id).templates
+
+    def _item_bytes(self, row: Row) -> int:
+        n = row.notice
+        return self.renderer.item_bytes(self._template_set(n.recipient, n.team_id), n.payload)
+
+    async def _send(self, batch: Batch, contacts: Mapping[str, Mapping[str, str]]) -> int:
+        transport = self.transports.get(batch.channel)
+        if batch.recipient.startswith(("team:", "alert:")):
+            address = self.group_addresses.get(batch.recipient)
+        else:
+            address = contacts.get(batch.recipient, {}).get(batch.channel)
+        if transport is None:
+            return await self._dead(batch, "unknown_channel")
+        if not address:
+            return await self._dead(batch, "no_address")
+        try:
+            message = self.renderer.render(
+                self._template_set(batch.recipient, batch.rows[0].notice.team_id),
+                [r.notice.payload for r in batch.rows],
+            )
+        except TemplateError:
+            log.error("template_failed", channel=batch.channel, exc_info=True)
+            return await self._dead(batch, "template_error", fall_back=False)
+        try:
+            sent = await transport.deliver(
+                address, message.subject, message.text, message.markdown, message.html
+            )
+            outcome, code, after = sent.outcome, sent.code, sent.retry_after_s
+        except Exception as exc:  # a transport must not raise; if it does, retry later
+            log.warning("transport_raised", channel=batch.channel, error=type(exc).__name__)
+            outcome, code, after = "retry", f"raised:{type(exc).__name__.lower()}"[:40], None
+        code = bounded_code(code)
+        if outcome == "delivered":
+            return await self._delivered(batch, code)
+        if outcome == "failed":
+            return await self._dead(batch, code)
+        attempts = max(r.attempts for r in batch.rows) + 1
+        if attempts >= MAX_ATTEMPTS:
+            return await self._dead(batch, "retries_exhausted")
+        wait = backoff_seconds(attempts, after, secrets.randbelow(1000) / 1000)
+        not_before = self.clock.now() + timedelta(seconds=wait)
+        await retrying(lambda: self._retry_later(batch, not_before, code), what="notifier_mark")
+        for r in batch.rows:
+            self.metrics.sent(batch.channel, r.notice.kind, "retry")
+        return 0
+
+    async def _retry_later(self, batch: Batch, not_before: datetime, code: str) -> None:
+        async with self.store.transaction() as tx:
+            await tx.mark_retry(batch, not_before, code)
+
+    async def _delivered(self, batch: Batch, code: str) -> int:
+        now = self.clock.now()
+
+        async def mark() -> int:
+            async with self.store.transaction() as tx:
+                return await tx.mark_sent(batch, now, code)
+
+        marked = await retrying(mark, what="notifier_mark")
+        for r in batch.rows:
+            self.metrics.sent(batch.channel, r.notice.kind, "delivered")
+            self.metrics.delivered_after(
+                batch.channel, max(0.0, (now - r.notice.origin_at).total_seconds())
+            )
+        return marked
+
+    async def _dead(self, batch: Batch, code: str, *, fall_back: bool = True) -> int:
+        now = self.clock.now()
+        fallbacks = [f for r in batch.rows if (f := fallback_for(r, now)) is not None]
+
+        async def mark() -> None:
+            async with self.store.transaction() as tx:
+                await tx.mark_dead(batch, code)
+                if fall_back:
+                    await tx.add_notices(fallbacks, now)
+
+        await retrying(mark, what="notifier_mark")
+        log.warning("dead_letter", channel=batch.channel, code=code, rows=len(batch.rows))
+        for r in batch.rows:
+            self.metrics.sent(batch.channel, r.notice.kind, "failed")
+            self.metrics.dead_letter(batch.channel, code)
+        return 0
+
+    async def refresh_pending(self) -> None:
+        async def read() -> dict[str, int]:
+            async with self.store.transaction() as tx:
+                return await tx.pending_by_channel()
+
+        counts = await retrying(read, what="notifier_pending")
+        self.metrics.pending({name: counts.get(name, 0) for name in self.config.channels})
+
+    # --- the digest -----------------------------------------------------------------
+
+    async def make_digests(self) -> int:
+        """Give every active rep whose working day has begun their digest for that local
+        date, once (a row per rep and date)."""
+        if not self.config.digest:
+            return 0
+        return await retrying(self._make_digests, what="notifier_digest")
+
+    async def _make_digests(self) -> int:
+        now = self.clock.now()
+        async with self.store.transaction() as tx:
+            reps = await tx.active_reps()
+            days = {}
+            for rep in reps:
+                day = digest_day(rep, self.calendars.for_team(rep.team_id), now)
+                if day is not None:
+                    days[rep.rep_id] = day
+            done = await tx.digests_made(days) if days else set()
+        made = 0
+        for rep in reps:
+            day = days.get(rep.rep_id)
+            if day is None or rep.rep_id in done:
+                continue
+            calendar = self.calendars.for_team(rep.team_id)
+            day_end = datetime.combine(day + timedelta(days=1), time(), tzinfo=calendar.zone)
+            async with self.store.transaction() as tx:
+                if not await tx.record_digest(rep.rep_id, day, now):
+                    continue
+                leads, overdue, due = await tx.digest_inputs(rep.rep_id, day_end.astimezone(UTC))
+                notice = digest_notice(rep, day, leads, overdue, due, self.config, calendar, now)
+                if notice is not None:
+                    made += await tx.add_notices([notice], now)
+        return made
+
+    # --- the Alertmanager bridge ----------------------------------------------------
+
+    async def alert(self, route_name: str, body: Mapping[str, Any]) -> bool | None:
+        """Queue a chat message for an Alertmanager notification; None for an unknown
+        route, False when it was a repeat (already queued)."""
+        route = self.config.alertmanager.get(route_name)
+        if route is None:
+            return None
+        notice = alert_notice(route_name, route.channel, body, self.clock.now())
+
+        async def add() -> int:
+            async with self.store.transaction() as tx:
+                return await tx.add_notices([notice], self.clock.now())
+
+        return bool(await retrying(add, what="notifier_alert"))
+
+
+def _decode(topic: str, value: bytes) -> Input | None:
+    model = INPUT_MODELS[topic]
+    try:
+        event = model.model_validate_json(value)
+    except ValidationError as exc:
+        log.warning("undecodable_event", topic=topic, errors=exc.error_count())
+        return None
+    assert isinstance(
+        event, LeadAccepted | LeadAssigned | EscalationRaised | StageChanged | RepUpdated
+    )
+    return event
