@@ -354,11 +354,12 @@ class NotifierHandler:
         route = self.config.alertmanager.get(route_name)
         if route is None:
             return None
-        notice = alert_notice(route_name, route.channel, body, self.clock.now())
+        now = self.clock.now()
+        notice = alert_notice(route_name, route.channel, body, now)
 
         async def add() -> int:
             async with self.store.transaction() as tx:
-                return await tx.add_notices([notice], self.clock.now())
+                return await tx.add_notices([notice], now)
 
         return bool(await retrying(add, what="notifier_alert"))
 
