@@ -56,8 +56,12 @@ status: ## show what is running
 logs: ## follow the services' logs
 	@tail -F $(STATE)/logs/*.log
 
+# The demo's teams work round the clock (config/demo/calendars.yaml), so escalations show
+# at any hour; `make up` keeps the real calendars.
 demo: ## everything: setup, stack, services, simulated traffic, live funnel view (Ctrl-C stops all)
-	@export DEMO_T0=$$(date +%s) && $(MAKE) --no-print-directory up && deploy/demo.sh
+	@export DEMO_T0=$$(date +%s) \
+	  LEADLOOP_CALENDARS_FILE=$${LEADLOOP_CALENDARS_FILE:-config/demo/calendars.yaml} \
+	  && $(MAKE) --no-print-directory up && deploy/demo.sh
 
 lint: venv ## ruff, mypy, import-linter, schema check
 	$(VENV)/bin/ruff check .

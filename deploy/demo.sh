@@ -5,6 +5,9 @@
 #   current time, so a second demo sends new leads rather than duplicates of the first)
 #   DEMO_SECONDS: run headless for that long instead of the live view (used by tests)
 #   DEMO_T0: when `make demo` started (epoch seconds), to report time to first lead
+# `make demo` starts assignment and sla-monitor with LEADLOOP_CALENDARS_FILE set to
+# config/demo/calendars.yaml (every team round the clock, no holidays), so the SLA ladder
+# escalates at any hour; services already running keep the calendars they started with.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -26,6 +29,9 @@ print(int(sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines()
 PY
 }
 before=$(assigned); before=${before:-0}
+calendars=$(tr '\0' '\n' < "/proc/$(cat "$state/run/sla-monitor.pid" 2>/dev/null || echo 0)/environ" \
+  2>/dev/null | sed -n 's/^LEADLOOP_CALENDARS_FILE=//p')
+echo "business calendars: ${calendars:-config/calendars.yaml}"
 seed=${DEMO_SEED:-$(date +%s)}
 echo "simulating ${DEMO_LEADS:-20000} leads at ${DEMO_RATE:-50}/s with seed $seed"
 "$bin/leadloop" simulate --leads "${DEMO_LEADS:-20000}" --rate "${DEMO_RATE:-50}" \
