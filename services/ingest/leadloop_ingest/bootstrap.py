@@ -19,6 +19,7 @@ from leadloop.messaging import OutMessage
 from leadloop.runtime import ReadyContributor, run_service
 from leadloop_ingest.adapters.admin import register_admin
 from leadloop_ingest.adapters.channels_file import load_channels
+from leadloop_ingest.adapters.feedback_http import Feedback, register_feedback
 from leadloop_ingest.adapters.http import Webhook, register_webhook
 from leadloop_ingest.adapters.kafka import register_agents
 from leadloop_ingest.adapters.meta import MetaLeadAds, register_lead_webhooks
@@ -137,6 +138,16 @@ def main() -> None:
                 publish_timeout_s=cfg.webhook_publish_timeout_s,
             )
             register_vendor_hooks(app, hooks)
+        feedback = Feedback(
+            publish=publisher.publish,
+            secrets=cfg.crm_secrets,
+            clock=clock,
+            tolerance_s=cfg.webhook_tolerance_s,
+            max_body_bytes=cfg.crm_max_body_bytes,
+            max_in_flight=cfg.webhook_max_in_flight,
+            publish_timeout_s=cfg.webhook_publish_timeout_s,
+        )
+        register_feedback(app, feedback)
 
         def ready() -> tuple[bool, dict[str, object]]:
             halted = guard.halted_at

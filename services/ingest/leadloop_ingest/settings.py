@@ -47,6 +47,12 @@ class IngestSettings(ServiceSettings):
     #: More consecutive rejects than this on one partition halt ingest (a broken
     #: producer) instead of dead-lettering everything; 0 turns the guard off.
     consecutive_invalid_limit: Annotated[int, Field(ge=0)] = 1000
+    #: CRM feedback HMAC secret per client (``POST /v1/crm/...`` with
+    #: ``X-Leadloop-Client: <id>``), a JSON object in LEADLOOP_CRM_SECRETS. Signed like the
+    #: webhook (same window, in-flight limit and publish timeout); no secret, no feedback.
+    crm_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    #: Largest CRM feedback body (up to 500 events per request).
+    crm_max_body_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 1024 * 1024
 
     @model_validator(mode="after")
     def _meta_tokens(self) -> IngestSettings:
@@ -66,6 +72,17 @@ class IngestSettings(ServiceSettings):
         # Messages name the source, never a secret's value.
         for source, secret in v.items():
             name = f"LEADLOOP_WEBHOOK_SECRETS[{source}]"
+            require_secret(secret, name)
+            if len(secret.get_secret_value()) < 16:
+                raise ValueError(f"{name} is shorter than 16 characters")
+        return v
+
+    @field_validator("crm_secrets")
+    @classmethod
+    def _crm_secrets(cls, v: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        # Messages name the client, never a secret's value.
+        for client, secret in v.items():
+            name = f"LEADLOOP_CRM_SECRETS[{client}]"
             require_secret(secret, name)
             if len(secret.get_secret_value()) < 16:
                 raise ValueError(f"{name} is shorter than 16 characters")
