@@ -311,17 +311,12 @@ class Holidays(_Frozen):
         """Whether there are any days off at all (a round-the-clock calendar has none)."""
         return self.country is not None or bool(self.extra)
 
-    def public_year(self, year: int) -> _PublicYear | None:
-        """The library's data for ``year``, None without a country."""
-        if self.country is None:
-            return None
-        return _public_year(self.country, self.subdiv, year)
-
     def known_for(self, year: int) -> bool:
         """Whether days off are known for ``year``: the library has the country's
         official data for it, or the company typed at least one day off in it."""
-        public = self.public_year(year)
-        return (public is not None and public.official) or any(d.year == year for d in self.extra)
+        if self.country is not None and _public_year(self.country, self.subdiv, year).official:
+            return True
+        return any(d.year == year for d in self.extra)
 
 
 class _DayRule(NamedTuple):
