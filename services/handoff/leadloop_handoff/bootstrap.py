@@ -31,7 +31,8 @@ log = get_logger(__name__)
 def main() -> None:
     cfg = settings_mod.load(HandoffSettings)
     crm = _crm_file(cfg)
-    # One connection pool for every target; each connector sets its own timeouts.
+    # One connection pool for every target; each connector sets its own timeouts. Its
+    # connections close with the process (a delivery cut off is retried after the lease).
     client = httpx.AsyncClient(limits=httpx.Limits(max_connections=100))
     lanes = _lanes(cfg, crm, client)
     log.info("handoff_targets", targets=sorted(lanes))
@@ -54,10 +55,6 @@ def main() -> None:
             tick_seconds=cfg.tick_seconds,
             erasure_scan_seconds=cfg.erasure_scan_seconds,
         )
-
-        @app.on_shutdown.connect
-        async def _close(app: faust.App, **kwargs: object) -> None:
-            await client.aclose()
 
         def ready() -> tuple[bool, dict[str, object]]:
             return True, {"targets": sorted(lanes)}
