@@ -1,4 +1,5 @@
-"""The hand-off's composition root: settings, CRM targets, store, handler, agents."""
+"""The hand-off's composition root: settings, CRM targets, store, handler, agents, and
+the read API for reps' tools."""
 
 from __future__ import annotations
 
@@ -16,9 +17,12 @@ from leadloop.clock import SystemClock
 from leadloop.logging import get_logger
 from leadloop.runtime import ReadyContributor, run_service
 from leadloop_handoff.adapters.kafka import register_agents
+from leadloop_handoff.adapters.lead_reader import LeadReader
 from leadloop_handoff.adapters.metrics import HandoffMetrics
 from leadloop_handoff.adapters.postgres import HandoffStore
+from leadloop_handoff.adapters.read_api import ReadApi, load_clients, register_read_api
 from leadloop_handoff.adapters.targets import CrmConfigError, CrmFile, build_target, load_crm_file
+from leadloop_handoff.domain.access import Clients, ClientsFileError
 from leadloop_handoff.domain.deliveries import TargetPlan
 from leadloop_handoff.domain.pacing import TokenBucket
 from leadloop_handoff.domain.retry import RetryPolicy
@@ -31,6 +35,7 @@ log = get_logger(__name__)
 def main() -> None:
     cfg = settings_mod.load(HandoffSettings)
     crm = _crm_file(cfg)
+    clients = _clients(cfg)
     # One connection pool for every target; each connector sets its own timeouts. Its
     # connections close with the process (a delivery cut off is retried after the lease).
     client = httpx.AsyncClient(limits=httpx.Limits(max_connections=100))
@@ -56,6 +61,10 @@ def main() -> None:
             erasure_scan_seconds=cfg.erasure_scan_seconds,
         )
 
+        register_read_api(
+            app, ReadApi(store=LeadReader(pool), clients=clients, clock=SystemClock())
+        )
+
         def ready() -> tuple[bool, dict[str, object]]:
             return True, {"targets": sorted(lanes)}
 
@@ -70,6 +79,14 @@ def _crm_file(cfg: HandoffSettings) -> CrmFile:
     except CrmConfigError as exc:
         # The message names the file and the field, never a secret (secrets are env
         # variable names in the file).
+        sys.stderr.write(f"leadloop: {exc}\n")
+        raise settings_mod.ConfigError(2) from None
+
+
+def _clients(cfg: HandoffSettings) -> Clients:
+    try:
+        return load_clients(cfg.api_clients_file)
+    except ClientsFileError as exc:
         sys.stderr.write(f"leadloop: {exc}\n")
         raise settings_mod.ConfigError(2) from None
 
