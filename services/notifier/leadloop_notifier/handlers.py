@@ -24,7 +24,7 @@ from leadloop.events import (
 )
 from leadloop.logging import get_logger
 from leadloop_notifier.adapters.postgres import NotifierStore
-from leadloop_notifier.domain.config import NotifyConfig
+from leadloop_notifier.domain.config import ROBOT_KINDS, NotifyConfig
 from leadloop_notifier.domain.notices import (
     Input,
     alert_notice,
@@ -34,6 +34,7 @@ from leadloop_notifier.domain.notices import (
 )
 from leadloop_notifier.domain.sending import (
     MAX_ATTEMPTS,
+    MAX_ITEMS,
     Batch,
     Row,
     backoff_seconds,
@@ -191,7 +192,8 @@ class NotifierHandler:
         kinds = {name: t.kind for name, t in self.transports.items()}
         per_minute = {name: t.per_minute for name, t in self.transports.items()}
         async with self.store.transaction() as tx:
-            rows = await tx.candidates(now, self.claim_limit)
+            robots = [name for name, kind in kinds.items() if kind in ROBOT_KINDS]
+            rows = await tx.candidates(now, self.claim_limit, MAX_ITEMS, robots)
             if not rows:
                 return [], {}, 0
             dests = {

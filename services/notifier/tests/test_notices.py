@@ -207,6 +207,16 @@ def test_resolution_before_the_reminder_went_out_cancels_it() -> None:
     assert out.cancel_keys == [("escalation:e1", "rep-a", "wecom_app")]
 
 
+def test_fired_and_resolved_in_one_batch_sends_nothing() -> None:
+    firing = escalation("L1", "rep-a", MON_10, escalation_id="e1")
+    resolved = escalation(
+        "L1", "rep-a", MON_10, escalation_id="e1", status=EscalationStatus.RESOLVED
+    )
+    out = run([*roster(), firing, resolved])
+    assert out.notices == []
+    assert out.steps["e1"].status == "resolved"
+
+
 def test_resolution_of_a_step_nobody_was_told_about_says_nothing() -> None:
     resolved = escalation("L1", "rep-a", MON_10, status=EscalationStatus.RESOLVED)
     out = run([*roster(), resolved])

@@ -278,23 +278,40 @@ class Tx:
 
     # --- the sender -----------------------------------------------------------------
 
-    async def candidates(self, now: datetime, limit: int) -> list[Row]:
+    async def candidates(
+        self, now: datetime, limit: int, per_group: int, robots: Sequence[str]
+    ) -> list[Row]:
         """Pending rows ready by ``now`` of the (recipient, channel) pairs whose oldest
-        ready row has waited out its coalescing window, locked (SKIP LOCKED: other
-        workers take other rows) and not leased by a sender."""
+        ready row has waited out its coalescing window and whose destination is free
+        (``robots``: channel names rate-limited per robot, not per person), at most
+        ``per_group`` rows of a pair (one message's worth: a backlog for one destination
+        cannot crowd out the others), locked with SKIP LOCKED (other workers take other
+        rows) and not leased by a sender."""
         rows = await self._c.fetch(
-            "WITH ripe AS (SELECT DISTINCT recipient, channel FROM notifier_outbox "
-            "  WHERE status = 'pending' AND due_at <= $1 "
-            "  AND greatest(due_at, coalesce(not_before, due_at)) "
-            "      + make_interval(secs => coalesce_s) <= $1 "
-            "  AND (lease_until IS NULL OR lease_until < clock_timestamp()) LIMIT $2) "
-            "SELECT o.* FROM notifier_outbox o JOIN ripe USING (recipient, channel) "
-            "WHERE o.status = 'pending' AND o.due_at <= $1 "
-            "AND (o.not_before IS NULL OR o.not_before <= $1) "
+            "WITH ripe AS (SELECT DISTINCT o.recipient, o.channel FROM notifier_outbox o "
+            "  LEFT JOIN notifier_rate r ON r.destination = CASE WHEN o.channel = ANY($4) "
+            "    THEN o.channel ELSE o.channel || chr(31) || o.recipient END "
+            "  WHERE o.status = 'pending' AND o.due_at <= $1 "
+            "  AND greatest(o.due_at, coalesce(o.not_before, o.due_at)) "
+            "      + make_interval(secs => o.coalesce_s) <= $1 "
+            "  AND (o.lease_until IS NULL OR o.lease_until < clock_timestamp()) "
+            "  AND (r.next_free_at IS NULL OR r.next_free_at <= $1) LIMIT $2), "
+            "picked AS (SELECT notice_key, recipient, channel FROM ("
+            "  SELECT o.notice_key, o.recipient, o.channel, o.due_at, o.seq, row_number() "
+            "    OVER (PARTITION BY o.recipient, o.channel ORDER BY o.due_at, o.seq) AS n "
+            "  FROM notifier_outbox o JOIN ripe USING (recipient, channel) "
+            "  WHERE o.status = 'pending' AND o.due_at <= $1 "
+            "  AND (o.not_before IS NULL OR o.not_before <= $1) "
+            "  AND (o.lease_until IS NULL OR o.lease_until < clock_timestamp())) x "
+            "  WHERE n <= $3 ORDER BY due_at, seq LIMIT $2) "
+            "SELECT o.* FROM notifier_outbox o JOIN picked USING (notice_key, recipient, channel) "
+            "WHERE o.status = 'pending' "
             "AND (o.lease_until IS NULL OR o.lease_until < clock_timestamp()) "
-            "ORDER BY o.due_at, o.seq LIMIT $2 FOR UPDATE OF o SKIP LOCKED",
+            "ORDER BY o.due_at, o.seq FOR UPDATE OF o SKIP LOCKED",
             now,
             limit,
+            per_group,
+            list(robots),
         )
         return [_row(r) for r in rows]
 

@@ -467,6 +467,9 @@ def _escalation(ctx: _Ctx, e: EscalationRaised) -> None:
         resolved_at=e.occurred_at,
     )
     late = max(0, round((e.occurred_at - e.due_at).total_seconds() / 60))
+    # Fired and resolved within one batch: the reminder was never sent, so it is dropped.
+    firing_key = f"escalation:{e.escalation_id}"
+    ctx.out.notices = [n for n in ctx.out.notices if n.notice_key != firing_key]
     for ref in ctx.view.notified.get(e.escalation_id, []):
         key = (f"escalation:{e.escalation_id}", ref.recipient, ref.channel)
         if ref.status == "pending" and not ref.in_flight:
