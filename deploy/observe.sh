@@ -7,7 +7,7 @@
 #   observe.sh start | stop | status
 # Ports: LEADLOOP_PROM_PORT (19090), LEADLOOP_AM_PORT (19094), LEADLOOP_CHAT_SINK_PORT
 # (19095); the metrics service is scraped at LEADLOOP_PORT_BASE + 4 (18084), assignment
-# and sla-monitor at + 2 and + 3.
+# and sla-monitor at + 2 and + 3, the hand-off and the notifier at + 5 and + 6.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -19,6 +19,8 @@ sink_pid=$state/observe/chat-sink.pid
 export LEADLOOP_PROM_TARGET=${LEADLOOP_PROM_TARGET:-127.0.0.1:$((base + 4))}
 export LEADLOOP_PROM_ASSIGNMENT_TARGET=${LEADLOOP_PROM_ASSIGNMENT_TARGET:-127.0.0.1:$((base + 2))}
 export LEADLOOP_PROM_SLA_TARGET=${LEADLOOP_PROM_SLA_TARGET:-127.0.0.1:$((base + 3))}
+export LEADLOOP_PROM_HANDOFF_TARGET=${LEADLOOP_PROM_HANDOFF_TARGET:-127.0.0.1:$((base + 5))}
+export LEADLOOP_PROM_NOTIFIER_TARGET=${LEADLOOP_PROM_NOTIFIER_TARGET:-127.0.0.1:$((base + 6))}
 export LEADLOOP_AM_WEBHOOK=${LEADLOOP_AM_WEBHOOK:-http://127.0.0.1:$sink_port/alerts}
 
 sink_alive() { [ -f "$sink_pid" ] && kill -0 "$(cat "$sink_pid")" 2>/dev/null; }

@@ -12,6 +12,9 @@
 #   LEADLOOP_PROM_ASSIGNMENT_TARGET, LEADLOOP_PROM_SLA_TARGET
 #                           assignment and sla-monitor (their calendar gauge; defaults
 #                           127.0.0.1:18082 and 127.0.0.1:18083)
+#   LEADLOOP_PROM_HANDOFF_TARGET, LEADLOOP_PROM_NOTIFIER_TARGET
+#                           the hand-off and the notifier (defaults 127.0.0.1:18085 and
+#                           127.0.0.1:18086)
 #   LEADLOOP_PROM_INTERVAL  scrape and rule evaluation interval (default that of
 #                           prometheus.yml, 5s)
 # The config written is deploy/prometheus/prometheus.yml with those values and an
@@ -31,10 +34,13 @@ name=prometheus
 write_config() {
   local target=${LEADLOOP_PROM_TARGET:-} interval=${LEADLOOP_PROM_INTERVAL:-}
   local assignment=${LEADLOOP_PROM_ASSIGNMENT_TARGET:-} sla=${LEADLOOP_PROM_SLA_TARGET:-}
+  local handoff=${LEADLOOP_PROM_HANDOFF_TARGET:-} notifier=${LEADLOOP_PROM_NOTIFIER_TARGET:-}
   sed -e "s#^  - rules/\*\.yml#  - $here/rules/*.yml#" \
       ${target:+-e "s#\"127.0.0.1:18084\"#\"$target\"#"} \
       ${assignment:+-e "s#\"127.0.0.1:18082\"#\"$assignment\"#"} \
       ${sla:+-e "s#\"127.0.0.1:18083\"#\"$sla\"#"} \
+      ${handoff:+-e "s#\"127.0.0.1:18085\"#\"$handoff\"#"} \
+      ${notifier:+-e "s#\"127.0.0.1:18086\"#\"$notifier\"#"} \
       ${interval:+-e "s#^  scrape_interval: .*#  scrape_interval: $interval#"} \
       ${interval:+-e "s#^  evaluation_interval: .*#  evaluation_interval: $interval#"} \
       "$here/prometheus.yml" > "$config.tmp"
