@@ -58,7 +58,14 @@ calendars:
 )
 
 
-def notify_yaml(wecom: FakeWecom, ding: FakeDingtalk, *, coalesce: float, digest: bool) -> str:
+def notify_yaml(
+    wecom: FakeWecom,
+    ding: FakeDingtalk,
+    *,
+    coalesce: float,
+    digest: bool,
+    reminders: list[dict[str, Any]] | None = None,
+) -> str:
     team = {
         "templates": "en",
         "coalesce_seconds": coalesce,
@@ -100,6 +107,7 @@ def notify_yaml(wecom: FakeWecom, ding: FakeDingtalk, *, coalesce: float, digest
                 "oncall": {"channel": "dingtalk", "address_env": "E2E_ONCALL_TOKEN"},
             },
             "digest": digest,
+            "reminders": reminders or [],
         }
     )
 
@@ -126,6 +134,7 @@ async def notifier(
     *,
     coalesce: float = 1.0,
     digest: bool = False,
+    reminders: list[dict[str, Any]] | None = None,
     calendars: str = ALWAYS,
     wecom_users: set[str] = USERS,
     **extra: str,
@@ -136,7 +145,9 @@ async def notifier(
         FakeDingtalk(robots={DING_TOKEN: DING_SECRET}) as ding,
     ):
         notify = tmp_path / "notify.yaml"
-        notify.write_text(notify_yaml(wecom, ding, coalesce=coalesce, digest=digest))
+        notify.write_text(
+            notify_yaml(wecom, ding, coalesce=coalesce, digest=digest, reminders=reminders)
+        )
         cal = tmp_path / "calendars.yaml"
         cal.write_text(calendars)
         env = stack_env(
@@ -407,10 +418,24 @@ async def test_who_gets_what_in_which_order(
         await asyncio.sleep(1.5)
         assert len(n.received()) == before
 
+        # A vendor failing twice (HTTP 500): retried with backoff, delivered once.
+        n.wecom.faults.paths = ("/cgi-bin/message/send",)
+        n.wecom.faults.fail_next = 2
+        await produce.assigned("R1", "rep-b")
+        await until("the retried notice", lambda: len(items(n.received(), "lisi")) >= 4)
+        assert items(n.received(), "lisi")[-1] == ["R1"]
+        [retried] = await fetch(
+            database_url,
+            "SELECT attempts, status FROM notifier_outbox WHERE lead_id = 'R1'",
+        )
+        assert (retried["attempts"], retried["status"]) == (3, "sent")
+
         # Metrics on the notifier's own /metrics.
         text = await asyncio.to_thread(_get, n.url("/metrics"))
-        sent_new = 'channel="wecom_app",kind="new_lead",outcome="delivered"} 3.0'
+        sent_new = 'channel="wecom_app",kind="new_lead",outcome="delivered"} 4.0'
         assert f"leadloop_notifier_sent_total{{{sent_new}" in text
+        retries = 'channel="wecom_app",kind="new_lead",outcome="retry"} 2.0'
+        assert f"leadloop_notifier_sent_total{{{retries}" in text
         dead_line = 'channel="wecom_app",code="invalid_user"} 1.0'
         assert f"leadloop_notifier_dead_letters_total{{{dead_line}" in text
         assert "leadloop_notifier_delivery_seconds_bucket" in text
@@ -513,3 +538,73 @@ def _post(url: str, body: dict[str, Any]) -> int:
             return int(r.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)
+
+
+async def test_node_reminders_wait_for_the_team_calendar_unless_the_lead_moved_on(
+    database_url: str, kafka_settings: KafkaSettings, tmp_path: Path, produce: Producer
+) -> None:
+    # Service time starts Monday 2025-03-03 18:30 in Shanghai, after work, and runs an
+    # hour a second: Tuesday's working day begins 14.5 seconds in.
+    origin = datetime(2025, 3, 3, 18, 30, tzinfo=SHANGHAI)
+    calendars = (ROOT / "config" / "calendars.yaml").read_text(encoding="utf-8")
+    reminders = [
+        {"name": "qualify_confirm", "stage": "qualified"},
+        {"name": "proposal_followup", "stage": "proposal", "after_business_days": 1},
+        {"name": "negotiation_followup", "stage": "negotiation", "after_business_hours": 2},
+    ]
+    async with notifier(
+        database_url,
+        kafka_settings,
+        tmp_path,
+        calendars=calendars,
+        reminders=reminders,
+        LEADLOOP_TEST_TIME_ORIGIN=origin.isoformat(),
+        LEADLOOP_TEST_TIME_SCALE="3600",
+    ) as n:
+        await produce.rep("rep-a", REPS["rep-a"], team="team-cn")
+        await until("roster", lambda: _count(database_url, "notifier_reps", 1))
+        monday = datetime(2025, 3, 3, tzinfo=SHANGHAI)
+        for lead, stage, at in (
+            ("P1", "proposal", monday.replace(hour=16)),
+            ("P2", "proposal", monday.replace(hour=16)),
+            ("P2", "negotiation", monday.replace(hour=16, minute=30)),  # P2 moved on
+            ("P3", "qualified", monday.replace(hour=17)),
+        ):
+            await produce.send(
+                "crm.stage-changes",
+                lead,
+                {
+                    "event_id": str(uuid.uuid4()),
+                    "lead_id": lead,
+                    "stage": stage,
+                    "occurred_at": at.isoformat(),
+                    "rep_id": "rep-a",
+                },
+            )
+        await until("three node reminders", lambda: sent(n, 3), within=90)
+        rows = await fetch(
+            database_url,
+            "SELECT lead_id, payload->>'node' AS node, status, due_at, sent_at, created_at "
+            "FROM notifier_outbox WHERE kind = 'node_reminder'",
+        )
+        # They were made in the evening: every one waited for Tuesday's working hours.
+        assert all(r["created_at"] < datetime(2025, 3, 4, 9, tzinfo=SHANGHAI) for r in rows)
+        tuesday = datetime(2025, 3, 4, tzinfo=SHANGHAI)
+        made = {(r["lead_id"], r["node"]): (r["status"], r["due_at"]) for r in rows}
+        # Moved on to negotiation: the proposal reminder is cancelled (or, when both
+        # changes came in one batch, never made).
+        assert made.pop(("P2", "proposal_followup"), ("cancelled",))[0] == "cancelled"
+        assert made == {
+            # One business day after Monday: Tuesday at the start of the working day.
+            ("P1", "proposal_followup"): ("sent", tuesday.replace(hour=9)),
+            # Two business hours from Monday 16:30: 1.5 h on Monday, 0.5 h on Tuesday.
+            ("P2", "negotiation_followup"): ("sent", tuesday.replace(hour=9, minute=30)),
+            # On entering, in the evening: at the next working moment.
+            ("P3", "qualify_confirm"): ("sent", tuesday.replace(hour=9)),
+        }
+        for r in rows:
+            if r["status"] == "sent":
+                assert r["sent_at"] >= r["due_at"], r
+        got = [lead for message in items(n.received(), "zhangsan") for lead in message]
+        assert sorted(got) == ["P1", "P2", "P3"]
+        assert all("节点提醒" in r.text for r in n.received())
