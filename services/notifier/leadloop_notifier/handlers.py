@@ -145,11 +145,13 @@ class NotifierHandler:
             if not fresh:
                 return 0
             reps: set[str] = set()
+            roster: set[str] = set()
             leads: set[str] = set()
             steps: set[str] = set()
             for e in fresh:
                 if isinstance(e, RepUpdated):
                     reps.add(e.rep_id)
+                    roster.add(e.rep_id)
                     continue
                 leads.add(e.lead_id)
                 if isinstance(e, LeadAssigned):
@@ -159,7 +161,7 @@ class NotifierHandler:
                     reps.update(r for r in (e.owner_id, e.manager_id) if r)
                 elif isinstance(e, StageChanged):
                     reps.add(e.rep_id)
-            view = await tx.load_view(reps, leads, steps)
+            view = await tx.load_view(reps, leads, steps, roster)
             changes = fold(fresh, view, self.config, self.calendars, now)
             return await tx.save(changes, now)
 

@@ -20,6 +20,7 @@ from services.notifier.tests.factories import (
 from leadloop.calendar import is_working
 from leadloop.events import EscalationAction, EscalationKind, EscalationStatus
 from leadloop_notifier.domain.notices import (
+    HELD,
     Changes,
     Input,
     OutboxRef,
@@ -108,17 +109,42 @@ def test_a_reemitted_step_is_not_notified_twice() -> None:
     assert again.notices == []
 
 
-def test_unknown_or_departed_reps_and_reps_without_addresses_get_nothing() -> None:
+def test_departed_reps_and_reps_without_addresses_get_nothing() -> None:
     out = run(
         [
             rep("gone", MON_10, status="left"),
             rep("mute", MON_10, contacts={"slack": "U1"}),  # slack is not in team-cn's order
             assigned("L1", "gone", MON_10),
             assigned("L2", "mute", MON_10),
-            assigned("L3", "stranger", MON_10),
         ]
     )
     assert out.notices == []
+
+
+def test_a_notice_for_a_rep_not_in_the_roster_yet_is_held_until_they_are() -> None:
+    first = run([assigned("L3", "new-hire", MON_10)])
+    [held] = first.notices
+    assert (held.recipient, held.channel) == ("new-hire", HELD)
+    # The roster entry in a later batch releases it onto the rep's first channel.
+    later = MON_10 + timedelta(minutes=5)
+    view = View(held={"new-hire": [held]})
+    out = run([rep("new-hire", later, contacts={"dingtalk": "tok"})], now=later, view=view)
+    [routed] = out.notices
+    assert (routed.notice_key, routed.channel, routed.due_at) == (
+        held.notice_key,
+        "dingtalk",
+        later,
+    )
+    assert out.released == [held.key]
+    # In the same batch, the held notice never reaches the outbox as held.
+    both = run([assigned("L4", "hire-2", MON_10), rep("hire-2", MON_10)])
+    assert [(n.recipient, n.channel) for n in both.notices] == [("hire-2", "wecom_app")]
+    # A rep who turns out to have left gets nothing; the held row is dropped.
+    gone = run(
+        [rep("new-hire", later, status="left")], now=later, view=View(held={"new-hire": [held]})
+    )
+    assert gone.notices == []
+    assert gone.released == [held.key]
 
 
 def test_person_route_follows_the_team_order_among_known_addresses() -> None:

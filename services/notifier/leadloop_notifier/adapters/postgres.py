@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 
 from leadloop_notifier.domain.notices import (
+    HELD,
     Changes,
     EscalationStep,
     Lead,
@@ -110,8 +111,14 @@ class Tx:
         return {r["event_id"] for r in rows}
 
     async def load_view(
-        self, rep_ids: Iterable[str], lead_ids: Iterable[str], escalation_ids: Iterable[str]
+        self,
+        rep_ids: Iterable[str],
+        lead_ids: Iterable[str],
+        escalation_ids: Iterable[str],
+        roster_ids: Iterable[str] = (),
     ) -> View:
+        """What a batch needs; ``roster_ids`` are the reps with a roster entry in the
+        batch, whose held notices are loaded to be released."""
         view = View()
         leads = await self._c.fetch(
             "SELECT * FROM notifier_leads WHERE lead_id = ANY($1::text[])", list(set(lead_ids))
@@ -134,6 +141,14 @@ class Tx:
             "ORDER BY seq",
             [f"escalation:{i}" for i in ids],
         )
+        held = await self._c.fetch(
+            "SELECT * FROM notifier_outbox WHERE recipient = ANY($1::text[]) "
+            "AND channel = $2 AND status = 'pending' ORDER BY seq",
+            list(set(roster_ids)),
+            HELD,
+        )
+        for h in held:
+            view.held.setdefault(h["recipient"], []).append(_row(h).notice)
         for r in notified:
             view.notified.setdefault(r["escalation_id"], []).append(
                 OutboxRef(
@@ -227,6 +242,14 @@ class Tx:
                 "AND (o.lease_until IS NULL OR o.lease_until < clock_timestamp())",
                 *map(list, zip(*changes.cancel_keys, strict=True)),
             )
+        if changes.released:
+            await self._c.execute(
+                "DELETE FROM notifier_outbox o "
+                "USING unnest($1::text[], $2::text[], $3::text[]) AS k(n, r, c) "
+                "WHERE o.notice_key = k.n AND o.recipient = k.r AND o.channel = k.c "
+                "AND o.status = 'pending'",
+                *map(list, zip(*changes.released, strict=True)),
+            )
         if changes.cancel_node_reminders:
             await self._c.execute(
                 "UPDATE notifier_outbox SET status = 'cancelled', last_code = 'moved_on' "
@@ -291,7 +314,7 @@ class Tx:
             "WITH ripe AS (SELECT DISTINCT o.recipient, o.channel FROM notifier_outbox o "
             "  LEFT JOIN notifier_rate r ON r.destination = CASE WHEN o.channel = ANY($4) "
             "    THEN o.channel ELSE o.channel || chr(31) || o.recipient END "
-            "  WHERE o.status = 'pending' AND o.due_at <= $1 "
+            "  WHERE o.status = 'pending' AND o.due_at <= $1 AND o.channel <> '' "
             "  AND greatest(o.due_at, coalesce(o.not_before, o.due_at)) "
             "      + make_interval(secs => o.coalesce_s) <= $1 "
             "  AND (o.lease_until IS NULL OR o.lease_until < clock_timestamp()) "

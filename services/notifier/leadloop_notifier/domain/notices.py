@@ -36,6 +36,7 @@ from leadloop_notifier.domain.config import NodeReminder, NotifyConfig, TeamConf
 
 __all__ = [
     "CLOSED_STAGES",
+    "HELD",
     "KINDS",
     "LEAD_FACTS",
     "Changes",
@@ -71,6 +72,8 @@ KINDS = (
 #: personal. Name, company, email and phone are never read by the notifier.
 LEAD_FACTS = ("source", "city", "region", "country", "industry", "product", "priority")
 CLOSED_STAGES = frozenset({Stage.WON.value, Stage.LOST.value})
+#: The channel of a notice held for a rep the roster does not know yet (never sent).
+HELD = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +154,8 @@ class View:
     steps: dict[str, EscalationStep] = field(default_factory=dict)
     #: escalation_id -> the outbox rows of its firing notice.
     notified: dict[str, list[OutboxRef]] = field(default_factory=dict)
+    #: rep_id -> notices held for that rep (not in the roster when they were made).
+    held: dict[str, list[Notice]] = field(default_factory=dict)
 
 
 @dataclass
@@ -163,6 +168,8 @@ class Changes:
     cancel_keys: list[tuple[str, str, str]] = field(default_factory=list)
     #: ... and every pending node reminder of these leads (the lead moved on).
     cancel_node_reminders: list[str] = field(default_factory=list)
+    #: Held rows now routed to a channel (replaced by the routed notices).
+    released: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 # --- routing helpers ---------------------------------------------------------------------
@@ -258,18 +265,23 @@ class _Ctx:
         origin_at: datetime,
         not_before: datetime | None = None,
     ) -> Notice | None:
+        if rep_id is None:
+            return None
         rep = self.rep(rep_id)
         team_id = rep.team_id if rep is not None else fallback_team
         team = self.config.team(team_id)
         route = person_route(rep, team)
-        if route is None or rep is None:
-            return None
+        if rep is not None and route is None:
+            return None  # left, or no address on any channel of the team's order
         calendar = self.calendars.for_team(team_id)
         at = max(self.now, not_before) if not_before is not None else self.now
         return Notice(
             notice_key=notice_key,
-            recipient=rep.rep_id,
-            channel=route[0],
+            recipient=rep_id,
+            # A rep the roster has not seen yet (a new hire's first lead can overtake
+            # their roster entry: the topics are read side by side): the notice is held
+            # (channel HELD, never sent) until crm.reps names the rep.
+            channel=route[0] if route is not None else HELD,
             kind=kind,
             team_id=team_id,
             lead_id=lead_id,
@@ -281,7 +293,7 @@ class _Ctx:
                 variables,
                 _zone(rep, calendar),
             ),
-            fallbacks=route[1],
+            fallbacks=route[1] if route is not None else (),
             origin_at=origin_at,
             due_at=send_time(at, calendar),
             coalesce_s=team.coalesce_seconds,
@@ -336,7 +348,7 @@ def _rep(ctx: _Ctx, e: RepUpdated) -> None:
     old = ctx.rep(e.rep_id)
     if old is not None and old.updated_at > e.updated_at:
         return  # an older roster entry arriving late
-    ctx.out.reps[e.rep_id] = Rep(
+    rep = Rep(
         rep_id=e.rep_id,
         team_id=e.team_id,
         manager_id=e.manager_id,
@@ -345,6 +357,28 @@ def _rep(ctx: _Ctx, e: RepUpdated) -> None:
         contacts=dict(e.contacts),
         updated_at=e.updated_at,
     )
+    ctx.out.reps[e.rep_id] = rep
+    # Release what was held for this rep: routed now, due no earlier than it was.
+    stored = ctx.view.held.pop(e.rep_id, [])
+    ctx.out.released.extend(n.key for n in stored)
+    batch = [n for n in ctx.out.notices if n.recipient == e.rep_id and n.channel == HELD]
+    ctx.out.notices = [n for n in ctx.out.notices if n not in batch]
+    team = ctx.config.team(rep.team_id)
+    route = person_route(rep, team)
+    if route is None:
+        return  # left, or unreachable: the held notices are dropped
+    calendar = ctx.calendars.for_team(rep.team_id)
+    for held in [*stored, *batch]:
+        ctx.out.notices.append(
+            replace(
+                held,
+                channel=route[0],
+                fallbacks=route[1],
+                team_id=rep.team_id,
+                due_at=send_time(max(ctx.now, held.due_at), calendar),
+                coalesce_s=team.coalesce_seconds,
+            )
+        )
 
 
 def _accepted(ctx: _Ctx, e: LeadAccepted) -> None:
