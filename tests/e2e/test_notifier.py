@@ -621,3 +621,25 @@ async def test_node_reminders_wait_for_the_team_calendar_unless_the_lead_moved_o
         got = [lead for message in items(n.received(), "zhangsan") for lead in message]
         assert sorted(got) == ["P1", "P2", "P3"]
         assert all("节点提醒" in r.text for r in n.received())
+
+
+async def test_a_graceful_stop_finishes_the_messages_in_flight(
+    database_url: str, kafka_settings: KafkaSettings, tmp_path: Path, produce: Producer
+) -> None:
+    async with notifier(database_url, kafka_settings, tmp_path, coalesce=0) as n:
+        await roster(produce, n, {"rep-a": REPS["rep-a"]})
+        n.wecom.faults.paths = ("/cgi-bin/message/send",)
+        n.wecom.faults.delay_s = 2.0
+        before = n.wecom.requests
+        await produce.assigned("G1", "rep-a")
+        await until("the send in flight", lambda: n.wecom.requests > before)
+        codes = await asyncio.to_thread(n.group.stop)  # SIGTERM mid-send
+        assert codes == {"notifier": 0}
+        [row] = await fetch(
+            database_url, "SELECT status, lease_until FROM notifier_outbox WHERE lead_id = 'G1'"
+        )
+        # Accepted by the vendor and marked before the process exited: nothing to resend.
+        assert row["status"] == "sent"
+        assert items(n.received(), "zhangsan") == [["G1"]]
+        n.group.start("notifier")  # the context manager stops it again
+        await asyncio.to_thread(n.group.wait_ready, "notifier")

@@ -58,6 +58,8 @@ INPUT_MODELS: dict[str, type[BaseModel]] = {
 }
 
 _CODE = re.compile(r"^[a-z0-9_.:-]{1,40}$")
+#: How long a stopping worker waits for its messages in flight to be sent and marked.
+SHUTDOWN_GRACE_S = 15.0
 
 
 class Outcome(Protocol):
@@ -187,7 +189,18 @@ class NotifierHandler:
             async with gate:
                 return await self._send(b, contacts)
 
-        return sum(await asyncio.gather(*(one(b) for b in batches)))
+        work = asyncio.ensure_future(asyncio.gather(*(one(b) for b in batches)))
+        try:
+            return sum(await asyncio.shield(work))
+        except asyncio.CancelledError:
+            # Shutdown (SIGTERM) while messages are in flight: let them finish and be
+            # marked, so that a deploy does not resend what vendors already accepted.
+            # Only a crash leaves the lease to run out (docs/notifier.md).
+            try:
+                await asyncio.wait_for(asyncio.shield(work), timeout=SHUTDOWN_GRACE_S)
+            except (TimeoutError, asyncio.CancelledError):
+                log.warning("sends_unfinished_at_shutdown", messages=len(batches))
+            raise
 
     async def _claim(self) -> tuple[list[Batch], dict[str, Mapping[str, str]], int]:
         now = self.clock.now()
