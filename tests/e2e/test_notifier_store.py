@@ -1,0 +1,172 @@
+"""The notifier's sender on real PostgreSQL, in process: several workers' sender passes
+side by side never send a row twice (SKIP LOCKED claims and leases), a crash between send
+and mark is taken over once the lease runs out, and a redelivered batch adds nothing.
+
+The handler is the service's own; its transports are recording doubles (tests only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from services.notifier.tests.factories import CALENDARS, config
+
+from leadloop.clock import FixedClock
+from leadloop_notifier.adapters.postgres import NotifierStore
+from leadloop_notifier.handlers import NotifierHandler
+from leadloop_notifier.rendering import Renderer
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2025, 3, 3, 2, 0, tzinfo=UTC)  # Monday 10:00 in Shanghai
+
+
+@dataclass(frozen=True)
+class Sent:
+    outcome: str
+    code: str
+    retry_after_s: float | None = None
+
+
+@dataclass
+class Recording:
+    """A transport that accepts everything after ``delay`` and records what it got."""
+
+    kind: str = "wecom_app"
+    per_minute: int = 1000
+    delay: float = 0.0
+    got: list[tuple[str, str]] = field(default_factory=list)
+
+    async def deliver(
+        self, address: str, subject: str, text: str, markdown: str | None, html: str | None
+    ) -> Sent:
+        await asyncio.sleep(self.delay)
+        self.got.append((address, text))
+        return Sent("delivered", "ok")
+
+
+class NullMetrics:
+    def sent(self, channel: str, kind: str, outcome: str, n: int = 1) -> None: ...
+    def dead_letter(self, channel: str, code: str) -> None: ...
+    def delivered_after(self, channel: str, seconds: float) -> None: ...
+    def pending(self, by_channel: Any) -> None: ...
+
+
+def handler(
+    pool: asyncpg.Pool, transport: Recording, clock: FixedClock, **kw: Any
+) -> NotifierHandler:
+    return NotifierHandler(
+        store=NotifierStore(pool),
+        clock=clock,
+        config=config(),
+        calendars=CALENDARS,
+        renderer=Renderer(),
+        transports={"wecom_app": transport},
+        group_addresses={},
+        metrics=NullMetrics(),
+        **kw,
+    )
+
+
+def rep(rep_id: str) -> tuple[str, bytes]:
+    return (
+        "crm.reps",
+        json.dumps(
+            {
+                "event_id": f"rep-{rep_id}",
+                "rep_id": rep_id,
+                "team_id": "team-cn",
+                "updated_at": T0.isoformat(),
+                "contacts": {"wecom_app": f"wx-{rep_id}"},
+            }
+        ).encode(),
+    )
+
+
+def assigned(lead: str, owner: str) -> tuple[str, bytes]:
+    return (
+        "leads.assigned",
+        json.dumps(
+            {
+                "event_id": f"a-{lead}",
+                "occurred_at": T0.isoformat(),
+                "assignment_id": f"as-{lead}",
+                "lead_id": lead,
+                "owner_id": owner,
+                "team_id": "team-cn",
+                "rule_id": "r",
+                "rule_version": "1",
+                "strategy": "round_robin",
+                "kind": "initial",
+                "reason": "t",
+                "lead_occurred_at": T0.isoformat(),
+                "assigned_at": T0.isoformat(),
+                "priority": "hot",
+            }
+        ).encode(),
+    )
+
+
+def leads_in(got: list[tuple[str, str]]) -> Counter[str]:
+    return Counter(m for _, text in got for m in re.findall(r"(?<![/\w])L\d+\b", text))
+
+
+@pytest.fixture
+async def pool(database_url: str) -> Any:
+    p = await asyncpg.create_pool(database_url, min_size=1, max_size=12)
+    yield p
+    await p.close()
+
+
+async def test_workers_side_by_side_send_each_row_once(pool: asyncpg.Pool) -> None:
+    clock = FixedClock(T0)
+    transports = [Recording(delay=0.01) for _ in range(4)]
+    workers = [handler(pool, t, clock, claim_limit=50) for t in transports]
+    reps = [rep(f"r{i}") for i in range(30)]
+    leads = [assigned(f"L{i}", f"r{i % 30}") for i in range(600)]
+    assert await workers[0].handle([*reps, *leads]) == 600
+    # A redelivered batch adds nothing.
+    assert await workers[1].handle([*reps, *leads]) == 0
+    clock.advance(timedelta(minutes=2))  # past the coalescing window
+    for _ in range(50):
+        await asyncio.gather(*(w.send_due() for w in workers))
+        pending = await pool.fetchval(
+            "SELECT count(*) FROM notifier_outbox WHERE status = 'pending'"
+        )
+        if not pending:
+            break
+        clock.advance(timedelta(seconds=1))  # rate-limit slots free up
+    got = leads_in([g for t in transports for g in t.got])
+    assert got == Counter({f"L{i}": 1 for i in range(600)})
+    assert sum(1 for t in transports if t.got) > 1  # the work was actually shared
+    rows = await pool.fetch("SELECT status, count(*) AS n FROM notifier_outbox GROUP BY status")
+    assert {r["status"]: r["n"] for r in rows} == {"sent": 600}
+
+
+async def test_a_crash_between_send_and_mark_is_resent_once_the_lease_runs_out(
+    pool: asyncpg.Pool,
+) -> None:
+    clock = FixedClock(T0)
+    crashed = Recording()
+    survivor = Recording()
+    a = handler(pool, crashed, clock, lease_seconds=1.0)
+    b = handler(pool, survivor, clock, lease_seconds=1.0)
+    await a.handle([rep("r1"), assigned("L1", "r1")])
+    clock.advance(timedelta(minutes=2))
+    # Worker a claims and sends, then "dies" before marking: the claim is all it did.
+    batches, _, _ = await a._claim()
+    assert len(batches) == 1
+    clock.advance(timedelta(seconds=1))  # past the rate-limit slot the crashed send took
+    assert await b.send_due() == 0  # leased: the other worker keeps off
+    await asyncio.sleep(1.2)  # the lease (real time, the database's clock) runs out
+    assert await b.send_due() == 1
+    assert leads_in(survivor.got) == Counter({"L1": 1})
+    assert await b.send_due() == 0  # marked now: once
