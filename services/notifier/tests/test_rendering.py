@@ -16,7 +16,7 @@ from services.notifier.tests.factories import (
     rep,
 )
 
-from leadloop_notifier.domain.notices import KINDS, View, fold
+from leadloop_notifier.domain.notices import KINDS, View, fold, plain_text
 from leadloop_notifier.rendering import Renderer, TemplateError, _sample
 
 NOW = datetime(2025, 3, 3, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
@@ -68,6 +68,24 @@ def test_notices_built_from_events_carry_no_phone_or_email() -> None:
                 assert "@" not in body
                 assert not PHONE.search(body.replace(NOW.strftime("%Y-%m-%d"), ""))
                 assert "zhangsan" not in body
+
+
+def test_lead_facts_from_web_forms_cannot_mention_everyone_or_hide_links() -> None:
+    events = [
+        rep("rep-a", NOW),
+        accepted("L1", NOW, city="<@all> [点我](http://evil.example) **x**", product="crm_pro"),
+        assigned("L1", "rep-a", NOW),
+    ]
+    [notice] = fold(events, View(), config(), CALENDARS, NOW).notices
+    assert notice.payload["city"] == "all 点我 http //evil.example x"
+    for template_set in ("zh-CN", "en"):
+        m = Renderer().render(template_set, [notice.payload])
+        for body in (m.text, m.markdown or ""):
+            assert "<@" not in body
+            assert "](" not in body
+            assert "**x" not in body
+    assert plain_text("  上海  浦东 ") == "上海 浦东"
+    assert plain_text("crm_pro") == "crm pro"
 
 
 def test_html_is_autoescaped_and_text_is_not_html() -> None:

@@ -12,6 +12,7 @@ A notice's send time is the next working moment of the recipient's team calendar
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
@@ -51,6 +52,7 @@ __all__ = [
     "fold",
     "node_due",
     "person_route",
+    "plain_text",
     "send_time",
 ]
 
@@ -214,6 +216,19 @@ def node_due(start: datetime, reminder: NodeReminder, calendar: BusinessCalendar
     if reminder.after_days is not None:
         return next_working_instant(start + timedelta(days=reminder.after_days), calendar)
     return next_working_instant(start, calendar)
+
+
+#: Characters a lead fact keeps: letters and digits of any script, spaces and plain
+#: punctuation. Lead facts come from web forms; in a chat message's markdown ``<@all>``
+#: would mention everyone and ``[text](url)`` would hide a link.
+_UNSAFE = re.compile(r"[^\w\s\-.,/&'·]|_")
+_FACT_CHARS = 64
+
+
+def plain_text(value: str) -> str:
+    """``value`` with markup characters removed and whitespace collapsed, at most 64
+    characters: safe in text, markdown and HTML of every vendor."""
+    return " ".join(_UNSAFE.sub(" ", value).split())[:_FACT_CHARS]
 
 
 def _zone(rep: Rep | None, calendar: BusinessCalendar) -> ZoneInfo:
@@ -385,8 +400,8 @@ def _accepted(ctx: _Ctx, e: LeadAccepted) -> None:
     facts = {"source": e.source, "priority": e.priority.value}
     for name in ("city", "region", "country", "industry", "product"):
         value = getattr(e, name)
-        if value is not None:
-            facts[name] = str(value)
+        if value is not None and (clean := plain_text(str(value))):
+            facts[name] = clean
     lead = ctx.lead(e.lead_id)
     ctx.out.leads[e.lead_id] = replace(lead, facts={**lead.facts, **facts})
 
@@ -614,6 +629,8 @@ def alert_notice(
                 "team": str(labels.get("team", "")),
                 "lead_id": str(labels.get("lead_id", "")),
                 "summary": str(notes.get("summary", notes.get("description", "")))[:300],
+                # Alert text is the operators' own (rule annotations), kept as written;
+                # HTML is escaped by the template, and robots get plain text or markdown.
                 "starts_at": str(alert.get("startsAt", "")),
             }
         )
