@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -10,6 +11,7 @@ from pydantic import ValidationError
 from services.notifier.tests.factories import CONFIG, ROOT
 
 from leadloop.settings import ConfigError
+from leadloop_notifier.adapters.channels import parse_channel_config
 from leadloop_notifier.config import load_yaml_model
 from leadloop_notifier.domain.config import NotifyConfig
 from leadloop_notifier.rendering import Renderer
@@ -21,6 +23,25 @@ def test_the_shipped_file_is_valid_and_its_template_sets_render() -> None:
     assert notify.team("unknown-team") == notify.default
     for team in (notify.default, *notify.teams.values()):
         Renderer(ROOT / "config" / "notify-templates").check(team.templates)
+
+
+def shipped_example() -> dict[str, Any]:
+    """The commented example at the end of config/notify.yaml, over the shipped file."""
+    text = (ROOT / "config" / "notify.yaml").read_text(encoding="utf-8")
+    block = text.split("# --- example", 1)[1].split("# --- end of example", 1)[0]
+    lines = [line[2:] for line in block.splitlines()[1:] if line.startswith("#")]
+    shipped = yaml.safe_load(text)
+    return {**shipped, **yaml.safe_load("\n".join(lines))}
+
+
+def test_the_shipped_example_is_valid_down_to_each_channel() -> None:
+    notify = NotifyConfig.model_validate(shipped_example())
+    kinds = {notify.kind_of(name) for name in notify.channels}
+    assert {"wecom_app", "wecom_robot", "dingtalk_robot", "feishu_bot", "slack"} <= kinds
+    for raw in notify.channels.values():
+        parse_channel_config(raw)
+    assert notify.team("team-cn").person_channels == ("wecom_app", "dingtalk_robot", "email")
+    assert set(notify.alertmanager) == {"dingtalk", "feishu"}
 
 
 def test_a_channel_used_but_not_configured_is_refused() -> None:

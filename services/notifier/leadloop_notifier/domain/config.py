@@ -65,7 +65,7 @@ class TeamConfig(_Frozen):
     crm_link: Annotated[str, Field(pattern=r"^https?://\S*\{lead_id\}\S*$")]
     #: The order in which a person is reached: the first channel they have an address for;
     #: on a permanent failure the next one (once).
-    person_channels: Annotated[tuple[ChannelName, ...], Field(min_length=1)]
+    person_channels: tuple[ChannelName, ...] = ()
     #: Where pooled leads (no owner) are announced; none: not announced.
     pool_channel: TeamChannel | None = None
 
@@ -107,7 +107,8 @@ class AlertRoute(_Frozen):
 
 class NotifyConfig(_Frozen):
     #: Transport settings per channel name (validated by the channel adapter).
-    channels: Annotated[dict[ChannelName, dict[str, Any]], Field(min_length=1)]
+    #: None: the notifier records what it sees and sends nothing (a fresh checkout).
+    channels: dict[ChannelName, dict[str, Any]] = Field(default_factory=dict)
     #: Team settings; teams not listed use ``default``.
     teams: dict[str, TeamConfig] = Field(default_factory=dict)
     default: TeamConfig
