@@ -42,6 +42,7 @@ WECOM_SECRET = "corp-secret-for-tests"
 DING_SECRET = "SECtest-secret"
 DING_TOKEN = "ding-token-1"
 ROBOT_KEY = "robot-key-1"
+BRIDGE_TOKEN = "bridge-token-for-tests"
 USERS = {"zhangsan", "lisi", "wangwu", "zhaoliu", "sunqi"}
 #: Lead ids in message text (not inside the CRM links, which repeat them).
 LEAD = re.compile(r"(?<![/\w])([A-Z]{1,2}\d{1,6})\b")
@@ -482,6 +483,7 @@ async def test_quiet_hours_digest_and_the_alertmanager_bridge(
         LEADLOOP_TEST_TIME_ORIGIN=origin.isoformat(),
         LEADLOOP_TEST_TIME_SCALE="3600",
         LEADLOOP_DIGEST_SECONDS="0.2",
+        LEADLOOP_ALERTMANAGER_TOKEN=BRIDGE_TOKEN,
     ) as n:
         for rep_id in ("rep-a", "mgr"):
             await produce.rep(rep_id, REPS[rep_id], team="team-cn")
@@ -506,6 +508,8 @@ async def test_quiet_hours_digest_and_the_alertmanager_bridge(
         assert await asyncio.to_thread(_post, n.url("/v1/alertmanager/oncall"), alert) == 202
         assert await asyncio.to_thread(_post, n.url("/v1/alertmanager/oncall"), alert) == 202
         assert await asyncio.to_thread(_post, n.url("/v1/alertmanager/nope"), alert) == 404
+        assert await asyncio.to_thread(_post, n.url("/v1/alertmanager/oncall"), alert, None) == 401
+        assert await asyncio.to_thread(_post, n.url("/v1/alertmanager/oncall"), alert, "x") == 401
         await until("the page", lambda: items(n.received(), DING_TOKEN))
         [page] = await fetch(
             database_url,
@@ -539,12 +543,12 @@ async def test_quiet_hours_digest_and_the_alertmanager_bridge(
         assert items(n.received(), DING_TOKEN) == [["Q9"]]  # the page, once
 
 
-def _post(url: str, body: dict[str, Any]) -> int:
+def _post(url: str, body: dict[str, Any], token: str | None = BRIDGE_TOKEN) -> int:
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(
-        url,
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
+        url, data=json.dumps(body).encode(), headers=headers, method="POST"
     )
     try:
         with urllib.request.urlopen(request, timeout=5) as r:

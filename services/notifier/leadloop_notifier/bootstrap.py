@@ -101,6 +101,9 @@ def main() -> None:
             within=cfg.kafka.batch_within_s,
             tick_seconds=cfg.tick_seconds,
             digest_seconds=cfg.digest_seconds,
+            alertmanager_token=(
+                cfg.alertmanager_token.get_secret_value() if cfg.alertmanager_token else None
+            ),
         )
 
     run_service("notifier", cfg, cfg.http, wire)

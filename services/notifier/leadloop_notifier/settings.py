@@ -6,7 +6,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, SecretStr
 
 from leadloop.settings import HttpSettings, ServiceSettings
 
@@ -33,6 +33,10 @@ class NotifierSettings(ServiceSettings):
     #: Real seconds a claimed row is held by its sender; after a crash another worker
     #: takes it over (and may resend it) once this has passed.
     lease_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    #: Bearer token Alertmanager must send to POST /v1/alertmanager/{channel}
+    #: (webhook_configs http_config.authorization). Unset: the bridge takes any caller
+    #: that can reach the port (loopback by default).
+    alertmanager_token: SecretStr | None = None
     #: Test only: service time runs this many times faster than real time ...
     test_time_scale: Annotated[float, Field(gt=0, le=1_000_000)] = 1.0
     #: ... starting from this instant (default: the real time at start-up).

@@ -3,6 +3,7 @@ gauge timers, GET /metrics and the Alertmanager bridge (POST /v1/alertmanager/{c
 
 from __future__ import annotations
 
+import hmac
 import json
 from typing import cast
 
@@ -31,6 +32,7 @@ def register_agents(
     within: float,
     tick_seconds: float,
     digest_seconds: float,
+    alertmanager_token: str | None = None,
 ) -> None:
     topics_agent(
         app,
@@ -56,6 +58,11 @@ def register_agents(
     class AlertBridge(faust.web.View):
         async def post(self, request: faust.web.Request, channel: str) -> faust.web.Response:
             req = cast(web.Request, request)
+            if alertmanager_token is not None and not hmac.compare_digest(
+                req.headers.get("Authorization", "").encode(),
+                f"Bearer {alertmanager_token}".encode(),
+            ):
+                return self.json({"error": "unauthorized"}, status=401)
             if (req.content_length or 0) > _MAX_BODY:
                 return self.json({"error": "too_large"}, status=413)
             try:
