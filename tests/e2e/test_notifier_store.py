@@ -170,3 +170,17 @@ async def test_a_crash_between_send_and_mark_is_resent_once_the_lease_runs_out(
     assert await b.send_due() == 1
     assert leads_in(survivor.got) == Counter({"L1": 1})
     assert await b.send_due() == 0  # marked now: once
+
+
+async def test_retention_forgets_finished_rows_only(pool: asyncpg.Pool) -> None:
+    clock = FixedClock(T0)
+    w = handler(pool, Recording(), clock, retention_days=30)
+    await w.handle([rep("r1"), assigned("L1", "r1"), assigned("L2", "unknown-rep")])
+    clock.advance(timedelta(minutes=2))
+    assert await w.send_due() == 1  # L1 sent; L2 held for a rep not in the roster
+    clock.advance(timedelta(days=31))
+    assert await w.forget_old() == 4  # the sent row and three applied-event ids
+    rows = await pool.fetch("SELECT lead_id, channel, status FROM notifier_outbox")
+    assert [tuple(r) for r in rows] == [("L2", "", "pending")]  # still held, kept
+    assert await pool.fetchval("SELECT count(*) FROM notifier_applied_events") == 0
+    assert await w.forget_old() == 0

@@ -91,6 +91,7 @@ def main() -> None:
             claim_limit=cfg.claim_limit,
             send_concurrency=cfg.send_concurrency,
             lease_seconds=cfg.lease_seconds,
+            retention_days=cfg.retention_days,
         )
         register_agents(
             app,

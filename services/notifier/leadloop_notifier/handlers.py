@@ -58,6 +58,8 @@ INPUT_MODELS: dict[str, type[BaseModel]] = {
 }
 
 _CODE = re.compile(r"^[a-z0-9_.:-]{1,40}$")
+#: Rows deleted per statement by the retention pass.
+RETENTION_BATCH = 5_000
 #: How long a stopping worker waits for its messages in flight to be sent and marked.
 SHUTDOWN_GRACE_S = 15.0
 
@@ -119,6 +121,7 @@ class NotifierHandler:
     claim_limit: int = 500
     send_concurrency: int = 16
     lease_seconds: float = 60.0
+    retention_days: float = 30.0
 
     # --- inputs ---------------------------------------------------------------------
 
@@ -327,6 +330,21 @@ class NotifierHandler:
 
         counts = await retrying(read, what="notifier_pending")
         self.metrics.pending({name: counts.get(name, 0) for name in self.config.channels})
+
+    # --- retention ------------------------------------------------------------------
+
+    async def forget_old(self) -> int:
+        """Delete what is older than ``retention_days`` (in batches, short transactions)."""
+        before = self.clock.now() - timedelta(days=self.retention_days)
+
+        async def one() -> int:
+            async with self.store.transaction() as tx:
+                return await tx.forget(before, RETENTION_BATCH)
+
+        total = 0
+        while n := await retrying(one, what="notifier_retention"):
+            total += n
+        return total
 
     # --- the digest -----------------------------------------------------------------
 

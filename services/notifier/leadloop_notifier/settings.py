@@ -33,6 +33,10 @@ class NotifierSettings(ServiceSettings):
     #: Real seconds a claimed row is held by its sender; after a crash another worker
     #: takes it over (and may resend it) once this has passed.
     lease_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    #: Finished outbox rows, applied-event ids, digests and resolved steps are deleted
+    #: after this many days. Keep it above the input topics' retention (7 days): an
+    #: event whose id is forgotten must not be redeliverable any more.
+    retention_days: Annotated[float, Field(ge=8, le=3650)] = 30.0
     #: Bearer token Alertmanager must send to POST /v1/alertmanager/{channel}
     #: (webhook_configs http_config.authorization). Unset: the bridge takes any caller
     #: that can reach the port (loopback by default).

@@ -47,6 +47,7 @@ def register_agents(
     service_timer(app, interval=tick_seconds, name="notifier-send", run=handler.send_due)
     service_timer(app, interval=digest_seconds, name="notifier-digest", run=handler.make_digests)
     service_timer(app, interval=5.0, name="notifier-pending", run=handler.refresh_pending)
+    service_timer(app, interval=3600.0, name="notifier-retention", run=handler.forget_old)
 
     @app.page("/metrics")
     async def metrics(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:

@@ -414,6 +414,30 @@ class Tx:
         )
         return {r["channel"]: r["n"] for r in rows}
 
+    # --- retention ------------------------------------------------------------------
+
+    async def forget(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` rows of each kind that nothing can need again: outbox
+        rows finished (sent, cancelled; dead ones stay for replay) and applied-event ids
+        made before ``before``, digests of dates before it, resolved steps. ``before``
+        must lie further back than the input topics' retention, so that no event whose
+        id is forgotten can still be redelivered."""
+        total = 0
+        for sql in (
+            "DELETE FROM notifier_outbox WHERE ctid = ANY(ARRAY(SELECT ctid FROM "
+            "notifier_outbox WHERE status IN ('sent', 'cancelled') AND created_at < $1 "
+            "LIMIT $2))",
+            "DELETE FROM notifier_applied_events WHERE ctid = ANY(ARRAY(SELECT ctid FROM "
+            "notifier_applied_events WHERE applied_at < $1 LIMIT $2))",
+            "DELETE FROM notifier_digests WHERE ctid = ANY(ARRAY(SELECT ctid FROM "
+            "notifier_digests WHERE made_at < $1 LIMIT $2))",
+            "DELETE FROM notifier_escalations WHERE ctid = ANY(ARRAY(SELECT ctid FROM "
+            "notifier_escalations WHERE status = 'resolved' AND resolved_at < $1 LIMIT $2))",
+        ):
+            status = await self._c.execute(sql, before, limit)
+            total += int(status.rsplit(" ", 1)[-1])
+        return total
+
     # --- the digest -----------------------------------------------------------------
 
     async def active_reps(self) -> list[Rep]:
