@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from leadloop.settings import HttpSettings, ServiceSettings, require_secret
 
@@ -66,23 +66,14 @@ class IngestSettings(ServiceSettings):
     def _pepper(cls, v: SecretStr | None) -> SecretStr:
         return require_secret(v, "LEADLOOP_IDENTITY_PEPPER")
 
-    @field_validator("webhook_secrets")
+    @field_validator("webhook_secrets", "crm_secrets")
     @classmethod
-    def _webhook_secrets(cls, v: dict[str, SecretStr]) -> dict[str, SecretStr]:
-        # Messages name the source, never a secret's value.
-        for source, secret in v.items():
-            name = f"LEADLOOP_WEBHOOK_SECRETS[{source}]"
-            require_secret(secret, name)
-            if len(secret.get_secret_value()) < 16:
-                raise ValueError(f"{name} is shorter than 16 characters")
-        return v
-
-    @field_validator("crm_secrets")
-    @classmethod
-    def _crm_secrets(cls, v: dict[str, SecretStr]) -> dict[str, SecretStr]:
-        # Messages name the client, never a secret's value.
-        for client, secret in v.items():
-            name = f"LEADLOOP_CRM_SECRETS[{client}]"
+    def _secrets(cls, v: dict[str, SecretStr], info: ValidationInfo) -> dict[str, SecretStr]:
+        # One rule for every secret map. Messages name the variable and the key (a source
+        # or a client), never a secret's value.
+        variable = f"LEADLOOP_{info.field_name.upper()}" if info.field_name else "secrets"
+        for key, secret in v.items():
+            name = f"{variable}[{key}]"
             require_secret(secret, name)
             if len(secret.get_secret_value()) < 16:
                 raise ValueError(f"{name} is shorter than 16 characters")
