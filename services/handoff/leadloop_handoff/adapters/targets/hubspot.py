@@ -36,13 +36,15 @@ from typing import Any
 
 import httpx
 
-from leadloop.clock import Clock, SystemClock
+from leadloop.clock import Clock
 from leadloop_handoff.adapters.targets._fields import crm_owner, split_name
 from leadloop_handoff.adapters.targets._http import (
+    HttpTarget,
+    delivered,
     first_error_code,
     json_body,
     parse_retry_after,
-    send,
+    refused,
 )
 from leadloop_handoff.adapters.targets.config import HubSpotConfig
 from leadloop_handoff.domain.cards import Attempt, LeadCard
@@ -100,7 +102,7 @@ def read_reply(response: httpx.Response, now: datetime, *, erase: bool = False) 
     if erase and status == 404:
         return Attempt("delivered", status, "not_found")
     if status in (200, 201, 204) and not (isinstance(body, dict) and body.get("errors")):
-        return Attempt("delivered", status, "ok", crm_id=_result_id(body))
+        return delivered(status, _result_id(body))
     if 200 <= status < 300:  # 207 or errors in a 200: the one input failed
         errors = body.get("errors") if isinstance(body, dict) else None
         return Attempt("failed", status, _category(errors) or "partial_failure")
@@ -112,7 +114,7 @@ def read_reply(response: httpx.Response, now: datetime, *, erase: bool = False) 
         )
     if status >= 500:
         return Attempt("retry", status, f"http_{status}")
-    return Attempt("failed", status, _category(body) or f"http_{status}")
+    return refused(status, _category(body))
 
 
 def _result_id(body: Any) -> str | None:
@@ -123,7 +125,7 @@ def _result_id(body: Any) -> str | None:
     return None
 
 
-class HubSpotTarget:
+class HubSpotTarget(HttpTarget[HubSpotConfig]):
     """A ``Target`` on one HubSpot account (private app token)."""
 
     def __init__(
@@ -133,36 +135,18 @@ class HubSpotTarget:
         client: httpx.AsyncClient,
         clock: Clock | None = None,
     ) -> None:
-        self.config = config
+        super().__init__(config, client, clock)
         self._token = token
-        self._client = client
-        self._clock = clock or SystemClock()
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def supports_pool(self) -> bool:
-        return bool(self.config.pool)
-
-    @property
-    def supports_erase(self) -> bool:
-        return self.config.on_erase != "none"
 
     async def upsert(self, card: LeadCard) -> Attempt:
         return await self._upsert(card.lead_id, contact_properties(card, self.config))
 
-    async def erase(self, lead_id: str) -> Attempt:
-        if self.config.on_erase == "delete":
-            body = {"objectId": lead_id, "idProperty": self.config.id_property}
-            return await self._post("/crm/v3/objects/contacts/gdpr-delete", body, erase=True)
-        if self.config.on_erase == "anonymise":
-            return await self._upsert(lead_id, anonymised_properties())
-        return Attempt("delivered", None, "erase_disabled")
+    async def _delete(self, lead_id: str) -> Attempt:
+        body = {"objectId": lead_id, "idProperty": self.config.id_property}
+        return await self._post("/crm/v3/objects/contacts/gdpr-delete", body, erase=True)
 
-    async def aclose(self) -> None:
-        """Nothing to close: the HTTP client belongs to the composition root."""
+    async def _anonymise(self, lead_id: str) -> Attempt:
+        return await self._upsert(lead_id, anonymised_properties())
 
     async def _upsert(self, lead_id: str, properties: dict[str, str]) -> Attempt:
         body = {
@@ -173,11 +157,9 @@ class HubSpotTarget:
         return await self._post("/crm/v3/objects/contacts/batch/upsert", body, erase=False)
 
     async def _post(self, path: str, body: dict[str, Any], *, erase: bool) -> Attempt:
-        reply = await send(
-            self._client,
+        reply = await self._send(
             "POST",
             f"{self.config.base_url}{path}",
-            timeout_s=self.config.timeout_s,
             json=body,
             headers={"Authorization": f"Bearer {self._token}"},
         )

@@ -34,12 +34,19 @@ delivered ``not_found``.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import httpx
 
 from leadloop_handoff.adapters.targets._fields import crm_owner
-from leadloop_handoff.adapters.targets._http import first_error_code, json_body, send
+from leadloop_handoff.adapters.targets._http import (
+    HttpTarget,
+    delivered,
+    first_error_code,
+    json_body,
+    refused,
+)
 from leadloop_handoff.adapters.targets.config import JiandaoyunConfig
 from leadloop_handoff.domain.cards import Attempt, LeadCard
 
@@ -90,36 +97,20 @@ def read_reply(response: httpx.Response) -> Attempt:
     code = first_error_code(body, "code")
     if 200 <= status < 300 and code is None:
         data = body.get("data") if isinstance(body, dict) else None
-        crm_id = data.get("_id") if isinstance(data, dict) else None
-        return Attempt(
-            "delivered", status, "ok", crm_id=crm_id if isinstance(crm_id, str) else None
-        )
+        return delivered(status, data.get("_id") if isinstance(data, dict) else None)
     if code == RATE_LIMITED:
         return Attempt("retry", status, RATE_LIMITED)
     if status == 429 or status >= 500:
         return Attempt("retry", status, f"http_{status}")
-    return Attempt("failed", status, code or f"http_{status}")
+    return refused(status, code)
 
 
-class JiandaoyunTarget:
+class JiandaoyunTarget(HttpTarget[JiandaoyunConfig]):
     """A ``Target`` on one 简道云 form."""
 
     def __init__(self, config: JiandaoyunConfig, api_key: str, client: httpx.AsyncClient) -> None:
-        self.config = config
+        super().__init__(config, client)
         self._api_key = api_key
-        self._client = client
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def supports_pool(self) -> bool:
-        return bool(self.config.pool)
-
-    @property
-    def supports_erase(self) -> bool:
-        return self.config.on_erase != "none"
 
     async def upsert(self, card: LeadCard) -> Attempt:
         found = await self._find(card.lead_id)
@@ -140,26 +131,24 @@ class JiandaoyunTarget:
         return (
             attempt
             if attempt.crm_id or attempt.outcome != "delivered"
-            else _with_id(attempt, found)
+            else replace(attempt, crm_id=found)
         )
 
-    async def erase(self, lead_id: str) -> Attempt:
-        if self.config.on_erase == "none":
-            return Attempt("delivered", None, "erase_disabled")
+    async def _delete(self, lead_id: str) -> Attempt:
+        return await self._on_entry(lead_id, "delete", {})
+
+    async def _anonymise(self, lead_id: str) -> Attempt:
+        return await self._on_entry(lead_id, "update", {"data": anonymised_data(self.config)})
+
+    async def _on_entry(self, lead_id: str, verb: str, extra: dict[str, Any]) -> Attempt:
+        """``verb`` on the lead's entry; an absent entry is delivered ``not_found``."""
         found = await self._find(lead_id)
         if isinstance(found, Attempt):
             return found
         if found is None:
             return Attempt("delivered", None, "not_found")
-        if self.config.on_erase == "delete":
-            attempt = await self._post("delete", {**self._form(), "data_id": found})
-        else:
-            body = {**self._form(), "data_id": found, "data": anonymised_data(self.config)}
-            attempt = await self._post("update", body)
-        return attempt if attempt.outcome != "delivered" else _with_id(attempt, found)
-
-    async def aclose(self) -> None:
-        """Nothing to close: the HTTP client belongs to the composition root."""
+        attempt = await self._post(verb, {**self._form(), "data_id": found, **extra})
+        return attempt if attempt.outcome != "delivered" else replace(attempt, crm_id=found)
 
     def _form(self) -> dict[str, str]:
         return {"app_id": self.config.app_id, "entry_id": self.config.entry_id}
@@ -196,15 +185,9 @@ class JiandaoyunTarget:
         return reply if isinstance(reply, Attempt) else read_reply(reply)
 
     async def _request(self, verb: str, body: dict[str, Any]) -> httpx.Response | Attempt:
-        return await send(
-            self._client,
+        return await self._send(
             "POST",
             f"{self.config.base_url}/api/v5/app/entry/data/{verb}",
-            timeout_s=self.config.timeout_s,
             json=body,
             headers={"Authorization": f"Bearer {self._api_key}"},
         )
-
-
-def _with_id(attempt: Attempt, crm_id: str) -> Attempt:
-    return Attempt(attempt.outcome, attempt.status, attempt.code, attempt.retry_after_s, crm_id)

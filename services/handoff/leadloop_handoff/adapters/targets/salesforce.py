@@ -36,9 +36,15 @@ from urllib.parse import quote
 
 import httpx
 
-from leadloop.clock import Clock, SystemClock
+from leadloop.clock import Clock
 from leadloop_handoff.adapters.targets._fields import crm_owner, split_name, truncate
-from leadloop_handoff.adapters.targets._http import first_error_code, json_body, send
+from leadloop_handoff.adapters.targets._http import (
+    HttpTarget,
+    delivered,
+    first_error_code,
+    json_body,
+    refused,
+)
 from leadloop_handoff.adapters.targets.config import SalesforceConfig
 from leadloop_handoff.domain.cards import Attempt, LeadCard
 
@@ -123,10 +129,7 @@ def read_reply(response: httpx.Response, *, erase: bool = False) -> Attempt:
     status = response.status_code
     body = json_body(response)
     if status in (200, 201, 204):
-        crm_id = body.get("id") if isinstance(body, dict) else None
-        return Attempt(
-            "delivered", status, "ok", crm_id=crm_id if isinstance(crm_id, str) else None
-        )
+        return delivered(status, body.get("id") if isinstance(body, dict) else None)
     if erase and status == 404:
         return Attempt("delivered", status, "not_found")
     if status == 300:
@@ -136,7 +139,7 @@ def read_reply(response: httpx.Response, *, erase: bool = False) -> Attempt:
         return Attempt("retry", status, code)
     if status in (420, 429) or status >= 500:
         return Attempt("retry", status, f"http_{status}")
-    return Attempt("failed", status, code or f"http_{status}")
+    return refused(status, code)
 
 
 def _token_attempt(response: httpx.Response) -> Attempt:
@@ -147,7 +150,7 @@ def _token_attempt(response: httpx.Response) -> Attempt:
     return Attempt("failed", status, f"oauth_{error}" if error else f"oauth_http_{status}")
 
 
-class SalesforceTarget:
+class SalesforceTarget(HttpTarget[SalesforceConfig]):
     """A ``Target`` on one Salesforce org, with its cached OAuth token."""
 
     def __init__(
@@ -158,26 +161,12 @@ class SalesforceTarget:
         client: httpx.AsyncClient,
         clock: Clock | None = None,
     ) -> None:
-        self.config = config
+        super().__init__(config, client, clock)
         self._client_id = client_id
         self._client_secret = client_secret
-        self._client = client
-        self._clock = clock or SystemClock()
         self._token: str | None = None
         # One token fetch at a time: concurrent deliveries that all see a 401 share it.
         self._token_lock = asyncio.Lock()
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def supports_pool(self) -> bool:
-        return bool(self.config.pool)
-
-    @property
-    def supports_erase(self) -> bool:
-        return self.config.on_erase != "none"
 
     def record_url(self, lead_id: str) -> str:
         c = self.config
@@ -189,12 +178,11 @@ class SalesforceTarget:
     async def upsert(self, card: LeadCard) -> Attempt:
         return await self._call("PATCH", card.lead_id, lead_fields(card, self.config))
 
-    async def erase(self, lead_id: str) -> Attempt:
-        if self.config.on_erase == "delete":
-            return await self._call("DELETE", lead_id, None)
-        if self.config.on_erase == "anonymise":
-            return await self._call("PATCH", lead_id, anonymised_fields(self.config))
-        return Attempt("delivered", None, "erase_disabled")
+    async def _delete(self, lead_id: str) -> Attempt:
+        return await self._call("DELETE", lead_id, None)
+
+    async def _anonymise(self, lead_id: str) -> Attempt:
+        return await self._call("PATCH", lead_id, anonymised_fields(self.config))
 
     async def aclose(self) -> None:
         """Forget the token; the HTTP client belongs to the composition root."""
@@ -204,24 +192,22 @@ class SalesforceTarget:
         token = await self._current_token(stale=None)
         if isinstance(token, Attempt):
             return token
-        reply = await self._send(method, lead_id, fields, token)
+        reply = await self._record(method, lead_id, fields, token)
         if isinstance(reply, httpx.Response) and reply.status_code == 401:
             token = await self._current_token(stale=token)
             if isinstance(token, Attempt):
                 return token
-            reply = await self._send(method, lead_id, fields, token)
+            reply = await self._record(method, lead_id, fields, token)
         if isinstance(reply, Attempt):
             return reply
         return read_reply(reply, erase=method == "DELETE")
 
-    async def _send(
+    async def _record(
         self, method: str, lead_id: str, fields: dict[str, Any] | None, token: str
     ) -> httpx.Response | Attempt:
-        return await send(
-            self._client,
+        return await self._send(
             method,
             self.record_url(lead_id),
-            timeout_s=self.config.timeout_s,
             json=fields,
             headers={"Authorization": f"Bearer {token}"},
         )
@@ -232,11 +218,9 @@ class SalesforceTarget:
             if self._token is not None and self._token != stale:
                 return self._token
             self._token = None
-            reply = await send(
-                self._client,
+            reply = await self._send(
                 "POST",
                 f"{self.config.login_url}/services/oauth2/token",
-                timeout_s=self.config.timeout_s,
                 data={
                     "grant_type": "client_credentials",
                     "client_id": self._client_id,

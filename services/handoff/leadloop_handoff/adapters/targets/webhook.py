@@ -25,8 +25,8 @@ from typing import Any
 
 import httpx
 
-from leadloop.clock import Clock, SystemClock
-from leadloop_handoff.adapters.targets._http import generic_attempt, send
+from leadloop.clock import Clock
+from leadloop_handoff.adapters.targets._http import HttpTarget, generic_attempt
 from leadloop_handoff.adapters.targets.config import WebhookConfig
 from leadloop_handoff.domain.cards import Attempt, LeadCard
 
@@ -53,7 +53,7 @@ def _encode(body: dict[str, Any]) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-class WebhookTarget:
+class WebhookTarget(HttpTarget[WebhookConfig]):
     """A ``Target`` posting signed events to one URL."""
 
     def __init__(
@@ -63,35 +63,20 @@ class WebhookTarget:
         client: httpx.AsyncClient,
         clock: Clock | None = None,
     ) -> None:
-        self.config = config
+        super().__init__(config, client, clock)
         self._secret = secret
-        self._client = client
-        self._clock = clock or SystemClock()
-
-    @property
-    def name(self) -> str:
-        return self.config.name
 
     @property
     def supports_pool(self) -> bool:
-        return True
-
-    @property
-    def supports_erase(self) -> bool:
-        return self.config.on_erase == "delete"
+        return True  # the receiver decides what a pooled lead means
 
     async def upsert(self, card: LeadCard) -> Attempt:
         return await self._post(event_body(card))
 
-    async def erase(self, lead_id: str) -> Attempt:
-        if not self.supports_erase:
-            return Attempt("delivered", None, "erase_disabled")
+    async def _delete(self, lead_id: str) -> Attempt:
         return await self._post(
             {"type": "lead.erased", "id": f"{lead_id}:erased", "lead_id": lead_id}
         )
-
-    async def aclose(self) -> None:
-        """Nothing to close: the HTTP client belongs to the composition root."""
 
     async def _post(self, body: dict[str, Any]) -> Attempt:
         raw = _encode(body)
@@ -101,14 +86,7 @@ class WebhookTarget:
             "Idempotency-Key": str(body["id"]),
             **sign(self._secret, raw, int(now.timestamp())),
         }
-        reply = await send(
-            self._client,
-            "POST",
-            self.config.url,
-            timeout_s=self.config.timeout_s,
-            content=raw,
-            headers=headers,
-        )
+        reply = await self._send("POST", self.config.url, content=raw, headers=headers)
         if isinstance(reply, Attempt):
             return reply
         return generic_attempt(reply, self._clock.now())
