@@ -31,22 +31,19 @@ a body or a header value.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, cast
 
 import faust
-from aiohttp import web
 from pydantic import SecretStr
 
 from leadloop.clock import Clock
 from leadloop.logging import get_logger
 from leadloop.messaging import OutMessage
+from leadloop_ingest.adapters.intake_http import Intake, Reply, header, serve_post
 from leadloop_ingest.domain.feedback import FEEDBACK_TOPICS, MAX_ITEMS, Refusal, judge
-from leadloop_ingest.domain.signatures import DEFAULT_TOLERANCE_S, verify
+from leadloop_ingest.domain.signatures import DEFAULT_TOLERANCE_S
 
-__all__ = ["CLIENT", "CLIENT_HEADER", "PATH", "Feedback", "FeedbackReply", "register_feedback"]
+__all__ = ["CLIENT", "CLIENT_HEADER", "PATH", "Feedback", "register_feedback"]
 
 log = get_logger(__name__)
 
@@ -59,21 +56,6 @@ CLIENT_HEADER = "leadloop-client"
 #: Sends every message and returns once the broker acknowledged all of them (acks=all);
 #: raises if any could not be delivered (``leadloop.messaging.Publisher.publish``).
 Publish = Callable[[Sequence[OutMessage]], Awaitable[None]]
-
-RETRY_AFTER_BUSY_S = 1
-RETRY_AFTER_UNAVAILABLE_S = 5
-_WWW_AUTHENTICATE = 'HMAC-SHA256 realm="leadloop-crm"'
-
-
-@dataclass(frozen=True, slots=True)
-class FeedbackReply:
-    status: int
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 class Feedback:
@@ -96,52 +78,43 @@ class Feedback:
         self._publish = publish
         self._secrets = {c: v.get_secret_value().encode() for c, v in secrets.items()}
         self._clock = clock
-        self._tolerance_s = tolerance_s
-        self._max_body_bytes = max_body_bytes
         self._max_items = max_items
-        self._max_in_flight = max_in_flight
-        self._publish_timeout_s = publish_timeout_s
-        self._read_timeout_s = read_timeout_s
-        # Batches not yet acknowledged, including those whose caller already got a 503;
-        # asyncio keeps only weak references to tasks, so this set keeps them alive.
-        self._pending: set[asyncio.Future[None]] = set()
+        self._intake = Intake(
+            refused="crm_feedback_refused",
+            publish_failed="crm_feedback_publish_failed",
+            realm='HMAC-SHA256 realm="leadloop-crm"',
+            clock=clock,
+            tolerance_s=tolerance_s,
+            max_body_bytes=max_body_bytes,
+            max_in_flight=max_in_flight,
+            publish_timeout_s=publish_timeout_s,
+            read_timeout_s=read_timeout_s,
+        )
 
     @property
     def in_flight(self) -> int:
-        return len(self._pending)
+        return self._intake.in_flight
 
     async def handle(
         self, kind: str, headers: Mapping[str, str], chunks: AsyncIterator[bytes]
-    ) -> FeedbackReply:
+    ) -> Reply:
+        intake = self._intake
         topic = FEEDBACK_TOPICS.get(kind)
         if topic is None:
-            return self._refuse(404, "unknown_feedback", "other", "other")
-        declared = _content_length(headers)
-        if declared is not None and declared > self._max_body_bytes:
-            return self._refuse(413, "too_large", topic, "?", size=declared, close=True)
-        client = _header(headers, CLIENT)
+            return intake.refuse(404, "unknown_feedback", {"topic": "other", "client": "other"})
+        if refused := intake.declared_too_large(headers, {"topic": topic, "client": "?"}):
+            return refused
+        client = header(headers, CLIENT)
         secret = self._secrets.get(client)
         if secret is None:
             # An unconfigured id is logged as "other": header values are never logged.
-            return self._unauthorized("unknown_client", topic, "other")
-        try:
-            async with asyncio.timeout(self._read_timeout_s):
-                body = await self._read(chunks)
-        except _TooLarge:
-            size = self._max_body_bytes
-            return self._refuse(413, "too_large", topic, client, size=size, close=True)
-        except TimeoutError:
-            return self._refuse(408, "body_timeout", topic, client, close=True)
-        verdict = verify(
-            scheme="leadloop",
-            secret=secret,
-            body=body,
-            headers=headers,
-            now=self._clock.now(),
-            tolerance_s=self._tolerance_s,
-        )
-        if verdict.reason is not None:
-            return self._unauthorized(verdict.reason.value, topic, client, size=len(body))
+            return intake.refuse(401, "unknown_client", {"topic": topic, "client": "other"})
+        context = {"topic": topic, "client": client}
+        body = await intake.read(chunks, context)
+        if isinstance(body, Reply):
+            return body
+        if refused := intake.verify("leadloop", secret, body, headers, context):
+            return refused
         decision = judge(topic, body, max_items=self._max_items)
         if isinstance(decision, Refusal):
             log.info(
@@ -153,120 +126,26 @@ class Feedback:
                 client=client,
                 bytes=len(body),
             )
-            return FeedbackReply(decision.status, decision.body())
-        messages = [
-            OutMessage(topic=topic, key=item.key, value=item.value, headers=self._headers(client))
-            for item in decision.items
-        ]
-        return await self._send(topic, client, messages, len(body))
-
-    def _headers(self, client: str) -> tuple[tuple[str, bytes], ...]:
-        return (
+            return Reply(decision.status, decision.body())
+        received = (
             (CLIENT_HEADER, client.encode()),
             ("received-at", self._clock.now().isoformat().encode()),
         )
-
-    async def _read(self, chunks: AsyncIterator[bytes]) -> bytes:
-        # Content-Length may be absent (chunked) or understated, so count what arrives.
-        body = bytearray()
-        async for chunk in chunks:
-            body += chunk
-            if len(body) > self._max_body_bytes:
-                raise _TooLarge
-        return bytes(body)
-
-    async def _send(
-        self, topic: str, client: str, messages: list[OutMessage], size: int
-    ) -> FeedbackReply:
-        if len(self._pending) >= self._max_in_flight:
-            return self._refuse(
-                429, "busy", topic, client, size=size, retry_after=RETRY_AFTER_BUSY_S
-            )
-        task = asyncio.ensure_future(self._publish(messages))
-        self._pending.add(task)
-        task.add_done_callback(self._sent)
-        try:
-            # shield: a timeout answers the caller but does not cancel the send midway.
-            await asyncio.wait_for(asyncio.shield(task), self._publish_timeout_s)
-        except Exception as exc:  # broker down, timeout, producer not started: retryable
-            log.warning(
-                "crm_feedback_publish_failed",
-                topic=topic,
-                client=client,
-                error=type(exc).__name__,
-                items=len(messages),
-                in_flight=len(self._pending),
-            )
-            return FeedbackReply(
-                503, {"error": "unavailable"}, {"Retry-After": str(RETRY_AFTER_UNAVAILABLE_S)}
-            )
+        messages = [
+            OutMessage(topic=topic, key=item.key, value=item.value, headers=received)
+            for item in decision.items
+        ]
+        if refused := await intake.publish(
+            lambda: self._publish(messages),
+            context,
+            size=len(body),
+            counts={"items": len(messages)},
+        ):
+            return refused
         log.debug("crm_feedback_accepted", topic=topic, client=client, items=len(messages))
-        return FeedbackReply(202, {"accepted": len(messages)})
-
-    def _sent(self, task: asyncio.Future[None]) -> None:
-        self._pending.discard(task)
-        if not task.cancelled():
-            # A failure was answered with 503 (and logged) by ``_send``; retrieving it
-            # here keeps asyncio from reporting it again as never retrieved.
-            task.exception()
-
-    def _unauthorized(
-        self, reason: str, topic: str, client: str, *, size: int | None = None
-    ) -> FeedbackReply:
-        reply = self._refuse(401, reason, topic, client, size=size)
-        reply.headers["WWW-Authenticate"] = _WWW_AUTHENTICATE
-        return reply
-
-    def _refuse(
-        self,
-        status: int,
-        reason: str,
-        topic: str,
-        client: str,
-        *,
-        size: int | None = None,
-        retry_after: int | None = None,
-        close: bool = False,
-    ) -> FeedbackReply:
-        log.info(
-            "crm_feedback_refused",
-            status=status,
-            reason=reason,
-            topic=topic,
-            client=client,
-            bytes=size,
-        )
-        headers: dict[str, str] = {}
-        if retry_after is not None:
-            headers["Retry-After"] = str(retry_after)
-        if close:
-            # The unread rest of the body makes the connection unfit for another request.
-            headers["Connection"] = "close"
-        return FeedbackReply(status, {"error": reason}, headers)
-
-
-def _header(headers: Mapping[str, str], name: str) -> str:
-    # aiohttp's headers are case-insensitive already; a plain dict (tests) may not be.
-    value = headers.get(name)
-    if value is None:
-        value = next((v for k, v in headers.items() if k.lower() == name.lower()), "")
-    return value.strip()
-
-
-def _content_length(headers: Mapping[str, str]) -> int | None:
-    value = _header(headers, "Content-Length")
-    # aiohttp already refuses a malformed Content-Length; this stays total regardless.
-    return int(value) if value.isascii() and value.isdigit() else None
+        return Reply(202, {"accepted": len(messages)})
 
 
 def register_feedback(app: faust.App, hook: Feedback) -> None:
     """Serve ``POST /v1/crm/{activities,stage-changes,reps}`` on ``app``'s web server."""
-
-    class CrmFeedback(faust.web.View):
-        async def post(self, request: faust.web.Request, kind: str) -> faust.web.Response:
-            # faust's web driver is aiohttp; its request streams the body.
-            req = cast(web.Request, request)
-            reply = await hook.handle(kind, req.headers, req.content.iter_any())
-            return self.json(reply.body, status=reply.status, headers=dict(reply.headers))
-
-    app.page(PATH, name="crm-feedback")(CrmFeedback)
+    serve_post(app, PATH, "crm-feedback", hook.handle)
