@@ -26,7 +26,6 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,9 +39,8 @@ from tests.fakes.jiandaoyun import JiandaoyunFake
 from tests.fakes.salesforce import SalesforceFake
 from tests.support.events import escalation
 from tests.support.kafka import collect
-from tests.support.ports import free_port_base
+from tests.support.observe import handoff_stack, send_raw, until, web_form_lead
 from tests.support.processes import ServiceGroup
-from tests.support.stack import stack_env
 from tests.support.threaded import in_thread
 
 from leadloop.events import EscalationAction, RepUpdated
@@ -155,27 +153,8 @@ def name(i: int) -> str:
 
 
 def raw_lead(i: int) -> tuple[bytes, bytes]:
-    body = {
-        "source": "web_form",
-        "source_lead_id": f"f-{i}",
-        "email": email(i),
-        "name": name(i),
-        "company": "Acme",
-        "country": "CN",
-        "city": "Shanghai",
-        "campaign": "pool-me" if i < LEADS and i % POOL_EVERY == 0 else "spring",
-    }
-    return f"web_form:f-{i}".encode(), json.dumps(body).encode()
-
-
-async def until(check: Callable[[], bool], what: str, within: float, group: ServiceGroup) -> None:
-    """Observe instead of sleeping: poll ``check`` until it holds."""
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            logs = "".join(f"\n--- {n}\n{group.log(n)}" for n in group.procs)
-            raise AssertionError(f"not within {within}s: {what}{logs}")
-        await asyncio.sleep(0.2)
+    campaign = "pool-me" if i < LEADS and i % POOL_EVERY == 0 else "spring"
+    return web_form_lead(f"f-{i}", email(i), name(i), campaign=campaign)
 
 
 def http_get(url: str, token: str | None = None) -> tuple[int, Any]:
@@ -229,15 +208,13 @@ async def test_every_assignment_reaches_four_crms_and_the_read_api_serves_it(
     hs = HubSpotFake(HS_TOKEN)
     jdy = JiandaoyunFake(JDY_KEY, APP_ID, ENTRY_ID, widgets, lead_widget=W_LEAD)
     with in_thread(hook), in_thread(sf), in_thread(hs), in_thread(jdy):
-        (tmp_path / "rules.yaml").write_text(RULES)
-        (tmp_path / "crm.yaml").write_text(crm_yaml(hook, sf, hs, jdy))
         (tmp_path / "api-clients.yaml").write_text(clients_yaml(summary_token, contact_token))
-        env = stack_env(
+        _, group = handoff_stack(
             database_url,
             kafka_settings,
             tmp_path,
-            LEADLOOP_RULES_FILE=str(tmp_path / "rules.yaml"),
-            LEADLOOP_CRM_FILE=str(tmp_path / "crm.yaml"),
+            rules=RULES,
+            crm=crm_yaml(hook, sf, hs, jdy),
             LEADLOOP_API_CLIENTS_FILE=str(tmp_path / "api-clients.yaml"),
             LEADLOOP_TEST_HOOK_SECRET=HOOK_SECRET,
             LEADLOOP_TEST_SF_CLIENT_ID=SF_ID,
@@ -246,7 +223,6 @@ async def test_every_assignment_reaches_four_crms_and_the_read_api_serves_it(
             LEADLOOP_TEST_JDY_KEY=JDY_KEY,
             LEADLOOP_TICK_SECONDS="0.1",
         )
-        group = ServiceGroup(env=dict(env), port_base=free_port_base(), log_dir=tmp_path)
         owner_db = await asyncpg.connect(database_url)
         try:
             group.start("ingest", "assignment", "handoff")
@@ -255,10 +231,7 @@ async def test_every_assignment_reaches_four_crms_and_the_read_api_serves_it(
             )
 
             async def send(lo: int, hi: int) -> None:
-                for i in range(lo, hi):
-                    key, value = raw_lead(i)
-                    await producer.send(qualified("leads.raw", prefix), value, key=key)
-                await producer.flush()
+                await send_raw(producer, prefix, map(raw_lead, range(lo, hi)))
 
             # 1. Sixty leads: one in five pooled in team-x, the rest owned in team-y.
             await send(0, LEADS)

@@ -31,7 +31,6 @@ import sys
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -40,9 +39,8 @@ from aiokafka import AIOKafkaProducer
 from tests.fakes.crm_webhook import WebhookFake
 from tests.support.events import escalation
 from tests.support.kafka import collect
-from tests.support.ports import free_port_base
+from tests.support.observe import handoff_stack, send_raw, until, web_form_lead
 from tests.support.processes import ROOT, ServiceGroup
-from tests.support.stack import stack_env
 from tests.support.threaded import in_thread
 
 from leadloop.events import EscalationAction
@@ -89,26 +87,7 @@ def email(i: int) -> str:
 
 
 def raw_lead(i: int) -> tuple[bytes, bytes]:
-    body = {
-        "source": "web_form",
-        "source_lead_id": f"h-{i}",
-        "email": email(i),
-        "name": f"Person {i}",
-        "company": "Acme",
-        "country": "CN",
-        "city": "Shanghai",
-    }
-    return f"web_form:h-{i}".encode(), json.dumps(body).encode()
-
-
-async def until(check: Callable[[], bool], what: str, within: float, group: ServiceGroup) -> None:
-    """Observe instead of sleeping: poll ``check`` until it holds."""
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            logs = "".join(f"\n--- {n}\n{group.log(n)}" for n in group.procs)
-            raise AssertionError(f"not within {within}s: {what}{logs}")
-        await asyncio.sleep(0.2)
+    return web_form_lead(f"h-{i}", email(i), f"Person {i}")
 
 
 def start_handoff(group: ServiceGroup, base: dict[str, str], fault: str | None) -> None:
@@ -129,14 +108,12 @@ async def test_every_assignment_reaches_the_crm_once_in_order_through_faults(
     prefix = kafka_settings.topic_prefix
     fake = WebhookFake(SECRET.encode())
     with in_thread(fake):
-        (tmp_path / "rules.yaml").write_text(RULES)
-        (tmp_path / "crm.yaml").write_text(crm_yaml(fake.endpoint))
-        env = stack_env(
+        env, group = handoff_stack(
             database_url,
             kafka_settings,
             tmp_path,
-            LEADLOOP_RULES_FILE=str(tmp_path / "rules.yaml"),
-            LEADLOOP_CRM_FILE=str(tmp_path / "crm.yaml"),
+            rules=RULES,
+            crm=crm_yaml(fake.endpoint),
             LEADLOOP_TEST_CRM_SECRET=SECRET,
             LEADLOOP_LEASE_SECONDS="3",
             LEADLOOP_RETRY_BASE_S="0.2",
@@ -145,17 +122,13 @@ async def test_every_assignment_reaches_the_crm_once_in_order_through_faults(
             LEADLOOP_ERASURE_SCAN_SECONDS="0.5",
             LEADLOOP_TEST_FAULTS_ENABLED="1",
         )
-        group = ServiceGroup(env=dict(env), port_base=free_port_base(), log_dir=tmp_path)
         try:
             group.start("ingest", "assignment")
             start_handoff(group, env, "handoff.after_send@2")
             await asyncio.to_thread(group.wait_ready, "ingest", "assignment", timeout=120)
 
             async def send(lo: int, hi: int) -> None:
-                for i in range(lo, hi):
-                    key, value = raw_lead(i)
-                    await producer.send(qualified("leads.raw", prefix), value, key=key)
-                await producer.flush()
+                await send_raw(producer, prefix, map(raw_lead, range(lo, hi)))
 
             half = LEADS // 2
             await send(0, half)
