@@ -36,7 +36,15 @@ from pydantic import SecretStr
 
 from leadloop.clock import Clock
 from leadloop.logging import get_logger
-from leadloop_ingest.adapters.http import PATH, PublishRaw, Reply, Webhook
+from leadloop_ingest.adapters.http import PATH, REALM, PublishRaw, Webhook
+from leadloop_ingest.adapters.intake_http import (
+    Reply,
+    TooLarge,
+    read_body,
+    refusal,
+    reply_json,
+    unavailable,
+)
 from leadloop_ingest.domain.leadgen import (
     GraphFailure,
     GraphProblem,
@@ -106,29 +114,26 @@ class MetaLeadAds:
     ) -> Reply:
         if source not in self._sources:
             return await self._webhook.handle(source, headers, chunks)
-        body = bytearray()
-        async for chunk in chunks:
-            body += chunk
-            if len(body) > MAX_ENVELOPE_BYTES:
-                return self._refuse(413, "too_large", source)
+        try:
+            body = await read_body(chunks, max_bytes=MAX_ENVELOPE_BYTES)
+        except TooLarge:
+            return self._refuse(413, "too_large", source)
         decoded: Any
         try:
-            decoded = json.loads(bytes(body).decode("utf-8"))
+            decoded = json.loads(body.decode("utf-8"))
         except (ValueError, RecursionError):
             decoded = None
         if not is_envelope(decoded):
-            return await self._webhook.handle(source, headers, _once(bytes(body)))
+            return await self._webhook.handle(source, headers, _once(body))
         verdict = verify(
             scheme="meta",
             secret=self._secrets.get(source),
-            body=bytes(body),
+            body=body,
             headers=headers,
             now=self._clock.now(),
         )
         if verdict.reason is not None:
-            reply = self._refuse(401, verdict.reason.value, source)
-            reply.headers["WWW-Authenticate"] = 'HMAC-SHA256 realm="leadloop-webhook"'
-            return reply
+            return self._refuse(401, verdict.reason.value, source, realm=REALM)
         changes = leadgen_changes(decoded)
         if changes is None:
             return self._refuse(400, "invalid_envelope", source)
@@ -138,10 +143,8 @@ class MetaLeadAds:
             throttled = any(f.problem is GraphProblem.RATE_LIMIT for f in failures)
             transient = {GraphProblem.RATE_LIMIT, GraphProblem.TRANSIENT, GraphProblem.UNAVAILABLE}
             status = 503 if all(f.problem in transient for f in failures) else 502
-            reply = self._refuse(status, failures[0].problem.value, source)
-            if throttled:
-                reply.headers["Retry-After"] = str(RETRY_AFTER_THROTTLED_S)
-            return reply
+            retry_after = RETRY_AFTER_THROTTLED_S if throttled else None
+            return self._refuse(status, failures[0].problem.value, source, retry_after=retry_after)
         received_at = self._clock.now().isoformat().encode()
         sends = [
             self._publish_raw(
@@ -155,7 +158,7 @@ class MetaLeadAds:
             await asyncio.wait_for(asyncio.gather(*sends), self._publish_timeout_s)
         except Exception as exc:  # broker down or slow: Meta delivers again
             log.warning("meta_publish_failed", source=source, error=type(exc).__name__)
-            return Reply(503, {"error": "unavailable"}, {"Retry-After": "5"})
+            return unavailable()
         log.info("meta_leads_published", source=source, leads=len(changes))
         return Reply(200, {"status": "accepted", "leads": str(len(changes))})
 
@@ -192,9 +195,17 @@ class MetaLeadAds:
         )
         return failure
 
-    def _refuse(self, status: int, reason: str, source: str) -> Reply:
+    def _refuse(
+        self,
+        status: int,
+        reason: str,
+        source: str,
+        *,
+        retry_after: int | None = None,
+        realm: str | None = None,
+    ) -> Reply:
         log.info("meta_webhook_refused", status=status, reason=reason, source=source)
-        return Reply(status, {"error": reason})
+        return refusal(status, reason, retry_after=retry_after, realm=realm)
 
 
 async def _once(body: bytes) -> AsyncIterator[bytes]:
@@ -214,7 +225,6 @@ def register_lead_webhooks(app: faust.App, webhook: Webhook, meta: MetaLeadAds) 
 
         async def post(self, request: faust.web.Request, source: str) -> faust.web.Response:
             req = cast(web.Request, request)
-            reply = await meta.post(source, req.headers, req.content.iter_any())
-            return self.json(reply.body, status=reply.status, headers=dict(reply.headers))
+            return reply_json(self, await meta.post(source, req.headers, req.content.iter_any()))
 
     app.page(PATH, name="lead-webhook")(LeadWebhook)

@@ -43,6 +43,7 @@ from pydantic import ValidationError
 from leadloop.clock import Clock
 from leadloop.logging import get_logger
 from leadloop.messaging import OutMessage, Publisher, event_message
+from leadloop_ingest.adapters.intake_http import Reply, TooLarge, read_body, refusal
 from leadloop_ingest.domain.vendor_events import (
     Emit,
     HubSpotLookup,
@@ -135,8 +136,8 @@ class HookReply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def _json_reply(status: int, body: Mapping[str, Any], **headers: str) -> HookReply:
-    return HookReply(status, json.dumps(body).encode(), headers=dict(headers))
+def _json_reply(reply: Reply) -> HookReply:
+    return HookReply(reply.status, json.dumps(reply.body).encode(), headers=reply.headers)
 
 
 class _Unavailable(Exception):
@@ -180,20 +181,19 @@ class VendorHooks:
         target = self._targets.get(name)
         if target is None or target.kind != vendor:
             return self._refuse(404, "unknown_target", vendor, "other")
-        body = bytearray()
-        async for chunk in chunks:
-            body += chunk
-            if len(body) > MAX_BODY_BYTES:
-                return self._refuse(413, "too_large", vendor, name)
+        try:
+            body = await read_body(chunks, max_bytes=MAX_BODY_BYTES)
+        except TooLarge:
+            return self._refuse(413, "too_large", vendor, name)
         try:
             if vendor == "hubspot":
-                return await self._hubspot(name, target, method, uri, headers, bytes(body))
+                return await self._hubspot(name, target, method, uri, headers, body)
             if vendor == "jiandaoyun":
-                return await self._jiandaoyun(name, target, query, headers, bytes(body))
-            return await self._salesforce(name, target, bytes(body))
+                return await self._jiandaoyun(name, target, query, headers, body)
+            return await self._salesforce(name, target, body)
         except _Unavailable as exc:
             log.warning("vendor_hook_unavailable", vendor=vendor, target=name, cause=str(exc))
-            return _json_reply(503, {"error": "unavailable"}, **{"Retry-After": str(RETRY_AFTER_S)})
+            return _json_reply(refusal(503, "unavailable", retry_after=RETRY_AFTER_S))
 
     # ------------------------------------------------------------------------ HubSpot
 
@@ -243,7 +243,7 @@ class VendorHooks:
             else:
                 outcomes.append(map_hubspot(event, record, target, name, now))
         counts = await self._publish(outcomes, "hubspot", name)
-        return _json_reply(200, {"status": "ok", **counts})
+        return _json_reply(Reply(200, {"status": "ok", **counts}))
 
     async def _hubspot_record(
         self, name: str, target: Target, lookup: HubSpotLookup
@@ -396,7 +396,7 @@ class VendorHooks:
 
     def _refuse(self, status: int, reason: str, vendor: str, name: str) -> HookReply:
         log.info("vendor_hook_refused", status=status, reason=reason, vendor=vendor, target=name)
-        return _json_reply(status, {"error": reason})
+        return _json_reply(refusal(status, reason))
 
 
 def register_vendor_hooks(app: faust.App, hooks: VendorHooks) -> None:
