@@ -36,10 +36,7 @@ def main() -> None:
     cfg = settings_mod.load(HandoffSettings)
     crm = _crm_file(cfg)
     clients = _clients(cfg)
-    # One connection pool for every target; each connector sets its own timeouts. Its
-    # connections close with the process (a delivery cut off is retried after the lease).
-    client = httpx.AsyncClient(limits=httpx.Limits(max_connections=100))
-    lanes = _lanes(cfg, crm, client)
+    lanes = _lanes(cfg, crm)
     log.info("handoff_targets", targets=sorted(lanes))
 
     def wire(app: faust.App, pool: asyncpg.Pool) -> ReadyContributor:
@@ -91,11 +88,21 @@ def _clients(cfg: HandoffSettings) -> Clients:
         raise settings_mod.ConfigError(2) from None
 
 
-def _lanes(cfg: HandoffSettings, crm: CrmFile, client: httpx.AsyncClient) -> dict[str, Lane]:
+def _lanes(cfg: HandoffSettings, crm: CrmFile) -> dict[str, Lane]:
     lanes: dict[str, Lane] = {}
     for target_cfg in crm.targets:
         if not target_cfg.enabled:
             continue
+        # A connection pool per target, as large as its window: httpcore checks every
+        # pooled connection on each request, so a shared pool of idle connections to
+        # other CRMs costs CPU on every send. Each connector sets its own timeouts; the
+        # connections close with the process (a send cut off is retried after the lease).
+        client = httpx.AsyncClient(
+            limits=httpx.Limits(
+                max_connections=target_cfg.max_in_flight,
+                max_keepalive_connections=target_cfg.max_in_flight,
+            )
+        )
         try:
             target = build_target(target_cfg, os.environ, client)
         except CrmConfigError as exc:

@@ -106,19 +106,23 @@ class HandoffHandler:
         )
         if not claimed:
             return 0
-        results: list[Finished] = []
-        pending = list(claimed)
-        while pending:
-            chunk, pending = pending[: lane.max_in_flight], pending[lane.max_in_flight :]
-            done = await asyncio.gather(*(self._send(lane, due) for due in chunk))
-            results.extend(done)
-            backoff = [r.due_at for r in done if r.status == "pending"]
-            if backoff and pending:
-                # The target is struggling (5xx, 429, timeouts): the rest of the batch
-                # waits with the first retry instead of hammering it, unsent and uncounted.
-                until = min(backoff)
-                results.extend(_release(due, until) for due in pending)
-                pending = []
+        # A rolling window of max_in_flight sends: a slow reply holds up only its slot.
+        slots = asyncio.Semaphore(lane.max_in_flight)
+        held: list[datetime] = []
+
+        async def one(due: Due) -> Finished:
+            async with slots:
+                if held:
+                    # The target is struggling (5xx, 429, timeouts): the rest of the pass
+                    # waits with the first retry instead of hammering it, unsent and
+                    # uncounted.
+                    return _release(due, held[0])
+                result = await self._send(lane, due)
+                if result.status == "pending":
+                    held.append(result.due_at)
+                return result
+
+        results = await asyncio.gather(*(one(due) for due in claimed))
         fault_point("handoff.after_send")  # tests only: sent, results not stored
         await retrying(lambda: self.store.finish(results), what="handoff_finish")
         return len(results)

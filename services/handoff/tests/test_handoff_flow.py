@@ -211,11 +211,12 @@ async def test_retries_back_off_then_dead_letter_and_hold_the_batch(pool: asyncp
     for n in range(5):
         await _lead(pool, f"L{n}")
         await h.handle([("leads.assigned", _assigned(f"L{n}", 0))])
-    # Two in flight fail: the other three are held back unsent, uncounted.
+    # What was in flight (two at most) fails: the rest is held back unsent, uncounted.
     assert await h.deliver("crm") == 5
-    assert len(crm.cards) == 2
+    sent = len(crm.cards)
+    assert 1 <= sent <= 2
     rows = await _rows(pool, "crm")
-    assert sorted(r[2] for r in rows) == [0, 0, 0, 1, 1]
+    assert sorted(r[2] for r in rows) == [0] * (5 - sent) + [1] * sent
     assert await h.deliver("crm") == 0  # nothing is due before the backoff
     for _ in range(6):
         clock.advance(timedelta(seconds=20))
