@@ -272,7 +272,7 @@ async def test_denials(logins: dict[str, str], database_url: str) -> None:
         )
     finally:
         await admin.close()
-    assert len(verifiers) == 4
+    assert len(verifiers) == len(GROUP_ROLES)
     assert all(r["rolpassword"].startswith("SCRAM-SHA-256$") for r in verifiers)
     parts = urlsplit(logins["ingest"])
     wrong = _with_login(logins["ingest"], parts.username or "", "not-the-password")
