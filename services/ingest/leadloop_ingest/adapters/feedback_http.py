@@ -32,6 +32,7 @@ a body or a header value.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Unpack
 
 import faust
 from pydantic import SecretStr
@@ -39,9 +40,8 @@ from pydantic import SecretStr
 from leadloop.clock import Clock
 from leadloop.logging import get_logger
 from leadloop.messaging import OutMessage
-from leadloop_ingest.adapters.intake_http import Intake, Reply, header, serve_post
+from leadloop_ingest.adapters.intake_http import Intake, Limits, Reply, header, serve_post
 from leadloop_ingest.domain.feedback import FEEDBACK_TOPICS, MAX_ITEMS, Refusal, judge
-from leadloop_ingest.domain.signatures import DEFAULT_TOLERANCE_S
 
 __all__ = ["CLIENT", "CLIENT_HEADER", "PATH", "Feedback", "register_feedback"]
 
@@ -68,27 +68,20 @@ class Feedback:
         publish: Publish,
         secrets: Mapping[str, SecretStr],
         clock: Clock,
-        tolerance_s: int = DEFAULT_TOLERANCE_S,
-        max_body_bytes: int = 1024 * 1024,
         max_items: int = MAX_ITEMS,
-        max_in_flight: int = 1000,
-        publish_timeout_s: float = 10.0,
-        read_timeout_s: float = 10.0,
+        **limits: Unpack[Limits],
     ) -> None:
         self._publish = publish
         self._secrets = {c: v.get_secret_value().encode() for c, v in secrets.items()}
         self._clock = clock
         self._max_items = max_items
+        limits.setdefault("max_body_bytes", 1024 * 1024)  # a batch of up to 500 events
         self._intake = Intake(
             refused="crm_feedback_refused",
             publish_failed="crm_feedback_publish_failed",
             realm='HMAC-SHA256 realm="leadloop-crm"',
             clock=clock,
-            tolerance_s=tolerance_s,
-            max_body_bytes=max_body_bytes,
-            max_in_flight=max_in_flight,
-            publish_timeout_s=publish_timeout_s,
-            read_timeout_s=read_timeout_s,
+            **limits,
         )
 
     @property

@@ -27,15 +27,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Unpack
 
 import faust
 from pydantic import SecretStr
 
 from leadloop.clock import Clock
 from leadloop.logging import get_logger
-from leadloop_ingest.adapters.intake_http import Intake, Reply, serve_post
-from leadloop_ingest.domain.signatures import DEFAULT_TOLERANCE_S, Failure, Scheme
+from leadloop_ingest.adapters.intake_http import Intake, Limits, Reply, serve_post
+from leadloop_ingest.domain.signatures import Failure, Scheme
 
 __all__ = [
     "PATH",
@@ -76,11 +76,7 @@ class Webhook:
         sources: frozenset[str],
         prevalidate: Prevalidate,
         clock: Clock,
-        tolerance_s: int = DEFAULT_TOLERANCE_S,
-        max_body_bytes: int = 64 * 1024,
-        max_in_flight: int = 1000,
-        publish_timeout_s: float = 10.0,
-        read_timeout_s: float = 10.0,
+        **limits: Unpack[Limits],
     ) -> None:
         self._publish_raw = publish_raw
         self._secrets = {s: v.get_secret_value().encode() for s, v in secrets.items()}
@@ -93,11 +89,7 @@ class Webhook:
             publish_failed="webhook_publish_failed",
             realm=REALM,
             clock=clock,
-            tolerance_s=tolerance_s,
-            max_body_bytes=max_body_bytes,
-            max_in_flight=max_in_flight,
-            publish_timeout_s=publish_timeout_s,
-            read_timeout_s=read_timeout_s,
+            **limits,
         )
 
     @property

@@ -7,7 +7,7 @@ own decisions (routes, secrets, what a body must be, what a success says).
   Content-Length may be absent or understated) and, optionally, a read timeout.
 - ``refusal``: a JSON ``{"error": reason}`` answer with ``Retry-After``,
   ``Connection: close`` (the unread rest of a body makes the connection unfit for another
-  request) and ``WWW-Authenticate`` as asked.
+  request) and ``WWW-Authenticate`` as asked, logged under the endpoint's event name.
 - ``Sends``: a hand-off to Kafka that answers only after the broker acknowledged, with
   a cap on sends in flight and a timeout that answers the caller without cancelling the
   send midway (``asyncio.shield``).
@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, TypedDict, Unpack, cast
 
 import faust
 from aiohttp import web
@@ -35,6 +35,7 @@ __all__ = [
     "RETRY_AFTER_UNAVAILABLE_S",
     "Handle",
     "Intake",
+    "Limits",
     "Reply",
     "Sends",
     "TooLarge",
@@ -77,8 +78,14 @@ def refusal(
     retry_after: int | None = None,
     close: bool = False,
     realm: str | None = None,
+    log_as: str | None = None,
+    **fields: object,
 ) -> Reply:
-    """``{"error": reason}`` with the headers asked for (it logs nothing)."""
+    """``{"error": reason}`` with the headers asked for; logged as ``log_as`` (if given)
+    with status, reason and ``fields``: configured ids, codes and sizes only, never a body
+    or a header value."""
+    if log_as is not None:
+        log.info(log_as, status=status, reason=reason, **fields)
     headers: dict[str, str] = {}
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
@@ -168,6 +175,21 @@ class Sends:
             task.exception()
 
 
+class Limits(TypedDict, total=False):
+    """What a signed endpoint may be told beyond its own decisions (defaults: ``Intake``)."""
+
+    #: How far the signature's timestamp may be from the clock, either way.
+    tolerance_s: int
+    #: Largest body; more, declared or read, is a 413.
+    max_body_bytes: int
+    #: Sends waiting on the broker at once; more are answered 429.
+    max_in_flight: int
+    #: How long a request waits for the broker's acknowledgement before a 503.
+    publish_timeout_s: float
+    #: How long the body may take to arrive before a 408.
+    read_timeout_s: float
+
+
 class Intake:
     """A signed endpoint's plumbing up to the broker's acknowledgement: size limit, read
     timeout, signature check, in-flight cap and publish timeout, and its refusals, logged
@@ -181,20 +203,19 @@ class Intake:
         publish_failed: str,
         realm: str,
         clock: Clock,
-        tolerance_s: int = DEFAULT_TOLERANCE_S,
-        max_body_bytes: int,
-        max_in_flight: int,
-        publish_timeout_s: float,
-        read_timeout_s: float,
+        **limits: Unpack[Limits],
     ) -> None:
         self._refused = refused
         self._publish_failed = publish_failed
         self._realm = realm
         self._clock = clock
-        self._tolerance_s = tolerance_s
-        self._max_body_bytes = max_body_bytes
-        self._read_timeout_s = read_timeout_s
-        self._sends = Sends(max_in_flight=max_in_flight, timeout_s=publish_timeout_s)
+        self._tolerance_s = limits.get("tolerance_s", DEFAULT_TOLERANCE_S)
+        self._max_body_bytes = limits.get("max_body_bytes", 64 * 1024)
+        self._read_timeout_s = limits.get("read_timeout_s", 10.0)
+        self._sends = Sends(
+            max_in_flight=limits.get("max_in_flight", 1000),
+            timeout_s=limits.get("publish_timeout_s", 10.0),
+        )
 
     @property
     def in_flight(self) -> int:
@@ -211,9 +232,16 @@ class Intake:
         close: bool = False,
     ) -> Reply:
         """``{"error": reason}``, logged; a 401 names the realm (``WWW-Authenticate``)."""
-        log.info(self._refused, status=status, reason=reason, **context, bytes=size)
-        realm = self._realm if status == 401 else None
-        return refusal(status, reason, retry_after=retry_after, close=close, realm=realm)
+        return refusal(
+            status,
+            reason,
+            retry_after=retry_after,
+            close=close,
+            realm=self._realm if status == 401 else None,
+            log_as=self._refused,
+            **context,
+            bytes=size,
+        )
 
     def declared_too_large(self, headers: Mapping[str, str], context: Context) -> Reply | None:
         """413 when Content-Length already says the body is over the limit."""

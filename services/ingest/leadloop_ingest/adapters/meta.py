@@ -65,6 +65,8 @@ log = get_logger(__name__)
 #: Meta sends up to 1,000 changes per delivery; well below a megabyte.
 MAX_ENVELOPE_BYTES = 1024 * 1024
 RETRY_AFTER_THROTTLED_S = 60
+#: The log event of every refused envelope (status, reason, source).
+REFUSED = "meta_webhook_refused"
 
 
 class MetaLeadAds:
@@ -117,7 +119,7 @@ class MetaLeadAds:
         try:
             body = await read_body(chunks, max_bytes=MAX_ENVELOPE_BYTES)
         except TooLarge:
-            return self._refuse(413, "too_large", source)
+            return refusal(413, "too_large", log_as=REFUSED, source=source)
         decoded: Any
         try:
             decoded = json.loads(body.decode("utf-8"))
@@ -133,10 +135,10 @@ class MetaLeadAds:
             now=self._clock.now(),
         )
         if verdict.reason is not None:
-            return self._refuse(401, verdict.reason.value, source, realm=REALM)
+            return refusal(401, verdict.reason.value, log_as=REFUSED, source=source, realm=REALM)
         changes = leadgen_changes(decoded)
         if changes is None:
-            return self._refuse(400, "invalid_envelope", source)
+            return refusal(400, "invalid_envelope", log_as=REFUSED, source=source)
         fetched = await asyncio.gather(*(self._fetch(source, c) for c in changes))
         failures = [f for f in fetched if isinstance(f, GraphFailure)]
         if failures:
@@ -144,7 +146,8 @@ class MetaLeadAds:
             transient = {GraphProblem.RATE_LIMIT, GraphProblem.TRANSIENT, GraphProblem.UNAVAILABLE}
             status = 503 if all(f.problem in transient for f in failures) else 502
             retry_after = RETRY_AFTER_THROTTLED_S if throttled else None
-            return self._refuse(status, failures[0].problem.value, source, retry_after=retry_after)
+            problem = failures[0].problem.value
+            return refusal(status, problem, log_as=REFUSED, source=source, retry_after=retry_after)
         received_at = self._clock.now().isoformat().encode()
         sends = [
             self._publish_raw(
@@ -194,18 +197,6 @@ class MetaLeadAds:
             fbtrace_id=failure.fbtrace_id,
         )
         return failure
-
-    def _refuse(
-        self,
-        status: int,
-        reason: str,
-        source: str,
-        *,
-        retry_after: int | None = None,
-        realm: str | None = None,
-    ) -> Reply:
-        log.info("meta_webhook_refused", status=status, reason=reason, source=source)
-        return refusal(status, reason, retry_after=retry_after, realm=realm)
 
 
 async def _once(body: bytes) -> AsyncIterator[bytes]:

@@ -395,8 +395,9 @@ class VendorHooks:
         return counts
 
     def _refuse(self, status: int, reason: str, vendor: str, name: str) -> HookReply:
-        log.info("vendor_hook_refused", status=status, reason=reason, vendor=vendor, target=name)
-        return _json_reply(refusal(status, reason))
+        return _json_reply(
+            refusal(status, reason, log_as="vendor_hook_refused", vendor=vendor, target=name)
+        )
 
 
 def register_vendor_hooks(app: faust.App, hooks: VendorHooks) -> None:
