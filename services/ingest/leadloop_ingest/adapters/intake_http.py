@@ -11,9 +11,9 @@ own decisions (routes, secrets, what a body must be, what a success says).
 - ``Sends``: a hand-off to Kafka that answers only after the broker acknowledged, with
   a cap on sends in flight and a timeout that answers the caller without cancelling the
   send midway (``asyncio.shield``).
-- ``Intake``: the three above for a signed endpoint that publishes to Kafka, with the
-  endpoint's own log event names; it logs status and reason codes, sizes and the fields
-  the endpoint names, never a body or a header value.
+- ``Intake``: the above plus the signature check, for a signed endpoint that publishes
+  to Kafka, with the endpoint's own log event names; it logs status and reason codes,
+  sizes and the fields the endpoint names, never a body or a header value.
 """
 
 from __future__ import annotations
