@@ -1,4 +1,6 @@
-"""What the CRM fakes share: an aiohttp server on loopback, a fault schedule, a rate window.
+"""What the fakes share: an aiohttp server on loopback (``LoopbackServer``, the base of
+the chat fakes' ``FakeVendor`` too) and an HMAC of their own; and what the CRM fakes
+share on top (``HttpFake``): a fault schedule, a rate window, an authentication gate.
 
 A CRM fake is written from the vendor's documentation, not from our connector: it
 issues and checks its own credentials, validates request shapes the way the vendor
@@ -14,6 +16,7 @@ an injected failure, then authentication, then the rate limit, then the vendor l
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json
 import time
@@ -25,9 +28,72 @@ from typing import Any, Self
 from aiohttp import web
 from tests.support.ports import free_ports
 
-__all__ = ["Faults", "HttpFake", "RateWindow", "Received", "json_response", "read_json"]
+__all__ = [
+    "Faults",
+    "HttpFake",
+    "LoopbackServer",
+    "RateWindow",
+    "Received",
+    "hmac_sha256",
+    "json_response",
+    "read_json",
+]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def hmac_sha256(key: bytes, message: bytes) -> bytes:
+    """HMAC-SHA256 per RFC 2104, written out from hashlib so that a fake cannot share a
+    mistake with the service's use of the ``hmac`` module."""
+    block = 64
+    if len(key) > block:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(block, b"\x00")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key) + message).digest()
+    return hashlib.sha256(bytes(b ^ 0x5C for b in key) + inner).digest()
+
+
+class LoopbackServer:
+    """An aiohttp application served on a free port of 127.0.0.1: ``await start()`` and
+    ``await stop()``, or ``async with``. A subclass builds the app in ``application``."""
+
+    #: Seconds a stop waits for requests in flight (aiohttp's default).
+    shutdown_timeout: float = 60.0
+    port: int = 0
+    _runner: web.AppRunner | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def application(self) -> web.Application:
+        raise NotImplementedError
+
+    async def start(self) -> Self:
+        self._runner = web.AppRunner(
+            self.application(), shutdown_timeout=self.shutdown_timeout, access_log=None
+        )
+        await self._runner.setup()
+        for attempt in range(5):  # a free port can be taken before we bind it
+            self.port = free_ports(1)[0]
+            try:
+                await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+                return self
+            except OSError:
+                if attempt == 4:
+                    raise
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
 
 
 @dataclass(frozen=True)
@@ -111,7 +177,7 @@ async def read_json(request: web.Request) -> Any:
     return json.loads(raw.decode("utf-8"))
 
 
-class HttpFake:
+class HttpFake(LoopbackServer):
     """Base of every CRM fake; an async context manager that serves on 127.0.0.1.
 
     Subclasses add their routes and say how the vendor answers: ``authorized``,
@@ -120,6 +186,7 @@ class HttpFake:
     """
 
     public_paths: tuple[str, ...] = ()
+    shutdown_timeout = 0.5
 
     def __init__(self, *, rate_per_s: int | None = None) -> None:
         self.faults = Faults()
@@ -127,9 +194,11 @@ class HttpFake:
         self.received: list[Received] = []
         self.rejected: Counter[str] = Counter()
         self.requests = 0
-        self.url = ""
-        self._runner: web.AppRunner | None = None
         self._ids = itertools.count(1)
+
+    @property
+    def url(self) -> str:
+        return self.base_url
 
     # -- what a subclass provides -------------------------------------------------
     def add_routes(self, app: web.Application) -> None:
@@ -180,16 +249,7 @@ class HttpFake:
                 return self.reject("rate_limit", self.rate_limited())
         return await handler(request)
 
-    async def __aenter__(self) -> Self:
+    def application(self) -> web.Application:
         app = web.Application(middlewares=[self._gate])
         self.add_routes(app)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
-        await self._runner.setup()
-        port = free_ports(1)[0]
-        await web.TCPSite(self._runner, "127.0.0.1", port).start()
-        self.url = f"http://127.0.0.1:{port}"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        return app

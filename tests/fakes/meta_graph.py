@@ -20,24 +20,14 @@ recomputed here with its own HMAC (RFC 2104 from hashlib), not with the service'
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
-from tests.support.ports import free_ports
+from tests.fakes.http_fake import LoopbackServer, hmac_sha256
 
 __all__ = ["FakeGraph", "GraphRequest"]
-
-
-def _hmac_sha256_hex(key: bytes, message: bytes) -> str:
-    block = 64
-    if len(key) > block:
-        key = hashlib.sha256(key).digest()
-    key = key.ljust(block, b"\x00")
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key) + message).digest()
-    return hashlib.sha256(bytes(b ^ 0x5C for b in key) + inner).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -47,7 +37,7 @@ class GraphRequest:
 
 
 @dataclass
-class FakeGraph:
+class FakeGraph(LoopbackServer):
     access_token: str
     #: When set, every call must carry the matching appsecret_proof.
     app_secret: str | None = None
@@ -58,12 +48,6 @@ class FakeGraph:
     #: The next N calls answer a rate limit error with ``throttle_code``.
     throttle_next: int = 0
     throttle_code: int = 4
-    port: int = 0
-    _runner: web.AppRunner | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def add_lead(self, leadgen_id: str, field_data: dict[str, str], **extra: Any) -> None:
         self.leads[leadgen_id] = {
@@ -103,7 +87,7 @@ class FakeGraph:
         if token != self.access_token:
             return self._error(400, "Invalid OAuth access token - Cannot parse access token", 190)
         if self.app_secret is not None:
-            proof = _hmac_sha256_hex(self.app_secret.encode(), token.encode())
+            proof = hmac_sha256(self.app_secret.encode(), token.encode()).hex()
             if query.get("appsecret_proof") != proof:
                 return self._error(400, "Invalid appsecret_proof provided in the API argument", 100)
         if self.throttle_next > 0:
@@ -120,22 +104,7 @@ class FakeGraph:
             )
         return web.Response(text=json.dumps(lead), content_type="application/json")
 
-    async def start(self) -> Self:
+    def application(self) -> web.Application:
         app = web.Application()
         app.router.add_get(r"/{version:v[0-9.]+}/{leadgen_id:[0-9]+}", self._lead)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        for attempt in range(5):
-            self.port = free_ports(1)[0]
-            try:
-                await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-                return self
-            except OSError:
-                if attempt == 4:
-                    raise
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        return app

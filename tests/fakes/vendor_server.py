@@ -1,9 +1,9 @@
 """What every fake chat vendor shares: an aiohttp server on loopback, faults, windows.
 
 A fake is written from the vendor's documentation, not from our adapter: it issues and
-checks its own tokens, recomputes signatures with its own HMAC code (`hmac_sha256`
-below builds RFC 2104 from hashlib, so a mistake in the adapter's use of `hmac` cannot
-be mirrored here), and answers limits and errors with the vendor's codes. Each keeps
+checks its own tokens, recomputes signatures with its own HMAC code (`hmac_sha256`,
+from http_fake, builds RFC 2104 from hashlib, so a mistake in the adapter's use of
+`hmac` cannot be mirrored here), and answers limits and errors with the vendor's codes. Each keeps
 ``received`` — what a person would have seen — for checkers, and ``faults`` to make the
 next requests fail (HTTP 500), stall (``delay_s``) or both.
 """
@@ -11,15 +11,13 @@ next requests fail (HTTP 500), stall (``delay_s``) or both.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Self
 
 from aiohttp import web
-from tests.support.ports import free_ports
+from tests.fakes.http_fake import LoopbackServer, hmac_sha256
 
 __all__ = ["FakeVendor", "Faults", "Received", "Window", "hmac_sha256"]
 
@@ -71,17 +69,7 @@ class Window:
         return max(0.0, events[0] + self.seconds - self.clock()) if events else 0.0
 
 
-def hmac_sha256(key: bytes, message: bytes) -> bytes:
-    """HMAC-SHA256 per RFC 2104, written out so it is independent of the `hmac` module."""
-    block = 64
-    if len(key) > block:
-        key = hashlib.sha256(key).digest()
-    key = key.ljust(block, b"\x00")
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key) + message).digest()
-    return hashlib.sha256(bytes(b ^ 0x5C for b in key) + inner).digest()
-
-
-class FakeVendor:
+class FakeVendor(LoopbackServer):
     """Base of the fakes: routes come from `routes`; start/stop on 127.0.0.1."""
 
     def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
@@ -89,12 +77,6 @@ class FakeVendor:
         self.faults = Faults()
         self.requests = 0
         self.wall_clock = wall_clock
-        self._runner: web.AppRunner | None = None
-        self.port = 0
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def routes(self) -> list[web.RouteDef]:
         raise NotImplementedError
@@ -113,28 +95,7 @@ class FakeVendor:
             return web.Response(status=self.faults.fail_status, text="injected fault")
         return await handler(request)
 
-    async def start(self) -> Self:
+    def application(self) -> web.Application:
         app = web.Application(middlewares=[self._faults])
         app.add_routes(self.routes())
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        for attempt in range(5):
-            self.port = free_ports(1)[0]
-            try:
-                await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-                return self
-            except OSError:
-                if attempt == 4:
-                    raise
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+        return app

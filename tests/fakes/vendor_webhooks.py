@@ -24,23 +24,13 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 from xml.sax.saxutils import escape
 
 from aiohttp import web
-from tests.support.ports import free_ports
+from tests.fakes.http_fake import LoopbackServer, hmac_sha256
 
 __all__ = ["FakeHubSpotCrm", "hubspot_signed", "jdy_signed", "outbound_message"]
-
-
-def _hmac_sha256(key: bytes, message: bytes) -> bytes:
-    """RFC 2104 from hashlib, so that it cannot share a mistake with the service's use of hmac."""
-    block = 64
-    if len(key) > block:
-        key = hashlib.sha256(key).digest()
-    key = key.ljust(block, b"\x00")
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key) + message).digest()
-    return hashlib.sha256(bytes(b ^ 0x5C for b in key) + inner).digest()
 
 
 def hubspot_signed(
@@ -49,7 +39,7 @@ def hubspot_signed(
     """The headers HubSpot adds to a webhook request (``uri`` as HubSpot calls it)."""
     ts = str(int(time.time() * 1000) if timestamp_ms is None else timestamp_ms)
     message = method.encode() + uri.encode() + body + ts.encode()
-    signature = base64.b64encode(_hmac_sha256(secret.encode(), message)).decode()
+    signature = base64.b64encode(hmac_sha256(secret.encode(), message)).decode()
     return {"X-HubSpot-Signature-v3": signature, "X-HubSpot-Request-Timestamp": ts}
 
 
@@ -99,19 +89,13 @@ def outbound_message(
 
 
 @dataclass
-class FakeHubSpotCrm:
+class FakeHubSpotCrm(LoopbackServer):
     """HubSpot's CRM objects API: records by (type, id), each with properties and the
     ids of associated contacts."""
 
     token: str
     records: dict[tuple[str, str], tuple[dict[str, Any], list[str]]] = field(default_factory=dict)
     requests: list[tuple[str, dict[str, str], str]] = field(default_factory=list)
-    port: int = 0
-    _runner: web.AppRunner | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def add(
         self,
@@ -154,22 +138,7 @@ class FakeHubSpotCrm:
             }
         return web.Response(text=json.dumps(body), content_type="application/json")
 
-    async def start(self) -> Self:
+    def application(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/crm/v3/objects/{type}/{id}", self._get)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        for attempt in range(5):
-            self.port = free_ports(1)[0]
-            try:
-                await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-                return self
-            except OSError:
-                if attempt == 4:
-                    raise
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        return app
