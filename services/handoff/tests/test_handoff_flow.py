@@ -291,3 +291,34 @@ async def test_erasure_cancels_pending_and_erases_where_the_lead_went(pool: asyn
     assert later.cards == []
     counted = json.loads(json.dumps(await _rows(pool, "later")))
     assert [r[3] for r in counted] == ["cancelled", "cancelled"]
+
+
+async def test_a_target_down_for_ten_minutes_loses_nothing_and_catches_up(
+    pool: asyncpg.Pool,
+) -> None:
+    """The shipped defaults: backoff from 1 s doubling to 300 s, 20 attempts, a CRM that
+    answers 503 for ten minutes, whatever the jitter."""
+    from leadloop_handoff.adapters.targets.config import WebhookConfig
+
+    attempts = WebhookConfig.model_fields["max_attempts"].default
+    clock = FixedClock(T0)
+    crm = ScriptedTarget("crm")
+    h = _handler(pool, clock, crm, max_attempts=attempts)
+    h.lanes["crm"].policy = RetryPolicy(base_s=1.0, cap_s=300.0, max_attempts=attempts)
+    for jitter in (0.0, 0.999):
+        h.jitter = lambda j=jitter: j
+        lead = f"L-{jitter}"
+        await _lead(pool, lead)
+        await h.handle([("leads.assigned", _assigned(lead, 0))])
+        up_at = clock.now() + timedelta(minutes=10)
+        while clock.now() < up_at:
+            crm.script = [Attempt("retry", 503, "http_503")]
+            await h.deliver("crm")
+            clock.advance(timedelta(seconds=5))
+        crm.script = []
+        for _ in range(80):  # the longest wait is the cap: 300 s
+            await h.deliver("crm")
+            clock.advance(timedelta(seconds=5))
+        rows = [r for r in await _rows(pool, "crm") if r[0] == lead]
+        assert [r[3] for r in rows] == ["delivered"], rows
+        assert rows[0][2] < attempts

@@ -76,7 +76,9 @@ class _Target(BaseModel):
     enabled: bool = True
     max_in_flight: Annotated[int, Field(ge=1, le=64)] = 4
     rate_per_s: Annotated[float, Field(gt=0, le=1000)] = 10
-    max_attempts: Annotated[int, Field(ge=1, le=100)] = 10
+    #: With the default backoff (1 s doubling to 300 s) 20 attempts span about an hour, so
+    #: a CRM down for ten minutes loses nothing (services/handoff/tests/test_handoff_flow.py).
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 20
     timeout_s: Annotated[float, Field(gt=0, le=120)] = 10
     owner_ids: dict[str, Annotated[str, Field(min_length=1, max_length=64)]] = {}
     pool: dict[str, Annotated[str, Field(min_length=1, max_length=64)]] = {}
