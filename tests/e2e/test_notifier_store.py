@@ -44,12 +44,20 @@ class Recording:
     per_minute: int = 1000
     delay: float = 0.0
     got: list[tuple[str, str]] = field(default_factory=list)
+    keys: list[str | None] = field(default_factory=list)  # the dedupe key of each send
 
     async def deliver(
-        self, address: str, subject: str, text: str, markdown: str | None, html: str | None
+        self,
+        address: str,
+        subject: str,
+        text: str,
+        markdown: str | None,
+        html: str | None,
+        dedupe_key: str | None = None,
     ) -> Sent:
         await asyncio.sleep(self.delay)
         self.got.append((address, text))
+        self.keys.append(dedupe_key)
         return Sent("delivered", "ok")
 
 
@@ -164,12 +172,19 @@ async def test_a_crash_between_send_and_mark_is_resent_once_the_lease_runs_out(
     # Worker a claims and sends, then "dies" before marking: the claim is all it did.
     batches, _, _ = await a._claim()
     assert len(batches) == 1
-    clock.advance(timedelta(seconds=1))  # past the rate-limit slot the crashed send took
-    assert await b.send_due() == 0  # leased: the other worker keeps off
+    # Meanwhile another notice for the same person becomes due.
+    await a.handle([assigned("L2", "r1")])
+    clock.advance(timedelta(minutes=2))  # past the slot the crashed send took, L2 ripe
+    assert await b.send_due() == 1  # leased: only L2 goes, alone
     await asyncio.sleep(1.2)  # the lease (real time, the database's clock) runs out
+    clock.advance(timedelta(seconds=1))
     assert await b.send_due() == 1
-    assert leads_in(survivor.got) == Counter({"L1": 1})
+    assert leads_in(survivor.got) == Counter({"L1": 1, "L2": 1})
     assert await b.send_due() == 0  # marked now: once
+    # The resend is the crashed message as it was (L1 alone, not coalesced with L2) with
+    # the same idempotency key, which deduplicating vendors drop.
+    assert survivor.keys[1] == batches[0].message_id
+    assert leads_in(survivor.got[1:]) == Counter({"L1": 1})
 
 
 async def test_retention_forgets_finished_rows_only(pool: asyncpg.Pool) -> None:

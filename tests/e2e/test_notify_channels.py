@@ -40,6 +40,9 @@ MSG = Message(
     html="<p><b>线索 L-42</b> 已超时 2 小时</p>",
 )
 PLAIN = Message(subject="Lead L-7", text="Lead L-7 is waiting", markdown=None, html=None)
+KEYED = Message(
+    subject="Lead L-8", text="Lead L-8 is waiting", markdown=None, html=None, dedupe_key="m-8"
+)
 
 
 @pytest.fixture
@@ -150,6 +153,24 @@ async def test_wecom_app_member_limit_drops_silently(client: httpx.AsyncClient) 
         assert len(fake.dropped) == 1
 
 
+async def test_wecom_app_resend_of_a_keyed_message_is_dropped_by_the_duplicate_check(
+    client: httpx.AsyncClient,
+) -> None:
+    """A message with a dedupe key turns WeCom's duplicate check on: the same request
+    within the interval is answered ok and not shown again; without a key it is."""
+    async with FakeWecom() as fake:
+        ch = wecom_app(client, fake, msgtype="text", duplicate_check_interval_s=600)
+        assert await ch.send("zhangsan", KEYED) == Sent("delivered", "ok")
+        assert await ch.send("zhangsan", KEYED) == Sent("delivered", "ok")
+        assert await ch.send("lisi", KEYED) == Sent("delivered", "ok")  # another member
+        assert [r.address for r in fake.received] == ["zhangsan", "lisi"]
+        assert fake.duplicates == [("zhangsan", KEYED.text)]
+        await ch.send("zhangsan", PLAIN)
+        await ch.send("zhangsan", PLAIN)  # no key, no check: shown twice
+        assert [r.address for r in fake.received][2:] == ["zhangsan", "zhangsan"]
+        assert len(fake.duplicates) == 1
+
+
 async def test_wecom_app_transient_trouble_retries(client: httpx.AsyncClient) -> None:
     async with FakeWecom() as fake:
         ch = wecom_app(client, fake)
@@ -206,6 +227,17 @@ async def test_dingtalk_signed_robot(client: httpx.AsyncClient) -> None:
         # third message in a minute: 130101, and the robot stays throttled for 10 minutes
         assert await ch.send("tok", PLAIN) == Sent("retry", "errcode_130101", 600.0)
         assert await ch.send("missing", PLAIN) == Sent("failed", "errcode_300001")
+
+
+async def test_dingtalk_repeated_msg_uuid_is_acknowledged_once_delivered(
+    client: httpx.AsyncClient,
+) -> None:
+    async with FakeDingtalk(robots={"tok": None}) as fake:
+        ch = channel(client, kind="dingtalk_robot", msgtype="text", base_url=fake.base_url)
+        assert await ch.send("tok", KEYED) == Sent("delivered", "ok")
+        assert await ch.send("tok", KEYED) == Sent("delivered", "ok")
+        assert [r.text for r in fake.received] == [KEYED.text]
+        assert fake.duplicates == [("tok", "m-8")]
 
 
 async def test_dingtalk_refuses_a_wrong_or_stale_signature(client: httpx.AsyncClient) -> None:
@@ -310,6 +342,21 @@ async def test_feishu_app_delivers_with_a_cached_token(client: httpx.AsyncClient
             ("ou_lisi", MSG.subject),
             ("ou_zhangsan", ""),
         ]
+
+
+async def test_feishu_app_repeated_uuid_within_the_hour_sends_once(
+    client: httpx.AsyncClient,
+) -> None:
+    now = [1000.0]
+    async with FakeFeishu(clock=lambda: now[0]) as fake:
+        ch = feishu_app(client, fake)
+        assert await ch.send("ou_zhangsan", KEYED) == Sent("delivered", "ok")
+        assert await ch.send("ou_zhangsan", KEYED) == Sent("delivered", "ok")
+        assert len(fake.received) == 1
+        assert fake.duplicates == [("ou_zhangsan", "m-8")]
+        now[0] += 3601  # the key is kept for an hour
+        assert await ch.send("ou_zhangsan", KEYED) == Sent("delivered", "ok")
+        assert len(fake.received) == 2
 
 
 async def test_feishu_app_token_refresh_and_refusals(client: httpx.AsyncClient) -> None:

@@ -8,6 +8,9 @@ recomputed here with the fake's own HMAC; failures answer 310000 (observed). ``m
 text needs ``text.content``, markdown ``markdown.title`` and ``markdown.text``. More
 than 20 messages a minute to one robot answers 130101 "send too fast" and throttles the
 robot for 10 minutes. An unknown access_token answers 300001 (unconfirmed code).
+``msgUuid`` is the idempotency key of retries: a message repeating a robot's earlier
+``msgUuid`` is acknowledged (errcode 0) and not delivered again; it is kept in
+``duplicates`` (how long DingTalk remembers a key is not documented: the fake forever).
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ class FakeDingtalk(FakeVendor):
         self.clock = clock
         self._window = Window(per_minute, clock=clock)
         self._throttled_until: dict[str, float] = {}
+        self.duplicates: list[tuple[str, str]] = []  # (access_token, msgUuid) acknowledged
+        self._uuids: set[tuple[str, str]] = set()
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/robot/send", self._send)]
@@ -75,11 +80,17 @@ class FakeDingtalk(FakeVendor):
         parsed = self._content(body)
         if parsed is None:
             return _reply(40035, "缺少参数 msgtype/content")
+        msg_uuid = body.get("msgUuid")
+        if isinstance(msg_uuid, str) and (token, msg_uuid) in self._uuids:
+            self.duplicates.append((token, msg_uuid))
+            return _reply(0, "ok")
         if self.clock() < self._throttled_until.get(token, 0.0):
             return _reply(130101, "send too fast, exceed 20 times per minute")
         if not self._window.allow(token):
             self._throttled_until[token] = self.clock() + THROTTLE_S
             return _reply(130101, "send too fast, exceed 20 times per minute")
+        if isinstance(msg_uuid, str) and msg_uuid:
+            self._uuids.add((token, msg_uuid))
         self.record("dingtalk_robot", token, *parsed)
         return _reply(0, "ok")
 

@@ -14,7 +14,10 @@ Bearer`` with a live token (HTTP 400 + 99991663 otherwise, code from SDK tables)
 ``receive_id_type=open_id``, a known ``receive_id`` (HTTP 400 + 230013 "Bot has NO
 availability to this user", unconfirmed), ``msg_type`` text|interactive|post and
 ``content`` as a JSON *string*; more than ``user_per_minute`` messages to one user answers
-HTTP 429 with code 99991400 (gateway frequency limit, code from SDK tables).
+HTTP 429 with code 99991400 (gateway frequency limit, code from SDK tables). A request
+repeating the ``uuid`` (≤ 50 characters) of a message sent within the hour is answered
+with that first message and sends nothing ("持有相同 uuid 的请求，在 1 小时内至多成功发送一条
+消息"); it is kept in ``duplicates``.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from .vendor_server import FakeVendor, Window, hmac_sha256
 __all__ = ["FakeFeishu"]
 
 BODY_LIMIT = 20 * 1024
+UUID_WINDOW_S = 3600.0
 
 
 def _reply(code: int, msg: str, status: int = 200, **extra: Any) -> web.Response:
@@ -66,6 +70,8 @@ class FakeFeishu(FakeVendor):
         self._minute = Window(hook_per_minute, clock=clock)
         self._second = Window(hook_per_second, seconds=1.0, clock=clock)
         self._user = Window(user_per_minute, clock=clock)
+        self.duplicates: list[tuple[str, str]] = []  # (receive_id, uuid) not sent again
+        self._uuids: dict[str, tuple[float, dict[str, Any]]] = {}  # uuid -> (at, data)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -186,6 +192,13 @@ class FakeFeishu(FakeVendor):
         if receive_id not in self.users:
             return _reply(230013, "Bot has NO availability to this user.", status=400)
         assert isinstance(receive_id, str)
+        uuid = body.get("uuid")
+        if uuid is not None and (not isinstance(uuid, str) or len(uuid) > 50):
+            return _reply(230001, "invalid uuid", status=400)
+        first = self._uuids.get(uuid) if uuid else None
+        if first is not None and self.clock() - first[0] < UUID_WINDOW_S:
+            self.duplicates.append((receive_id, str(uuid)))
+            return _reply(0, "success", data=first[1])
         if not self._user.allow(receive_id):
             return web.json_response(
                 {"code": 99991400, "msg": "request trigger frequency limit"},
@@ -193,7 +206,10 @@ class FakeFeishu(FakeVendor):
                 headers={"Retry-After": str(int(self._user.retry_after(receive_id)) + 1)},
             )
         self.record("feishu_app", receive_id, *parsed)
-        return _reply(0, "success", data={"message_id": "om_" + secrets.token_hex(8)})
+        data = {"message_id": "om_" + secrets.token_hex(8)}
+        if uuid:
+            self._uuids[uuid] = (self.clock(), data)
+        return _reply(0, "success", data=data)
 
 
 def _card_text(card: object) -> tuple[str, str] | None:

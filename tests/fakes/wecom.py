@@ -10,13 +10,17 @@ Written from developer.work.weixin.qq.com pages 91039 (gettoken), 90236 (message
   2048/4096 bytes (40058); unknown ``touser`` ids come back in ``invaliduser`` with
   errcode 0, or 81013 when every recipient is unknown. Past 30 messages a minute to one
   member the message is accepted and silently dropped (``dropped``), as page 90454 says;
-  ``api_per_minute`` bounds calls of the app per minute with 45009.
+  ``api_per_minute`` bounds calls of the app per minute with 45009. With
+  ``enable_duplicate_check: 1`` a request whose JSON repeats one accepted within
+  ``duplicate_check_interval`` seconds (default 1800) is answered errcode 0 and not
+  shown again ("同样内容(请求json)的消息，不会重复收到"); it is kept in ``duplicates``.
 - The robot checks its ``key`` (93000), the same shapes, and 20 messages a minute per
   robot (45009 "api freq out of limit").
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Callable
@@ -61,6 +65,10 @@ class FakeWecom(FakeVendor):
         self.tokens_issued = 0
         self.refuse_tokens = False  # fault: every token is answered 40014, fresh ones too
         self.dropped: list[tuple[str, str]] = []  # (userid, content) silently dropped
+        # (touser, content) of resends dropped by the duplicate check: raw resends that
+        # nobody saw twice
+        self.duplicates: list[tuple[str, str]] = []
+        self._checked: dict[str, float] = {}  # request JSON -> when it was accepted
         self._member = Window(member_per_minute, clock=clock)
         self._robot = Window(robot_per_minute, clock=clock)
         self._api = Window(api_per_minute, clock=clock)
@@ -146,6 +154,9 @@ class FakeWecom(FakeVendor):
         invalid = [u for u in wanted if u not in self.users]
         if len(invalid) == len(wanted):
             return _reply(81013, "user & party & tag all invalid", invaliduser="|".join(invalid))
+        if self._repeated(body):
+            self.duplicates.append((touser, content[1]))
+            return _reply(0, "ok", invaliduser="", invalidparty="", invalidtag="", msgid="")
         for user in wanted:
             if user in invalid:
                 continue
@@ -162,6 +173,21 @@ class FakeWecom(FakeVendor):
             unlicenseduser="",
             msgid=secrets.token_hex(8),
         )
+
+    def _repeated(self, body: dict[str, Any]) -> bool:
+        """The duplicate check: the same request JSON accepted within the interval."""
+        if body.get("enable_duplicate_check") != 1:
+            return False
+        interval = body.get("duplicate_check_interval", 1800)
+        if not isinstance(interval, int) or isinstance(interval, bool):
+            interval = 1800
+        key = json.dumps(body, sort_keys=True, ensure_ascii=False)
+        now = self.clock()
+        first = self._checked.get(key)
+        if first is not None and now - first < min(interval, 14_400):
+            return True
+        self._checked[key] = now
+        return False
 
     async def _webhook_send(self, request: web.Request) -> web.Response:
         key = request.query.get("key", "")

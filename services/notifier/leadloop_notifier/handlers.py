@@ -83,7 +83,13 @@ class Transport(Protocol):
     per_minute: int
 
     async def deliver(
-        self, address: str, subject: str, text: str, markdown: str | None, html: str | None
+        self,
+        address: str,
+        subject: str,
+        text: str,
+        markdown: str | None,
+        html: str | None,
+        dedupe_key: str | None = None,
     ) -> Outcome: ...
 
 
@@ -265,8 +271,16 @@ class NotifierHandler:
             log.error("template_failed", channel=batch.channel, exc_info=True)
             return await self._dead(batch, "template_error", fall_back=False)
         try:
+            # The message id is derived from the rows' keys and the text from their stored
+            # payloads: a resend of this message after a crash carries the same key and
+            # the same bytes, so vendors that deduplicate show it once.
             sent = await transport.deliver(
-                address, message.subject, message.text, message.markdown, message.html
+                address,
+                message.subject,
+                message.text,
+                message.markdown,
+                message.html,
+                dedupe_key=batch.message_id,
             )
             outcome, code, after = sent.outcome, sent.code, sent.retry_after_s
         except Exception as exc:  # a transport must not raise; if it does, retry later

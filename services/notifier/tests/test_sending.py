@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
@@ -211,3 +212,18 @@ def test_fallback_takes_the_next_channel_once() -> None:
     assert fb.payload["fallback_from"] == "dingtalk"
     last = Row(fb, attempts=0, not_before=None, seq=2)
     assert fallback_for(last, now) is None
+
+
+def test_rows_sent_before_go_out_again_as_the_same_message() -> None:
+    """After a crash (or a retry) the rows of a message are regrouped as they were, with
+    the same message id, even when new rows for the same person are due by then: the
+    vendor sees the same idempotency key and the same text."""
+    first = [row(i, due=T0 + timedelta(seconds=i)) for i in range(3)]
+    [batch], _ = go(first, T0 + timedelta(minutes=2))
+    sent_before = [replace(r, message_id=batch.message_id) for r in batch.rows]
+    newer = [row(10 + i, due=T0 - timedelta(seconds=30 - i)) for i in range(2)]
+    batches, _ = go(newer + sent_before, T0 + timedelta(minutes=10))
+    assert batches[0].rows == tuple(sent_before)
+    assert batches[0].message_id == batch.message_id
+    later, _ = go(newer, T0 + timedelta(minutes=12))
+    assert later[0].message_id != batch.message_id

@@ -87,6 +87,7 @@ def _row(r: Mapping[str, Any]) -> Row:
         attempts=r["attempts"],
         not_before=r["not_before"],
         seq=r["seq"],
+        message_id=r["message_id"],
     )
 
 
@@ -309,7 +310,9 @@ class Tx:
         (``robots``: channel names rate-limited per robot, not per person), at most
         ``per_group`` rows of a pair (one message's worth: a backlog for one destination
         cannot crowd out the others), locked with SKIP LOCKED (other workers take other
-        rows) and not leased by a sender."""
+        rows) and not leased by a sender. Rows sent before (``message_id`` set: a lease
+        ran out, a retry) come first and together, so that they can go out again in the
+        same grouping."""
         rows = await self._c.fetch(
             "WITH ripe AS (SELECT DISTINCT o.recipient, o.channel FROM notifier_outbox o "
             "  LEFT JOIN notifier_rate r ON r.destination = CASE WHEN o.channel = ANY($4) "
@@ -321,12 +324,14 @@ class Tx:
             "  AND (r.next_free_at IS NULL OR r.next_free_at <= $1) LIMIT $2), "
             "picked AS (SELECT notice_key, recipient, channel FROM ("
             "  SELECT o.notice_key, o.recipient, o.channel, o.due_at, o.seq, row_number() "
-            "    OVER (PARTITION BY o.recipient, o.channel ORDER BY o.due_at, o.seq) AS n "
+            "    OVER (PARTITION BY o.recipient, o.channel "
+            "      ORDER BY o.message_id IS NULL, o.message_id, o.due_at, o.seq) AS n, "
+            "  o.message_id "
             "  FROM notifier_outbox o JOIN ripe USING (recipient, channel) "
             "  WHERE o.status = 'pending' AND o.due_at <= $1 "
             "  AND (o.not_before IS NULL OR o.not_before <= $1) "
             "  AND (o.lease_until IS NULL OR o.lease_until < clock_timestamp())) x "
-            "  WHERE n <= $3 ORDER BY due_at, seq LIMIT $2) "
+            "  WHERE n <= $3 ORDER BY message_id IS NULL, message_id, due_at, seq LIMIT $2) "
             "SELECT o.* FROM notifier_outbox o JOIN picked USING (notice_key, recipient, channel) "
             "WHERE o.status = 'pending' "
             "AND (o.lease_until IS NULL OR o.lease_until < clock_timestamp()) "

@@ -14,9 +14,15 @@ class ChannelTransport:
         self.per_minute = channel.per_minute
 
     async def deliver(
-        self, address: str, subject: str, text: str, markdown: str | None, html: str | None
+        self,
+        address: str,
+        subject: str,
+        text: str,
+        markdown: str | None,
+        html: str | None,
+        dedupe_key: str | None = None,
     ) -> Sent:
-        return await self._channel.send(address, Message(subject, text, markdown, html))
+        return await self._channel.send(address, Message(subject, text, markdown, html, dedupe_key))
 
     async def aclose(self) -> None:
         await self._channel.aclose()

@@ -47,6 +47,8 @@ class Row:
     attempts: int
     not_before: datetime | None
     seq: int
+    #: The message the row was last sent in (leased or retried), None if never sent.
+    message_id: str | None = None
 
     @property
     def ready_at(self) -> datetime:
@@ -94,6 +96,8 @@ def plan(
     been ready for its coalescing window, then every row of the pair ready by ``now``
     goes in one message (in due order, at most ``MAX_ITEMS`` rows and ``budgets[channel]``
     bytes, counting ``item_bytes`` of each row: no transport has to truncate a batch).
+    Rows already sent once in a message (``message_id``) are sent again in the same
+    grouping, before new rows (exactly once in effect with deduplicating vendors).
     Rate limits: a destination takes one message per ``60 / per_minute`` seconds; a batch
     whose destination is not free yet waits (it is never dropped). ``kinds``,
     ``per_minute`` and ``budgets`` are by channel name.
@@ -112,7 +116,7 @@ def plan(
         dest = destination(kind, channel, recipient)
         budget = (budgets or {}).get(channel, 2048) - HEADER_BYTES
         # Several messages may be due for one destination: each one takes a slot.
-        for chunk in _chunks(members, budget, item_bytes):
+        for chunk in _regrouped(members, budget, item_bytes):
             slot = free.get(dest)
             if slot is not None and slot > now:
                 break
@@ -120,6 +124,23 @@ def plan(
             free[dest] = max(now, slot or now) + gap
             batches.append(Batch(recipient, channel, chunk, message_id(chunk)))
     return batches, free
+
+
+def _regrouped(
+    rows: Sequence[Row], budget: int, item_bytes: Callable[[Row], int]
+) -> list[tuple[Row, ...]]:
+    """Rows that went out before (a lease that ran out after a crash, a retry) go out
+    again exactly as they were grouped, first: the same rows make the same message id
+    and the same text, which is what vendors deduplicate on. New rows are chunked after
+    them."""
+    again: dict[str, list[Row]] = {}
+    fresh: list[Row] = []
+    for row in rows:
+        if row.message_id is None:
+            fresh.append(row)
+        else:
+            again.setdefault(row.message_id, []).append(row)
+    return [tuple(g) for g in again.values()] + _chunks(fresh, budget, item_bytes)
 
 
 def _chunks(

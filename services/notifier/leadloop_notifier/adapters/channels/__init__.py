@@ -67,6 +67,7 @@ def build_channel(cfg: ChannelConfig, env: Mapping[str, str], client: httpx.Asyn
                 agent_id=cfg.agent_id,
                 msgtype=cfg.msgtype,
                 timeout_s=cfg.timeout_s,
+                duplicate_check_interval_s=cfg.duplicate_check_interval_s,
             )
         case WecomRobotConfig():
             return WecomRobotChannel(

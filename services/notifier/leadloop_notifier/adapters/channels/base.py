@@ -27,6 +27,10 @@ class Message:
     text: str  # plain text (always present)
     markdown: str | None  # for tools that render markdown (WeCom/DingTalk/Feishu/Slack)
     html: str | None  # email HTML part
+    # The same for every send of the same message (the notifier's message id, derived
+    # from its outbox rows): channels whose vendor deduplicates by a key send it, so a
+    # resend after a crash between the vendor's acceptance and the mark is not shown twice.
+    dedupe_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

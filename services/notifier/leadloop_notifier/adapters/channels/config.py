@@ -52,6 +52,10 @@ class WecomAppConfig(_Base):
     corp_secret_env: EnvName
     agent_id: int = Field(ge=1)
     msgtype: Literal["markdown", "text"] = "markdown"
+    # WeCom drops a message whose request JSON repeats one sent within this many seconds
+    # (enable_duplicate_check; default 1800, at most 4 hours): a resend after a crash
+    # must come within it to be dropped.
+    duplicate_check_interval_s: int = Field(default=1800, ge=1, le=14_400)
     base_url: HttpUrl = "https://qyapi.weixin.qq.com"
 
 

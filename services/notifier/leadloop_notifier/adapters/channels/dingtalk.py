@@ -14,6 +14,9 @@ Verified (search of stored public pages, 2026-12-07):
   https://gitbook.curiouser.top/origin/dingding-customrobot.html (copy of the official text).
 - 130101 "send too fast, exceed 20 times per minute": observed in replies quoted in
   ccfos/nightingale#369 and opengoofy/hippo4j#217 (still not in an official page).
+- ``msgUuid`` in the body: the idempotency key of a retried send, per the vendor notes
+  (example ``"msgUuid":"lead-42-r1"``); not found in an official page or SDK here
+  (unconfirmed), so a robot that ignores it keeps the resend window.
 Unconfirmed: 310000 is observed (not official) for failed security checks; 300001 and
 other codes are not documented here; they are failed with their errcode.
 """
@@ -48,12 +51,17 @@ def sign(secret: str, timestamp_ms: int) -> str:
 
 
 def _payload(msgtype: str, message: Message) -> dict[str, Any]:
+    payload: dict[str, Any]
     if msgtype == "markdown" and message.markdown is not None:
-        return {
+        payload = {
             "msgtype": "markdown",
             "markdown": {"title": message.subject, "text": message.markdown},
         }
-    return {"msgtype": "text", "text": {"content": message.text}}
+    else:
+        payload = {"msgtype": "text", "text": {"content": message.text}}
+    if message.dedupe_key is not None:
+        payload["msgUuid"] = message.dedupe_key  # the idempotency key for retries
+    return payload
 
 
 def errcode_outcome(errcode: int) -> Sent:

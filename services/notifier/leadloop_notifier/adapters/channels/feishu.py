@@ -20,6 +20,9 @@ Verified (search of stored public pages, 2026-12-07):
   https://open.larkoffice.com/document/ukTMukTMukTM/ukDNz4SO0MjL5QzM/get-.md); 230001 is a
   parameter error such as ``invalid receive_id`` (official troubleshooting page
   https://open.larkoffice.com/document/uAjLw4CM/ugTN1YjL4UTN24CO1UjN/trouble-shooting/how-to-resolve-error-230001.md).
+- ``uuid`` in the im/v1 message body (at most 50 characters): "requests with the same
+  uuid send at most one message within 1 hour" — the field description of the official
+  "发送消息" page as copied into SDK doc comments (larksuite oapi SDKs and ports).
 Unconfirmed (SDK enums, not an official page): token codes 99991661/99991663/99991668/
 99991677, open_id invalid 99992352, frequency limit 99991400 and 230020, bot not
 available to the user 230013. The bot limits (100/min and 5/s per bot, 11232 when
@@ -46,6 +49,7 @@ from .transport import int_field, json_object, send_http, status_outcome, trunca
 
 __all__ = ["FeishuAppChannel", "FeishuBotChannel", "sign"]
 
+UUID_LIMIT = 50  # characters of im/v1 ``uuid``
 BODY_LIMIT = 18_000  # bytes of message text; the whole request must stay under 20 KB
 TOKEN_ERRORS = frozenset({99991661, 99991663, 99991668, 99991677})
 RATE_LIMITS = frozenset({11232, 99991400, 230020})
@@ -214,7 +218,11 @@ class FeishuAppChannel:
                 {"text": truncate_utf8(message.text, BODY_LIMIT)}, ensure_ascii=False
             )
         # im/v1 takes ``content`` as a JSON *string*, not an object.
-        return {"receive_id": address, "msg_type": self._msg_type, "content": content}
+        payload = {"receive_id": address, "msg_type": self._msg_type, "content": content}
+        if message.dedupe_key is not None:
+            # Requests with the same uuid send at most one message within an hour.
+            payload["uuid"] = message.dedupe_key[:UUID_LIMIT]
+        return payload
 
     async def send(self, address: str, message: Message) -> Sent:
         payload = self._payload(address, message)

@@ -17,6 +17,12 @@ Verified (search of stored public pages, 2026-12-07):
   so any 45009/45033 is treated as a rate limit.
 - The robot's markdown content limit of 4096 bytes is confirmed by observed replies
   "markdown.content exceed max length 4096" (errcode 40058, dromara/domain-admin#152).
+- ``enable_duplicate_check: 1`` with ``duplicate_check_interval`` (seconds, default 1800,
+  at most 4 hours): "within the interval, a message with the same content (request
+  JSON) is not received again" — page 90236 as mirrored at qiyeweixin.apifox.cn/api-10061693
+  (the 4-hour cap from SDK comments, e.g. gitea.codecodify.com golang/tool
+  ``services/wecom/message/base.go``). Whether the dropped resend answers errcode 0 is
+  not stated; it is treated like any reply.
 Not verified here: the internal-app edition of the per-member limit (30/min, 1000/h per
 app, excess dropped silently; page 90454 describes the third-party edition). Because the
 excess is dropped without an error, callers must queue below ``per_minute``.
@@ -134,10 +140,12 @@ class WecomAppChannel:
         agent_id: int,
         msgtype: str,
         timeout_s: float,
+        duplicate_check_interval_s: int = 1800,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._base = base_url.rstrip("/")
+        self._duplicate_check_interval_s = duplicate_check_interval_s
         self._corp_id = corp_id
         self._corp_secret = corp_secret
         self._agent_id = agent_id
@@ -186,6 +194,12 @@ class WecomAppChannel:
         if not address or "|" in address or address.startswith("@"):
             return failed("invalid_address")
         payload = {"touser": address, "agentid": self._agent_id, **_content(self._msgtype, message)}
+        if message.dedupe_key is not None:
+            # WeCom has no idempotency key, only a check of the request JSON: a resend of
+            # the same message (byte-identical, as the notifier renders it from its outbox
+            # rows) within the interval is not shown again (page 90236).
+            payload["enable_duplicate_check"] = 1
+            payload["duplicate_check_interval"] = self._duplicate_check_interval_s
         for attempt in range(2):
             token = await self._tokens.get()
             if isinstance(token, Sent):
