@@ -17,9 +17,10 @@ and answers 200. It checks no signature, so it costs both contenders the same.
 - **bare**: an aiokafka consumer that POSTs, per fetched batch, one body per record, at
   most ``--max-in-flight`` at a time, awaits them and commits: no database, no signature.
   Its bodies are padded to the median size the hand-off sent in the run before it. Its
-  client is aiohttp's (``--bare-client``, the least a Python poster costs); with
-  ``--bare-client httpx`` it uses the hand-off's own client, one httpx pool of 100
-  connections, which shows how much of the hand-off's cost is its HTTP client.
+  client is aiohttp's (``--bare-client``, the least a Python poster costs; the hand-off
+  sends with aiohttp too, one session per target); with ``--bare-client httpx`` it uses
+  one httpx pool of 100 connections, the hand-off's client before it moved to aiohttp,
+  which shows what that client costs.
 
 Two measurements per contender and pair, each on its own topics (and database):
 
@@ -194,7 +195,8 @@ class _OnAssigned(ConsumerRebalanceListener):
 
 async def bare_worker(args: argparse.Namespace) -> None:
     """The floor: fetch a batch, POST one body per record (at most ``max_in_flight`` at
-    a time) with httpx, await them all, commit. No database, no signature, no retry."""
+    a time) with aiohttp or httpx, await them all, commit. No database, no signature, no
+    retry."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=args.bootstrap,
         group_id=args.group,
@@ -206,7 +208,7 @@ async def bare_worker(args: argparse.Namespace) -> None:
     limit = asyncio.Semaphore(args.max_in_flight)
     pad_to: int = args.body_bytes
     headers = {"Content-Type": "application/json"}
-    # The hand-off's client (httpx, one pool of 100 connections) or aiohttp's.
+    # aiohttp's (the hand-off's client) or httpx, one pool of 100 connections each.
     hx = httpx.AsyncClient(limits=httpx.Limits(max_connections=100))
     aio = ClientSession(connector=TCPConnector(limit=100))
 
@@ -914,7 +916,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--bare-client",
         choices=("aiohttp", "httpx"),
         default="aiohttp",
-        help="the bare poster's HTTP client (the hand-off uses httpx)",
+        help="the bare poster's HTTP client (the hand-off uses aiohttp)",
     )
     add_run_options(
         parser,

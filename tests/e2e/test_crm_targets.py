@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
-import httpx
+import aiohttp
 import pytest
 from tests.fakes.crm_webhook import WebhookFake
 from tests.fakes.hubspot import HubSpotFake
@@ -21,7 +21,7 @@ from tests.fakes.jiandaoyun import JiandaoyunFake
 from tests.fakes.salesforce import SalesforceFake
 from tests.support.ports import free_ports
 
-from leadloop_handoff.adapters.targets import build_target
+from leadloop_handoff.adapters.targets import SessionFactory, build_target
 from leadloop_handoff.adapters.targets.config import (
     HubSpotConfig,
     HubSpotProperties,
@@ -87,8 +87,8 @@ def card(sequence: int = 1, **over: Any) -> LeadCard:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as c:
+async def client() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as c:
         yield c
 
 
@@ -101,14 +101,16 @@ async def hook() -> AsyncIterator[WebhookFake]:
         yield fake
 
 
-def webhook_target(fake: WebhookFake, client: httpx.AsyncClient, **over: Any) -> Target:
+def webhook_target(
+    fake: WebhookFake, client: aiohttp.ClientSession | SessionFactory, **over: Any
+) -> Target:
     cfg = WebhookConfig(name="hook", kind="webhook", url=fake.endpoint, secret_env="HOOK_SECRET",
                         **over)  # fmt: skip
     return build_target(cfg, ENV, client)
 
 
 async def test_webhook_creates_then_updates_one_record(
-    hook: WebhookFake, client: httpx.AsyncClient
+    hook: WebhookFake, client: aiohttp.ClientSession
 ) -> None:
     target = webhook_target(hook, client)
     assert await target.upsert(card(1)) == Attempt("delivered", 200, "ok")
@@ -125,7 +127,7 @@ async def test_webhook_creates_then_updates_one_record(
     assert hook.rejected == {}
 
 
-async def test_webhook_pooled_and_erased(hook: WebhookFake, client: httpx.AsyncClient) -> None:
+async def test_webhook_pooled_and_erased(hook: WebhookFake, client: aiohttp.ClientSession) -> None:
     target = webhook_target(hook, client)
     pooled = card(1, kind="pooled", owner_id=None, owner_crm_id=None)
     assert (await target.upsert(pooled)).outcome == "delivered"
@@ -139,7 +141,9 @@ async def test_webhook_pooled_and_erased(hook: WebhookFake, client: httpx.AsyncC
     )
 
 
-async def test_webhook_wrong_secret_fails_401(hook: WebhookFake, client: httpx.AsyncClient) -> None:
+async def test_webhook_wrong_secret_fails_401(
+    hook: WebhookFake, client: aiohttp.ClientSession
+) -> None:
     cfg = WebhookConfig(name="hook", kind="webhook", url=hook.endpoint, secret_env="OTHER")
     target = build_target(cfg, {"OTHER": "not-the-shared-secret-0000"}, client)
     assert await target.upsert(card()) == Attempt("failed", 401, "http_401")
@@ -147,7 +151,7 @@ async def test_webhook_wrong_secret_fails_401(hook: WebhookFake, client: httpx.A
 
 
 async def test_webhook_rate_limit_passes_retry_after_seconds_and_dates(
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
 ) -> None:
     async with WebhookFake(SECRET.encode(), rate_per_s=1, retry_after="7") as fake:
         target = webhook_target(fake, client)
@@ -164,7 +168,7 @@ async def test_webhook_rate_limit_passes_retry_after_seconds_and_dates(
 
 
 async def test_webhook_5xx_other_4xx_timeout_and_refused_connection(
-    hook: WebhookFake, client: httpx.AsyncClient
+    hook: WebhookFake, client: aiohttp.ClientSession
 ) -> None:
     target = webhook_target(hook, client, timeout_s=0.3)
     hook.faults.fail_next(1, 503)
@@ -182,6 +186,28 @@ async def test_webhook_5xx_other_4xx_timeout_and_refused_connection(
     assert refused == Attempt("retry", None, "connect_error")
 
 
+async def test_a_target_makes_its_own_session_on_first_send_and_closes_it(
+    hook: WebhookFake, client: aiohttp.ClientSession
+) -> None:
+    made: list[aiohttp.ClientSession] = []
+
+    def make() -> aiohttp.ClientSession:
+        made.append(aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=2)))
+        return made[-1]
+
+    own = webhook_target(hook, make)
+    assert made == []  # nothing made outside the running loop's first send
+    assert await own.upsert(card(1)) == Attempt("delivered", 200, "ok")
+    assert await own.upsert(card(2)) == Attempt("delivered", 200, "ok")
+    assert len(made) == 1
+    await own.aclose()
+    assert made[0].closed
+    lent = webhook_target(hook, client)
+    assert (await lent.upsert(card(3))).outcome == "delivered"
+    await lent.aclose()  # a session handed in is its owner's to close
+    assert not client.closed
+
+
 # -- Salesforce ------------------------------------------------------------------------
 
 
@@ -191,7 +217,7 @@ async def sf() -> AsyncIterator[SalesforceFake]:
         yield fake
 
 
-def sf_target(fake: SalesforceFake, client: httpx.AsyncClient, **over: Any) -> Target:
+def sf_target(fake: SalesforceFake, client: aiohttp.ClientSession, **over: Any) -> Target:
     cfg = SalesforceConfig(
         name="sf", kind="salesforce", login_url=fake.url, instance_url=fake.url,
         client_id_env="SF_CLIENT_ID", client_secret_env="SF_CLIENT_SECRET",
@@ -201,7 +227,7 @@ def sf_target(fake: SalesforceFake, client: httpx.AsyncClient, **over: Any) -> T
 
 
 async def test_salesforce_creates_then_updates_one_lead(
-    sf: SalesforceFake, client: httpx.AsyncClient
+    sf: SalesforceFake, client: aiohttp.ClientSession
 ) -> None:
     target = sf_target(sf, client)
     created = await target.upsert(card(1))
@@ -225,7 +251,7 @@ async def test_salesforce_creates_then_updates_one_lead(
 
 
 async def test_salesforce_refreshes_a_revoked_token_once(
-    sf: SalesforceFake, client: httpx.AsyncClient
+    sf: SalesforceFake, client: aiohttp.ClientSession
 ) -> None:
     target = sf_target(sf, client)
     assert (await target.upsert(card(1))).status == 201
@@ -236,7 +262,7 @@ async def test_salesforce_refreshes_a_revoked_token_once(
 
 
 async def test_salesforce_refreshes_once_for_concurrent_deliveries(
-    sf: SalesforceFake, client: httpx.AsyncClient
+    sf: SalesforceFake, client: aiohttp.ClientSession
 ) -> None:
     target = sf_target(sf, client)
     assert (await target.upsert(card(1))).status == 201
@@ -248,7 +274,7 @@ async def test_salesforce_refreshes_once_for_concurrent_deliveries(
 
 
 async def test_salesforce_a_refused_fresh_token_fails_after_one_retry(
-    sf: SalesforceFake, client: httpx.AsyncClient
+    sf: SalesforceFake, client: aiohttp.ClientSession
 ) -> None:
     sf.refuse_sessions = True
     target = sf_target(sf, client)
@@ -257,7 +283,7 @@ async def test_salesforce_a_refused_fresh_token_fails_after_one_retry(
 
 
 async def test_salesforce_bad_client_secret_fails_at_the_token(
-    sf: SalesforceFake, client: httpx.AsyncClient
+    sf: SalesforceFake, client: aiohttp.ClientSession
 ) -> None:
     cfg = SalesforceConfig(name="sf", kind="salesforce", login_url=sf.url, instance_url=sf.url,
                            client_id_env="SF_CLIENT_ID", client_secret_env="WRONG")  # fmt: skip
@@ -267,14 +293,14 @@ async def test_salesforce_bad_client_secret_fails_at_the_token(
 
 
 async def test_salesforce_legacy_version_answers_204(
-    sf: SalesforceFake, client: httpx.AsyncClient
+    sf: SalesforceFake, client: aiohttp.ClientSession
 ) -> None:
     target = sf_target(sf, client, api_version="v45.0")
     assert (await target.upsert(card(1))).status == 201
     assert await target.upsert(card(2)) == Attempt("delivered", 204, "ok")
 
 
-async def test_salesforce_error_classes(sf: SalesforceFake, client: httpx.AsyncClient) -> None:
+async def test_salesforce_error_classes(sf: SalesforceFake, client: aiohttp.ClientSession) -> None:
     target = sf_target(sf, client, timeout_s=0.3)
     assert (await target.upsert(card(1))).outcome == "delivered"  # token cached first
     sf.faults.throttle_for(5)
@@ -295,7 +321,7 @@ async def test_salesforce_error_classes(sf: SalesforceFake, client: httpx.AsyncC
     assert list(sf.records) == ["L-100"]
 
 
-async def test_salesforce_rate_window(client: httpx.AsyncClient) -> None:
+async def test_salesforce_rate_window(client: aiohttp.ClientSession) -> None:
     async with SalesforceFake(SF_ID, SF_SECRET, rate_per_s=2) as fake:
         target = sf_target(fake, client)
         results = [await target.upsert(card(n)) for n in (1, 2, 3)]
@@ -304,7 +330,7 @@ async def test_salesforce_rate_window(client: httpx.AsyncClient) -> None:
 
 
 async def test_salesforce_field_and_path_errors(
-    sf: SalesforceFake, client: httpx.AsyncClient
+    sf: SalesforceFake, client: aiohttp.ClientSession
 ) -> None:
     unknown = SalesforceCustomFields(score="Lead_Score__c")
     target = sf_target(sf, client, custom_fields=unknown)
@@ -317,7 +343,7 @@ async def test_salesforce_field_and_path_errors(
 
 
 async def test_salesforce_erase_delete_and_anonymise(
-    sf: SalesforceFake, client: httpx.AsyncClient
+    sf: SalesforceFake, client: aiohttp.ClientSession
 ) -> None:
     target = sf_target(sf, client)
     await target.upsert(card(1))
@@ -345,13 +371,13 @@ async def hs() -> AsyncIterator[HubSpotFake]:
         yield fake
 
 
-def hs_target(fake: HubSpotFake, client: httpx.AsyncClient, **over: Any) -> Target:
+def hs_target(fake: HubSpotFake, client: aiohttp.ClientSession, **over: Any) -> Target:
     cfg = HubSpotConfig(name="hs", kind="hubspot", base_url=fake.url, token_env="HS_TOKEN", **over)
     return build_target(cfg, ENV, client)
 
 
 async def test_hubspot_creates_then_updates_one_contact(
-    hs: HubSpotFake, client: httpx.AsyncClient
+    hs: HubSpotFake, client: aiohttp.ClientSession
 ) -> None:
     target = hs_target(hs, client)
     created = await target.upsert(card(1))
@@ -370,7 +396,7 @@ async def test_hubspot_creates_then_updates_one_contact(
     assert [r.op for r in hs.received] == ["upsert", "upsert"]
 
 
-async def test_hubspot_error_classes(hs: HubSpotFake, client: httpx.AsyncClient) -> None:
+async def test_hubspot_error_classes(hs: HubSpotFake, client: aiohttp.ClientSession) -> None:
     target = hs_target(hs, client, timeout_s=0.3)
     bad = HubSpotConfig(name="hs", kind="hubspot", base_url=hs.url, token_env="X")
     unauthorised = build_target(bad, {"X": "pat-eu1-not-the-token-000"}, client)
@@ -393,7 +419,7 @@ async def test_hubspot_error_classes(hs: HubSpotFake, client: httpx.AsyncClient)
     assert (hs.rejected["auth"], hs.rejected["schema"], hs.rejected["duplicate"]) == (1, 1, 1)
 
 
-async def test_hubspot_rate_limits(client: httpx.AsyncClient) -> None:
+async def test_hubspot_rate_limits(client: aiohttp.ClientSession) -> None:
     async with HubSpotFake(HS_TOKEN, rate_per_s=2) as fake:
         target = hs_target(fake, client)
         results = [await target.upsert(card(n)) for n in (1, 2, 3)]
@@ -406,7 +432,7 @@ async def test_hubspot_rate_limits(client: httpx.AsyncClient) -> None:
         )
 
 
-async def test_hubspot_erase(hs: HubSpotFake, client: httpx.AsyncClient) -> None:
+async def test_hubspot_erase(hs: HubSpotFake, client: aiohttp.ClientSession) -> None:
     target = hs_target(hs, client)
     await target.upsert(card())
     await target.upsert(card(lead_id="L-101"))
@@ -431,7 +457,7 @@ async def jdy() -> AsyncIterator[JiandaoyunFake]:
         yield fake
 
 
-def jdy_target(fake: JiandaoyunFake, client: httpx.AsyncClient, **over: Any) -> Target:
+def jdy_target(fake: JiandaoyunFake, client: aiohttp.ClientSession, **over: Any) -> Target:
     values: dict[str, Any] = {
         "name": "jdy", "kind": "jiandaoyun", "base_url": fake.url, "api_key_env": "JDY_KEY",
         "app_id": APP_ID, "entry_id": ENTRY_ID, "fields": FIELDS, **over,
@@ -440,7 +466,7 @@ def jdy_target(fake: JiandaoyunFake, client: httpx.AsyncClient, **over: Any) -> 
 
 
 async def test_jiandaoyun_creates_then_updates_one_entry(
-    jdy: JiandaoyunFake, client: httpx.AsyncClient
+    jdy: JiandaoyunFake, client: aiohttp.ClientSession
 ) -> None:
     target = jdy_target(jdy, client)
     created = await target.upsert(card(1))
@@ -461,7 +487,7 @@ async def test_jiandaoyun_creates_then_updates_one_entry(
     assert [r.op for r in jdy.received] == ["create", "update"]
 
 
-async def test_jiandaoyun_error_classes(jdy: JiandaoyunFake, client: httpx.AsyncClient) -> None:
+async def test_jiandaoyun_error_classes(jdy: JiandaoyunFake, client: aiohttp.ClientSession) -> None:
     target = jdy_target(jdy, client, timeout_s=0.3)
     wrong = build_target(
         JiandaoyunConfig.model_validate({
@@ -489,7 +515,7 @@ async def test_jiandaoyun_error_classes(jdy: JiandaoyunFake, client: httpx.Async
     assert jdy.rejected["auth"] == 1
 
 
-async def test_jiandaoyun_rate_window_counts_each_request(client: httpx.AsyncClient) -> None:
+async def test_jiandaoyun_rate_window_counts_each_request(client: aiohttp.ClientSession) -> None:
     async with JiandaoyunFake(
         JDY_KEY, APP_ID, ENTRY_ID, WIDGETS, lead_widget=W_LEAD, rate_per_s=1
     ) as fake:
@@ -498,7 +524,7 @@ async def test_jiandaoyun_rate_window_counts_each_request(client: httpx.AsyncCli
         assert fake.entries == {}
 
 
-async def test_jiandaoyun_erase(jdy: JiandaoyunFake, client: httpx.AsyncClient) -> None:
+async def test_jiandaoyun_erase(jdy: JiandaoyunFake, client: aiohttp.ClientSession) -> None:
     target = jdy_target(jdy, client)
     first = await target.upsert(card())
     await target.upsert(card(lead_id="L-101"))

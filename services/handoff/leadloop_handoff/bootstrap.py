@@ -7,10 +7,11 @@ import os
 import sys
 import time
 from datetime import timedelta
+from typing import Any
 
+import aiohttp
 import asyncpg
 import faust
-import httpx
 
 from leadloop import settings as settings_mod
 from leadloop.clock import SystemClock
@@ -21,7 +22,13 @@ from leadloop_handoff.adapters.lead_reader import LeadReader
 from leadloop_handoff.adapters.metrics import HandoffMetrics
 from leadloop_handoff.adapters.postgres import HandoffStore
 from leadloop_handoff.adapters.read_api import ReadApi, load_clients, register_read_api
-from leadloop_handoff.adapters.targets import CrmConfigError, CrmFile, build_target, load_crm_file
+from leadloop_handoff.adapters.targets import (
+    CrmConfigError,
+    CrmFile,
+    SessionFactory,
+    build_target,
+    load_crm_file,
+)
 from leadloop_handoff.domain.access import Clients, ClientsFileError
 from leadloop_handoff.domain.deliveries import TargetPlan
 from leadloop_handoff.domain.pacing import TokenBucket
@@ -62,6 +69,14 @@ def main() -> None:
             app, ReadApi(store=LeadReader(pool), clients=clients, clock=SystemClock())
         )
 
+        async def close_targets(sender: Any, *args: Any, **kwargs: Any) -> None:
+            # After the consumer stopped; a send still in flight is cut and retried.
+            for lane in lanes.values():
+                await lane.target.aclose()
+
+        # mypy cannot match an async def to mode's SignalHandlerT (mypy_extensions args).
+        app.on_before_shutdown.connect(close_targets)  # type: ignore[arg-type]
+
         def ready() -> tuple[bool, dict[str, object]]:
             return True, {"targets": sorted(lanes)}
 
@@ -93,18 +108,10 @@ def _lanes(cfg: HandoffSettings, crm: CrmFile) -> dict[str, Lane]:
     for target_cfg in crm.targets:
         if not target_cfg.enabled:
             continue
-        # A connection pool per target, as large as its window: httpcore checks every
-        # pooled connection on each request, so a shared pool of idle connections to
-        # other CRMs costs CPU on every send. Each connector sets its own timeouts; the
-        # connections close with the process (a send cut off is retried after the lease).
-        client = httpx.AsyncClient(
-            limits=httpx.Limits(
-                max_connections=target_cfg.max_in_flight,
-                max_keepalive_connections=target_cfg.max_in_flight,
-            )
-        )
         try:
-            target = build_target(target_cfg, os.environ, client)
+            target = build_target(
+                target_cfg, os.environ, _session_factory(target_cfg.max_in_flight)
+            )
         except CrmConfigError as exc:
             sys.stderr.write(f"leadloop: {cfg.crm_file}: {exc}\n")
             raise settings_mod.ConfigError(2) from None
@@ -130,3 +137,18 @@ def _lanes(cfg: HandoffSettings, crm: CrmFile) -> dict[str, Lane]:
             ),
         )
     return lanes
+
+
+def _session_factory(max_in_flight: int) -> SessionFactory:
+    """A target's own HTTP session, made on its first send (aiohttp binds a session to
+    the running event loop, which does not exist yet here) and closed by the target's
+    ``aclose`` at shutdown. Its connection pool is as large as the target's window, so a
+    slow CRM holds only its own connections. Each request carries the target's timeout;
+    proxies come from the environment (``HTTPS_PROXY``, ``NO_PROXY``), as httpx read them."""
+
+    def make() -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=max_in_flight), trust_env=True
+        )
+
+    return make

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
-import httpx
+import aiohttp
 import pytest
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from leadloop_handoff.adapters.targets import hubspot, jiandaoyun, salesforce, webhook
 from leadloop_handoff.adapters.targets._fields import crm_owner, split_name, truncate
 from leadloop_handoff.adapters.targets._http import (
+    Reply,
     first_error_code,
     generic_attempt,
     parse_retry_after,
+    transport_attempt,
 )
 from leadloop_handoff.adapters.targets.config import (
     HubSpotConfig,
@@ -210,10 +214,12 @@ def test_parse_retry_after(header: str | None, seconds: float | None) -> None:
     assert parse_retry_after(header, NOW) == seconds
 
 
-def reply(status: int, body: Any = None, headers: dict[str, str] | None = None) -> httpx.Response:
-    if body is None:
-        return httpx.Response(status, headers=headers)
-    return httpx.Response(status, json=body, headers=headers)
+def reply(
+    status: int, body: Any = None, headers: dict[str, str] | None = None, *, text: str = ""
+) -> Reply:
+    """A reply as ``send`` reads it: headers case-insensitive, as aiohttp gives them."""
+    content = text.encode() if body is None else json.dumps(body).encode()
+    return Reply(status, CIMultiDictProxy(CIMultiDict(headers or {})), content)
 
 
 def test_generic_reading() -> None:
@@ -223,6 +229,23 @@ def test_generic_reading() -> None:
     )
     assert generic_attempt(reply(503), NOW) == Attempt("retry", 503, "http_503")
     assert generic_attempt(reply(422), NOW) == Attempt("failed", 422, "http_422")
+
+
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [
+        (TimeoutError(), "timeout"),
+        (aiohttp.ServerTimeoutError("read timed out"), "timeout"),
+        (aiohttp.ConnectionTimeoutError("connect timed out"), "timeout"),
+        (aiohttp.ServerDisconnectedError(), "network_error"),
+        (aiohttp.ClientPayloadError("truncated"), "network_error"),
+        (aiohttp.ClientOSError(104, "reset by peer"), "network_error"),
+    ],
+)
+def test_no_reply_codes(exc: BaseException, code: str) -> None:
+    # connect_error (aiohttp.ClientConnectorError) is proven on a closed port in
+    # tests/e2e/test_crm_targets.py.
+    assert transport_attempt(exc) == Attempt("retry", None, code)
 
 
 def test_error_codes_never_carry_free_text() -> None:
@@ -255,7 +278,7 @@ def test_error_codes_never_carry_free_text() -> None:
         (reply(420), False, Attempt("retry", 420, "http_420")),
     ],
 )  # fmt: skip
-def test_salesforce_reading(response: httpx.Response, erase: bool, expected: Attempt) -> None:
+def test_salesforce_reading(response: Reply, erase: bool, expected: Attempt) -> None:
     assert salesforce.read_reply(response, erase=erase) == expected
 
 
@@ -279,7 +302,7 @@ def test_salesforce_reading(response: httpx.Response, erase: bool, expected: Att
         (reply(502), Attempt("retry", 502, "http_502")),
     ],
 )  # fmt: skip
-def test_hubspot_reading(response: httpx.Response, expected: Attempt) -> None:
+def test_hubspot_reading(response: Reply, expected: Attempt) -> None:
     assert hubspot.read_reply(response, NOW) == expected
 
 
@@ -291,8 +314,8 @@ def test_hubspot_reading(response: httpx.Response, expected: Attempt) -> None:
         (reply(400, {"code": 8303, "msg": "超出请求频率限制"}), Attempt("retry", 400, "8303")),
         (reply(400, {"code": 1, "msg": "bad"}), Attempt("failed", 400, "1")),
         (reply(429), Attempt("retry", 429, "http_429")),
-        (httpx.Response(502, text="<html>Bad Gateway</html>"), Attempt("retry", 502, "http_502")),
+        (reply(502, text="<html>Bad Gateway</html>"), Attempt("retry", 502, "http_502")),
     ],
 )  # fmt: skip
-def test_jiandaoyun_reading(response: httpx.Response, expected: Attempt) -> None:
+def test_jiandaoyun_reading(response: Reply, expected: Attempt) -> None:
     assert jiandaoyun.read_reply(response) == expected

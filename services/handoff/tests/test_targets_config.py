@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
+import aiohttp
 import pytest
 
 from leadloop_handoff.adapters.targets import (
@@ -141,7 +141,7 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
 
 async def test_build_target_reads_secrets_from_env(tmp_path: Path) -> None:
     crm = load_crm_file(write(tmp_path, EXAMPLE))
-    async with httpx.AsyncClient() as client:
+    async with aiohttp.ClientSession() as client:
         built = [build_target(cfg, ENV, client) for cfg in crm.targets]
     kinds = [WebhookTarget, SalesforceTarget, HubSpotTarget, JiandaoyunTarget]
     assert [type(t) for t in built] == kinds
@@ -160,7 +160,7 @@ async def test_missing_or_placeholder_secret_names_the_variable(
         del env["LEADLOOP_SF_CLIENT_SECRET"]
     else:
         env["LEADLOOP_SF_CLIENT_SECRET"] = value
-    async with httpx.AsyncClient() as client:
+    async with aiohttp.ClientSession() as client:
         with pytest.raises(CrmConfigError) as caught:
             build_target(crm.targets[1], env, client)
     message = str(caught.value)

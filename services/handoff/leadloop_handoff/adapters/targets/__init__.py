@@ -43,9 +43,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import httpx
+import aiohttp
 
 from leadloop.clock import Clock
+from leadloop_handoff.adapters.targets._http import SessionFactory
 from leadloop_handoff.adapters.targets.config import (
     CrmConfigError,
     CrmFile,
@@ -66,6 +67,7 @@ __all__ = [
     "MIN_SECRET_LENGTH",
     "CrmConfigError",
     "CrmFile",
+    "SessionFactory",
     "TargetConfig",
     "build_target",
     "load_crm_file",
@@ -91,11 +93,13 @@ def read_secret(env: Mapping[str, str], variable: str, target: str) -> str:
 def build_target(
     cfg: TargetConfig,
     env: Mapping[str, str],
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession | SessionFactory,
     clock: Clock | None = None,
 ) -> Target:
     """The ``Target`` for one configured entry, its secrets read from ``env`` now (so a
-    missing secret stops start-up, not the first delivery)."""
+    missing secret stops start-up, not the first delivery). ``client`` is an open
+    session (its owner closes it) or a factory the target calls on its first send and
+    whose session the target's ``aclose`` closes (``_http.HttpTarget``)."""
     if isinstance(cfg, WebhookConfig):
         secret = read_secret(env, cfg.secret_env, cfg.name)
         return WebhookTarget(cfg, secret.encode(), client, clock)

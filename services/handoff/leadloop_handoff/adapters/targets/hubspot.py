@@ -34,12 +34,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import httpx
+import aiohttp
 
 from leadloop.clock import Clock
 from leadloop_handoff.adapters.targets._fields import crm_owner, split_name
 from leadloop_handoff.adapters.targets._http import (
     HttpTarget,
+    Reply,
+    SessionFactory,
     delivered,
     first_error_code,
     json_body,
@@ -95,7 +97,7 @@ def _category(body: Any) -> str | None:
     return first_error_code(body, "category")
 
 
-def read_reply(response: httpx.Response, now: datetime, *, erase: bool = False) -> Attempt:
+def read_reply(response: Reply, now: datetime, *, erase: bool = False) -> Attempt:
     """One reply as an Attempt (pure but for the ``now`` it is given)."""
     status = response.status_code
     body = json_body(response)
@@ -132,7 +134,7 @@ class HubSpotTarget(HttpTarget[HubSpotConfig]):
         self,
         config: HubSpotConfig,
         token: str,
-        client: httpx.AsyncClient,
+        client: aiohttp.ClientSession | SessionFactory,
         clock: Clock | None = None,
     ) -> None:
         super().__init__(config, client, clock)

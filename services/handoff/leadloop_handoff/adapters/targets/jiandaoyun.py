@@ -37,11 +37,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-import httpx
+import aiohttp
 
 from leadloop_handoff.adapters.targets._fields import crm_owner
 from leadloop_handoff.adapters.targets._http import (
     HttpTarget,
+    Reply,
+    SessionFactory,
     delivered,
     first_error_code,
     json_body,
@@ -90,7 +92,7 @@ def anonymised_data(config: JiandaoyunConfig) -> dict[str, dict[str, Any]]:
     return {w: {"value": ""} for w in personal if w is not None}
 
 
-def read_reply(response: httpx.Response) -> Attempt:
+def read_reply(response: Reply) -> Attempt:
     """One reply as an Attempt (pure)."""
     status = response.status_code
     body = json_body(response)
@@ -108,7 +110,9 @@ def read_reply(response: httpx.Response) -> Attempt:
 class JiandaoyunTarget(HttpTarget[JiandaoyunConfig]):
     """A ``Target`` on one 简道云 form."""
 
-    def __init__(self, config: JiandaoyunConfig, api_key: str, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self, config: JiandaoyunConfig, api_key: str, client: aiohttp.ClientSession | SessionFactory
+    ) -> None:
         super().__init__(config, client)
         self._api_key = api_key
 
@@ -184,7 +188,7 @@ class JiandaoyunTarget(HttpTarget[JiandaoyunConfig]):
         reply = await self._request(verb, body)
         return reply if isinstance(reply, Attempt) else read_reply(reply)
 
-    async def _request(self, verb: str, body: dict[str, Any]) -> httpx.Response | Attempt:
+    async def _request(self, verb: str, body: dict[str, Any]) -> Reply | Attempt:
         return await self._send(
             "POST",
             f"{self.config.base_url}/api/v5/app/entry/data/{verb}",

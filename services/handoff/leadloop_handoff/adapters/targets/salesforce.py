@@ -34,12 +34,14 @@ import asyncio
 from typing import Any
 from urllib.parse import quote
 
-import httpx
+import aiohttp
 
 from leadloop.clock import Clock
 from leadloop_handoff.adapters.targets._fields import crm_owner, split_name, truncate
 from leadloop_handoff.adapters.targets._http import (
     HttpTarget,
+    Reply,
+    SessionFactory,
     delivered,
     first_error_code,
     json_body,
@@ -124,7 +126,7 @@ def anonymised_fields(config: SalesforceConfig) -> dict[str, Any]:
     }
 
 
-def read_reply(response: httpx.Response, *, erase: bool = False) -> Attempt:
+def read_reply(response: Reply, *, erase: bool = False) -> Attempt:
     """One reply of the REST API as an Attempt (pure; see the module's status table)."""
     status = response.status_code
     body = json_body(response)
@@ -142,7 +144,7 @@ def read_reply(response: httpx.Response, *, erase: bool = False) -> Attempt:
     return refused(status, code)
 
 
-def _token_attempt(response: httpx.Response) -> Attempt:
+def _token_attempt(response: Reply) -> Attempt:
     status = response.status_code
     if status == 429 or status >= 500:
         return Attempt("retry", status, f"oauth_http_{status}")
@@ -158,7 +160,7 @@ class SalesforceTarget(HttpTarget[SalesforceConfig]):
         config: SalesforceConfig,
         client_id: str,
         client_secret: str,
-        client: httpx.AsyncClient,
+        client: aiohttp.ClientSession | SessionFactory,
         clock: Clock | None = None,
     ) -> None:
         super().__init__(config, client, clock)
@@ -185,15 +187,16 @@ class SalesforceTarget(HttpTarget[SalesforceConfig]):
         return await self._call("PATCH", lead_id, anonymised_fields(self.config))
 
     async def aclose(self) -> None:
-        """Forget the token; the HTTP client belongs to the composition root."""
+        """Forget the token and close the session this target made."""
         self._token = None
+        await super().aclose()
 
     async def _call(self, method: str, lead_id: str, fields: dict[str, Any] | None) -> Attempt:
         token = await self._current_token(stale=None)
         if isinstance(token, Attempt):
             return token
         reply = await self._record(method, lead_id, fields, token)
-        if isinstance(reply, httpx.Response) and reply.status_code == 401:
+        if isinstance(reply, Reply) and reply.status_code == 401:
             token = await self._current_token(stale=token)
             if isinstance(token, Attempt):
                 return token
@@ -204,7 +207,7 @@ class SalesforceTarget(HttpTarget[SalesforceConfig]):
 
     async def _record(
         self, method: str, lead_id: str, fields: dict[str, Any] | None, token: str
-    ) -> httpx.Response | Attempt:
+    ) -> Reply | Attempt:
         return await self._send(
             method,
             self.record_url(lead_id),
@@ -221,7 +224,7 @@ class SalesforceTarget(HttpTarget[SalesforceConfig]):
             reply = await self._send(
                 "POST",
                 f"{self.config.login_url}/services/oauth2/token",
-                data={
+                form={
                     "grant_type": "client_credentials",
                     "client_id": self._client_id,
                     "client_secret": self._client_secret,

@@ -23,10 +23,10 @@ import hmac
 import json
 from typing import Any
 
-import httpx
+import aiohttp
 
 from leadloop.clock import Clock
-from leadloop_handoff.adapters.targets._http import HttpTarget, generic_attempt
+from leadloop_handoff.adapters.targets._http import HttpTarget, SessionFactory, generic_attempt
 from leadloop_handoff.adapters.targets.config import WebhookConfig
 from leadloop_handoff.domain.cards import Attempt, LeadCard
 
@@ -60,7 +60,7 @@ class WebhookTarget(HttpTarget[WebhookConfig]):
         self,
         config: WebhookConfig,
         secret: bytes,
-        client: httpx.AsyncClient,
+        client: aiohttp.ClientSession | SessionFactory,
         clock: Clock | None = None,
     ) -> None:
         super().__init__(config, client, clock)
