@@ -78,7 +78,7 @@ def test_example_loads_with_defaults(tmp_path: Path) -> None:
     assert [t.kind for t in crm.targets] == ["webhook", "salesforce", "hubspot", "jiandaoyun"]
     hook = crm.targets[0]
     assert (hook.enabled, hook.max_in_flight, hook.rate_per_s) == (True, 4, 10)
-    assert (hook.max_attempts, hook.timeout_s, hook.on_erase) == (10, 10, "delete")
+    assert (hook.max_attempts, hook.timeout_s, hook.on_erase) == (20, 10, "delete")
     sf = crm.targets[1]
     assert isinstance(sf, SalesforceConfig)
     assert sf.api_version == "v62.0"
