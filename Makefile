@@ -39,9 +39,14 @@ stack-down: ## stop Kafka and PostgreSQL
 	@deploy/kafka/kafka.sh stop
 	@deploy/postgres/pg.sh stop
 
-up: stack-up ## start the stack, the services, Prometheus, Alertmanager and a local chat sink
+# The hand-off and the notifier deliver to the local stand-ins (deploy/observe.sh writes
+# config/demo/'s files with their ports to $(STATE)/observe/); set LEADLOOP_CRM_FILE or
+# LEADLOOP_NOTIFY_FILE to use your own (config/crm.yaml, config/notify.yaml send nothing).
+up: stack-up ## start the stack, the services, Prometheus, Alertmanager and local CRM/chat stand-ins
 	@deploy/observe.sh start
 	@LEADLOOP_ALERTMANAGER_URL=$${LEADLOOP_ALERTMANAGER_URL:-http://127.0.0.1:$${LEADLOOP_AM_PORT:-19094}} \
+	  LEADLOOP_CRM_FILE=$${LEADLOOP_CRM_FILE:-$(STATE)/observe/crm.yaml} \
+	  LEADLOOP_NOTIFY_FILE=$${LEADLOOP_NOTIFY_FILE:-$(STATE)/observe/notify.yaml} \
 	  deploy/services.sh start
 	@deploy/services.sh wait
 
@@ -56,9 +61,10 @@ status: ## show what is running
 logs: ## follow the services' logs
 	@tail -F $(STATE)/logs/*.log
 
-# The demo's teams work round the clock (config/demo/calendars.yaml), so escalations show
-# at any hour; `make up` keeps the real calendars.
-demo: ## everything: setup, stack, services, simulated traffic, live funnel view (Ctrl-C stops all)
+# The demo's teams work round the clock (config/demo/calendars.yaml, for assignment,
+# sla-monitor and the notifier), so escalations and notifications show at any hour;
+# `make up` keeps the real calendars. DEMO_SECONDS=90 runs it headless (deploy/demo.sh).
+demo: ## everything: setup, stack, services, local CRM/WeCom, traffic, live view (Ctrl-C stops all)
 	@export DEMO_T0=$$(date +%s) \
 	  LEADLOOP_CALENDARS_FILE=$${LEADLOOP_CALENDARS_FILE:-config/demo/calendars.yaml} \
 	  && $(MAKE) --no-print-directory up && deploy/demo.sh
@@ -80,6 +86,7 @@ bench: stack-up ## benchmarks on the real stack (BENCH_ARGS='--leads 20000 --run
 	@. $(STATE)/env && $(PY) -m bench.assignment_latency $(BENCH_ASSIGNMENT_ARGS)
 	@. $(STATE)/env && $(PY) -m bench.sla_clocks $(BENCH_SLA_ARGS)
 	@. $(STATE)/env && $(PY) -m bench.handoff_delivery $(BENCH_HANDOFF_ARGS)
+	@. $(STATE)/env && $(PY) -m bench.notifier_delivery $(BENCH_NOTIFIER_ARGS)
 
 soak: stack-up ## the fault tests at a larger scale (LEADLOOP_FAULT_SCALE, default 500000 leads)
 	@. $(STATE)/env && LEADLOOP_FAULT_SCALE=$${LEADLOOP_FAULT_SCALE:-500000} \

@@ -2,15 +2,19 @@
 
 The view reads the metrics service's Prometheus text exposition, the same numbers the
 wallboards show, so what an operator sees in the terminal during ``make demo`` can be
-compared with Grafana one to one. It never talks to Kafka or PostgreSQL.
+compared with Grafana one to one. Next to the funnel it shows what reached the outside
+world: hand-offs per CRM target (the hand-off's ``/metrics``) and notices per channel
+(the notifier's ``/metrics``). It never talks to Kafka or PostgreSQL.
 
-Split for testing: ``summarize`` (text → ``FunnelSnapshot``) and ``rates`` are pure;
-``render_*`` build rich renderables; only ``run_watch`` does I/O and reads the clock.
+Split for testing: ``summarize`` (text → ``FunnelSnapshot``), ``summarize_deliveries``
+(texts → ``DeliverySnapshot``), ``edge_urls`` and ``rates`` are pure; ``render_*``
+build rich renderables; only ``run_watch`` does I/O and reads the clock.
 """
 
 from __future__ import annotations
 
 import http.client
+import os
 import time
 import urllib.error
 import urllib.parse
@@ -29,15 +33,19 @@ from rich.table import Table
 from rich.text import Text
 
 __all__ = [
+    "DeliverySnapshot",
+    "EdgeUrls",
     "FetchError",
     "FunnelSnapshot",
     "SourceCounts",
+    "edge_urls",
     "fetch_exposition",
     "rates",
     "render_summary",
     "render_view",
     "run_watch",
     "summarize",
+    "summarize_deliveries",
 ]
 
 # The counters the view reads (DESIGN.md, "Prometheus metrics"). prometheus_client
@@ -49,6 +57,12 @@ REJECTED: Final = "leadloop_leads_rejected_total"
 DUPLICATE: Final = "leadloop_leads_duplicate_total"
 ASSIGNED: Final = "leadloop_leads_assigned_total"
 BREACHES: Final = "leadloop_sla_breaches_total"
+# The edges, each served by its own service (docs/crm-targets.md, docs/notifier.md).
+HANDOFFS: Final = "leadloop_handoff_deliveries_total"  # target, outcome, status_class
+NOTICES: Final = "leadloop_notifier_sent_total"  # channel, kind, outcome
+#: Outcome columns in the order shown; other outcomes are shown after these.
+HANDOFF_OUTCOMES: Final = ("delivered", "retried", "failed", "cancelled")
+NOTICE_OUTCOMES: Final = ("delivered", "retry", "failed")
 
 # An unlabelled value (a label missing from a sample) is shown, not dropped, so the
 # view's totals always equal the sums of its breakdowns.
@@ -162,6 +176,85 @@ def _kind_level_order(item: tuple[tuple[str, str], float]) -> tuple[str, int, st
     return (kind, int(level) if level.isdigit() else 1 << 30, level)
 
 
+@dataclass(frozen=True, slots=True)
+class DeliverySnapshot:
+    """What reached the outside world at one scrape: hand-off attempts per CRM target and
+    notices per channel, by outcome."""
+
+    #: (target, outcome) -> attempts, summed over status_class
+    handoffs: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    #: (channel, kind, outcome) -> notices (one per outbox row handed to the channel)
+    notices: Mapping[tuple[str, str, str], float] = field(default_factory=dict)
+
+    @property
+    def handed_off(self) -> float:
+        """Hand-offs the CRM targets confirmed."""
+        return sum(v for (_, outcome), v in self.handoffs.items() if outcome == "delivered")
+
+    @property
+    def notified(self) -> float:
+        """Notices the channels accepted."""
+        return sum(v for (_, _, outcome), v in self.notices.items() if outcome == "delivered")
+
+
+def summarize_deliveries(*texts: str) -> DeliverySnapshot:
+    """Fold the hand-off's and the notifier's expositions (any number, any order) into
+    the delivery view; other metrics are ignored. Raises ``ValueError`` when a text is
+    not a valid exposition."""
+    handoffs: dict[tuple[str, str], float] = defaultdict(float)
+    notices: dict[tuple[str, str, str], float] = defaultdict(float)
+    for text in texts:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels, value = sample.labels, float(sample.value)
+                if sample.name == HANDOFFS:
+                    key = (labels.get("target", _UNSET), labels.get("outcome", _UNSET))
+                    handoffs[key] += value
+                elif sample.name == NOTICES:
+                    notices[
+                        (
+                            labels.get("channel", _UNSET),
+                            labels.get("kind", _UNSET),
+                            labels.get("outcome", _UNSET),
+                        )
+                    ] += value
+    return DeliverySnapshot(
+        handoffs=dict(sorted(handoffs.items())), notices=dict(sorted(notices.items()))
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeUrls:
+    """Where the hand-off's and the notifier's ``/metrics`` are."""
+
+    handoff: str
+    notifier: str
+
+
+#: Environment variables that override where the edges' metrics are read.
+HANDOFF_URL_ENV: Final = "LEADLOOP_HANDOFF_METRICS_URL"
+NOTIFIER_URL_ENV: Final = "LEADLOOP_NOTIFIER_METRICS_URL"
+
+
+def edge_urls(metrics_url: str, environ: Mapping[str, str]) -> EdgeUrls:
+    """The edges' metrics URLs: ``LEADLOOP_HANDOFF_METRICS_URL`` and
+    ``LEADLOOP_NOTIFIER_METRICS_URL`` when set, else the metrics service's URL with the
+    port one and two higher (the services' ports are LEADLOOP_PORT_BASE + 4, + 5, + 6:
+    18084, 18085, 18086 by default)."""
+    parts = urllib.parse.urlsplit(metrics_url)
+
+    def shifted(by: int) -> str:
+        if parts.port is None or parts.hostname is None:
+            return ""
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        return urllib.parse.urlunsplit(parts._replace(netloc=f"{host}:{parts.port + by}"))
+
+    return EdgeUrls(
+        handoff=environ.get(HANDOFF_URL_ENV) or shifted(1),
+        notifier=environ.get(NOTIFIER_URL_ENV) or shifted(2),
+    )
+
+
 def _per_second(current: float, previous: float, seconds: float) -> float:
     # A counter that went down was reset (a metrics worker restarted); like PromQL's
     # rate(), count from zero instead of showing a negative rate.
@@ -258,6 +351,67 @@ def _breakdowns(snap: FunnelSnapshot) -> Table:
     return grid
 
 
+def _pivot(
+    counts: Iterable[tuple[tuple[str, ...], float]], known: tuple[str, ...]
+) -> tuple[list[str], dict[tuple[str, ...], dict[str, float]]]:
+    """Rows keyed by all labels but the last (the outcome), one column per outcome: the
+    known ones always, in order, then any other that occurs."""
+    outcomes = list(known)
+    rows: dict[tuple[str, ...], dict[str, float]] = defaultdict(dict)
+    for key, value in counts:
+        *head, outcome = key
+        if outcome not in outcomes:
+            outcomes.append(outcome)
+        rows[tuple(head)][outcome] = rows[tuple(head)].get(outcome, 0.0) + value
+    return outcomes, rows
+
+
+def _delivery_table(
+    title: str,
+    headers: tuple[str, ...],
+    counts: Iterable[tuple[tuple[str, ...], float]],
+    known: tuple[str, ...],
+    note: str | None,
+) -> Table:
+    outcomes, rows = _pivot(counts, known)
+    table = Table(title=title, title_justify="left", caption=note, caption_justify="left")
+    for header in headers:
+        table.add_column(header)
+    for outcome in outcomes:
+        table.add_column(outcome, justify="right")
+    for key, by_outcome in rows.items():
+        cells = [_n(by_outcome.get(o, 0.0)) for o in outcomes]
+        # A refusal the edge will not retry is worth seeing at once.
+        if by_outcome.get("failed"):
+            cells[outcomes.index("failed")] = f"[bold red]{cells[outcomes.index('failed')]}[/]"
+        table.add_row(*key, *cells)
+    if not rows:
+        table.add_row("none yet", *([""] * (len(headers) - 1 + len(outcomes))))
+    return table
+
+
+def _deliveries(deliveries: DeliverySnapshot, errors: Mapping[str, str] | None) -> Table:
+    errors = errors or {}
+    grid = Table.grid(padding=(0, 2))
+    grid.add_row(
+        _delivery_table(
+            "hand-offs per CRM target",
+            ("target",),
+            deliveries.handoffs.items(),
+            HANDOFF_OUTCOMES,
+            f"[yellow]hand-off metrics: {errors['handoff']}[/]" if "handoff" in errors else None,
+        ),
+        _delivery_table(
+            "notifications per channel",
+            ("channel", "kind"),
+            deliveries.notices.items(),
+            NOTICE_OUTCOMES,
+            f"[yellow]notifier metrics: {errors['notifier']}[/]" if "notifier" in errors else None,
+        ),
+    )
+    return grid
+
+
 def render_view(
     url: str,
     snapshot: FunnelSnapshot | None,
@@ -265,11 +419,16 @@ def render_view(
     *,
     updated: datetime | None,
     error: str | None,
+    deliveries: DeliverySnapshot | None = None,
+    edge_errors: Mapping[str, str] | None = None,
 ) -> RenderableType:
-    """One frame: the status line, then the last snapshot if there is one.
+    """One frame: the status line, then the last snapshot if there is one, and what
+    reached the CRM targets and the chat channels (``deliveries``).
 
     While the metrics service is unreachable the last values stay on screen under a
-    warning, so a restart of the service does not blank the view.
+    warning, so a restart of the service does not blank the view; an unreachable
+    hand-off or notifier (``edge_errors``: ``handoff`` / ``notifier`` → reason) is noted
+    under its table, which keeps its last values.
     """
     if error is not None:
         status = Text.assemble(
@@ -282,19 +441,27 @@ def render_view(
         return Panel(status, title="leadloop watch", subtitle="Ctrl-C to quit")
     top = Table.grid(padding=(0, 2))
     top.add_row(_funnel_table(snapshot, per_second), _sources_table(snapshot, per_second))
+    parts: list[RenderableType] = [status, top]
+    if deliveries is not None:
+        parts.append(_deliveries(deliveries, edge_errors))
+    parts.append(_breakdowns(snapshot))
     return Panel(
-        Group(status, top, _breakdowns(snapshot)),
+        Group(*parts),
         title="leadloop watch",
         subtitle="Ctrl-C to quit",
         border_style="yellow" if error else "blue",
     )
 
 
-def render_summary(snapshot: FunnelSnapshot) -> RenderableType:
+def render_summary(
+    snapshot: FunnelSnapshot, deliveries: DeliverySnapshot | None = None
+) -> RenderableType:
     """The final tables printed after Ctrl-C: the last values, without rates."""
     top = Table.grid(padding=(0, 2))
     top.add_row(_funnel_table(snapshot, None), _sources_table(snapshot, None))
-    return Group(top, _breakdowns(snapshot))
+    if deliveries is None:
+        return Group(top, _breakdowns(snapshot))
+    return Group(top, _deliveries(deliveries, None), _breakdowns(snapshot))
 
 
 # --- I/O ----------------------------------------------------------------------------
@@ -331,18 +498,47 @@ def _require_http(url: str) -> None:
 Fetch = Callable[[str, float], str]
 
 
+def _read_edges(
+    urls: EdgeUrls, fetch: Fetch, timeout: float, last: dict[str, str]
+) -> dict[str, str]:
+    """Fetch each edge's exposition into ``last`` (kept on failure); the failures."""
+    errors: dict[str, str] = {}
+    for name, url in (("handoff", urls.handoff), ("notifier", urls.notifier)):
+        if not url:
+            continue
+        try:
+            text = fetch(url, timeout)
+            summarize_deliveries(text)  # refuse a garbled page before keeping it
+        except FetchError as exc:
+            errors[name] = f"waiting at {url} ({exc})"
+        except ValueError as exc:
+            errors[name] = f"unreadable exposition at {url}: {exc}"
+        else:
+            last[name] = text
+    return errors
+
+
 def run_watch(
     metrics_url: str,
     interval: float,
     *,
     console: Console | None = None,
     fetch: Fetch = fetch_exposition,
+    edges: EdgeUrls | None = None,
 ) -> None:
     """Refresh the view every ``interval`` seconds until Ctrl-C, then print the last
-    values. A down or garbled endpoint shows "waiting for metrics service" and is retried."""
+    values. A down or garbled endpoint shows "waiting for metrics service" and is retried.
+
+    ``edges``: where the hand-off's and the notifier's metrics are; default
+    :func:`edge_urls` of ``metrics_url`` and the environment. An empty URL is not read."""
     if interval <= 0:
         raise ValueError("interval must be positive")
     _require_http(metrics_url)  # fail fast: a wrong URL is not an outage to wait out
+    urls = edges if edges is not None else edge_urls(metrics_url, os.environ)
+    for url in (urls.handoff, urls.notifier):
+        if url:
+            _require_http(url)
+    edge_texts: dict[str, str] = {}
     console = console or Console()
     # The request must finish before the next frame is due, but a slow scrape on a
     # busy laptop should not read as an outage at sub-second intervals.
@@ -368,8 +564,18 @@ def run_watch(
                     if last is not None and last_at is not None:
                         per_second = rates(last, snap, started - last_at)
                     last, last_at, updated = snap, started, datetime.now().astimezone()
+                edge_errors = _read_edges(urls, fetch, timeout, edge_texts)
+                deliveries = summarize_deliveries(*edge_texts.values())
                 live.update(
-                    render_view(metrics_url, last, per_second, updated=updated, error=error),
+                    render_view(
+                        metrics_url,
+                        last,
+                        per_second,
+                        updated=updated,
+                        error=error,
+                        deliveries=deliveries,
+                        edge_errors=edge_errors,
+                    ),
                     refresh=True,
                 )
                 time.sleep(max(0.0, interval - (time.monotonic() - started)))
@@ -378,4 +584,4 @@ def run_watch(
     if last is None:
         console.print(f"no metrics were read from {metrics_url}")
     else:
-        console.print(render_summary(last))
+        console.print(render_summary(last, summarize_deliveries(*edge_texts.values())))

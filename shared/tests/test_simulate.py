@@ -15,6 +15,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -30,6 +31,8 @@ from leadloop.events import (
     LeadAssigned,
     Priority,
     RawLead,
+    RepStatus,
+    RepUpdated,
     Stage,
     StageChanged,
     Strategy,
@@ -40,17 +43,21 @@ from leadloop.simulate import (
     CHANNELS,
     MAX_ATTRIBUTES,
     MAX_RECORD_BYTES,
+    ROSTER_ENV,
     Defect,
     PlannedEvent,
     RecordKind,
     Responsiveness,
+    RosterError,
     SimulatedRecord,
     SimulationConfig,
     SimulationSummary,
     generate_leads,
     generate_records,
+    load_rules,
     plan_followup,
     rep_responsiveness,
+    roster_from_rules,
     run,
 )
 from leadloop.topics import qualified
@@ -434,6 +441,84 @@ def test_summary_prints_counts_and_no_personal_data() -> None:
     assert "@" not in str(summary)
 
 
+# --------------------------------------------------------------------------- roster
+
+RULES_FILE = Path(__file__).resolve().parents[2] / "config" / "rules.yaml"
+ROSTER_AT = datetime(2026, 12, 7, 1, 0, tzinfo=UTC)
+
+
+def test_roster_lists_every_rep_and_manager_of_the_shipped_rules_with_addresses() -> None:
+    rules = load_rules(RULES_FILE)
+    roster = {e.rep_id: e for e in roster_from_rules(rules, at=ROSTER_AT)}
+
+    for team in rules["teams"]:
+        for rep in team["reps"]:
+            entry = roster[rep["rep_id"]]
+            # What assignment reads from the roster equals the file: decisions unchanged.
+            assert entry.team_id == team["team_id"]
+            assert entry.manager_id == team["manager_id"]
+            assert entry.status.value == rep.get("status", "active")
+            assert entry.capacity == rep.get("capacity", 100)
+            assert entry.weight == rep.get("weight", 1)
+            assert entry.timezone == team.get("timezone", "UTC")
+        manager = roster[team["manager_id"]]
+        # Reachable by the notifier, never given a lead by assignment.
+        assert (manager.team_id, manager.status) == (team["team_id"], RepStatus.AWAY)
+        assert (manager.capacity, manager.weight) == (0, 0)
+    assert len(roster) == sum(len(t["reps"]) + 1 for t in rules["teams"])
+    for person, entry in roster.items():
+        assert entry.contacts == {"wecom_app": person, "email": f"{person}@demo.invalid"}
+        assert entry.updated_at == ROSTER_AT
+        # The contract's shape, as a consumer reads it.
+        assert RepUpdated.model_validate_json(entry.model_dump_json()) == entry
+
+
+def test_roster_is_deterministic_per_time_and_takes_the_file_defaults() -> None:
+    rules = {
+        "teams": [
+            {"team_id": "north", "manager_id": "rep-a", "reps": [{"rep_id": "rep-a"}]},
+            {"team_id": "south", "reps": [{"rep_id": "rep-b", "status": "left"}]},
+        ]
+    }
+    roster = roster_from_rules(rules, at=ROSTER_AT, contacts={"email": "{rep_id}@x.invalid"})
+    # A manager who is also a rep is listed once, as the rep.
+    assert [(e.rep_id, e.status, e.capacity, e.weight, e.timezone) for e in roster] == [
+        ("rep-a", RepStatus.ACTIVE, 100, 1, "UTC"),
+        ("rep-b", RepStatus.LEFT, 100, 1, "UTC"),
+    ]
+    assert roster[1].contacts == {"email": "rep-b@x.invalid"}
+    assert roster_from_rules(rules, at=ROSTER_AT) == roster_from_rules(rules, at=ROSTER_AT)
+    later = roster_from_rules(rules, at=ROSTER_AT + timedelta(seconds=1))
+    assert {e.event_id for e in later}.isdisjoint(e.event_id for e in roster)
+
+
+def test_roster_refuses_a_rules_file_it_cannot_read(tmp_path: Path) -> None:
+    with pytest.raises(RosterError, match=r"teams\.0\.reps\.1\.rep_id"):
+        roster_from_rules(
+            {"teams": [{"team_id": "t", "reps": [{"rep_id": "a"}, {}]}]}, at=ROSTER_AT
+        )
+    with pytest.raises(RosterError, match="cannot read"):
+        load_rules(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n")
+    with pytest.raises(RosterError, match="not a mapping"):
+        load_rules(tmp_path / "list.yaml")
+
+
+def test_roster_is_off_unless_the_environment_names_a_rules_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(ROSTER_ENV, raising=False)
+    assert SimulationConfig().roster_file is None
+    monkeypatch.setenv(ROSTER_ENV, "config/rules.yaml")
+    assert SimulationConfig().roster_file == Path("config/rules.yaml")
+    assert SimulationConfig(roster_file=None).roster_file is None
+
+
+def test_summary_counts_the_roster_when_one_was_published() -> None:
+    assert "roster" not in str(SimulationSummary())
+    assert "roster entries published (crm.reps): 12" in str(SimulationSummary(roster_published=12))
+
+
 # --------------------------------------------------------------------------- integration
 
 
@@ -572,3 +657,18 @@ async def test_cancelling_a_run_stops_it_and_still_returns_a_summary(
     assert 0 < summary.sent < 1000
     received = await read_topic(kafka, "leads.raw", expected=summary.sent, timeout_s=10)
     assert len(received) == summary.sent
+
+
+@pytest.mark.integration
+async def test_run_publishes_the_roster_first(kafka: KafkaSettings) -> None:
+    cfg = SimulationConfig(leads=5, rate=0, seed=13, reps=False, roster_file=RULES_FILE)
+    summary = await run(kafka, cfg)
+
+    expected = {e.rep_id: e for e in roster_from_rules(load_rules(RULES_FILE), at=ROSTER_AT)}
+    assert summary.roster_published == len(expected)
+    received = await read_topic(kafka, "crm.reps", expected=len(expected))
+    entries = {m.key: RepUpdated.model_validate_json(m.value) for m in received}
+    assert set(entries) == {rep_id.encode() for rep_id in expected}
+    for key, entry in entries.items():
+        assert entry.contacts == expected[key.decode()].contacts
+        assert entry.status == expected[key.decode()].status

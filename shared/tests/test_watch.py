@@ -12,14 +12,19 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from rich.console import Console
 
 from leadloop.watch import (
+    DeliverySnapshot,
+    EdgeUrls,
     FetchError,
     FunnelSnapshot,
     SourceCounts,
+    edge_urls,
     fetch_exposition,
     rates,
+    render_summary,
     render_view,
     run_watch,
     summarize,
+    summarize_deliveries,
 )
 
 # What the metrics service serves: HELP/TYPE lines, _created samples, and metrics the
@@ -190,11 +195,19 @@ def test_view_keeps_the_last_values_while_waiting() -> None:
     assert "team-eu-events" in text
 
 
-def _fetches(*results: str | BaseException) -> Callable[[str, float], str]:
-    """A stand-in for fetch_exposition that plays ``results`` in order."""
+def _fetches(
+    *results: str | BaseException, edges: dict[str, str] | None = None
+) -> Callable[[str, float], str]:
+    """A stand-in for fetch_exposition that plays ``results`` in order for the metrics
+    service (any URL ending in /metrics that ``edges`` does not name) and answers the
+    URLs in ``edges`` with their text (others: refused)."""
     pending = iter(results)
 
     def fetch(url: str, timeout: float) -> str:
+        if edges is not None and url in edges:
+            return edges[url]
+        if ":2/" in url or ":3/" in url:  # the edges next to port 1: not running
+            raise FetchError("connection refused")
         result = next(pending)
         if isinstance(result, BaseException):
             raise result
@@ -277,3 +290,119 @@ def test_fetch_reports_http_errors_and_refused_connections(metrics_server: str) 
     # Port 1 (tcpmux) is privileged and unused on a development machine.
     with pytest.raises(FetchError):
         fetch_exposition("http://127.0.0.1:1/metrics", 2.0)
+
+
+# --- the edges: hand-offs per target, notices per channel ---------------------------
+
+
+def _handoff_exposition() -> str:
+    # As services/handoff's HandoffMetrics declares it.
+    registry = CollectorRegistry()
+    attempts = Counter(
+        "leadloop_handoff_deliveries", "a", ["target", "outcome", "status_class"], registry=registry
+    )
+    attempts.labels("local-crm", "delivered", "2xx").inc(40)
+    attempts.labels("local-crm", "retried", "5xx").inc(3)
+    attempts.labels("local-crm", "retried", "none").inc(2)
+    attempts.labels("salesforce", "failed", "4xx").inc(1)
+    Histogram("leadloop_handoff_latency_seconds", "l", ["target"], registry=registry).labels(
+        "local-crm"
+    ).observe(0.2)
+    return generate_latest(registry).decode()
+
+
+def _notifier_exposition() -> str:
+    # As services/notifier's PrometheusMetrics declares it.
+    registry = CollectorRegistry()
+    sent = Counter(
+        "leadloop_notifier_sent_total", "s", ["channel", "kind", "outcome"], registry=registry
+    )
+    sent.labels("wecom_app", "new_lead", "delivered").inc(25)
+    sent.labels("wecom_app", "remind_owner", "delivered").inc(7)
+    sent.labels("wecom_app", "notify_manager", "retry").inc(2)
+    sent.labels("wecom_robot", "pooled_lead", "delivered").inc(4)
+    return generate_latest(registry).decode()
+
+
+def test_summarize_deliveries_folds_both_edges() -> None:
+    snap = summarize_deliveries(_handoff_exposition(), _notifier_exposition(), SAMPLE)
+
+    assert snap.handoffs == {  # summed over status_class
+        ("local-crm", "delivered"): 40,
+        ("local-crm", "retried"): 5,
+        ("salesforce", "failed"): 1,
+    }
+    assert snap.notices == {
+        ("wecom_app", "new_lead", "delivered"): 25,
+        ("wecom_app", "notify_manager", "retry"): 2,
+        ("wecom_app", "remind_owner", "delivered"): 7,
+        ("wecom_robot", "pooled_lead", "delivered"): 4,
+    }
+    assert snap.handed_off == 40
+    assert snap.notified == 36
+    assert summarize_deliveries() == DeliverySnapshot()
+    with pytest.raises(ValueError, match="metric name"):
+        summarize_deliveries("<html><body>502 Bad Gateway</body></html>")
+
+
+def test_edge_urls_follow_the_metrics_port_unless_set() -> None:
+    assert edge_urls("http://127.0.0.1:28084/metrics", {}) == EdgeUrls(
+        "http://127.0.0.1:28085/metrics", "http://127.0.0.1:28086/metrics"
+    )
+    env = {"LEADLOOP_NOTIFIER_METRICS_URL": "http://notifier.internal/metrics"}
+    assert edge_urls("http://127.0.0.1:18084/metrics", env) == EdgeUrls(
+        "http://127.0.0.1:18085/metrics", "http://notifier.internal/metrics"
+    )
+    # No port to count from: not read unless named.
+    assert edge_urls("http://metrics.internal/metrics", {}) == EdgeUrls("", "")
+
+
+def test_view_shows_hand_offs_per_target_and_notices_per_channel() -> None:
+    deliveries = summarize_deliveries(_handoff_exposition(), _notifier_exposition())
+    text = _render(
+        render_view(
+            "u",
+            summarize(SAMPLE),
+            None,
+            updated=None,
+            error=None,
+            deliveries=deliveries,
+            edge_errors={"notifier": "waiting at http://127.0.0.1:28086/metrics (refused)"},
+        )
+    )
+    assert "hand-offs per CRM target" in text
+    assert "notifications per channel" in text
+    lines = text.splitlines()
+    cells = [c.strip() for c in next(line for line in lines if "local-crm" in line).split("│")]
+    at = cells.index("local-crm")
+    assert cells[at + 1 : at + 5] == ["40", "5", "0", "0"]  # delivered retried failed cancelled
+    assert any("wecom_app" in line and "remind_owner" in line for line in lines)
+    assert any("pooled_lead" in line for line in lines)
+    assert "notifier metrics: waiting at http://127.0.0.1:28086/metrics" in text
+
+
+def test_summary_without_deliveries_says_none_yet() -> None:
+    text = _render(render_summary(summarize(SAMPLE), DeliverySnapshot()))
+    assert "hand-offs per CRM target" in text
+    assert text.count("none yet") >= 2
+
+
+def test_run_watch_reads_the_edges_and_prints_them_in_the_summary() -> None:
+    edges = EdgeUrls("http://127.0.0.1:5/metrics", "http://127.0.0.1:6/metrics")
+    script = _fetches(
+        SAMPLE,
+        KeyboardInterrupt(),
+        edges={edges.handoff: _handoff_exposition(), edges.notifier: _notifier_exposition()},
+    )
+    out = io.StringIO()
+    run_watch(
+        "http://127.0.0.1:4/metrics",
+        0.001,
+        console=Console(file=out, width=200, color_system=None),
+        fetch=script,
+        edges=edges,
+    )
+    summary = out.getvalue()
+    assert "local-crm" in summary
+    assert "remind_owner" in summary
+    assert "202" in summary

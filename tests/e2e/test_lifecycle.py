@@ -1,14 +1,17 @@
 """`make up` is idempotent and `make down` leaves no process behind.
 
 Runs a second, private stack (its own state folder, Kafka, PostgreSQL and ports) so the
-stack the rest of the suite uses is not disturbed.
+stack the rest of the suite uses is not disturbed. The local stand-ins (chat sink, CRM
+receiver, WeCom) are part of it: started once, answering ``GET /received``, stopped.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -37,7 +40,8 @@ def _pids(state: Path) -> dict[str, int]:
     pids["kafka"] = int((state / "kafka" / "kafka.pid").read_text())
     pids["prometheus"] = int((state / "prometheus" / "prometheus.pid").read_text())
     pids["alertmanager"] = int((state / "alertmanager" / "alertmanager.pid").read_text())
-    pids["chat-sink"] = int((state / "observe" / "chat-sink.pid").read_text())
+    for standin in ("chat-sink", "crm-sink", "wecom-sink"):
+        pids[standin] = int((state / "observe" / f"{standin}.pid").read_text())
     postmaster = state / "postgres" / "data" / "postmaster.pid"
     pids["postgres"] = int(postmaster.read_text().splitlines()[0])
     return pids
@@ -72,7 +76,10 @@ def test_make_up_twice_runs_one_of_each_and_make_down_leaves_nothing(tmp_path: P
     env = {
         k: v for k, v in os.environ.items() if not k.startswith("LEADLOOP_") and k != "DATABASE_URL"
     }
-    kafka_port, controller_port, pg_port, prom_port, am_port, sink_port = free_ports(6)
+    ports = free_ports(8)
+    kafka_port, controller_port, pg_port, prom_port, am_port, sink_port, crm_port, wecom_port = (
+        ports
+    )
     env.update(
         LEADLOOP_STATE_DIR=str(state),
         LEADLOOP_KAFKA_PORT=str(kafka_port),
@@ -82,6 +89,8 @@ def test_make_up_twice_runs_one_of_each_and_make_down_leaves_nothing(tmp_path: P
         LEADLOOP_PROM_PORT=str(prom_port),
         LEADLOOP_AM_PORT=str(am_port),
         LEADLOOP_CHAT_SINK_PORT=str(sink_port),
+        LEADLOOP_CRM_SINK_PORT=str(crm_port),
+        LEADLOOP_WECOM_SINK_PORT=str(wecom_port),
     )
     shared_jars = ROOT / ".state" / "kafka" / "libs"
     if (shared_jars / ".stamp").exists():
@@ -102,11 +111,25 @@ def test_make_up_twice_runs_one_of_each_and_make_down_leaves_nothing(tmp_path: P
             "prometheus",
             "alertmanager",
             "chat-sink",
+            "crm-sink",
+            "wecom-sink",
         }
         assert all(_alive(pid) for pid in first.values()), first
+        for port in (sink_port, crm_port, wecom_port):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/received", timeout=5) as r:
+                assert json.loads(r.read()) == []
+        # The hand-off and the notifier were started on the stand-ins' configuration.
+        for service, variable, name in (
+            ("handoff", "LEADLOOP_CRM_FILE", "crm.yaml"),
+            ("notifier", "LEADLOOP_NOTIFY_FILE", "notify.yaml"),
+        ):
+            environ = Path(f"/proc/{first[service]}/environ").read_bytes().split(b"\0")
+            assert f"{variable}={state / 'observe' / name}".encode() in environ
+        assert f"127.0.0.1:{crm_port}/hook" in (state / "observe" / "crm.yaml").read_text()
+        assert f"127.0.0.1:{wecom_port}" in (state / "observe" / "notify.yaml").read_text()
 
         again = _make("up", env)
-        assert again.count("already running") >= 7, again
+        assert again.count("already running") >= 9, again
         assert _pids(state) == first, "a second make up must not start duplicates"
         assert len(_processes_mentioning(str(state / "kafka" / "server.properties"))) == 1
     finally:

@@ -10,6 +10,8 @@ byte, and the same rep plans. Each module describes its part of the model:
 - :mod:`leadloop.simulate.defects`: the malformed records, one kind per :class:`Defect`;
 - :mod:`leadloop.simulate.reps`: the rep model, each rep's temperament and the CRM
   events the owner of an assignment plans;
+- :mod:`leadloop.simulate.roster`: the ``crm.reps`` roster of the rules file, with an
+  address per demo channel, that the run publishes first when asked to;
 - :mod:`leadloop.simulate.runner`: :func:`run`, which sends the traffic to Kafka and
   plays the reps against the real clock.
 
@@ -20,7 +22,8 @@ from __future__ import annotations
 
 from leadloop.simulate.defects import MAX_ATTRIBUTES, MAX_RECORD_BYTES, Defect
 from leadloop.simulate.reps import PlannedEvent, Responsiveness, plan_followup, rep_responsiveness
-from leadloop.simulate.runner import SimulationConfig, SimulationSummary, run
+from leadloop.simulate.roster import DEMO_CONTACTS, RosterError, load_rules, roster_from_rules
+from leadloop.simulate.runner import ROSTER_ENV, SimulationConfig, SimulationSummary, run
 from leadloop.simulate.traffic import (
     CHANNELS,
     SIMULATION_EPOCH,
@@ -33,20 +36,25 @@ from leadloop.simulate.traffic import (
 
 __all__ = [
     "CHANNELS",
+    "DEMO_CONTACTS",
     "MAX_ATTRIBUTES",
     "MAX_RECORD_BYTES",
+    "ROSTER_ENV",
     "SIMULATION_EPOCH",
     "Defect",
     "PlannedEvent",
     "RecordKind",
     "Responsiveness",
+    "RosterError",
     "SimulatedRecord",
     "SimulationConfig",
     "SimulationSummary",
     "generate_leads",
     "generate_records",
     "iter_records",
+    "load_rules",
     "plan_followup",
     "rep_responsiveness",
+    "roster_from_rules",
     "run",
 ]

@@ -1,20 +1,25 @@
 """The run: send the generated leads to ``leads.raw`` and play the reps, over aiokafka.
 
-:func:`run` paces the leads at ``cfg.rate`` and counts a record only once the broker
-acknowledged it. With ``cfg.reps`` it reads ``leads.assigned`` from the end and
-publishes each owner's plan (:func:`leadloop.simulate.reps.plan_followup`), waiting
-``delay / time_scale`` real seconds before each event. :class:`SimulationSummary`
-reports what was sent.
+With ``cfg.roster_file`` :func:`run` first publishes the roster on ``crm.reps``
+(:mod:`leadloop.simulate.roster`: every rep and manager of the rules file, with demo
+addresses), as a CRM's roster sync would. It paces the leads at ``cfg.rate`` and counts
+a record only once the broker acknowledged it. With ``cfg.reps`` it reads
+``leads.assigned`` from the end and publishes each owner's plan
+(:func:`leadloop.simulate.reps.plan_followup`), waiting ``delay / time_scale`` real
+seconds before each event. :class:`SimulationSummary` reports what was sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from itertools import islice
+from pathlib import Path
 from typing import Annotated, Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -33,12 +38,23 @@ from leadloop.events import Stage
 from leadloop.logging import get_logger
 from leadloop.settings import KafkaSettings
 from leadloop.simulate.reps import PlannedEvent, plan_followup
+from leadloop.simulate.roster import DEMO_CONTACTS, load_rules, roster_from_rules
 from leadloop.simulate.traffic import SIMULATION_EPOCH, RecordKind, SimulatedRecord, iter_records
 from leadloop.topics import qualified
 
 __all__ = ["SimulationConfig", "SimulationSummary", "run"]
 
 log = get_logger(__name__)
+
+#: Set to a rules file (config/rules.yaml) to publish its roster at start; `make demo`
+#: sets it. An environment variable because the ``leadloop simulate`` command builds
+#: the config from its options and has none for this yet.
+ROSTER_ENV = "LEADLOOP_SIMULATE_ROSTER"
+
+
+def _roster_file_from_env() -> Path | None:
+    value = os.environ.get(ROSTER_ENV, "").strip()
+    return Path(value) if value else None
 
 
 class SimulationConfig(BaseModel):
@@ -61,6 +77,12 @@ class SimulationConfig(BaseModel):
     rep_ids: tuple[str, ...] = ()
     #: Start of the simulated timeline of ``occurred_at``; fixed so a seed is reproducible.
     start: AwareDatetime = SIMULATION_EPOCH
+    #: Publish a ``crm.reps`` entry per rep and manager of this rules file at start, with
+    #: ``roster_contacts`` as addresses. None (the default unless the environment
+    #: variable LEADLOOP_SIMULATE_ROSTER names a file): no roster is published.
+    roster_file: Path | None = Field(default_factory=_roster_file_from_env)
+    #: Channel name -> address template, ``{rep_id}`` replaced by the person's id.
+    roster_contacts: dict[str, str] = Field(default_factory=lambda: dict(DEMO_CONTACTS))
 
 
 @dataclass(slots=True)
@@ -68,6 +90,7 @@ class SimulationSummary:
     """Counts of what a run sent; no personal data. Printable with rich."""
 
     leads_planned: int = 0
+    roster_published: int = 0
     sent_by_source: Counter[str] = field(default_factory=Counter)
     malformed_by_defect: Counter[str] = field(default_factory=Counter)
     redeliveries: int = 0
@@ -109,7 +132,10 @@ class SimulationSummary:
 
     def rows(self) -> list[tuple[str, str]]:
         status = "interrupted" if self.interrupted else "completed"
-        rows = [("status", status), ("leads sent", f"{self.sent} of {self.leads_planned}")]
+        rows = [("status", status)]
+        if self.roster_published:
+            rows.append(("roster entries published (crm.reps)", str(self.roster_published)))
+        rows.append(("leads sent", f"{self.sent} of {self.leads_planned}"))
         rows += [(f"  {source}", str(n)) for source, n in sorted(self.sent_by_source.items())]
         rows.append(("malformed sent", str(self.malformed)))
         rows += [(f"  {defect}", str(n)) for defect, n in sorted(self.malformed_by_defect.items())]
@@ -180,6 +206,29 @@ class _Outbox:
             if ack.done() and not ack.cancelled() and ack.exception() is None:
                 self._summary.count_sent(record)
         self._pending.clear()
+
+
+async def _publish_roster(
+    producer: AIOKafkaProducer, kafka: KafkaSettings, cfg: SimulationConfig
+) -> int:
+    """The roster of ``cfg.roster_file`` on ``crm.reps`` (key: rep id); how many entries.
+    Read before anything is sent, so a bad file stops the run at once."""
+    if cfg.roster_file is None:
+        return 0
+    entries = roster_from_rules(
+        load_rules(cfg.roster_file), at=datetime.now(UTC), contacts=cfg.roster_contacts
+    )
+    topic = qualified("crm.reps", kafka.topic_prefix)
+    acks = [
+        await producer.send(
+            topic, e.model_dump_json(exclude_none=True).encode(), key=e.rep_id.encode()
+        )
+        for e in entries
+    ]
+    for ack in acks:
+        await ack  # a refused entry fails the run: the notices would reach nobody
+    log.info("simulate.roster_published", entries=len(entries), rules=str(cfg.roster_file))
+    return len(entries)
 
 
 async def _send_leads(
@@ -376,6 +425,7 @@ async def run(kafka: KafkaSettings, cfg: SimulationConfig) -> SimulationSummary:
         reps=cfg.reps,
         time_scale=cfg.time_scale,
         topic_prefix=kafka.topic_prefix,
+        roster=str(cfg.roster_file) if cfg.roster_file else None,
     )
     producer = AIOKafkaProducer(
         **kafka.client_kwargs(),
@@ -387,6 +437,7 @@ async def run(kafka: KafkaSettings, cfg: SimulationConfig) -> SimulationSummary:
     reps: _RepPlayer | None = None
     await producer.start()
     try:
+        summary.roster_published = await _publish_roster(producer, kafka, cfg)
         if cfg.reps:
             reps = await _RepPlayer.start(kafka, cfg, producer, summary)
         topic = qualified("leads.raw", kafka.topic_prefix)
