@@ -103,6 +103,7 @@ def notify_yaml(
                     "pool_channel": {"channel": "wecom_robot", "address_env": "E2E_POOL_KEY"},
                 },
                 "team-cn": {**team, "templates": "zh-CN"},
+                "named": {**team, "include_name": True},
             },
             "alertmanager": {
                 "oncall": {"channel": "dingtalk", "address_env": "E2E_ONCALL_TOKEN"},
@@ -647,3 +648,77 @@ async def test_a_graceful_stop_finishes_the_messages_in_flight(
         assert items(n.received(), "zhangsan") == [["G1"]]
         n.group.start("notifier")  # the context manager stops it again
         await asyncio.to_thread(n.group.wait_ready, "notifier")
+
+
+async def insert_lead(database_url: str, lead: str, name: str, *, erased: bool = False) -> None:
+    """A lead as ingest keeps it in PostgreSQL (the system of record)."""
+    now = datetime.now(UTC)
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            "INSERT INTO leads (lead_id, source, source_lead_id, email, phone, name, score, "
+            "priority, occurred_at, accepted_at, accepted_event_id, raw_partition, raw_offset, "
+            "erased_at) VALUES ($1, 'web_form', $1, $2, '+8613800001111', $3, 50, 'hot', $4, "
+            "$4, $1, 0, 0, $5)",
+            lead,
+            f"{lead.lower()}@example.com",
+            None if erased else name,
+            now,
+            now if erased else None,
+        )
+    finally:
+        await conn.close()
+
+
+async def test_a_team_that_opts_in_sees_the_lead_name_and_each_read_is_audited(
+    database_url: str, kafka_settings: KafkaSettings, tmp_path: Path, produce: Producer
+) -> None:
+    await insert_lead(database_url, "M1", "张三")
+    await insert_lead(database_url, "M2", "Li <b>Si</b>")
+    await insert_lead(database_url, "M3", "王五", erased=True)
+    await insert_lead(database_url, "M4", "赵六")
+    async with notifier(database_url, kafka_settings, tmp_path, coalesce=0.3) as n:
+        await produce.rep("rep-n", {"wecom_app": "zhangsan"}, team="named")
+        await produce.rep("rep-o", {"wecom_app": "lisi"}, team="north")
+        await until("roster applied", lambda: _count(database_url, "notifier_reps", 2))
+        for lead in ("M1", "M2", "M3"):
+            await produce.assigned(lead, "rep-n", team="named")
+        await produce.assigned("M4", "rep-o")
+        await until("four notices", lambda: sent(n, 4))
+
+        named = " ".join(r.text for r in n.received() if r.address == "zhangsan")
+        assert "M1 张三" in named
+        assert "M2 Li b Si /b" in named  # markup removed, like every web-form fact
+        assert "<" not in named
+        assert "王五" not in named  # erased: rendered without a name
+        assert sorted(lead for m in items(n.received(), "zhangsan") for lead in m) == [
+            "M1",
+            "M2",
+            "M3",
+        ]
+        other = [r.text for r in n.received() if r.address == "lisi"]
+        assert other
+        assert "赵六" not in " ".join(other)  # the team did not opt in
+        assert not any("@" in r.text or "13800001111" in r.text for r in n.received())
+
+        reads = await fetch(
+            database_url,
+            "SELECT lead_id, recipient, read_at FROM notifier_name_reads ORDER BY lead_id",
+        )
+        # One row per name put in a message: not for the erased lead, not for the team
+        # that did not opt in.
+        assert [(r["lead_id"], r["recipient"]) for r in reads] == [
+            ("M1", "rep-n"),
+            ("M2", "rep-n"),
+        ]
+        assert all(r["read_at"] is not None for r in reads)
+        # The name is not copied into the notifier's own tables.
+        copied = await fetch(
+            database_url,
+            "SELECT count(*) AS n FROM notifier_outbox WHERE payload::text LIKE '%张三%' "
+            "OR payload::text LIKE '%Si%'",
+        )
+        assert copied[0]["n"] == 0
+    log = (tmp_path / "notifier.log").read_text()
+    assert "张三" not in log
+    assert "\\u5f20\\u4e09" not in log

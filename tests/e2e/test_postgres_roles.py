@@ -100,13 +100,15 @@ OWNER = {
             "notifier_outbox",
             "notifier_rate",
             "notifier_digests",
+            "notifier_name_reads",
         ),
         "notifier",
     ),
 }
 #: Read-only table grants beyond a service's own tables (migration 0009): the read API
 #: shows a lead's timeline. Column grants (leads, sla_clocks for handoff) are checked by
-#: test_handoff_reads_only_card_columns.
+#: test_handoff_reads_only_card_columns; the notifier's on leads (name, migration 0011)
+#: by test_notifier_reads_only_the_name_column.
 READ_ONLY = {
     ("handoff", "lead_activities"): {"SELECT"},
     ("handoff", "lead_stage_changes"): {"SELECT"},
@@ -234,11 +236,15 @@ async def _denied(url: str, sql: str, *args: object) -> str:
 
 
 async def test_denials(logins: dict[str, str], database_url: str) -> None:
-    # Personal data: only ingest reads it.
+    # Personal data: only ingest reads it whole. (The notifier may read leads.name, a
+    # column grant for teams that opt into names; `SELECT *` is still refused.)
     for service in ("assignment", "sla-monitor", "metrics", "notifier"):
         for table in PERSONAL_DATA_TABLES:
             message = await _denied(logins[service], f"SELECT * FROM {table}")
             assert f"permission denied for table {table}" in message
+    for service in ("assignment", "sla-monitor", "metrics"):
+        message = await _denied(logins[service], "SELECT lead_id, name FROM leads")
+        assert "permission denied for table leads" in message
     # No DDL for any application role: not in public, not as temporary tables, not on
     # the tables they write every day.
     for url in logins.values():
@@ -526,4 +532,33 @@ async def test_handoff_reads_only_card_columns(logins: dict[str, str]) -> None:
         "INSERT INTO lead_activities (event_id) VALUES ('x')",
     ):
         message = await _denied(logins["handoff"], sql)
+        assert "permission denied" in message, sql
+
+
+async def test_notifier_reads_only_the_name_column(logins: dict[str, str]) -> None:
+    """For teams that opt into names the notifier reads leads.name (with lead_id and
+    erased_at to skip erased leads) and audits it; nothing else of a lead, no writes."""
+    conn = await asyncpg.connect(logins["notifier"])
+    try:
+        rows = await conn.fetch("SELECT lead_id, name, erased_at FROM leads")
+        assert rows == []  # a fresh database: the grant works, there is nothing to read
+        await conn.execute(
+            "INSERT INTO notifier_name_reads (lead_id, recipient, read_at) "
+            "VALUES ('lead-1', 'rep-1', now())"
+        )
+    finally:
+        await conn.close()
+    for sql in (
+        "SELECT * FROM leads",
+        "SELECT email FROM leads",
+        "SELECT phone FROM leads",
+        "SELECT company FROM leads",
+        "SELECT email_key FROM leads",
+        "SELECT phone_key FROM leads",
+        "SELECT * FROM lead_merges",
+        "UPDATE leads SET name = 'x'",
+        "SELECT * FROM assignments",
+        "SELECT * FROM lead_reads",
+    ):
+        message = await _denied(logins["notifier"], sql)
         assert "permission denied" in message, sql

@@ -31,6 +31,7 @@ from leadloop_notifier.domain.notices import (
     digest_day,
     digest_notice,
     fold,
+    plain_text,
 )
 from leadloop_notifier.domain.sending import (
     MAX_ATTEMPTS,
@@ -62,6 +63,8 @@ _CODE = re.compile(r"^[a-z0-9_.:-]{1,40}$")
 RETENTION_BATCH = 5_000
 #: How long a stopping worker waits for its messages in flight to be sent and marked.
 SHUTDOWN_GRACE_S = 15.0
+#: Room kept per notice for a lead's name (``plain_text``: 64 characters, UTF-8).
+NAME_BYTES = 4 * 64 + 1
 
 
 class Outcome(Protocol):
@@ -248,9 +251,37 @@ class NotifierHandler:
             return route.templates if route is not None else "en"
         return self.config.team(team_id).templates
 
+    def _shows_names(self, recipient: str, team_id: str) -> bool:
+        """Names go to the people of a team that opted in, never to team chats or alerts."""
+        if recipient.startswith(("team:", "alert:")):
+            return False
+        return self.config.team(team_id).include_name
+
     def _item_bytes(self, row: Row) -> int:
         n = row.notice
-        return self.renderer.item_bytes(self._template_set(n.recipient, n.team_id), n.payload)
+        named = n.lead_id is not None and self._shows_names(n.recipient, n.team_id)
+        return self.renderer.item_bytes(
+            self._template_set(n.recipient, n.team_id),
+            n.payload,
+            name_bytes=NAME_BYTES if named else 0,
+        )
+
+    async def _names(self, batch: Batch) -> dict[str, str]:
+        """The lead names a message to an opted-in team shows, read (and audited) now;
+        erased leads have none. Names stay in memory: never stored, logged or labelled."""
+        if not self._shows_names(batch.recipient, batch.rows[0].notice.team_id):
+            return {}
+        lead_ids = sorted({r.notice.lead_id for r in batch.rows if r.notice.lead_id})
+        if not lead_ids:
+            return {}
+        now = self.clock.now()
+
+        async def read() -> dict[str, str]:
+            async with self.store.transaction() as tx:
+                return await tx.read_names(lead_ids, batch.recipient, now)
+
+        raw = await retrying(read, what="notifier_names")
+        return {lead: name for lead, value in raw.items() if (name := plain_text(value))}
 
     async def _send(self, batch: Batch, contacts: Mapping[str, Mapping[str, str]]) -> int:
         transport = self.transports.get(batch.channel)
@@ -262,10 +293,12 @@ class NotifierHandler:
             return await self._dead(batch, "unknown_channel")
         if not address:
             return await self._dead(batch, "no_address")
+        names = await self._names(batch)
         try:
             message = self.renderer.render(
                 self._template_set(batch.recipient, batch.rows[0].notice.team_id),
                 [r.notice.payload for r in batch.rows],
+                names,
             )
         except TemplateError:
             log.error("template_failed", channel=batch.channel, exc_info=True)

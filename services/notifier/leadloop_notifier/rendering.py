@@ -9,9 +9,10 @@ shipped sets are ``zh-CN`` and ``en`` (in the package); a folder of the same nam
 new name there is a new set.
 
 Variables are the notice's payload (ids, non-personal lead facts, times already in the
-recipient's zone, the CRM link): templates cannot reach a phone number or an email
-address because none is ever in a payload. The sandbox keeps a team's template from
-calling into Python.
+recipient's zone, the CRM link) and ``name``: the lead's name for a team that opted in
+(``include_name``), read by the caller at send time and passed in ``names``, else None.
+Templates cannot reach a phone number or an email address because none is ever in a
+payload. The sandbox keeps a team's template from calling into Python.
 """
 
 from __future__ import annotations
@@ -67,29 +68,41 @@ class Renderer:
         )
 
     def check(self, template_set: str) -> None:
-        """Render every kind once with sample values: a broken team template stops
-        start-up instead of the first reminder."""
+        """Render every kind once with sample values, with and without a name: a broken
+        team template stops start-up instead of the first reminder."""
         for kind in KINDS:
             self.render(template_set, [_sample(kind)])
+            self.render(template_set, [_sample(kind)], names={"L-1": "张三"})
         self.render(template_set, [_sample("remind_owner"), _sample("new_lead")])
 
-    def item_bytes(self, template_set: str, payload: Mapping[str, Any]) -> int:
-        """The UTF-8 size of one notice's line in a message (with its numbering)."""
+    def item_bytes(
+        self, template_set: str, payload: Mapping[str, Any], *, name_bytes: int = 0
+    ) -> int:
+        """The UTF-8 size of one notice's line in a message (with its numbering), plus
+        ``name_bytes`` kept for a name read at send time."""
         try:
             env = self._env(template_set)
-            line = env.get_template(f"{payload['kind']}.txt").render(**payload).strip()
+            line = env.get_template(f"{payload['kind']}.txt").render(_context(payload, None))
         except Exception:  # a broken template shows when the message is rendered
             return 0
-        return len(line.encode()) + 6
+        return len(line.strip().encode()) + 6 + name_bytes
 
-    def render(self, template_set: str, payloads: Sequence[Mapping[str, Any]]) -> Rendered:
-        """One message for one or more notices (a coalesced batch), in due order."""
+    def render(
+        self,
+        template_set: str,
+        payloads: Sequence[Mapping[str, Any]],
+        names: Mapping[str, str] | None = None,
+    ) -> Rendered:
+        """One message for one or more notices (a coalesced batch), in due order.
+        ``names``: lead id -> the lead's name, for a team that shows names."""
         env = self._env(template_set)
+        names = names or {}
         try:
-            items = [
-                {**p, "line": env.get_template(f"{p['kind']}.txt").render(**p).strip()}
-                for p in payloads
-            ]
+            items: list[dict[str, Any]] = []
+            for p in payloads:
+                context = _context(p, names.get(str(p.get("lead_id"))))
+                line = env.get_template(f"{p['kind']}.txt").render(context).strip()
+                items.append({**context, "line": line})
             kinds = sorted({str(p["kind"]) for p in payloads})
             context = {"items": items, "count": len(items), "kinds": kinds}
             subject = env.get_template("subject.txt").render(**context).strip()
@@ -102,6 +115,11 @@ class Renderer:
             )
         except Exception as exc:  # any template failure names the set and the error
             raise TemplateError(f"template set {template_set!r}: {exc}") from exc
+
+
+def _context(payload: Mapping[str, Any], name: str | None) -> dict[str, Any]:
+    """A notice's template variables: its payload and ``name`` (None when not shown)."""
+    return {**payload, "name": name}
 
 
 def _sample(kind: str) -> dict[str, Any]:

@@ -88,3 +88,16 @@ def test_message_budgets_follow_the_channel_kind_and_format() -> None:
     assert notify.message_bytes("wecom_app") == 2048
     assert notify.message_bytes("team_robot") == 4096  # markdown, the default
     assert notify.message_bytes("email") > 10_000
+
+
+def test_names_are_off_unless_a_team_opts_in() -> None:
+    cfg = NotifyConfig.model_validate(
+        {**CONFIG, "teams": {"named": {**CONFIG["default"], "include_name": True}}}
+    )
+    assert cfg.team("named").include_name
+    assert not cfg.default.include_name
+    assert not cfg.team("elsewhere").include_name
+    with pytest.raises(ValidationError):
+        NotifyConfig.model_validate(
+            {**CONFIG, "default": {**CONFIG["default"], "include_name": "sometimes"}}
+        )

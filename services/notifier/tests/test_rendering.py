@@ -115,3 +115,29 @@ def test_an_unknown_set_or_a_broken_template_fails_the_check(tmp_path: Path) -> 
     (tmp_path / "en" / "resolved.txt").write_text("{{ no_such_variable }}")
     with pytest.raises(TemplateError):
         Renderer(tmp_path).check("en")
+
+
+@pytest.mark.parametrize("template_set", ["zh-CN", "en"])
+def test_a_lead_name_shows_only_when_the_caller_passes_one(template_set: str) -> None:
+    renderer = Renderer()
+    lead_kinds = [k for k in KINDS if k not in ("digest", "alert")]
+    for kind in lead_kinds:
+        plain = renderer.render(template_set, [_sample(kind)])
+        named = renderer.render(template_set, [_sample(kind)], names={"L-1": "张三"})
+        assert "张三" not in plain.text, kind
+        assert "L-1 张三" in named.text, kind
+        assert "L-1 张三" in (named.markdown or ""), kind
+        other = renderer.render(template_set, [_sample(kind)], names={"L-9": "李四"})
+        assert other.text == plain.text  # only the lead's own name
+    # A coalesced batch: each line its own lead's name, a lead without one shows none.
+    second = {**_sample("new_lead"), "lead_id": "L-2", "crm_link": "https://crm/L-2"}
+    batch = renderer.render(template_set, [_sample("remind_owner"), second], names={"L-1": "张三"})
+    assert "L-1 张三" in batch.text
+    assert "L-2 张三" not in batch.text
+
+
+def test_item_bytes_keeps_room_for_a_name() -> None:
+    renderer = Renderer()
+    base = renderer.item_bytes("en", _sample("new_lead"))
+    assert base > 0
+    assert renderer.item_bytes("en", _sample("new_lead"), name_bytes=257) == base + 257

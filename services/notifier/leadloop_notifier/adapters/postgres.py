@@ -384,6 +384,24 @@ class Tx:
         )
         return {r["rep_id"]: json.loads(r["contacts"]) for r in rows}
 
+    async def read_names(
+        self, lead_ids: Sequence[str], recipient: str, now: datetime
+    ) -> dict[str, str]:
+        """The names of ``lead_ids`` not erased, each read recorded in
+        notifier_name_reads for ``recipient`` by the same statement (no read without its
+        audit row). Needs migration 0011's column grant on leads."""
+        rows = await self._c.fetch(
+            "WITH named AS (SELECT lead_id, name FROM leads WHERE lead_id = ANY($1::text[]) "
+            "  AND erased_at IS NULL AND name IS NOT NULL AND name <> ''), "
+            "audit AS (INSERT INTO notifier_name_reads (lead_id, recipient, read_at) "
+            "  SELECT lead_id, $2, $3 FROM named) "
+            "SELECT lead_id, name FROM named",
+            sorted(set(lead_ids)),
+            recipient,
+            now,
+        )
+        return {r["lead_id"]: r["name"] for r in rows}
+
     async def mark_sent(self, batch: Batch, now: datetime, code: str) -> int:
         status = await self._c.execute(
             "UPDATE notifier_outbox SET status = 'sent', sent_at = $2, lease_until = NULL, "

@@ -68,6 +68,10 @@ class TeamConfig(_Frozen):
     person_channels: tuple[ChannelName, ...] = ()
     #: Where pooled leads (no owner) are announced; none: not announced.
     pool_channel: TeamChannel | None = None
+    #: Show the lead's name in notices to this team's people (not in team chats or
+    #: alerts). Off by default: the name is read from PostgreSQL at send time, and each
+    #: read is audited (notifier_name_reads).
+    include_name: bool = False
 
 
 class NodeReminder(_Frozen):

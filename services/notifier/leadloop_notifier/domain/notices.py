@@ -71,7 +71,8 @@ KINDS = (
     "alert",
 )
 #: Lead facts a notice may show: leads.accepted's routing attributes, none of them
-#: personal. Name, company, email and phone are never read by the notifier.
+#: personal. Company, email and phone are never read by the notifier; the name only at
+#: send time for a team with ``include_name`` (never into a payload or the outbox).
 LEAD_FACTS = ("source", "city", "region", "country", "industry", "product", "priority")
 CLOSED_STAGES = frozenset({Stage.WON.value, Stage.LOST.value})
 #: The channel of a notice held for a rep the roster does not know yet (never sent).
