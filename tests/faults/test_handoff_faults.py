@@ -34,6 +34,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 from tests.fakes.crm_webhook import WebhookFake
@@ -208,7 +209,26 @@ async def test_every_assignment_reaches_the_crm_once_in_order_through_faults(
                 TIMEOUT_S - 120,
                 group,
             )
-            await until(lambda: erased_lead in fake.erased, "the erasure delivered", 60, group)
+            try:
+                await until(lambda: erased_lead in fake.erased, "the erasure delivered", 120, group)
+            except AssertionError as exc:
+                # What the outbox says of the erased lead, for whoever reads the failure.
+                conn = await asyncpg.connect(database_url)
+                try:
+                    rows = await conn.fetch(
+                        "SELECT assignment_id, sequence, kind, status, attempts, last_status, "
+                        "last_code, due_at FROM handoff_deliveries WHERE lead_id = $1 "
+                        "ORDER BY sequence",
+                        erased_lead,
+                    )
+                    erased_in_db = await conn.fetchval(
+                        "SELECT erased_at FROM leads WHERE lead_id = $1", erased_lead
+                    )
+                finally:
+                    await conn.close()
+                raise AssertionError(
+                    f"{exc}\nerased_at {erased_in_db}; outbox: {[tuple(r) for r in rows]}"
+                ) from None
             await asyncio.sleep(2)  # anything still in flight would land now
         finally:
             codes = await asyncio.to_thread(group.stop)
