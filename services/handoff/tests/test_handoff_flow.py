@@ -322,3 +322,29 @@ async def test_a_target_down_for_ten_minutes_loses_nothing_and_catches_up(
         rows = [r for r in await _rows(pool, "crm") if r[0] == lead]
         assert [r[3] for r in rows] == ["delivered"], rows
         assert rows[0][2] < attempts
+
+
+async def test_an_erasure_reaches_a_target_sent_to_by_a_worker_killed_before_storing(
+    pool: asyncpg.Pool,
+) -> None:
+    """The request reached the CRM, the worker died before it stored the reply: no attempt
+    is counted, the lease ran out, and the person is erased before the row is claimed
+    again. The CRM holds the lead, so it must get the erasure."""
+    clock = FixedClock(T0)
+    crm = ScriptedTarget("crm")
+    h = _handler(pool, clock, crm)
+    await _lead(pool, "L1")
+    await h.handle([("leads.assigned", _assigned("L1", 0))])
+    claimed = await h.store.claim("crm", T0, 10, timedelta(seconds=30))
+    assert [d.lead_id for d in claimed] == ["L1"]  # sent, then the worker died
+    clock.advance(timedelta(seconds=31))
+    await pool.execute("UPDATE leads SET name = NULL, erased_at = $1 WHERE lead_id = 'L1'", T0)
+    assert await h.scan_erasures() == 1
+    clock.advance(timedelta(seconds=31))
+    await h.deliver("crm")
+    assert crm.cards == []  # the pending upsert is cancelled, not sent again
+    assert crm.erased == ["L1"]
+    assert await _rows(pool, "crm") == [
+        ("L1", "L1-a0", 0, "cancelled"),
+        ("L1", "erase", 1, "delivered"),
+    ]

@@ -70,7 +70,7 @@ WITH due AS (
      LIMIT $3
        FOR UPDATE SKIP LOCKED
 ), claimed AS (
-    UPDATE handoff_deliveries d SET due_at = $4
+    UPDATE handoff_deliveries d SET due_at = $4, claimed_at = coalesce(d.claimed_at, $2)
       FROM due
      WHERE d.target = due.target AND d.lead_id = due.lead_id
        AND d.assignment_id = due.assignment_id
@@ -121,9 +121,10 @@ UPDATE handoff_deliveries SET status = 'cancelled', finished_at = $2, last_code 
  WHERE lead_id = ANY($1::text[]) AND status = 'pending' AND kind <> 'erase'
 """
 
-# A target may hold the lead when a delivery was confirmed, or was attempted (a reply
-# may have been lost), or is leased right now (a send may be in flight: the erasure
-# waits out the lease, $4, so it reaches the CRM after that send).
+# A target may hold the lead once any of its deliveries was claimed: confirmed, attempted
+# with the reply lost, in flight right now, or sent by a worker killed before it stored
+# the reply. The erasure waits out the lease ($4), so it reaches the CRM after a send
+# still in flight.
 _ERASE_DELIVERIES = """
 INSERT INTO handoff_deliveries
        (target, lead_id, assignment_id, sequence, kind, event, status, due_at, assigned_at,
@@ -132,8 +133,7 @@ SELECT d.target, d.lead_id, 'erase', max(d.sequence) + 1, 'erase', '{}'::jsonb, 
        $4, $3, $3
   FROM handoff_deliveries d
  WHERE d.lead_id = ANY($1::text[]) AND d.target = ANY($2::text[]) AND d.kind <> 'erase'
-   AND (d.status = 'delivered' OR d.attempts > 0
-        OR (d.status = 'pending' AND d.due_at > $3))
+   AND d.claimed_at IS NOT NULL
  GROUP BY d.target, d.lead_id
 ON CONFLICT (target, lead_id, assignment_id) DO NOTHING
 """
