@@ -20,7 +20,8 @@ due time can already fall into January.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -42,6 +43,9 @@ log = get_logger(__name__)
 #: December (China's State Council publishes it in November).
 LOOKAHEAD = timedelta(days=30)
 
+#: The missing years are looked at again after this many seconds.
+REFRESH_S = 60.0
+
 #: 1 while the team's calendar has no holiday data for the current (or coming) year.
 MISSING_GAUGE = "leadloop_calendar_holidays_missing"
 
@@ -49,13 +53,32 @@ MISSING_GAUGE = "leadloop_calendar_holidays_missing"
 class CalendarGauge(Collector):
     """``leadloop_calendar_holidays_missing{team}``, one series per team and ``*``."""
 
-    def __init__(self, calendars: CalendarSet, clock: Clock, ahead: timedelta) -> None:
+    def __init__(
+        self,
+        calendars: CalendarSet,
+        clock: Clock,
+        ahead: timedelta,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._calendars = calendars
         self._clock = clock
         self._ahead = ahead
+        self._monotonic = monotonic
+        self._cached: tuple[float, dict[str, list[int]]] | None = None
 
     def missing(self) -> dict[str, list[int]]:
-        return self._calendars.missing_holiday_years(self._clock.now(), self._ahead)
+        """Recomputed at most once a minute: /readyz and /metrics run on the worker's
+        event loop, and a year the holiday library has not built yet costs a
+        computation (an accelerated test clock crosses years quickly). A busy probe loop
+        recomputing on every call starved the Kafka heartbeat after a broker restart."""
+        at = self._monotonic()
+        if self._cached is None or at - self._cached[0] >= REFRESH_S:
+            self._cached = (
+                at,
+                self._calendars.missing_holiday_years(self._clock.now(), self._ahead),
+            )
+        return self._cached[1]
 
     def collect(self) -> Iterator[Metric]:
         missing = self.missing()

@@ -58,11 +58,15 @@ def test_the_gauge_is_one_for_each_team_whose_calendar_lacks_the_year() -> None:
     assert 'leadloop_calendar_holidays_missing{team="team-any"} 0.0' in text
 
 
-def test_the_gauge_follows_the_clock_into_an_uncovered_year() -> None:
+def test_the_gauge_follows_the_clock_into_an_uncovered_year_a_minute_later() -> None:
     clock = FixedClock(datetime(2026, 11, 1, tzinfo=UTC))
-    gauge = CalendarGauge(CALENDARS, clock, timedelta(days=30))
+    ticks = [0.0]
+    gauge = CalendarGauge(CALENDARS, clock, timedelta(days=30), monotonic=lambda: ticks[0])
     assert 'team="team-cn"} 0.0' in scrape(gauge)
     clock.advance(timedelta(days=40))  # December: 2027's notice is not in the library
+    ticks[0] = 59.0  # probes within the minute reuse the last look (the event loop's time)
+    assert 'team="team-cn"} 0.0' in scrape(gauge)
+    ticks[0] = 60.0
     assert 'team="team-cn"} 1.0' in scrape(gauge)
 
 
