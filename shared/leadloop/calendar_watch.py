@@ -70,8 +70,8 @@ class CalendarGauge(Collector):
     def missing(self) -> dict[str, list[int]]:
         """Recomputed at most once a minute: /readyz and /metrics run on the worker's
         event loop, and a year the holiday library has not built yet costs a
-        computation (an accelerated test clock crosses years quickly). A busy probe loop
-        recomputing on every call starved the Kafka heartbeat after a broker restart."""
+        computation. Recomputed on every probe, it kept the sla-monitor from rejoining its
+        consumer group after a broker restart (tests/faults/test_pipeline_faults.py)."""
         at = self._monotonic()
         if self._cached is None or at - self._cached[0] >= REFRESH_S:
             self._cached = (
