@@ -5,8 +5,8 @@ round-robin stays fair to ±1 per team.
 
 The real broker, the real database, assignment as child processes; each test ends with
 the independent checker (``tests/support/checker.py``), whose comparison logic is unit
-tested at the top of this module. A worker that exits on its own (not killed by the
-test) fails the test too, with its last critical log line.
+tested in ``tests/support/test_checker.py``. A worker that exits on its own (not killed
+by the test) fails the test too, with its last critical log line.
 
 Size: ``LEADLOOP_FAULT_SCALE`` leads (default 100,000, the size issue 4 names: about a
 minute on two cores) for the `kill -9` test; the two-worker test runs 30 % of that.
@@ -35,13 +35,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from tests.support.checker import (
-    AssignmentReport,
-    Published,
-    Stored,
-    check_assignment,
-    compare_assignment,
-)
+from tests.support.checker import AssignmentReport, check_assignment
 from tests.support.workers import Workers, accepted_record, assignment_workers
 
 from leadloop.events import Priority
@@ -55,82 +49,6 @@ SESSION_TIMEOUT_S = 10
 CATCH_ALL_TEAM = "team-00"
 #: Per-test limit: generous for the default size, growing with a soak's.
 TIMEOUT_S = 300 + SCALE // 200
-
-
-# --- the checker's comparison, on hand-made inputs (unit tests) -------------------------
-
-
-def stored(lead: str, owner: str | None = "r1", team: str = "t1", kind: str = "initial") -> Stored:
-    return Stored(lead_id=lead, kind=kind, owner_id=owner, team_id=team)
-
-
-def published(
-    lead: str, owner: str | None = "r1", team: str = "t1", kind: str = "initial", aid: str = ""
-) -> Published:
-    return Published(
-        assignment_id=aid or f"a-{lead}", lead_id=lead, kind=kind, owner_id=owner, team_id=team
-    )
-
-
-def test_checker_finds_nothing_wrong_with_a_clean_run_and_its_redeliveries() -> None:
-    report = compare_assignment(
-        ["l1", "l2", "l2"],  # leads.accepted may carry a lead twice (producer retry)
-        [stored("l1"), stored("l2", owner=None, kind="pooled")],
-        [published("l1"), published("l1"), published("l2", owner=None, kind="pooled")],
-    )
-    assert report.problems == {}
-    assert (report.accepted, report.stored, report.published) == (2, 2, 3)
-
-
-def test_checker_reports_lost_duplicated_unpublished_and_unknown_leads() -> None:
-    report = compare_assignment(
-        ["l1", "l2", "l3"],
-        [stored("l1"), stored("l1", owner="r2"), stored("l3"), stored("ghost")],
-        [published("l1"), published("ghost")],
-    )
-    assert report.lost == ("l2",)
-    assert report.duplicated == ("l1",)
-    assert report.unpublished == ("l3",)
-    assert report.unknown == ("ghost",)
-
-
-def test_checker_reports_two_decisions_on_the_topic_and_disagreement_with_the_table() -> None:
-    report = compare_assignment(
-        ["l1", "l2", "l3"],
-        [stored("l1"), stored("l2"), stored("l3")],
-        [
-            published("l1", aid="a"),
-            published("l1", aid="b"),  # same owner, another assignment: two decisions
-            published("l2", owner="r9"),  # not the owner PostgreSQL has
-            published("l3"),
-            published("l3", owner="r2", kind="reassigned"),  # a later move is not a conflict
-        ],
-    )
-    assert report.conflicting == ("l1",)
-    assert report.disagreeing == ("l2",)
-    assert set(report.problems) == {"conflicting", "disagreeing"}
-
-
-def test_checker_counts_rotation_per_rep_including_reps_who_got_nothing() -> None:
-    roster = {"t1": ["r1", "r2", "r3"], "t2": ["r4"]}
-    rows = [stored("l1", "r1"), stored("l2", "r2"), stored("l3", "r1"), stored("l4", "r1")]
-    report = compare_assignment(["l1", "l2", "l3", "l4"], rows, [], roster=roster)
-    assert report.fairness["t1"].counts == {"r1": 3, "r2": 1, "r3": 0}
-    assert report.fairness["t1"].spread == 3
-    assert report.fairness["t2"].spread == 0
-    assert report.max_spread == 3
-    assert "unfair t1" in report.summary()
-
-
-def test_checker_reports_owners_outside_the_roster_and_leads_routed_to_another_team() -> None:
-    report = compare_assignment(
-        ["l1", "l2", "l3"],
-        [stored("l1", "r1"), stored("l2", "r4"), stored("l3", "r2")],
-        [],
-        roster={"t1": ["r1", "r2"]},
-        expected_team={"l1": "t1", "l2": "t1", "l3": "t2"},
-    )
-    assert report.misrouted == ("l2", "l3")
 
 
 # --- the scenario: 10 teams × 20 reps, round-robin, leads routed by campaign -------------
