@@ -8,9 +8,9 @@ Schema vendored beside this test as ``compose-spec.json``: byte for byte
 from a newer tag and change ``SCHEMA_SHA256`` and this note together.
 
 The schema says what Compose accepts; the other tests say what leadloop needs: every
-service folder built from its own Dockerfile, a health check on everything that keeps
-running, dependencies that exist and can be satisfied, mounted files that are in the
-repository, and dev-only secrets that say so.
+service folder built from the one Dockerfile with its own build arguments, a health check
+on everything that keeps running, dependencies that exist and can be satisfied, mounted
+files that are in the repository, and dev-only secrets that say so.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import hashlib
 import json
 import re
 import shlex
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from jsonschema import Draft202012Validator
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
 SCHEMA_FILE = Path(__file__).with_name("compose-spec.json")
 SCHEMA_SHA256 = "73ca5878c77570ba222a558016c7b3c6770ba5f3377786593e32180666512f8f"
 
@@ -119,6 +121,19 @@ def dockerfile_of(service: dict[str, Any]) -> Path | None:
     return (ROOT / build.get("context", ".") / build.get("dockerfile", "Dockerfile")).resolve()
 
 
+def build_args(service: dict[str, Any]) -> dict[str, str]:
+    build = service.get("build")
+    args = (build.get("args") if isinstance(build, dict) else None) or {}
+    if isinstance(args, list):
+        args = dict(item.split("=", 1) for item in args)
+    return {k: "" if v is None else str(v) for k, v in args.items()}
+
+
+def built_services(service_dir: Path) -> list[str]:
+    """Compose services whose image is ``service_dir``'s service (build argument SERVICE)."""
+    return [n for n, s in services().items() if build_args(s).get("SERVICE") == service_dir.name]
+
+
 def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) pairs, with line continuations joined and comments dropped."""
     logical, pending = [], ""
@@ -133,6 +148,65 @@ def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
         pending = ""
     split = (s.strip().partition(" ") for s in logical)
     return [(word.upper(), rest.strip()) for word, _, rest in split]
+
+
+#: Instructions whose ``$NAME`` Docker leaves alone at build time: they run in the
+#: container, which has the image's ENV but no build arguments.
+RUNTIME_INSTRUCTIONS = {"CMD", "ENTRYPOINT", "HEALTHCHECK"}
+#: ``$NAME`` or ``${NAME}``; other forms (``${NAME:?message}``) are left alone.
+VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+
+
+def substitute(text: str, values: Mapping[str, str]) -> str:
+    """``text`` with each variable that ``values`` names replaced; the others as written."""
+    return VARIABLE.sub(lambda m: values.get(m[1] or m[2], m[0]), text)
+
+
+def built_instructions(path: Path, args: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The instructions as ``docker build`` with ``args`` sees them: ``$NAME`` and
+    ``${NAME}`` replaced by the ARG or ENV declared before (RUN's shell does the same),
+    an ARG taking the build argument, else its default, else "". An ARG declared before
+    the first FROM reaches only FROM lines, unless a stage declares it again. Names the
+    file never declares (the base image's PATH) stay as written."""
+    global_args: dict[str, str] | None = None
+    scope: dict[str, str] = {}
+    steps = []
+    for kind, rest in dockerfile_instructions(path):
+        if kind not in RUNTIME_INSTRUCTIONS:
+            rest = substitute(rest, scope)
+        if kind == "FROM":
+            global_args = scope if global_args is None else global_args
+            scope = {}
+        elif kind == "ARG":
+            name, has_default, default = rest.partition("=")
+            if not has_default and global_args is not None:
+                default = global_args.get(name, "")
+            scope[name] = args.get(name, default)
+        elif kind == "ENV":
+            scope.update(image_env([(kind, rest)]))
+        steps.append((kind, rest))
+    return steps
+
+
+def image_env(steps: list[tuple[str, str]]) -> dict[str, str]:
+    """The environment the image's ENV instructions set (``KEY=value`` pairs)."""
+    env: dict[str, str] = {}
+    for kind, rest in steps:
+        if kind == "ENV":
+            for pair in shlex.split(rest):
+                key, _, value = pair.partition("=")
+                env[key] = value
+    return env
+
+
+def container_command(steps: list[tuple[str, str]]) -> list[str]:
+    """CMD as the process it starts: the exec form's argv, or the words of ``sh -c``
+    with the image's ENV expanded (the shell's ``exec`` dropped: it replaces itself)."""
+    argv = json.loads([rest for kind, rest in steps if kind == "CMD"][-1])
+    if argv[:2] != ["sh", "-c"]:
+        return argv
+    words = shlex.split(substitute(argv[2], image_env(steps)))
+    return words[1:] if words[0] == "exec" else words
 
 
 def bind_sources(service: dict[str, Any]) -> list[str]:
@@ -189,53 +263,69 @@ def test_schema_rejects_what_compose_would_reject() -> None:
 # --- leadloop's own wiring ------------------------------------------------------------
 
 
+def test_one_dockerfile_builds_every_service() -> None:
+    built = {name: dockerfile_of(svc) for name, svc in services().items() if "build" in svc}
+    assert built
+    for name, dockerfile in built.items():
+        assert dockerfile == DOCKERFILE.resolve(), f"{name} is built from {dockerfile}"
+    for service_dir in SERVICE_DIRS:
+        assert not (service_dir / "Dockerfile").exists(), (
+            f"{service_dir.name} has its own Dockerfile; the root Dockerfile builds every service"
+        )
+
+
 @pytest.mark.parametrize("service_dir", SERVICE_DIRS, ids=lambda p: p.name)
-def test_every_service_folder_is_built_from_its_own_dockerfile(service_dir: Path) -> None:
-    dockerfile = service_dir / "Dockerfile"
-    assert dockerfile.is_file(), f"{service_dir.name} has no Dockerfile"
-    built = [
-        name
-        for name, svc in services().items()
-        if dockerfile_of(svc) == dockerfile.resolve() and name not in one_shot_services()
-    ]
-    assert built, f"no long-running compose service is built from {dockerfile.relative_to(ROOT)}"
+def test_every_service_folder_is_built_with_its_own_arguments(service_dir: Path) -> None:
+    package = "leadloop_" + service_dir.name.replace("-", "_")
+    built = [n for n in built_services(service_dir) if n not in one_shot_services()]
+    assert built, f"no long-running compose service is built with SERVICE={service_dir.name}"
     for name in built:
         build = services()[name]["build"]
         assert (ROOT / build["context"]).resolve() == ROOT, (
             f"{name}: the build context must be the repository root (it needs shared/ and "
             "constraints.txt)"
         )
+        assert build_args(services()[name]).get("PACKAGE") == package, name
 
 
 @pytest.mark.parametrize("service_dir", SERVICE_DIRS, ids=lambda p: p.name)
-def test_service_dockerfile_runs_its_package_unprivileged_and_probes_healthz(
+def test_service_image_runs_its_package_unprivileged_and_probes_healthz(
     service_dir: Path,
 ) -> None:
     package = "leadloop_" + service_dir.name.replace("-", "_")
-    steps = dockerfile_instructions(service_dir / "Dockerfile")
-    by_kind: dict[str, list[str]] = {}
-    for kind, args in steps:
-        by_kind.setdefault(kind, []).append(args)
-
-    assert by_kind["FROM"] == ["python:3.11-slim"]
-    assert any(
-        f"pip install --no-cache-dir -c constraints.txt ./shared ./services/{service_dir.name}"
-        in run
-        for run in by_kind.get("RUN", [])
+    assert built_services(service_dir), (
+        f"no compose service is built with SERVICE={service_dir.name}"
     )
-    users = by_kind.get("USER", [])
-    assert users, "the Dockerfile switches to an unprivileged USER"
-    assert users[-1] not in ("root", "0"), "the service must not run as root"
-    assert json.loads(by_kind["CMD"][-1]) == ["python", "-m", package]
+    for name in built_services(service_dir):
+        svc = services()[name]
+        dockerfile = dockerfile_of(svc)
+        assert dockerfile is not None
+        steps = built_instructions(dockerfile, build_args(svc))
+        by_kind: dict[str, list[str]] = {}
+        for kind, args in steps:
+            by_kind.setdefault(kind, []).append(args)
 
-    env = " ".join(by_kind.get("ENV", []))
-    port = re.search(r"LEADLOOP_HTTP__PORT=(\d+)", env)
-    assert port, "the Dockerfile sets LEADLOOP_HTTP__PORT"
-    assert by_kind.get("EXPOSE") == [port[1]]
-    health = by_kind.get("HEALTHCHECK", [])
-    assert health, "the Dockerfile defines a HEALTHCHECK"
-    assert "/healthz" in health[-1]
-    assert "urllib" in health[-1], "slim images have no curl; probe with python's urllib"
+        assert by_kind["FROM"] == ["python:3.11-slim"]
+        assert any(
+            f"pip install --no-cache-dir -c constraints.txt ./shared ./services/{service_dir.name}"
+            in run
+            for run in by_kind.get("RUN", [])
+        ), name
+        users = by_kind.get("USER", [])
+        assert users, "the Dockerfile switches to an unprivileged USER"
+        assert users[-1] not in ("", "root", "0"), f"{name} must not run as root"
+        if "command" not in svc:
+            assert container_command(steps) == ["python", "-m", package], name
+
+        port = image_env(steps).get("LEADLOOP_HTTP__PORT", "")
+        assert port.isdigit(), f"{name}: the image sets LEADLOOP_HTTP__PORT, not {port!r}"
+        assert by_kind.get("EXPOSE") == [port], name
+        for published in svc.get("ports") or []:
+            assert str(published).rsplit(":", 1)[-1] == port, f"{name} publishes {published}"
+        health = by_kind.get("HEALTHCHECK", [])
+        assert health, "the Dockerfile defines a HEALTHCHECK"
+        assert "/healthz" in health[-1]
+        assert "urllib" in health[-1], "slim images have no curl; probe with python's urllib"
 
 
 @pytest.mark.parametrize("name", sorted(n for n, s in services().items() if "build" in s))
@@ -244,12 +334,12 @@ def test_dockerfile_copies_only_files_that_exist(name: str) -> None:
     assert dockerfile is not None
     assert dockerfile.is_file(), f"{name}: {dockerfile} is missing"
     context = ROOT / services()[name]["build"]["context"]
-    for kind, args in dockerfile_instructions(dockerfile):
+    for kind, args in built_instructions(dockerfile, build_args(services()[name])):
         if kind not in ("COPY", "ADD") or "--from" in args:
             continue
         *sources, _dest = shlex.split(args)
         for source in sources:
-            assert (context / source).exists(), f"{dockerfile.name}: COPY {source} is missing"
+            assert (context / source).exists(), f"{name}: COPY {source} is missing"
 
 
 def test_dockerignore_keeps_local_state_out_of_the_build_context() -> None:
@@ -315,9 +405,9 @@ def test_migrations_and_topics_exist_before_any_service_starts() -> None:
     assert "leadloop migrate" in commands
     assert "leadloop topics create" in commands
     for service_dir in SERVICE_DIRS:
-        dockerfile = (service_dir / "Dockerfile").resolve()
-        for name, svc in services().items():
-            if dockerfile_of(svc) == dockerfile and name not in init:
+        for name in built_services(service_dir):
+            svc = services()[name]
+            if name not in init:
                 assert set(depends_on(svc)) & init, f"{name} must wait for the init service"
                 assert all(
                     depends_on(svc)[n] == "service_completed_successfully"
@@ -343,11 +433,8 @@ def test_named_volumes_are_declared() -> None:
 
 def test_services_reach_kafka_and_postgres_by_service_name() -> None:
     for service_dir in SERVICE_DIRS:
-        dockerfile = (service_dir / "Dockerfile").resolve()
-        for name, svc in services().items():
-            if dockerfile_of(svc) != dockerfile:
-                continue
-            env = {k: with_defaults(v) for k, v in environment(svc).items()}
+        for name in built_services(service_dir):
+            env = {k: with_defaults(v) for k, v in environment(services()[name]).items()}
             kafka_host = env["LEADLOOP_KAFKA__BOOTSTRAP_SERVERS"].split(":", 1)[0]
             db = urlsplit(env["DATABASE_URL"])
             assert kafka_host in services(), f"{name}: no compose service {kafka_host}"
