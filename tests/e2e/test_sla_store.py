@@ -5,6 +5,7 @@ jumps forward and back. Time is passed in, so days of business time take millise
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from leadloop.calendar import CalendarSet
 from leadloop.events import (
     ActivityRecorded,
     EscalationAction,
+    EscalationRaised,
     LeadAccepted,
     LeadAssigned,
     RepUpdated,
@@ -364,3 +366,44 @@ async def test_the_clock_jumping_forward_and_back_neither_loses_nor_repeats_a_st
         ("first_response", 2),
         ("first_response", 3),
     ]
+
+
+async def test_a_broker_that_does_not_acknowledge_in_time_leaves_the_steps_in_the_outbox(
+    db: tuple[ClockStore, asyncpg.Pool],
+) -> None:
+    """The firing transaction must not outwait PostgreSQL's idle-in-transaction limit
+    on a broker that is down: the steps are stored unpublished, and the outbox sends
+    them once the broker answers."""
+    store, pool = db
+    await store.apply([rep("rep-a", "mgr-1"), assigned("l7", "rep-a", T0)], T0)
+    broker_back = asyncio.Event()
+    sent: list[str] = []
+
+    async def hanging(events: list[EscalationRaised]) -> None:
+        await broker_back.wait()
+        sent.extend(e.escalation_id for e in events)
+
+    fired = await store.fire_due(at(H), publish=hanging, publish_within=0.2)
+    assert fired >= 1
+    rows = await pool.fetch(
+        "SELECT escalation_id, published_at FROM escalations WHERE lead_id = 'l7' "
+        "ORDER BY escalation_id"
+    )
+    assert len(rows) == fired
+    assert [r["published_at"] for r in rows] == [None] * fired, "stored, unpublished"
+    # The late acknowledgement still arrives; the outbox publishes the steps (again).
+    broker_back.set()
+    drained: list[str] = []
+
+    async def up(events: list[EscalationRaised]) -> None:
+        drained.extend(e.escalation_id for e in events)
+
+    assert await store.drain_outbox(up) == fired
+    ids = [r["escalation_id"] for r in rows]
+    assert sorted(sent) == sorted(drained) == ids
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM escalations WHERE lead_id = 'l7' AND published_at IS NULL"
+        )
+        == 0
+    )

@@ -24,6 +24,7 @@ Clock lifecycle (policies chosen by ``PolicySet.select`` on what ``sla_leads`` k
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -72,6 +73,13 @@ __all__ = ["FIRE_BATCH", "ClockStore", "Input"]
 
 #: Clocks fired (and steps published) per transaction.
 FIRE_BATCH = 2000
+
+#: How long a firing transaction waits for the broker's acknowledgement before it
+#: stores the steps unpublished instead. Well under the database's
+#: idle_in_transaction_session_timeout (20 s, migration 0004): a transaction held open
+#: through a broker outage is ended by PostgreSQL after the steps reached the topic,
+#: and a clock touched before the retry would never store the step it published.
+PUBLISH_WITHIN_S = 10.0
 
 log = get_logger(__name__)
 
@@ -493,6 +501,7 @@ class ClockStore:
         now: datetime,
         limit: int = FIRE_BATCH,
         publish: Callable[[list[EscalationRaised]], Awaitable[None]] | None = None,
+        publish_within: float = PUBLISH_WITHIN_S,
     ) -> int:
         """Fire every ladder step due by ``now`` (up to ``limit`` clocks); return how many
         steps fired.
@@ -504,7 +513,10 @@ class ClockStore:
         re-read of the outbox and a second transaction. A crash before the commit
         leaves the clocks due, so they fire again with the same ids (a duplicate on the
         topic that consumers drop by ``escalation_id``, never a lost step). Without
-        ``publish`` the rows wait in the outbox for ``drain_outbox``.
+        ``publish``, or when the broker has not acknowledged within ``publish_within``
+        seconds, the rows are stored unpublished and wait in the outbox for
+        ``drain_outbox`` (a step the broker takes late is then on the topic twice, with
+        the same event id).
         """
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
@@ -583,8 +595,9 @@ class ClockStore:
                     )
             published = False
             if publish is not None and events:
-                await publish(events)
-                published = True
+                published = await _acknowledged(publish(events), publish_within)
+                if not published:
+                    log.warning("escalations_left_in_outbox", steps=len(events))
             await self._insert(conn, events, now, published=published)
             await conn.execute(
                 "UPDATE sla_clocks c SET next_level = coalesce(u.next_level, c.next_level), "
@@ -796,3 +809,23 @@ def _escalation(r: asyncpg.Record) -> EscalationRaised:
         breached_at=r["breached_at"],
         status=EscalationStatus(r["status"]),
     )
+
+
+async def _acknowledged(publishing: Awaitable[None], within: float) -> bool:
+    """Whether ``publishing`` finished within ``within`` seconds. A publish still under
+    way is left to finish (or fail) on its own: what the producer has buffered goes
+    out regardless, and cancelling it would not take it back."""
+    task = asyncio.ensure_future(publishing)
+    done, _ = await asyncio.wait({task}, timeout=within)
+    if done:
+        task.result()  # a failed publish fails the transaction, as before
+        return True
+    task.add_done_callback(_retrieve)
+    return False
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    # A late failure changes nothing (the rows are in the outbox); retrieving it keeps
+    # asyncio from reporting an exception nobody looked at.
+    if not task.cancelled() and task.exception() is not None:
+        log.info("late_publish_failed", error=type(task.exception()).__name__)
