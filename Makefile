@@ -16,13 +16,18 @@ PYTEST_ARGS ?=
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
+# pip's own output (and the build backend's warnings for every editable package) goes to
+# $(VENV)/install.log; the terminal shows the step, and the log's end if it fails.
 $(VENV)/.stamp: constraints.txt shared/pyproject.toml $(addsuffix /pyproject.toml,$(SERVICES))
-	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e shared $(addprefix -e ,$(SERVICES)) \
+	@echo "python: creating $(VENV) with the pinned dependencies (first run only, a few minutes; log: $(VENV)/install.log)"
+	@python3 -m venv $(VENV)
+	@{ $(PY) -m pip install -q --upgrade pip \
+	  && $(PY) -m pip install -q -c constraints.txt -e shared $(addprefix -e ,$(SERVICES)) \
 	  hypothesis import-linter ruff mypy pytest pytest-asyncio pytest-timeout jsonschema types-PyYAML \
-	  aiosmtpd
-	touch $@
+	  aiosmtpd; } > $(VENV)/install.log 2>&1 \
+	  || { tail -n 30 $(VENV)/install.log; echo "python: installing failed; see $(VENV)/install.log" >&2; exit 1; }
+	@echo "python: $(VENV) ready"
+	@touch $@
 
 venv: $(VENV)/.stamp ## create the virtual environment with pinned dependencies
 

@@ -65,14 +65,17 @@ start() {
     -cp "$libs/*" kafka.Kafka "$state/server.properties" \
     > "$state/stdout.log" 2>&1 < /dev/null &
   echo $! > "$pidfile"
-  for _ in $(seq 1 120); do
+  # A broker that kept many topics (every test run creates its own) loads each
+  # partition before it answers: a minute or more on a long-used state folder.
+  local wait_s=${LEADLOOP_KAFKA_START_S:-240}
+  for _ in $(seq 1 $((wait_s * 2))); do
     if grep -q "Kafka Server started" "$state/server.log" 2>/dev/null && answers; then
       echo "kafka: ready on $ours (pid $(cat "$pidfile"))"; return 0
     fi
     if ! running; then echo "kafka: broker exited; see $state/stdout.log and $state/server.log" >&2; exit 1; fi
     sleep 0.5
   done
-  echo "kafka: not ready after 60 s; see $state/server.log" >&2; exit 1
+  echo "kafka: not ready after $wait_s s; see $state/server.log" >&2; exit 1
 }
 
 # SIGTERM the broker whose pid is in $1, SIGKILL after 30 s.
