@@ -24,15 +24,11 @@ from leadloop.events import (
 )
 from leadloop.logging import get_logger
 from leadloop_notifier.adapters.postgres import NotifierStore
+from leadloop_notifier.domain.alerts import alert_notice
 from leadloop_notifier.domain.config import ROBOT_KINDS, NotifyConfig
-from leadloop_notifier.domain.notices import (
-    Input,
-    alert_notice,
-    digest_day,
-    digest_notice,
-    fold,
-    plain_text,
-)
+from leadloop_notifier.domain.digest import digest_day, digest_notice
+from leadloop_notifier.domain.fold import Input, fold
+from leadloop_notifier.domain.routing import plain_text
 from leadloop_notifier.domain.sending import (
     MAX_ATTEMPTS,
     MAX_ITEMS,

@@ -26,7 +26,7 @@ from typing import Any
 from jinja2 import ChoiceLoader, FileSystemLoader, PackageLoader, StrictUndefined, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
-from leadloop_notifier.domain.notices import KINDS
+from leadloop_notifier.domain.model import KINDS
 
 __all__ = ["Rendered", "Renderer", "TemplateError"]
 

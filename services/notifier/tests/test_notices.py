@@ -19,20 +19,11 @@ from services.notifier.tests.factories import (
 
 from leadloop.calendar import is_working
 from leadloop.events import EscalationAction, EscalationKind, EscalationStatus
-from leadloop_notifier.domain.notices import (
-    HELD,
-    Changes,
-    Input,
-    OutboxRef,
-    View,
-    alert_notice,
-    digest_day,
-    digest_notice,
-    fold,
-    node_due,
-    person_route,
-    send_time,
-)
+from leadloop_notifier.domain.alerts import alert_notice
+from leadloop_notifier.domain.digest import digest_day, digest_notice
+from leadloop_notifier.domain.fold import Input, fold
+from leadloop_notifier.domain.model import HELD, Changes, OutboxRef, View
+from leadloop_notifier.domain.routing import node_due, person_route, send_time
 
 SH = ZoneInfo("Asia/Shanghai")
 CN = CALENDARS.for_team("team-cn")

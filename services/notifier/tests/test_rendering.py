@@ -16,7 +16,9 @@ from services.notifier.tests.factories import (
     rep,
 )
 
-from leadloop_notifier.domain.notices import KINDS, View, fold, plain_text
+from leadloop_notifier.domain.fold import fold
+from leadloop_notifier.domain.model import KINDS, View
+from leadloop_notifier.domain.routing import plain_text
 from leadloop_notifier.rendering import Renderer, TemplateError, _sample
 
 NOW = datetime(2025, 3, 3, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leadloop_notifier.domain.notices import Notice
+from leadloop_notifier.domain.model import Notice
 from leadloop_notifier.domain.sending import (
     MAX_ITEMS,
     Row,

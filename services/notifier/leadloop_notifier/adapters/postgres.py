@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from leadloop_notifier.domain.notices import (
+from leadloop_notifier.domain.model import (
     HELD,
     Changes,
     EscalationStep,

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from leadloop_notifier.domain.config import ROBOT_KINDS
-from leadloop_notifier.domain.notices import Notice
+from leadloop_notifier.domain.model import Notice
 
 __all__ = [
     "MAX_ATTEMPTS",

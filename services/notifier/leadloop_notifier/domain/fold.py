@@ -1,4 +1,4 @@
-"""Who is told what, through which channel, and when: input events become notices.
+"""The fold: input events become notices.
 
 ``fold`` applies a batch of input events, in order, to the notifier's view of the world
 (the roster, the leads it has seen, the escalation steps) and returns the changes to
@@ -6,20 +6,19 @@ persist: state upserts, notices (outbox rows) and pending notices to cancel. Pur
 comes in as ``now``, state as a ``View`` loaded by the caller.
 
 A notice's send time is the next working moment of the recipient's team calendar
-(quiet hours); only page-level notices (the Alertmanager bridge) go at once.
+(quiet hours); only page-level notices (the Alertmanager bridge, ``alerts.py``) go at
+once.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from leadloop.calendar import BusinessCalendar, CalendarSet, due_at, next_working_instant
+from leadloop.calendar import CalendarSet
 from leadloop.events import (
     AssignmentKind,
     EscalationAction,
@@ -28,224 +27,32 @@ from leadloop.events import (
     EscalationStatus,
     LeadAccepted,
     LeadAssigned,
-    RepStatus,
     RepUpdated,
-    Stage,
     StageChanged,
 )
-from leadloop_notifier.domain.config import NodeReminder, NotifyConfig, TeamConfig
+from leadloop_notifier.domain.config import NotifyConfig, TeamConfig
+from leadloop_notifier.domain.model import (
+    HELD,
+    LEAD_FACTS,
+    Changes,
+    EscalationStep,
+    Lead,
+    Notice,
+    Rep,
+    View,
+)
+from leadloop_notifier.domain.routing import (
+    local_text,
+    node_due,
+    person_route,
+    plain_text,
+    recipient_zone,
+    send_time,
+)
 
-__all__ = [
-    "CLOSED_STAGES",
-    "HELD",
-    "KINDS",
-    "LEAD_FACTS",
-    "Changes",
-    "EscalationStep",
-    "Input",
-    "Lead",
-    "Notice",
-    "OutboxRef",
-    "Rep",
-    "View",
-    "alert_notice",
-    "fold",
-    "node_due",
-    "person_route",
-    "plain_text",
-    "send_time",
-]
+__all__ = ["Input", "fold"]
 
 Input = LeadAccepted | LeadAssigned | EscalationRaised | StageChanged | RepUpdated
-
-#: Notice kinds: a closed list (metric label values, template names).
-KINDS = (
-    "new_lead",
-    "pooled_lead",
-    "remind_owner",
-    "reclaim_warning",
-    "notify_manager",
-    "resolved",
-    "node_reminder",
-    "digest",
-    "alert",
-)
-#: Lead facts a notice may show: leads.accepted's routing attributes, none of them
-#: personal. Company, email and phone are never read by the notifier; the name only at
-#: send time for a team with ``include_name`` (never into a payload or the outbox).
-LEAD_FACTS = ("source", "city", "region", "country", "industry", "product", "priority")
-CLOSED_STAGES = frozenset({Stage.WON.value, Stage.LOST.value})
-#: The channel of a notice held for a rep the roster does not know yet (never sent).
-HELD = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Rep:
-    rep_id: str
-    team_id: str
-    manager_id: str | None
-    status: str
-    timezone: str
-    contacts: Mapping[str, str]
-    updated_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Lead:
-    lead_id: str
-    facts: Mapping[str, str]
-    owner_id: str | None = None
-    team_id: str | None = None
-    sequence: int = -1
-    assigned_at: datetime | None = None
-    stage: str = "new"
-    stage_at: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class EscalationStep:
-    escalation_id: str
-    lead_id: str
-    owner_id: str | None
-    team_id: str
-    action: str
-    due_at: datetime
-    breached_at: datetime
-    status: str
-    resolved_at: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxRef:
-    """An existing outbox row of a firing step: what a resolution needs to know."""
-
-    recipient: str
-    channel: str
-    status: str  # pending | sent | dead | cancelled
-    in_flight: bool  # leased by a sender right now
-    fallbacks: tuple[str, ...]
-    team_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Notice:
-    """One outbox row: a notice for one recipient on one channel."""
-
-    notice_key: str
-    recipient: str
-    channel: str
-    kind: str
-    team_id: str
-    lead_id: str | None
-    payload: Mapping[str, Any]
-    fallbacks: tuple[str, ...]
-    origin_at: datetime
-    due_at: datetime
-    coalesce_s: float
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.notice_key, self.recipient, self.channel)
-
-
-@dataclass
-class View:
-    """The state a batch needs, loaded by the caller (missing entries: not seen yet)."""
-
-    reps: dict[str, Rep] = field(default_factory=dict)
-    leads: dict[str, Lead] = field(default_factory=dict)
-    steps: dict[str, EscalationStep] = field(default_factory=dict)
-    #: escalation_id -> the outbox rows of its firing notice.
-    notified: dict[str, list[OutboxRef]] = field(default_factory=dict)
-    #: rep_id -> notices held for that rep (not in the roster when they were made).
-    held: dict[str, list[Notice]] = field(default_factory=dict)
-
-
-@dataclass
-class Changes:
-    reps: dict[str, Rep] = field(default_factory=dict)
-    leads: dict[str, Lead] = field(default_factory=dict)
-    steps: dict[str, EscalationStep] = field(default_factory=dict)
-    notices: list[Notice] = field(default_factory=list)
-    #: Pending rows to cancel: exact keys, ...
-    cancel_keys: list[tuple[str, str, str]] = field(default_factory=list)
-    #: ... and every pending node reminder of these leads (the lead moved on).
-    cancel_node_reminders: list[str] = field(default_factory=list)
-    #: Held rows now routed to a channel (replaced by the routed notices).
-    released: list[tuple[str, str, str]] = field(default_factory=list)
-
-
-# --- routing helpers ---------------------------------------------------------------------
-
-
-def person_route(rep: Rep | None, team: TeamConfig) -> tuple[str, tuple[str, ...]] | None:
-    """The channel a rep is reached on first, and the ones left for fallback, in the
-    team's order, among those the rep has an address for. None: unreachable or left."""
-    if rep is None or rep.status == RepStatus.LEFT.value:
-        return None
-    usable = tuple(c for c in team.person_channels if rep.contacts.get(c))
-    if not usable:
-        return None
-    return usable[0], usable[1:]
-
-
-def send_time(at: datetime, calendar: BusinessCalendar, *, page: bool = False) -> datetime:
-    """Quiet hours: ``at`` itself for a page, else the next working moment from ``at``."""
-    return at if page else next_working_instant(at, calendar)
-
-
-def node_due(start: datetime, reminder: NodeReminder, calendar: BusinessCalendar) -> datetime:
-    """When a node reminder for a lead that entered ``reminder.stage`` at ``start`` is due.
-
-    Business hours count working time; business days mean the start of the N-th working
-    day after the day of ``start`` (local dates of the calendar); calendar days are added
-    and then the next working moment is taken.
-    """
-    if reminder.after_business_hours is not None:
-        return due_at(start, reminder.after_business_hours * 3600, calendar)
-    if reminder.after_business_days is not None:
-        zone = calendar.zone
-        day = start.astimezone(zone).date()
-        left = reminder.after_business_days
-        while left:
-            day += timedelta(days=1)
-            if calendar.hours_on(day):
-                left -= 1
-        first = calendar.hours_on(day)[0].start
-        local = datetime.combine(day, time(), tzinfo=zone) + timedelta(seconds=first)
-        return next_working_instant(local, calendar)
-    if reminder.after_days is not None:
-        return next_working_instant(start + timedelta(days=reminder.after_days), calendar)
-    return next_working_instant(start, calendar)
-
-
-#: Characters a lead fact keeps: letters and digits of any script, spaces and plain
-#: punctuation. Lead facts come from web forms; in a chat message's markdown ``<@all>``
-#: would mention everyone and ``[text](url)`` would hide a link.
-_UNSAFE = re.compile(r"[^\w\s\-.,/&'·]|_")
-_FACT_CHARS = 64
-
-
-def plain_text(value: str) -> str:
-    """``value`` with markup characters removed and whitespace collapsed, at most 64
-    characters: safe in text, markdown and HTML of every vendor."""
-    return " ".join(_UNSAFE.sub(" ", value).split())[:_FACT_CHARS]
-
-
-def _zone(rep: Rep | None, calendar: BusinessCalendar) -> ZoneInfo:
-    if rep is not None:
-        try:
-            return ZoneInfo(rep.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            pass
-    return calendar.zone
-
-
-def local_text(t: datetime, zone: ZoneInfo) -> str:
-    return t.astimezone(zone).strftime("%Y-%m-%d %H:%M")
-
-
-# --- the fold ------------------------------------------------------------------------------
 
 
 @dataclass
@@ -307,7 +114,7 @@ class _Ctx:
                 self.lead(lead_id) if lead_id else None,
                 team,
                 variables,
-                _zone(rep, calendar),
+                recipient_zone(rep, calendar),
             ),
             fallbacks=route[1] if route is not None else (),
             origin_at=origin_at,
@@ -551,7 +358,7 @@ def _escalation(ctx: _Ctx, e: EscalationRaised) -> None:
                         "due": e.due_at,
                         "resolved": e.occurred_at,
                     },
-                    _zone(rep, calendar),
+                    recipient_zone(rep, calendar),
                 ),
                 fallbacks=ref.fallbacks,
                 origin_at=e.occurred_at,
@@ -590,156 +397,3 @@ def _stage(ctx: _Ctx, e: StageChanged) -> None:
         )
         if notice is not None:
             ctx.out.notices.append(notice)
-
-
-# --- the Alertmanager bridge -----------------------------------------------------------------
-
-#: At most this many alerts are listed in one chat message (the rest are counted).
-MAX_ALERTS_LISTED = 20
-
-
-def alert_notice(
-    route_name: str,
-    channel: str,
-    body: Mapping[str, Any],
-    now: datetime,
-) -> Notice:
-    """One chat message for one Alertmanager webhook notification (payload v4).
-
-    Deduplicated on (groupKey, status, the alerts' fingerprints): Alertmanager repeats a
-    notification (its retries, ``repeat_interval``, an HA pair) with the same key. Not
-    subject to quiet hours: it is what pages.
-    """
-    status = str(body.get("status", "firing"))
-    alerts = [a for a in body.get("alerts", []) if isinstance(a, Mapping)]
-    fingerprints = sorted(str(a.get("fingerprint", "")) for a in alerts)
-    digest = hashlib.sha256(
-        "\x1f".join([str(body.get("groupKey", "")), status, *fingerprints]).encode()
-    ).hexdigest()[:32]
-    listed = []
-    for alert in alerts[:MAX_ALERTS_LISTED]:
-        labels = alert.get("labels")
-        labels = labels if isinstance(labels, Mapping) else {}
-        notes = alert.get("annotations")
-        notes = notes if isinstance(notes, Mapping) else {}
-        listed.append(
-            {
-                "status": str(alert.get("status", status)),
-                "alertname": str(labels.get("alertname", "")),
-                "severity": str(labels.get("severity", "")),
-                "team": str(labels.get("team", "")),
-                "lead_id": str(labels.get("lead_id", "")),
-                "summary": str(notes.get("summary", notes.get("description", "")))[:300],
-                # Alert text is the operators' own (rule annotations), kept as written;
-                # HTML is escaped by the template, and robots get plain text or markdown.
-                "starts_at": str(alert.get("startsAt", "")),
-            }
-        )
-    return Notice(
-        notice_key=f"alert:{digest}",
-        recipient=f"alert:{route_name}",
-        channel=channel,
-        kind="alert",
-        team_id=route_name,
-        lead_id=None,
-        payload={
-            "kind": "alert",
-            "status": status,
-            "alerts": listed,
-            "more": max(0, len(alerts) - MAX_ALERTS_LISTED),
-        },
-        fallbacks=(),
-        origin_at=now,
-        due_at=now,
-        coalesce_s=0,
-    )
-
-
-# --- the daily digest ----------------------------------------------------------------------
-
-#: Entries listed per section of a digest (the counts say how many there are in all): a
-#: digest must fit one chat message.
-DIGEST_LISTED = 8
-
-
-def digest_day(rep: Rep, calendar: BusinessCalendar, now: datetime) -> date | None:
-    """The local date whose working day has begun for ``rep`` by ``now`` and not ended;
-    None outside working days (a digest is made once per date, at or after its start)."""
-    local = now.astimezone(calendar.zone)
-    day = local.date()
-    hours = calendar.hours_on(day)
-    if not hours or rep.status != RepStatus.ACTIVE.value:
-        return None
-    start = datetime.combine(day, time(), tzinfo=calendar.zone) + timedelta(seconds=hours[0].start)
-    end = datetime.combine(day, time(), tzinfo=calendar.zone) + timedelta(seconds=hours[-1].end)
-    if not next_working_instant(start, calendar) <= now < end:
-        return None
-    return day
-
-
-def digest_notice(
-    rep: Rep,
-    day: date,
-    open_leads: Sequence[Lead],
-    overdue: Sequence[EscalationStep],
-    due_today: Sequence[tuple[str, datetime]],
-    config: NotifyConfig,
-    calendar: BusinessCalendar,
-    now: datetime,
-) -> Notice | None:
-    """The digest of ``rep`` for ``day``: open leads (assigned, not won or lost), what is
-    due today (node reminders), what is overdue (firing, unresolved steps). None when
-    there is nothing to say or no way to reach the rep."""
-    if not open_leads and not overdue and not due_today:
-        return None
-    team = config.team(rep.team_id)
-    route = person_route(rep, team)
-    if route is None:
-        return None
-    zone = _zone(rep, calendar)
-    link = team.crm_link
-    payload: dict[str, Any] = {
-        "kind": "digest",
-        "lead_id": None,
-        "date": day.isoformat(),
-        "open_count": len(open_leads),
-        "overdue_count": len(overdue),
-        "due_today_count": len(due_today),
-        "open": [
-            {
-                "lead_id": lead.lead_id,
-                "stage": lead.stage,
-                "priority": lead.facts.get("priority"),
-                "city": lead.facts.get("city"),
-                "source": lead.facts.get("source"),
-                "crm_link": link.replace("{lead_id}", lead.lead_id),
-            }
-            for lead in sorted(open_leads, key=lambda lead: lead.lead_id)[:DIGEST_LISTED]
-        ],
-        "overdue": [
-            {
-                "lead_id": s.lead_id,
-                "due": local_text(s.due_at, zone),
-                "crm_link": link.replace("{lead_id}", s.lead_id),
-            }
-            for s in sorted(overdue, key=lambda s: (s.due_at, s.lead_id))[:DIGEST_LISTED]
-        ],
-        "due_today": [
-            {"lead_id": lead_id, "due": local_text(t, zone)}
-            for lead_id, t in sorted(due_today, key=lambda x: (x[1], x[0]))[:DIGEST_LISTED]
-        ],
-        "timezone": zone.key,
-    }
-    return Notice(
-        notice_key=f"digest:{rep.rep_id}:{day.isoformat()}",
-        recipient=rep.rep_id,
-        channel=route[0],
-        kind="digest",
-        team_id=rep.team_id,
-        lead_id=None,
-        payload=payload,
-        fallbacks=route[1],
-        origin_at=now,
-        due_at=now,
-        coalesce_s=0,
-    )
