@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from structlog.testing import capture_logs
 
+from leadloop.config_file import ConfigFileError
 from leadloop.events import (
     ActivityRecorded,
     AssignmentKind,
@@ -497,10 +498,10 @@ def test_roster_refuses_a_rules_file_it_cannot_read(tmp_path: Path) -> None:
         roster_from_rules(
             {"teams": [{"team_id": "t", "reps": [{"rep_id": "a"}, {}]}]}, at=ROSTER_AT
         )
-    with pytest.raises(RosterError, match="cannot read"):
+    with pytest.raises(ConfigFileError, match=r"missing\.yaml: cannot read"):
         load_rules(tmp_path / "missing.yaml")
     (tmp_path / "list.yaml").write_text("- 1\n")
-    with pytest.raises(RosterError, match="not a mapping"):
+    with pytest.raises(ConfigFileError, match=r"list\.yaml: expected a mapping"):
         load_rules(tmp_path / "list.yaml")
 
 

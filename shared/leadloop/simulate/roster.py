@@ -24,8 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-import yaml
-
+from leadloop.config_file import read_yaml
 from leadloop.events import RepStatus, RepUpdated, deterministic_id
 
 __all__ = ["DEMO_CONTACTS", "RosterError", "load_rules", "roster_from_rules"]
@@ -44,19 +43,13 @@ _WEIGHT: Final = 1
 
 
 class RosterError(ValueError):
-    """The rules file cannot give a roster; the message names the file and the field."""
+    """The rules cannot give a roster; the message names the field."""
 
 
 def load_rules(path: Path) -> Mapping[str, Any]:
-    """The parsed rules file. Raises :class:`RosterError` when it is missing or not a
-    mapping (the full validation is assignment's; this reads only teams and reps)."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise RosterError(f"{path}: cannot read the rules file: {exc}") from exc
-    if not isinstance(data, Mapping):
-        raise RosterError(f"{path}: not a mapping")
-    return data
+    """The parsed rules file. Raises ``ConfigFileError`` when it is missing, not YAML or
+    not a mapping (the full validation is assignment's; this reads only teams and reps)."""
+    return read_yaml(path)
 
 
 def _event_id(person_id: str, at: datetime) -> str:
