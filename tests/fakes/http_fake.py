@@ -113,15 +113,21 @@ class Faults:
     _fail: deque[int] = field(default_factory=deque)
     _delay: deque[float] = field(default_factory=deque)
     _throttle_until: float = 0.0
+    #: Queued to start once the throttle is over (``after_throttle``).
+    _fail_after: deque[int] = field(default_factory=deque)
+    _delay_after: deque[float] = field(default_factory=deque)
     duplicates: set[str] = field(default_factory=set)
 
-    def fail_next(self, n: int, status: int = 500) -> None:
-        """The next ``n`` requests answer ``status`` with the vendor's error body."""
-        self._fail.extend([status] * n)
+    def fail_next(self, n: int, status: int = 500, *, after_throttle: bool = False) -> None:
+        """The next ``n`` requests answer ``status`` with the vendor's error body; with
+        ``after_throttle`` the first ``n`` after the throttle ends (a test scheduling
+        them by its own clock could miss requests sent in between)."""
+        (self._fail_after if after_throttle else self._fail).extend([status] * n)
 
-    def delay_next(self, seconds: float, n: int = 1) -> None:
-        """The next ``n`` requests wait ``seconds`` before being handled (timeouts)."""
-        self._delay.extend([seconds] * n)
+    def delay_next(self, seconds: float, n: int = 1, *, after_throttle: bool = False) -> None:
+        """The next ``n`` requests wait ``seconds`` before being handled (timeouts);
+        ``after_throttle`` as in ``fail_next``."""
+        (self._delay_after if after_throttle else self._delay).extend([seconds] * n)
 
     def throttle_for(self, seconds: float) -> None:
         """Every request answers the vendor's rate-limit reply for ``seconds``."""
@@ -132,10 +138,18 @@ class Faults:
         self.duplicates.add(lead_id)
 
     def take_delay(self) -> float:
-        return self._delay.popleft() if self._delay else 0.0
+        if self._delay:
+            return self._delay.popleft()
+        if self._delay_after and not self.throttled():
+            return self._delay_after.popleft()
+        return 0.0
 
     def take_failure(self) -> int | None:
-        return self._fail.popleft() if self._fail else None
+        if self._fail:
+            return self._fail.popleft()
+        if self._fail_after and not self.throttled():
+            return self._fail_after.popleft()
+        return None
 
     def throttled(self) -> bool:
         return time.monotonic() < self._throttle_until

@@ -161,6 +161,9 @@ async def test_every_assignment_reaches_the_crm_once_in_order_through_faults(
             # 4. The CRM in trouble: 429 for a minute, then 500s and answers too slow.
             fake.faults.throttle_for(TROUBLE_S)
             trouble_ends = time.monotonic() + TROUBLE_S
+            # Then 500s, and replies too slow for the connector's timeout.
+            fake.faults.fail_next(40, 500, after_throttle=True)
+            fake.faults.delay_next(2.0, 12, after_throttle=True)  # beyond timeout_s
             await send(half + 50, LEADS)
             await until(lambda: fake.rejected["rate_limit"] > 0, "429s", TROUBLE_S, group)
             # Reassign every tenth lead (and the erased one: its move must not be sent).
@@ -189,8 +192,6 @@ async def test_every_assignment_reaches_the_crm_once_in_order_through_faults(
             group.procs["handoff"].wait()
             start_handoff(group, env, None)
             await until(lambda: time.monotonic() > trouble_ends, "the throttle window", 90, group)
-            fake.faults.fail_next(40, 500)
-            fake.faults.delay_next(2.0, 12)  # beyond timeout_s: the connector times out
 
             # The checker: the topic against the CRM's log.
             want = LEADS + len(movers)
