@@ -49,6 +49,18 @@ class ConfigFileError(Exception):
             )
         )
 
+    @classmethod
+    def invalid(
+        cls, path: Path | str, exc: ValidationError, within: tuple[int | str, ...] = ()
+    ) -> ConfigFileError:
+        """The error for a failed validation of (the part at ``within`` of) the file:
+        each field by its path from the top of the file, with pydantic's message."""
+        problems = [
+            (_field_path((*within, *err["loc"])), err["msg"])
+            for err in exc.errors(include_input=False, include_url=False, include_context=False)
+        ]
+        return cls(path, *problems[0], *problems[1:])
+
 
 def _field_path(loc: tuple[int | str, ...]) -> str:
     """``("teams", 0, "reps", 1, "rep_id")`` → ``teams.0.reps.1.rep_id``."""
@@ -90,11 +102,7 @@ def load_yaml(path: Path, model: type[M], *, allow_empty: bool = False) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = [
-            (_field_path(tuple(err["loc"])), err["msg"])
-            for err in exc.errors(include_input=False, include_url=False, include_context=False)
-        ]
-        raise ConfigFileError(path, *problems[0], *problems[1:]) from None
+        raise ConfigFileError.invalid(path, exc) from None
 
 
 def exit_on_config_error(service: str) -> _ExitOnConfigError:
