@@ -13,9 +13,11 @@ from pydantic import ValidationError
 from leadloop import settings as settings_mod
 from leadloop.calendar import CalendarSet
 from leadloop.clock import Clock, ScaledClock, SystemClock
+from leadloop.config_file import ConfigFileError, exit_on_config_error, load_yaml
 from leadloop.logging import get_logger
 from leadloop.runtime import run_service
 from leadloop_notifier.adapters.channels import (
+    ChannelConfig,
     ChannelConfigError,
     build_channel,
     parse_channel_config,
@@ -24,7 +26,6 @@ from leadloop_notifier.adapters.kafka import register_agents
 from leadloop_notifier.adapters.metrics import PrometheusMetrics
 from leadloop_notifier.adapters.postgres import NotifierStore
 from leadloop_notifier.adapters.transports import ChannelTransport
-from leadloop_notifier.config import config_error, load_yaml_model
 from leadloop_notifier.domain.config import NotifyConfig
 from leadloop_notifier.handlers import NotifierHandler
 from leadloop_notifier.rendering import Renderer, TemplateError
@@ -36,33 +37,14 @@ log = get_logger(__name__)
 def main() -> None:
     cfg = settings_mod.load(NotifierSettings)
     # Each fails fast, naming the file and the field: a notifier must not guess.
-    notify = load_yaml_model(cfg.notify_file, NotifyConfig)
-    calendars = load_yaml_model(cfg.calendars_file, CalendarSet)
+    with exit_on_config_error("notifier"):
+        notify = load_yaml(cfg.notify_file, NotifyConfig)
+        calendars = load_yaml(cfg.calendars_file, CalendarSet)
+        channel_configs = _channel_configs(cfg, notify)
+        group_addresses = _group_addresses(cfg, notify)
+        renderer = Renderer(cfg.templates_dir)
+        _check_templates(cfg, notify, renderer)
     env = dict(os.environ)
-    channel_configs = {}
-    for name, raw in notify.channels.items():
-        try:
-            channel_configs[name] = parse_channel_config(raw)
-        except ValidationError as exc:
-            first = exc.errors(include_input=False, include_url=False)[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise config_error(
-                f"{cfg.notify_file}: channels.{name}.{where}: {first['msg']}"
-            ) from None
-    group_addresses = {}
-    for team_id, team in notify.teams.items():
-        if team.pool_channel is not None:
-            group_addresses[f"team:{team_id}"] = _address(cfg, team.pool_channel.address_env)
-    for route_name, route in notify.alertmanager.items():
-        group_addresses[f"alert:{route_name}"] = _address(cfg, route.address_env)
-    renderer = Renderer(cfg.templates_dir)
-    try:
-        for template_set in {t.templates for t in (notify.default, *notify.teams.values())} | {
-            r.templates for r in notify.alertmanager.values()
-        }:
-            renderer.check(template_set)
-    except TemplateError as exc:
-        raise config_error(f"{cfg.notify_file}: {exc}") from None
 
     clock: Clock = SystemClock()
     if cfg.accelerated():
@@ -71,13 +53,14 @@ def main() -> None:
 
     def wire(app: faust.App, pool: asyncpg.Pool) -> None:
         client = httpx.AsyncClient()
-        try:
-            transports = {
-                name: ChannelTransport(build_channel(c, env, client))
-                for name, c in channel_configs.items()
-            }
-        except ChannelConfigError as exc:
-            raise config_error(f"{cfg.notify_file}: {exc}") from None
+        transports = {}
+        with exit_on_config_error("notifier"):
+            for name, c in channel_configs.items():
+                try:
+                    transports[name] = ChannelTransport(build_channel(c, env, client))
+                except ChannelConfigError as exc:
+                    # A secret the channel names by its variable: the message names it.
+                    raise ConfigFileError(cfg.notify_file, f"channels.{name}", str(exc)) from None
         registry = CollectorRegistry(auto_describe=True)
         handler = NotifierHandler(
             store=NotifierStore(pool),
@@ -110,8 +93,50 @@ def main() -> None:
     run_service("notifier", cfg, cfg.http, wire)
 
 
-def _address(cfg: NotifierSettings, name: str) -> str:
+def _channel_configs(cfg: NotifierSettings, notify: NotifyConfig) -> dict[str, ChannelConfig]:
+    """Each channel's settings, validated by the model of its kind."""
+    configs = {}
+    for name, raw in notify.channels.items():
+        try:
+            configs[name] = parse_channel_config(raw)
+        except ValidationError as exc:
+            raise ConfigFileError.invalid(cfg.notify_file, exc, within=("channels", name)) from None
+    return configs
+
+
+def _group_addresses(cfg: NotifierSettings, notify: NotifyConfig) -> dict[str, str]:
+    """The group chats' addresses, from the variables the file names."""
+    addresses = {}
+    for team_id, team in notify.teams.items():
+        if team.pool_channel is not None:
+            field = f"teams.{team_id}.pool_channel.address_env"
+            addresses[f"team:{team_id}"] = _address(cfg, field, team.pool_channel.address_env)
+    for route_name, route in notify.alertmanager.items():
+        field = f"alertmanager.{route_name}.address_env"
+        addresses[f"alert:{route_name}"] = _address(cfg, field, route.address_env)
+    return addresses
+
+
+def _address(cfg: NotifierSettings, field: str, name: str) -> str:
     value = os.environ.get(name, "").strip()
     if not value:
-        raise config_error(f"{cfg.notify_file}: environment variable {name} is not set")
+        raise ConfigFileError(cfg.notify_file, field, f"environment variable {name} is not set")
     return value
+
+
+def _check_templates(cfg: NotifierSettings, notify: NotifyConfig, renderer: Renderer) -> None:
+    """Every template set in use renders: a broken one stops start-up, not a reminder."""
+    used = {"default.templates": notify.default.templates}
+    used.update({f"teams.{t}.templates": team.templates for t, team in notify.teams.items()})
+    used.update(
+        {f"alertmanager.{r}.templates": a.templates for r, a in notify.alertmanager.items()}
+    )
+    checked: set[str] = set()
+    for field, template_set in used.items():
+        if template_set in checked:
+            continue
+        checked.add(template_set)
+        try:
+            renderer.check(template_set)
+        except TemplateError as exc:
+            raise ConfigFileError(cfg.notify_file, field, str(exc)) from None
