@@ -25,25 +25,16 @@ from leadloop.events import ActivityRecorded, StageChanged, deterministic_id
 from leadloop.messaging import OutMessage, RecordingPublisher
 from leadloop_ingest.adapters.vendor_hooks import VendorHooks
 from leadloop_ingest.domain.signatures import Failure
-from leadloop_ingest.domain.vendor_events import (
-    Emit,
-    HubSpotRecord,
-    Ignore,
-    Inbound,
-    Reject,
-    Target,
-    hubspot_lookup,
-    map_hubspot,
-    map_jiandaoyun,
-    map_salesforce,
-    parse_outbound,
-    soap_ack,
-)
 from leadloop_ingest.domain.vendor_signatures import (
     hubspot_uri,
     verify_hubspot_v3,
     verify_jiandaoyun,
 )
+from leadloop_ingest.domain.vendors.hubspot import HubSpotRecord, hubspot_lookup, map_hubspot
+from leadloop_ingest.domain.vendors.jiandaoyun import map_jiandaoyun
+from leadloop_ingest.domain.vendors.mapping import Emit, Ignore, Reject
+from leadloop_ingest.domain.vendors.salesforce import map_salesforce, parse_outbound, soap_ack
+from leadloop_ingest.domain.vendors.targets import Inbound, Target
 
 NOW = datetime(2026, 12, 7, 1, 0, tzinfo=UTC)
 SECRET = "hs-client-secret-0123456789"

@@ -1,5 +1,5 @@
 """Vendor CRM webhooks, ``POST /v1/crm/hooks/{hubspot|jiandaoyun|salesforce}/{target}``:
-authenticity checked, each item mapped (``domain/vendor_events.py``) and published with
+authenticity checked, each item mapped (``domain/vendors/``) and published with
 acks=all to ``crm.activities`` / ``crm.stage-changes`` (key: lead_id), unusable items to
 ``crm.rejected``, before the vendor gets its 2xx (or Salesforce its ``<Ack>true</Ack>``).
 
@@ -44,25 +44,23 @@ from leadloop.clock import Clock
 from leadloop.logging import get_logger
 from leadloop.messaging import OutMessage, Publisher, event_message
 from leadloop_ingest.adapters.intake_http import Reply, TooLarge, read_body, refusal
-from leadloop_ingest.domain.vendor_events import (
-    Emit,
+from leadloop_ingest.domain.vendor_signatures import verify_hubspot_v3, verify_jiandaoyun
+from leadloop_ingest.domain.vendors.hubspot import (
     HubSpotLookup,
     HubSpotRecord,
-    Ignore,
-    Inbound,
-    Outcome,
-    Reject,
-    Target,
     hubspot_events,
     hubspot_lookup,
     map_hubspot,
-    map_jiandaoyun,
+)
+from leadloop_ingest.domain.vendors.jiandaoyun import map_jiandaoyun
+from leadloop_ingest.domain.vendors.mapping import Emit, Ignore, Outcome, Reject
+from leadloop_ingest.domain.vendors.salesforce import (
     map_salesforce,
     parse_outbound,
     same_org,
     soap_ack,
 )
-from leadloop_ingest.domain.vendor_signatures import verify_hubspot_v3, verify_jiandaoyun
+from leadloop_ingest.domain.vendors.targets import Inbound, Target
 
 __all__ = [
     "PATH",
