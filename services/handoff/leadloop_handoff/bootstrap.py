@@ -4,7 +4,6 @@ the read API for reps' tools."""
 from __future__ import annotations
 
 import os
-import sys
 import time
 from datetime import timedelta
 
@@ -14,6 +13,7 @@ import faust
 
 from leadloop import settings as settings_mod
 from leadloop.clock import SystemClock
+from leadloop.config_file import ConfigFileError, exit_on_config_error
 from leadloop.logging import get_logger
 from leadloop.runtime import ReadyContributor, run_service
 from leadloop_handoff.adapters.kafka import register_agents
@@ -28,7 +28,6 @@ from leadloop_handoff.adapters.targets import (
     build_target,
     load_crm_file,
 )
-from leadloop_handoff.domain.access import Clients, ClientsFileError
 from leadloop_handoff.domain.deliveries import TargetPlan
 from leadloop_handoff.domain.pacing import TokenBucket
 from leadloop_handoff.domain.retry import RetryPolicy
@@ -40,9 +39,10 @@ log = get_logger(__name__)
 
 def main() -> None:
     cfg = settings_mod.load(HandoffSettings)
-    crm = _crm_file(cfg)
-    clients = _clients(cfg)
-    lanes = _lanes(cfg, crm)
+    with exit_on_config_error("handoff"):
+        crm = load_crm_file(cfg.crm_file)
+        clients = load_clients(cfg.api_clients_file)
+        lanes = _lanes(cfg, crm)
     log.info("handoff_targets", targets=sorted(lanes))
 
     def wire(app: faust.App, pool: asyncpg.Pool) -> ReadyContributor:
@@ -86,27 +86,9 @@ def main() -> None:
     run_service("handoff", cfg, cfg.http, wire)
 
 
-def _crm_file(cfg: HandoffSettings) -> CrmFile:
-    try:
-        return load_crm_file(cfg.crm_file)
-    except CrmConfigError as exc:
-        # The message names the file and the field, never a secret (secrets are env
-        # variable names in the file).
-        sys.stderr.write(f"leadloop: {exc}\n")
-        raise settings_mod.ConfigError(2) from None
-
-
-def _clients(cfg: HandoffSettings) -> Clients:
-    try:
-        return load_clients(cfg.api_clients_file)
-    except ClientsFileError as exc:
-        sys.stderr.write(f"leadloop: {exc}\n")
-        raise settings_mod.ConfigError(2) from None
-
-
 def _lanes(cfg: HandoffSettings, crm: CrmFile) -> dict[str, Lane]:
     lanes: dict[str, Lane] = {}
-    for target_cfg in crm.targets:
+    for i, target_cfg in enumerate(crm.targets):
         if not target_cfg.enabled:
             continue
         try:
@@ -114,8 +96,8 @@ def _lanes(cfg: HandoffSettings, crm: CrmFile) -> dict[str, Lane]:
                 target_cfg, os.environ, _session_factory(target_cfg.max_in_flight)
             )
         except CrmConfigError as exc:
-            sys.stderr.write(f"leadloop: {cfg.crm_file}: {exc}\n")
-            raise settings_mod.ConfigError(2) from None
+            # A secret the entry names by its variable: the message names the variable.
+            raise ConfigFileError(cfg.crm_file, f"targets.{i}", str(exc)) from None
         lanes[target_cfg.name] = Lane(
             plan=TargetPlan(
                 name=target_cfg.name,

@@ -9,18 +9,18 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from leadloop.config_file import ConfigFileError, load_yaml
 from leadloop_handoff.domain.access import (
     CONTACT,
     SUMMARY,
     Client,
     ClientEntry,
     Clients,
-    ClientsFileError,
+    ClientsFile,
     RateLimiter,
     Refusal,
     authorize,
     bearer_token,
-    parse_clients,
     token_digest,
 )
 from leadloop_handoff.tokens import create_entry, main
@@ -51,6 +51,12 @@ def _clients(rate: int = 60, burst: int | None = None) -> Clients:
     )
 
 
+def parse_clients(text: str, path: Path) -> ClientsFile:
+    """The clients file of ``text``, written to ``path`` and loaded as the service does."""
+    path.write_text(text, encoding="utf-8")
+    return load_yaml(path, ClientsFile)
+
+
 def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -60,17 +66,18 @@ def _bearer(token: str) -> dict[str, str]:
 
 def test_shipped_file_lets_nobody_read() -> None:
     path = REPO / "config" / "api-clients.yaml"
-    assert parse_clients(path.read_text(encoding="utf-8"), str(path)).clients == ()
+    assert load_yaml(path, ClientsFile).clients == ()
 
 
-def test_error_names_file_and_field_and_not_the_value() -> None:
+def test_error_names_file_and_field_and_not_the_value(tmp_path: Path) -> None:
     text = yaml.safe_dump(
         {"clients": [{"client_id": "a", "scopes": [SUMMARY], "token_sha256": "NOT-A-HASH"}]}
     )
-    with pytest.raises(ClientsFileError) as err:
-        parse_clients(text, "config/api-clients.yaml")
+    path = tmp_path / "api-clients.yaml"
+    with pytest.raises(ConfigFileError) as err:
+        parse_clients(text, path)
     message = str(err.value)
-    assert message.startswith("config/api-clients.yaml: ")
+    assert message.startswith(f"{path}: ")
     assert "clients.0.token_sha256" in message
     assert "NOT-A-HASH" not in message
 
@@ -101,15 +108,19 @@ def test_error_names_file_and_field_and_not_the_value() -> None:
         ),
     ],
 )
-def test_invalid_clients_are_refused(clients: list[dict[str, object]], expected: str) -> None:
-    with pytest.raises(ClientsFileError, match=expected):
-        parse_clients(yaml.safe_dump({"clients": clients}), "f.yaml")
+def test_invalid_clients_are_refused(
+    tmp_path: Path, clients: list[dict[str, object]], expected: str
+) -> None:
+    with pytest.raises(ConfigFileError, match=expected):
+        parse_clients(yaml.safe_dump({"clients": clients}), tmp_path / "f.yaml")
 
 
 @pytest.mark.parametrize("text", ["", "clients: [", "- a\n- b\n", "clients: {}"])
-def test_a_file_that_is_not_a_clients_file_is_refused(text: str) -> None:
-    with pytest.raises(ClientsFileError, match=r"^f\.yaml: "):
-        parse_clients(text, "f.yaml")
+def test_a_file_that_is_not_a_clients_file_is_refused(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "f.yaml"
+    with pytest.raises(ConfigFileError) as err:
+        parse_clients(text, path)
+    assert str(err.value).startswith(f"{path}: ")
 
 
 # -- tokens ---------------------------------------------------------------------------------
@@ -231,10 +242,10 @@ def test_time_going_backwards_refills_nothing() -> None:
 # -- the token tool -----------------------------------------------------------------------------
 
 
-def test_created_entry_matches_its_token_and_parses() -> None:
+def test_created_entry_matches_its_token_and_parses(tmp_path: Path) -> None:
     token, entry = create_entry("crm-widget", [SUMMARY, CONTACT], 30)
     assert len(token) >= 43
-    parsed = parse_clients("clients:\n" + entry, "f.yaml")
+    parsed = parse_clients("clients:\n" + entry, tmp_path / "f.yaml")
     assert parsed.clients[0].token_sha256 == token_digest(token)
     assert parsed.clients[0].rate_per_minute == 30
     client = authorize(_bearer(token), Clients.from_file(parsed), 0.0)

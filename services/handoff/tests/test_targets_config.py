@@ -7,6 +7,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from leadloop.config_file import ConfigFileError
 from leadloop_handoff.adapters.targets import (
     CrmConfigError,
     CrmFile,
@@ -67,7 +68,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def error_of(tmp_path: Path, text: str) -> str:
     path = write(tmp_path, text)
-    with pytest.raises(CrmConfigError) as caught:
+    with pytest.raises(ConfigFileError) as caught:
         load_crm_file(path)
     return str(caught.value).replace(str(path), "crm.yaml")
 
@@ -93,19 +94,23 @@ def test_an_empty_file_has_no_targets(tmp_path: Path) -> None:
 
 def test_missing_field_names_file_and_path(tmp_path: Path) -> None:
     text = EXAMPLE.replace("    instance_url: https://acme.my.salesforce.com\n", "")
-    assert error_of(tmp_path, text) == "crm.yaml: targets.1.instance_url: Field required"
+    assert error_of(tmp_path, text) == "crm.yaml: targets.1.salesforce.instance_url: Field required"
 
 
 @pytest.mark.parametrize(
     ("old", "new", "where"),
     [
-        ("name: partner-hook", "name: Partner Hook", "targets.0.name"),
+        ("name: partner-hook", "name: Partner Hook", "targets.0.webhook.name"),
         ("kind: hubspot", "kind: zoho", "targets.2"),
-        ("url: https://crm-bridge", "url: http://crm-bridge", "targets.0.url"),
-        ("    on_erase: anonymise", "    on_erase: shred", "targets.2.on_erase"),
-        ("_widget_1432728651403", "name_widget", "targets.3.fields.name"),
-        ("app_id: 59264073a2a60c0c08e20bfb", "app_id: app", "targets.3.app_id"),
-        ("    token_env: LEADLOOP_HUBSPOT_TOKEN", "    token: pat-eu1-0000", "targets.2.token"),
+        ("url: https://crm-bridge", "url: http://crm-bridge", "targets.0.webhook.url"),
+        ("    on_erase: anonymise", "    on_erase: shred", "targets.2.hubspot.on_erase"),
+        ("_widget_1432728651403", "name_widget", "targets.3.jiandaoyun.fields.name"),
+        ("app_id: 59264073a2a60c0c08e20bfb", "app_id: app", "targets.3.jiandaoyun.app_id"),
+        (
+            "    token_env: LEADLOOP_HUBSPOT_TOKEN",
+            "    token: pat-eu1-0000",
+            "targets.2.hubspot.token",
+        ),
     ],
 )
 def test_invalid_values_name_their_field(tmp_path: Path, old: str, new: str, where: str) -> None:
@@ -120,7 +125,7 @@ def test_a_secret_in_place_of_a_variable_name_is_refused_without_echoing_it(
 ) -> None:
     text = EXAMPLE.replace("LEADLOOP_CRM_WEBHOOK_SECRET", "hunter2-hunter2-hunter2")
     message = error_of(tmp_path, text)
-    assert message.startswith("crm.yaml: targets.0.secret_env: String should match pattern")
+    assert message.startswith("crm.yaml: targets.0.webhook.secret_env: String should match pattern")
     assert "hunter2" not in message
 
 
@@ -132,7 +137,7 @@ def test_names_must_be_unique(tmp_path: Path) -> None:
 
 
 def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
-    with pytest.raises(CrmConfigError, match=r"missing\.yaml: cannot read"):
+    with pytest.raises(ConfigFileError, match=r"missing\.yaml: cannot read"):
         load_crm_file(tmp_path / "missing.yaml")
     assert error_of(tmp_path, "targets: [\n  - name: x\n bad").startswith(
         "crm.yaml: invalid YAML at line"

@@ -35,6 +35,7 @@ import faust
 from aiohttp import web
 
 from leadloop.clock import Clock, SystemClock
+from leadloop.config_file import load_yaml
 from leadloop.db import TRANSIENT_ERRORS
 from leadloop.logging import get_logger
 from leadloop_handoff.adapters.lead_reader import LeadReader
@@ -42,10 +43,9 @@ from leadloop_handoff.domain.access import (
     CONTACT,
     Client,
     Clients,
-    ClientsFileError,
+    ClientsFile,
     Refusal,
     authorize,
-    parse_clients,
 )
 from leadloop_handoff.domain.lead_view import LeadRows, lead_view
 
@@ -147,15 +147,10 @@ def _refuse(
 def load_clients(path: Path) -> Clients:
     """Read and validate ``config/api-clients.yaml`` once, at start-up.
 
-    Raises ``ClientsFileError`` naming the file (and the fields) when it cannot be read
+    Raises ``ConfigFileError`` naming the file (and the fields) when it cannot be read
     or is not a valid clients file.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise ClientsFileError(f"{path}: cannot read ({reason})") from None
-    return Clients.from_file(parse_clients(text, str(path)))
+    return Clients.from_file(load_yaml(path, ClientsFile))
 
 
 def build_read_api(

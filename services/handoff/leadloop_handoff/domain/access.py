@@ -24,10 +24,9 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "CONTACT",
@@ -38,12 +37,10 @@ __all__ = [
     "ClientEntry",
     "Clients",
     "ClientsFile",
-    "ClientsFileError",
     "RateLimiter",
     "Refusal",
     "authorize",
     "bearer_token",
-    "parse_clients",
     "token_digest",
 ]
 
@@ -101,26 +98,6 @@ class ClientsFile(BaseModel):
             # One token must name one client, or reads would be audited to the wrong one.
             raise ValueError("token_sha256 values must be unique")
         return self
-
-
-class ClientsFileError(ValueError):
-    """The clients file is not valid; the message names the file and the fields."""
-
-
-def parse_clients(text: str, source: str) -> ClientsFile:
-    """Validate the text of a clients file; ``source`` names it in the error."""
-    try:
-        data: Any = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ClientsFileError(f"{source}: not YAML ({type(exc).__name__})") from None
-    try:
-        return ClientsFile.model_validate(data)
-    except ValidationError as exc:
-        lines = [f"{source}: invalid API clients:"]
-        for err in exc.errors(include_input=False, include_url=False):
-            where = ".".join(str(p) for p in err["loc"]) or "(file)"
-            lines.append(f"  - {where}: {err['msg']}")
-        raise ClientsFileError("\n".join(lines)) from None
 
 
 def token_digest(token: str) -> str:

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from leadloop.config_file import load_yaml
 
 __all__ = [
     "CrmConfigError",
@@ -34,8 +35,8 @@ __all__ = [
 
 
 class CrmConfigError(ValueError):
-    """A CRM target cannot be configured; the message names the file or variable and the
-    field, never a secret's value."""
+    """A CRM target's secret cannot be read (``build_target``); the message names the
+    target and the variable, never a secret's value."""
 
 
 #: The name of an environment variable, never its value.
@@ -186,8 +187,6 @@ TargetConfig = Annotated[
     Field(discriminator="kind"),
 ]
 
-_KINDS = frozenset({"webhook", "salesforce", "hubspot", "jiandaoyun"})
-
 
 class CrmFile(BaseModel):
     """``config/crm.yaml``: ``targets`` with unique names (names label metrics and
@@ -206,32 +205,7 @@ class CrmFile(BaseModel):
         return targets
 
 
-def _where(loc: tuple[int | str, ...]) -> str:
-    """``targets.1.instance_url``: pydantic's location without the union's tag."""
-    parts = [
-        str(p)
-        for i, p in enumerate(loc)
-        if not (i == 2 and loc[0] == "targets" and isinstance(p, str) and p in _KINDS)
-    ]
-    return ".".join(parts) or "(file)"
-
-
 def load_crm_file(path: Path | str) -> CrmFile:
-    """Read and validate the file; raise ``CrmConfigError("<file>: <field>: <why>")``."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CrmConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise CrmConfigError(f"{path}: invalid YAML{at}") from None
-    try:
-        return CrmFile.model_validate({} if data is None else data)
-    except ValidationError as exc:
-        lines = [
-            f"{path}: {_where(tuple(err['loc']))}: {err['msg']}"
-            for err in exc.errors(include_input=False, include_url=False)
-        ]
-        raise CrmConfigError("\n".join(lines)) from None
+    """Read and validate the file (an empty one: no targets); raises ``ConfigFileError``
+    naming the file and each failing field."""
+    return load_yaml(Path(path), CrmFile, allow_empty=True)
