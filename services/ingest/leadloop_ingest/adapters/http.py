@@ -35,6 +35,7 @@ from pydantic import SecretStr
 from leadloop.clock import Clock
 from leadloop.logging import get_logger
 from leadloop_ingest.adapters.intake_http import Intake, Limits, Reply, serve_post
+from leadloop_ingest.domain.intake import SOURCE_HEADER
 from leadloop_ingest.domain.signatures import Failure, Scheme
 
 __all__ = [
@@ -118,7 +119,7 @@ class Webhook:
         if reason is not None:
             return intake.refuse(422, reason, context, size=len(body))
         record_headers = [
-            ("leadloop-source", source.encode()),
+            (SOURCE_HEADER, source.encode()),
             ("received-at", self._clock.now().isoformat().encode()),
         ]
         key = record_key(source, body)

@@ -45,6 +45,7 @@ from leadloop_ingest.adapters.intake_http import (
     reply_json,
     unavailable,
 )
+from leadloop_ingest.domain.intake import SOURCE_HEADER
 from leadloop_ingest.domain.leadgen import (
     GraphFailure,
     GraphProblem,
@@ -153,7 +154,7 @@ class MetaLeadAds:
             self._publish_raw(
                 f"{source}:{change.leadgen_id}".encode(),
                 cast(bytes, record),
-                [("leadloop-source", source.encode()), ("received-at", received_at)],
+                [(SOURCE_HEADER, source.encode()), ("received-at", received_at)],
             )
             for change, record in zip(changes, fetched, strict=True)
         ]
