@@ -122,7 +122,7 @@ async def test_dry_run_replays_a_time_range(database_url: str, tmp_path: Path) -
         broken.write_text(PROPOSAL.replace("team: new", "team: nowhere"))
         refused = tool(str(broken), database_url=database_url)
         assert refused.returncode == 2
-        assert "invalid" in refused.stdout
+        assert refused.stderr.startswith(f"assignment: {broken}: "), refused.stderr
 
         assert await conn.fetchval("SELECT count(*) FROM assignments") == before
     finally:

@@ -8,6 +8,7 @@ import faust
 from leadloop import settings as settings_mod
 from leadloop.calendar_watch import watch_calendars
 from leadloop.clock import SystemClock
+from leadloop.config_file import exit_on_config_error
 from leadloop.kafka import FaustPublisher
 from leadloop.runtime import ReadyContributor, run_service
 from leadloop_assignment.adapters.kafka import register_agents
@@ -19,9 +20,10 @@ from leadloop_assignment.settings import AssignmentSettings
 
 def main() -> None:
     cfg = settings_mod.load(AssignmentSettings)
-    # Both fail fast on an invalid file.
-    calendars = load_calendars(cfg.calendars_file)
-    rules = RuleFile(cfg.rules_file, calendars)
+    with exit_on_config_error("assignment"):
+        # Both fail fast on an invalid file.
+        calendars = load_calendars(cfg.calendars_file)
+        rules = RuleFile(cfg.rules_file, calendars)
 
     def wire(app: faust.App, pool: asyncpg.Pool) -> ReadyContributor:
         store = AssignmentStore(pool)

@@ -20,12 +20,12 @@ from typing import Annotated, Any
 
 import asyncpg
 import typer
-import yaml
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
 from rich.table import Table
 
+from leadloop.config_file import exit_on_config_error
 from leadloop.events import LeadAccepted, RepStatus
 from leadloop.logging import configure
 from leadloop_assignment.adapters.rules_file import load_calendars, load_rules
@@ -140,11 +140,8 @@ def dry_run(
         if bound is not None and bound.tzinfo is None:
             console.print("[red]--since/--until need a UTC offset, e.g. 2025-03-01T00:00:00Z[/red]")
             raise typer.Exit(2)
-    try:
+    with exit_on_config_error("assignment"):
         proposed = load_rules(rules_file, load_calendars(cfg.calendars_file))
-    except (ValidationError, ValueError, yaml.YAMLError) as exc:
-        console.print(f"[red]the proposed rule set is invalid:[/red] {exc}")
-        raise typer.Exit(2) from exc
     past, roster = asyncio.run(_past(url, since, until))
     dist = replay(past, with_roster(proposed, roster))
     report = dry_run_report(dist)

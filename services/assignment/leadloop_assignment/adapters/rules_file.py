@@ -10,10 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import yaml
-from pydantic import ValidationError
-
 from leadloop.calendar import CalendarSet
+from leadloop.config_file import ConfigFileError, load_yaml
 from leadloop.logging import get_logger
 from leadloop_assignment.domain.rules import RuleSet, with_calendars
 
@@ -23,25 +21,32 @@ log = get_logger(__name__)
 
 
 def load_rules(path: Path, calendars: CalendarSet | None = None) -> RuleSet:
-    with path.open(encoding="utf-8") as f:
-        rules = RuleSet.model_validate(yaml.safe_load(f))
+    """The rule set of ``path``; raises ``ConfigFileError`` naming the file and field."""
+    rules = load_yaml(path, RuleSet)
     if calendars is None:
-        if any(t.working_hours for t in rules.teams):
-            raise ValueError("a team keeps working hours but no calendars file was given")
+        for i, team in enumerate(rules.teams):
+            if team.working_hours:
+                raise ConfigFileError(
+                    path, f"teams.{i}.working_hours", "set, but no calendars file was given"
+                )
         return rules
     return with_calendars(rules, calendars)
 
 
 def load_calendars(path: Path) -> CalendarSet:
-    with path.open(encoding="utf-8") as f:
-        return CalendarSet.model_validate(yaml.safe_load(f))
+    """The calendars of ``path``; raises ``ConfigFileError`` naming the file and field."""
+    return load_yaml(path, CalendarSet)
 
 
 class RuleFile:
     def __init__(self, path: Path, calendars: CalendarSet | None = None) -> None:
         self._path = path
         self._calendars = calendars
-        self._mtime = os.stat(path).st_mtime_ns
+        try:
+            # Before reading: a change made while the file is read is loaded on the next look.
+            self._mtime = os.stat(path).st_mtime_ns
+        except OSError as exc:
+            raise ConfigFileError(path, "", f"cannot read ({exc.strerror})") from None
         self._rules = load_rules(path, calendars)
 
     def current(self) -> RuleSet:
@@ -53,10 +58,9 @@ class RuleFile:
             self._mtime = mtime
             try:
                 rules = load_rules(self._path, self._calendars)
-            except (ValidationError, ValueError, yaml.YAMLError, OSError) as exc:
-                log.error(
-                    "rules_reload_refused", error=type(exc).__name__, version=self._rules.version
-                )
+            except ConfigFileError as exc:
+                # The message names the file and the fields, never a value.
+                log.error("rules_reload_refused", error=str(exc), version=self._rules.version)
             else:
                 log.info("rules_reloaded", old=self._rules.version, new=rules.version)
                 self._rules = rules
