@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncpg
 import faust
-import yaml
 
 from leadloop import settings as settings_mod
 from leadloop.calendar import CalendarSet
 from leadloop.calendar_watch import watch_calendars
 from leadloop.clock import Clock, ScaledClock, SystemClock
+from leadloop.config_file import exit_on_config_error, load_yaml
 from leadloop.kafka import FaustPublisher
 from leadloop.logging import get_logger
 from leadloop.runtime import ReadyContributor, run_service
@@ -26,10 +26,9 @@ log = get_logger(__name__)
 def main() -> None:
     cfg = settings_mod.load(SlaSettings)
     # Both fail fast when invalid: a service must not guess at its SLA rules.
-    with cfg.policies_file.open(encoding="utf-8") as f:
-        policies = PolicySet.model_validate(yaml.safe_load(f))
-    with cfg.calendars_file.open(encoding="utf-8") as f:
-        calendars = CalendarSet.model_validate(yaml.safe_load(f))
+    with exit_on_config_error("sla-monitor"):
+        policies = load_yaml(cfg.policies_file, PolicySet)
+        calendars = load_yaml(cfg.calendars_file, CalendarSet)
 
     clock: Clock = SystemClock()
     if cfg.accelerated():
