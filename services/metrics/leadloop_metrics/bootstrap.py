@@ -9,6 +9,7 @@ import faust
 
 from leadloop import settings as settings_mod
 from leadloop.clock import SystemClock
+from leadloop.config_file import exit_on_config_error
 from leadloop.runtime import run_service
 from leadloop_metrics.adapters.config import team_ids
 from leadloop_metrics.adapters.kafka import register_agents
@@ -21,7 +22,8 @@ from leadloop_metrics.settings import MetricsSettings
 
 def main() -> None:
     cfg = settings_mod.load(MetricsSettings)
-    teams = cfg.teams if cfg.teams is not None else team_ids(cfg.rules_file)
+    with exit_on_config_error("metrics"):
+        teams = cfg.teams if cfg.teams is not None else team_ids(cfg.rules_file)
 
     def wire(app: faust.App, pool: asyncpg.Pool) -> None:
         store = MetricStore(pool)

@@ -13,6 +13,7 @@ import asyncio
 import sys
 
 from leadloop import settings as settings_mod
+from leadloop.config_file import exit_on_config_error
 from leadloop.db import create_pool
 from leadloop_metrics.adapters.config import team_ids
 from leadloop_metrics.adapters.postgres import MetricStore
@@ -23,8 +24,7 @@ from leadloop_metrics.settings import MetricsSettings
 __all__ = ["main"]
 
 
-async def _reconcile(cfg: MetricsSettings, url: str | None) -> int:
-    teams = cfg.teams if cfg.teams is not None else team_ids(cfg.rules_file)
+async def _reconcile(cfg: MetricsSettings, teams: tuple[str, ...], url: str | None) -> int:
     policy = LabelPolicy(sources=frozenset(cfg.sources), teams=frozenset(teams))
     pool = await create_pool(cfg.database_url.get_secret_value(), attempts=3)
     try:
@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--url", help="also compare the samples served at this /metrics URL")
     args = parser.parse_args(argv)
     cfg = settings_mod.load(MetricsSettings)
-    return asyncio.run(_reconcile(cfg, args.url))
+    with exit_on_config_error("metrics"):
+        teams = cfg.teams if cfg.teams is not None else team_ids(cfg.rules_file)
+    return asyncio.run(_reconcile(cfg, teams, args.url))
 
 
 if __name__ == "__main__":

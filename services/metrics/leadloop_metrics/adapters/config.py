@@ -7,17 +7,30 @@ not on the assignment service's code.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from leadloop.config_file import load_yaml
 
 __all__ = ["team_ids"]
 
 
+class _Team(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    team_id: Annotated[str, Field(min_length=1)]
+
+
+class _RuleFile(BaseModel):
+    """The part of the rule file read here; the rest is assignment's to validate."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    teams: Annotated[list[_Team], Field(min_length=1)]
+
+
 def team_ids(path: Path) -> tuple[str, ...]:
-    """The team ids of a rule file; fails loudly on a file without any."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    teams = data.get("teams") if isinstance(data, dict) else None
-    ids = tuple(str(t["team_id"]) for t in teams or () if isinstance(t, dict) and t.get("team_id"))
-    if not ids:
-        raise ValueError(f"{path} lists no teams[*].team_id")
-    return ids
+    """The team ids of a rule file; raises ``ConfigFileError`` naming the file and the
+    field when it lists no teams or a team without its ``team_id``."""
+    return tuple(team.team_id for team in load_yaml(path, _RuleFile).teams)
