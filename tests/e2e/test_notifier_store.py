@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import subprocess
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -199,3 +202,86 @@ async def test_retention_forgets_finished_rows_only(pool: asyncpg.Pool) -> None:
     assert [tuple(r) for r in rows] == [("L2", "", "pending")]  # still held, kept
     assert await pool.fetchval("SELECT count(*) FROM notifier_applied_events") == 0
     assert await w.forget_old() == 0
+
+
+@dataclass
+class Refusing(Recording):
+    """A transport whose vendor refuses every message for good (a user id it does not
+    know): each row becomes a dead letter."""
+
+    async def deliver(
+        self,
+        address: str,
+        subject: str,
+        text: str,
+        markdown: str | None,
+        html: str | None,
+        dedupe_key: str | None = None,
+    ) -> Sent:
+        self.got.append((address, text))
+        return Sent("failed", "invalid_user")
+
+
+def tools(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The operator's command, as a process of its own on the test's database."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
+    return subprocess.run(
+        [sys.executable, "-m", "leadloop_notifier.tools", *args],
+        env={**env, "DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+
+async def test_an_operator_lists_dead_letters_and_replays_them_once(
+    pool: asyncpg.Pool, database_url: str
+) -> None:
+    clock = FixedClock(T0)
+    refused = Refusing()
+    await handler(pool, refused, clock).handle(
+        [rep("r1"), assigned("L1", "r1"), assigned("L2", "r1")]
+    )
+    clock.advance(timedelta(minutes=2))
+    assert await handler(pool, refused, clock).send_due() == 0
+    assert leads_in(refused.got) == Counter({"L1": 1, "L2": 1})  # one coalesced message
+
+    listed = tools(database_url, "dead-letters", "--channel", "wecom_app").stdout
+    rows = [json.loads(line) for line in listed.splitlines()]
+    assert sorted(r["lead_id"] for r in rows) == ["L1", "L2"]
+    assert {(r["recipient"], r["last_code"]) for r in rows} == {("r1", "invalid_user")}
+    assert "wx-r1" not in listed, "the listing carries no address"
+
+    # Fixed at the vendor; one lead replayed, then the rest: each reaches r1 once.
+    assert tools(database_url, "replay", "--lead", "L2").stdout == "replayed: 1\n"
+    fixed = Recording()
+    clock.advance(timedelta(minutes=2))  # past the pacing slot the refused message took
+    assert await handler(pool, fixed, clock).send_due() == 1
+    assert leads_in(fixed.got) == Counter({"L2": 1})
+    assert tools(database_url, "replay", "--code", "invalid_user").stdout == "replayed: 1\n"
+    assert tools(database_url, "replay").stdout == "replayed: 0\n"
+    clock.advance(timedelta(minutes=2))  # past the pacing slot the first resend took
+    assert await handler(pool, fixed, clock).send_due() == 1
+    assert leads_in(fixed.got) == Counter({"L1": 1, "L2": 1})
+    assert await pool.fetchval("SELECT count(*) FROM notifier_outbox WHERE status = 'sent'") == 2
+
+
+async def test_a_replay_leaves_a_notice_that_reached_its_recipient_on_a_fallback(
+    pool: asyncpg.Pool,
+) -> None:
+    clock = FixedClock(T0)
+    await handler(pool, Refusing(), clock).handle([rep("r1"), assigned("L1", "r1")])
+    clock.advance(timedelta(minutes=2))
+    await handler(pool, Refusing(), clock).send_due()
+    # As the fallback does: the same notice on the recipient's next channel, sent there.
+    await pool.execute(
+        "INSERT INTO notifier_outbox (notice_key, recipient, channel, kind, team_id, "
+        "lead_id, payload, origin_at, due_at, created_at, status) "
+        "SELECT notice_key, recipient, 'email', kind, team_id, lead_id, payload, "
+        "origin_at, due_at, created_at, 'sent' FROM notifier_outbox WHERE lead_id = 'L1'"
+    )
+    assert await NotifierStore(pool).replay(None, None, None, None) == 0
+    assert await pool.fetchval(
+        "SELECT status FROM notifier_outbox WHERE lead_id = 'L1' AND channel = 'wecom_app'"
+    ) == ("dead")

@@ -525,3 +525,42 @@ class NotifierStore:
     async def transaction(self) -> AsyncIterator[Tx]:
         async with self._pool.acquire() as conn, conn.transaction():
             yield Tx(conn)
+
+    async def dead_letters(self, channel: str | None, limit: int) -> list[dict[str, Any]]:
+        """Dead-lettered rows, oldest first: ids, kind, channel and code. Never the
+        address or the payload (the operator's listing is not a path for contacts)."""
+        rows = await self._pool.fetch(_DEAD_LETTERS, channel, limit)
+        return [dict(r) for r in rows]
+
+    async def replay(
+        self, channel: str | None, code: str | None, kind: str | None, lead_id: str | None
+    ) -> int:
+        """Make matching dead letters pending again, from the first attempt; returns how
+        many. A notice its recipient was sent (or is still to be sent) on another
+        channel, after a fallback, stays dead: replaying it would reach them twice."""
+        status = await self._pool.execute(_REPLAY, channel, code, kind, lead_id)
+        return int(status.rsplit(" ", 1)[-1])
+
+
+_DEAD_LETTERS = """
+SELECT notice_key, recipient, channel, kind, team_id, lead_id, attempts, last_code,
+       created_at
+  FROM notifier_outbox
+ WHERE status = 'dead' AND ($1::text IS NULL OR channel = $1)
+ ORDER BY created_at, seq
+ LIMIT $2
+"""
+
+# Due at once: the row's due time (its working moment) has passed. The message id is
+# kept, so a vendor that deduplicates drops it if the first attempt did land after all.
+_REPLAY = """
+UPDATE notifier_outbox d
+   SET status = 'pending', attempts = 0, not_before = NULL, lease_until = NULL
+ WHERE d.status = 'dead' AND ($1::text IS NULL OR d.channel = $1)
+   AND ($2::text IS NULL OR d.last_code = $2) AND ($3::text IS NULL OR d.kind = $3)
+   AND ($4::text IS NULL OR d.lead_id = $4)
+   AND NOT EXISTS (
+       SELECT 1 FROM notifier_outbox o
+        WHERE o.notice_key = d.notice_key AND o.recipient = d.recipient
+          AND o.channel <> d.channel AND o.status IN ('pending', 'sent'))
+"""
