@@ -45,12 +45,7 @@ def main() -> None:
     pepper = cfg.identity_pepper.get_secret_value().encode()
     channels = _channels(cfg)
     inbound = _inbound(cfg)
-    limits = Limits(
-        max_record_bytes=cfg.max_record_bytes,
-        sources=frozenset(channels.channels),
-        default_phone_region=channels.phone_regions(),
-        channels=channels,
-    )
+    limits = build_limits(channels, cfg.max_record_bytes)
 
     def wire(app: faust.App, pool: asyncpg.Pool) -> ReadyContributor:
         publisher = FaustPublisher(app, cfg.kafka.topic_prefix)
@@ -185,3 +180,14 @@ def _channels(cfg: IngestSettings) -> Channels:
         sys.stderr.write(f"leadloop: LEADLOOP_WEBHOOK_SECRETS names unknown channels {unknown}\n")
         raise settings_mod.ConfigError(2)
     return channels
+
+
+def build_limits(channels: Channels, max_record_bytes: int) -> Limits:
+    """What every record is judged by: the channels file decides. Ingest's operator
+    tools validate with the same limits (leadloop_ingest.tools)."""
+    return Limits(
+        max_record_bytes=max_record_bytes,
+        sources=frozenset(channels.channels),
+        default_phone_region=channels.phone_regions(),
+        channels=channels,
+    )
