@@ -9,11 +9,10 @@ import sys
 import asyncpg
 import faust
 import httpx
-import yaml
-from pydantic import ValidationError
 
 from leadloop import settings as settings_mod
 from leadloop.clock import SystemClock
+from leadloop.config_file import exit_on_config_error
 from leadloop.kafka import FaustPublisher
 from leadloop.messaging import OutMessage
 from leadloop.runtime import ReadyContributor, run_service
@@ -26,8 +25,6 @@ from leadloop_ingest.adapters.meta import MetaLeadAds, register_lead_webhooks
 from leadloop_ingest.adapters.postgres import LeadStore
 from leadloop_ingest.adapters.timeline_store import TimelineStore
 from leadloop_ingest.adapters.vendor_hooks import (
-    InboundConfigError,
-    InboundSetup,
     VendorHooks,
     load_inbound,
     register_vendor_hooks,
@@ -43,8 +40,12 @@ def main() -> None:
     cfg = settings_mod.load(IngestSettings)
     assert cfg.identity_pepper is not None  # enforced by the settings validator
     pepper = cfg.identity_pepper.get_secret_value().encode()
-    channels = _channels(cfg)
-    inbound = _inbound(cfg)
+    with exit_on_config_error("ingest"):
+        channels = _channels(cfg)
+        # The vendor webhooks' mapping and the secrets its targets name.
+        inbound = (
+            None if cfg.crm_inbound_file is None else load_inbound(cfg.crm_inbound_file, os.environ)
+        )
     limits = build_limits(channels, cfg.max_record_bytes)
 
     def wire(app: faust.App, pool: asyncpg.Pool) -> ReadyContributor:
@@ -155,26 +156,9 @@ def main() -> None:
     run_service("ingest", cfg, cfg.http, wire)
 
 
-def _inbound(cfg: IngestSettings) -> InboundSetup | None:
-    """The vendor webhooks' mapping and secrets, or a clean exit naming file and field."""
-    if cfg.crm_inbound_file is None:
-        return None
-    try:
-        return load_inbound(cfg.crm_inbound_file, os.environ)
-    except InboundConfigError as exc:
-        sys.stderr.write(f"leadloop: cannot use the CRM inbound file {exc}\n")
-        raise settings_mod.ConfigError(2) from None
-
-
 def _channels(cfg: IngestSettings) -> Channels:
-    """The channel set, or a clean exit naming the file (never its contents)."""
-    try:
-        channels = load_channels(cfg.channels_file)
-    except (OSError, yaml.YAMLError, ValidationError) as exc:
-        sys.stderr.write(
-            f"leadloop: cannot use the channels file {cfg.channels_file}: {type(exc).__name__}\n"
-        )
-        raise settings_mod.ConfigError(2) from None
+    """The channel set; ``ConfigFileError`` names the file and the field (never its contents)."""
+    channels = load_channels(cfg.channels_file)
     unknown = sorted(set(cfg.webhook_secrets) - set(channels.channels))
     if unknown:
         sys.stderr.write(f"leadloop: LEADLOOP_WEBHOOK_SECRETS names unknown channels {unknown}\n")

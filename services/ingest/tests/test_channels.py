@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from leadloop.config_file import ConfigFileError
 from leadloop.events import RawLead
 from leadloop_ingest.adapters.channels_file import load_channels
 from leadloop_ingest.domain.channels import (
@@ -135,7 +136,7 @@ def test_invalid_channel_configuration_is_refused(channels: dict[str, Any]) -> N
 def test_a_bare_yaml_region_that_reads_as_a_boolean_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "channels.yaml"
     path.write_text("channels:\n  nordic_form:\n    default_phone_region: NO\n")
-    with pytest.raises(ValidationError):
+    with pytest.raises(ConfigFileError, match=r"channels\.nordic_form\.default_phone_region: "):
         load_channels(path)
     path.write_text('channels:\n  nordic_form:\n    default_phone_region: "NO"\n')
     assert load_channels(path).phone_regions() == {"nordic_form": "NO"}
@@ -144,7 +145,7 @@ def test_a_bare_yaml_region_that_reads_as_a_boolean_is_refused(tmp_path: Path) -
 def test_an_empty_channels_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "channels.yaml"
     path.write_text("# nothing yet\n")
-    with pytest.raises(ValidationError):
+    with pytest.raises(ConfigFileError, match=r"channels\.yaml: the file is empty"):
         load_channels(path)
 
 

@@ -574,7 +574,8 @@ async def test_hubspot_reads_the_record_and_its_contact() -> None:
 def test_the_inbound_file_is_checked_at_start_naming_file_and_field(tmp_path: Any) -> None:
     from pathlib import Path
 
-    from leadloop_ingest.adapters.vendor_hooks import InboundConfigError, load_inbound
+    from leadloop.config_file import ConfigFileError
+    from leadloop_ingest.adapters.vendor_hooks import load_inbound
 
     shipped = Path(__file__).resolve().parents[3] / "config" / "crm-inbound.yaml"
     env = {
@@ -590,14 +591,17 @@ def test_the_inbound_file_is_checked_at_start_naming_file_and_field(tmp_path: An
         "hubspot",
         "salesforce_opportunities",
     }
-    with pytest.raises(InboundConfigError, match="LEADLOOP_JDY_PUSH_SECRET"):
+    with pytest.raises(
+        ConfigFileError,
+        match=r"targets\.jiandaoyun_opportunities\.secret_env: .*LEADLOOP_JDY_PUSH_SECRET",
+    ):
         load_inbound(shipped, {**env, "LEADLOOP_JDY_PUSH_SECRET": "short"})
     bad = tmp_path / "inbound.yaml"
     bad.write_text(
         "targets:\n  sf:\n    kind: salesforce\n    emits: stage_change\n"
         "    fields: {lead_id: X, stage: S}\n    stages: {Won: won}\n"
     )
-    with pytest.raises(InboundConfigError, match=r"inbound\.yaml: targets\.sf.*organization_id"):
+    with pytest.raises(ConfigFileError, match=r"inbound\.yaml: targets\.sf.*organization_id"):
         load_inbound(bad, {})
     bad.write_text(
         "targets:\n  jdy:\n"
@@ -613,5 +617,5 @@ def test_the_inbound_file_is_checked_at_start_naming_file_and_field(tmp_path: An
         )
         + "\n"
     )
-    with pytest.raises(InboundConfigError, match=r"targets\.jdy\.stages\.x"):
+    with pytest.raises(ConfigFileError, match=r"targets\.jdy\.stages\.x"):
         load_inbound(bad, {"JDY_S": "y" * 20})

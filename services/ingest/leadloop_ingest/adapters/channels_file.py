@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
+from leadloop.config_file import load_yaml
 from leadloop_ingest.domain.channels import Channels
 
 __all__ = ["load_channels"]
@@ -14,9 +13,8 @@ __all__ = ["load_channels"]
 def load_channels(path: Path) -> Channels:
     """Read and validate the file once, at start-up.
 
-    Raises ``OSError`` when it cannot be read, ``yaml.YAMLError`` when it is not YAML
-    and ``pydantic.ValidationError`` when it is not a valid channel set (an empty file
-    is not one: it would silently turn every channel's records into rejects).
+    Raises ``ConfigFileError`` naming the file and the field when it cannot be read, is
+    not YAML or is not a valid channel set (an empty file is not one: it would silently
+    turn every channel's records into rejects).
     """
-    with path.open(encoding="utf-8") as f:
-        return Channels.model_validate(yaml.safe_load(f))
+    return load_yaml(path, Channels)

@@ -36,11 +36,10 @@ from urllib.parse import quote
 
 import faust
 import httpx
-import yaml
 from aiohttp import web
-from pydantic import ValidationError
 
 from leadloop.clock import Clock
+from leadloop.config_file import ConfigFileError, load_yaml
 from leadloop.logging import get_logger
 from leadloop.messaging import OutMessage, Publisher, event_message
 from leadloop_ingest.adapters.intake_http import Reply, TooLarge, read_body, refusal
@@ -65,7 +64,6 @@ from leadloop_ingest.domain.vendors.targets import Inbound, Target
 __all__ = [
     "PATH",
     "HookReply",
-    "InboundConfigError",
     "InboundSetup",
     "VendorHooks",
     "load_inbound",
@@ -80,11 +78,6 @@ RECENT_IDS = 10_000
 RETRY_AFTER_S = 30
 
 
-class InboundConfigError(Exception):
-    """The inbound file cannot be used; the message names the file and the field (or
-    the environment variable), never a secret or a value."""
-
-
 @dataclass(frozen=True, slots=True)
 class InboundSetup:
     inbound: Inbound
@@ -93,33 +86,29 @@ class InboundSetup:
 
 
 def load_inbound(path: Path, environ: Mapping[str, str]) -> InboundSetup:
-    """Read and validate ``path`` once, at start-up, and the secrets its targets name."""
-    try:
-        with path.open(encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
-        inbound = Inbound.model_validate(raw)
-    except OSError as exc:
-        raise InboundConfigError(f"{path}: cannot read ({type(exc).__name__})") from None
-    except yaml.YAMLError:
-        raise InboundConfigError(f"{path}: not YAML") from None
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()
-        )
-        raise InboundConfigError(f"{path}: {problems}") from None
+    """Read and validate ``path`` once, at start-up, and the secrets its targets name.
+
+    Raises ``ConfigFileError`` naming the file and the field (or the environment
+    variable a field names), never a secret or a value.
+    """
+    inbound = load_yaml(path, Inbound)
     secrets: dict[str, bytes] = {}
     tokens: dict[str, str] = {}
     for name, target in inbound.targets.items():
-        for env, into in ((target.secret_env, "secret"), (target.api_token_env, "token")):
+        for key, env in (
+            ("secret_env", target.secret_env),
+            ("api_token_env", target.api_token_env),
+        ):
             if env is None:
                 continue
             value = environ.get(env, "").strip()
             if len(value) < 16:
-                raise InboundConfigError(
-                    f"{path}: targets.{name}: environment variable {env} is unset or shorter "
-                    "than 16 characters"
+                raise ConfigFileError(
+                    path,
+                    f"targets.{name}.{key}",
+                    f"environment variable {env} is unset or shorter than 16 characters",
                 )
-            if into == "secret":
+            if key == "secret_env":
                 secrets[name] = value.encode()
             else:
                 tokens[name] = value
