@@ -16,7 +16,15 @@ from pydantic import BaseModel
 
 from leadloop import events
 
-__all__ = ["DEFAULT_PARTITIONS", "REGISTRY", "TopicSpec", "by_name", "qualified"]
+__all__ = [
+    "DEFAULT_PARTITIONS",
+    "REGISTRY",
+    "Service",
+    "TopicSpec",
+    "by_name",
+    "inputs_of",
+    "qualified",
+]
 
 DEFAULT_PARTITIONS = 6
 
@@ -155,3 +163,19 @@ def by_name(name: str) -> TopicSpec:
 def qualified(name: str, prefix: str) -> str:
     """The broker-side name: tests and parallel environments prefix every topic."""
     return f"{prefix}{name}"
+
+
+def inputs_of(service: Service, *, exclude: tuple[str, ...] = ()) -> dict[str, type[BaseModel]]:
+    """The topics ``service`` consumes, as the registry says, and each one's event model:
+    the one declaration of a service's inputs (its agents subscribe to these keys).
+    ``exclude`` leaves out topics the service reads another way (ingest's raw leads)."""
+    found: dict[str, type[BaseModel]] = {}
+    for spec in REGISTRY:
+        if service in spec.consumers and spec.name not in exclude:
+            if spec.model is None:
+                raise ValueError(f"{spec.name} has no event model to decode")
+            found[spec.name] = spec.model
+    for name in exclude:
+        if service not in by_name(name).consumers:
+            raise ValueError(f"{service} does not consume {name}")
+    return found
