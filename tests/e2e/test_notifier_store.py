@@ -41,11 +41,13 @@ class Sent:
 
 @dataclass
 class Recording:
-    """A transport that accepts everything after ``delay`` and records what it got."""
+    """A transport that gives every message ``answer`` (accepted, by default) after
+    ``delay`` and records what it got."""
 
     kind: str = "wecom_app"
     per_minute: int = 1000
     delay: float = 0.0
+    answer: Sent = Sent("delivered", "ok")
     got: list[tuple[str, str]] = field(default_factory=list)
     keys: list[str | None] = field(default_factory=list)  # the dedupe key of each send
 
@@ -61,7 +63,7 @@ class Recording:
         await asyncio.sleep(self.delay)
         self.got.append((address, text))
         self.keys.append(dedupe_key)
-        return Sent("delivered", "ok")
+        return self.answer
 
 
 class NullMetrics:
@@ -204,22 +206,8 @@ async def test_retention_forgets_finished_rows_only(pool: asyncpg.Pool) -> None:
     assert await w.forget_old() == 0
 
 
-@dataclass
-class Refusing(Recording):
-    """A transport whose vendor refuses every message for good (a user id it does not
-    know): each row becomes a dead letter."""
-
-    async def deliver(
-        self,
-        address: str,
-        subject: str,
-        text: str,
-        markdown: str | None,
-        html: str | None,
-        dedupe_key: str | None = None,
-    ) -> Sent:
-        self.got.append((address, text))
-        return Sent("failed", "invalid_user")
+#: The vendor refuses for good (a user id it does not know): a dead letter.
+REFUSED = Sent("failed", "invalid_user")
 
 
 def tools(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -239,7 +227,7 @@ async def test_an_operator_lists_dead_letters_and_replays_them_once(
     pool: asyncpg.Pool, database_url: str
 ) -> None:
     clock = FixedClock(T0)
-    refused = Refusing()
+    refused = Recording(answer=REFUSED)
     await handler(pool, refused, clock).handle(
         [rep("r1"), assigned("L1", "r1"), assigned("L2", "r1")]
     )
@@ -271,9 +259,9 @@ async def test_a_replay_leaves_a_notice_that_reached_its_recipient_on_a_fallback
     pool: asyncpg.Pool,
 ) -> None:
     clock = FixedClock(T0)
-    await handler(pool, Refusing(), clock).handle([rep("r1"), assigned("L1", "r1")])
+    await handler(pool, Recording(answer=REFUSED), clock).handle([rep("r1"), assigned("L1", "r1")])
     clock.advance(timedelta(minutes=2))
-    await handler(pool, Refusing(), clock).send_due()
+    await handler(pool, Recording(answer=REFUSED), clock).send_due()
     # As the fallback does: the same notice on the recipient's next channel, sent there.
     await pool.execute(
         "INSERT INTO notifier_outbox (notice_key, recipient, channel, kind, team_id, "
