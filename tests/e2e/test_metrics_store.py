@@ -26,6 +26,7 @@ from leadloop_metrics.domain.facts import (
 )
 from leadloop_metrics.domain.fold import step
 from leadloop_metrics.domain.labels import LabelPolicy
+from leadloop_metrics.handlers import apply_facts
 from leadloop_metrics.reconcile import reconcile
 
 pytestmark = pytest.mark.integration
@@ -75,8 +76,8 @@ async def test_redelivered_and_reordered_facts_count_once_and_reconcile(
         store = MetricStore(pool)
         for i in range(0, len(shuffled), 97):
             batch = shuffled[i : i + 97]
-            await store.apply(batch, POLICY, T0)
-            await store.apply(batch + batch[:5], POLICY, T0)  # the whole batch again
+            await apply_facts(store, batch, POLICY, T0)
+            await apply_facts(store, batch + batch[:5], POLICY, T0)  # the whole batch again
         report = await reconcile(store, POLICY)
         assert report.ok, report.lines()
         assert report.facts == len(unique)

@@ -1,15 +1,16 @@
-"""metrics' use case: decode → apply once (PostgreSQL) → advance the served view."""
+"""metrics' use case: decode → read the batch's leads → fold (pure) → save, in one
+transaction → advance the served view."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-from pydantic import BaseModel, ValidationError
+from datetime import datetime
 
 from leadloop.clock import Clock
 from leadloop.db import retrying
+from leadloop.decoding import InputDecoder
 from leadloop.events import (
     ActivityRecorded,
     EscalationRaised,
@@ -18,47 +19,57 @@ from leadloop.events import (
     LeadAssigned,
     StageChanged,
 )
-from leadloop.logging import get_logger
-from leadloop_metrics.adapters.postgres import MetricStore
-from leadloop_metrics.adapters.prometheus import SeriesView
-from leadloop_metrics.domain.facts import EventIn, Fact, fact_of
-from leadloop_metrics.domain.labels import LabelPolicy
+from leadloop_metrics.domain.facts import Fact, fact_of
+from leadloop_metrics.domain.fold import first_of_each, step
+from leadloop_metrics.domain.labels import Delta, LabelPolicy
+from leadloop_metrics.ports import MetricRepository, SeriesSink
 
-__all__ = ["INPUT_TOPICS", "MetricsHandler"]
+__all__ = ["MetricsHandler", "apply_facts"]
 
-log = get_logger(__name__)
 
-INPUT_TOPICS: dict[str, type[BaseModel]] = {
-    m.topic: m
-    for m in (
-        IngestOutcomeRecorded,
-        LeadAccepted,
-        LeadAssigned,
-        ActivityRecorded,
-        StageChanged,
-        EscalationRaised,
-    )
-}
+async def apply_facts(
+    store: MetricRepository, facts: Sequence[Fact], policy: LabelPolicy, now: datetime
+) -> Delta:
+    """Fold the facts not applied before on top of their leads' stored states; return the
+    series changes that were saved. A redelivered event changes nothing."""
+    async with store.batch(now) as batch:
+        stored, fresh = await batch.read(first_of_each(facts))
+        result = step(stored, fresh, policy)
+        await batch.apply(result)
+    return result.delta
 
 
 @dataclass
 class MetricsHandler:
-    store: MetricStore
-    view: SeriesView
+    store: MetricRepository
+    view: SeriesSink
     labels: LabelPolicy
     clock: Clock
+    inputs: InputDecoder = field(default_factory=lambda: InputDecoder("metrics"))
     #: Serialises commits with re-reads: a re-read that started before this worker's
     #: own commit must not replace the view after it (a counter would go back).
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def handle(self, messages: Sequence[tuple[str, bytes]]) -> int:
-        facts = [f for topic, value in messages if (f := _decode(topic, value)) is not None]
+        facts = [
+            fact_of(event)
+            for event in self.inputs.decode_all(messages)
+            if isinstance(
+                event,
+                IngestOutcomeRecorded
+                | LeadAccepted
+                | LeadAssigned
+                | ActivityRecorded
+                | StageChanged
+                | EscalationRaised,
+            )
+        ]
         if not facts:
             return 0
         now = self.clock.now()
         async with self._lock:
             delta = await retrying(
-                lambda: self.store.apply(facts, self.labels, now), what="metrics_apply"
+                lambda: apply_facts(self.store, facts, self.labels, now), what="metrics_apply"
             )
             # Only after the commit: the view never shows a change that could be rolled back.
             self.view.add(delta)
@@ -68,24 +79,3 @@ class MetricsHandler:
         """Re-read the totals (other workers of the group count their partitions)."""
         async with self._lock:
             self.view.replace(await retrying(self.store.load, what="metrics_load"))
-
-
-def _decode(topic: str, value: bytes) -> Fact | None:
-    try:
-        event = INPUT_TOPICS[topic].model_validate_json(value)
-    except ValidationError as exc:
-        # The producers' own dead-letter paths (leads.rejected, crm.rejected) keep bad
-        # input; here a record that does not decode counts nowhere and is logged.
-        log.warning("undecodable_event", topic=topic, errors=exc.error_count())
-        return None
-    assert isinstance(
-        event,
-        IngestOutcomeRecorded
-        | LeadAccepted
-        | LeadAssigned
-        | ActivityRecorded
-        | StageChanged
-        | EscalationRaised,
-    )
-    typed: EventIn = event
-    return fact_of(typed)

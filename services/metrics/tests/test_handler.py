@@ -4,17 +4,18 @@ batch this worker already served (a counter would go back, a gauge would flicker
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 from leadloop.clock import FixedClock
 from leadloop.events import IngestOutcome, IngestOutcomeRecorded
-from leadloop_metrics.adapters.postgres import MetricStore
 from leadloop_metrics.adapters.prometheus import SeriesView
 from leadloop_metrics.domain.facts import Fact
-from leadloop_metrics.domain.fold import step
-from leadloop_metrics.domain.labels import Delta, LabelPolicy, SeriesKey, series
+from leadloop_metrics.domain.fold import Step
+from leadloop_metrics.domain.labels import LabelPolicy, SeriesKey, series
+from leadloop_metrics.domain.leads import LeadState
 from leadloop_metrics.handlers import MetricsHandler
 
 NOW = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
@@ -30,13 +31,18 @@ class SlowStore:
         self.commit_started = asyncio.Event()
         self.release = asyncio.Event()
 
-    async def apply(self, facts: Sequence[Fact], policy: LabelPolicy, now: datetime) -> Delta:
+    @asynccontextmanager
+    async def batch(self, now: datetime) -> AsyncIterator[SlowStore]:
+        yield self
+
+    async def read(self, facts: Sequence[Fact]) -> tuple[dict[str, LeadState], list[Fact]]:
+        return {}, list(facts)
+
+    async def apply(self, result: Step) -> None:
         self.commit_started.set()
         await self.release.wait()
-        delta = step({}, facts, policy).delta
-        for k, v in delta.items():
+        for k, v in result.delta.items():
             self.committed[k] = self.committed.get(k, 0.0) + v
-        return delta
 
     async def load(self) -> dict[SeriesKey, float]:
         return dict(self.committed)
@@ -61,9 +67,7 @@ def outcome(n: int) -> bytes:
 async def test_a_reread_waits_for_the_commit_in_flight() -> None:
     store = SlowStore()
     view = SeriesView({})
-    handler = MetricsHandler(
-        store=cast(MetricStore, store), view=view, labels=POLICY, clock=FixedClock(NOW)
-    )
+    handler = MetricsHandler(store=store, view=view, labels=POLICY, clock=FixedClock(NOW))
     batch = asyncio.create_task(handler.handle([("ingest.outcomes", outcome(1))]))
     await store.commit_started.wait()
     refresh = asyncio.create_task(handler.refresh())
@@ -79,9 +83,7 @@ async def test_undecodable_events_are_skipped_not_fatal() -> None:
     store = SlowStore()
     store.release.set()
     view = SeriesView({})
-    handler = MetricsHandler(
-        store=cast(MetricStore, store), view=view, labels=POLICY, clock=FixedClock(NOW)
-    )
+    handler = MetricsHandler(store=store, view=view, labels=POLICY, clock=FixedClock(NOW))
     changed: Any = await handler.handle(
         [("ingest.outcomes", b"{not json"), ("crm.stage-changes", b'{"stage": "lost"}')]
     )

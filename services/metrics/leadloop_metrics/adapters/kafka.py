@@ -6,7 +6,7 @@ import faust
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from leadloop.kafka import service_timer, topics_agent
-from leadloop_metrics.handlers import INPUT_TOPICS, MetricsHandler
+from leadloop_metrics.handlers import MetricsHandler
 
 __all__ = ["register_agents"]
 
@@ -23,7 +23,7 @@ def register_agents(
 ) -> None:
     topics_agent(
         app,
-        tuple(INPUT_TOPICS),
+        handler.inputs.topics,
         prefix=prefix,
         name="metrics-events",
         handle=handler.handle,

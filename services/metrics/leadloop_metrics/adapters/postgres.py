@@ -1,28 +1,29 @@
 """PostgreSQL side of metrics: applied facts, per-lead state and series values, changed
 together.
 
-``apply`` locks the leads a batch concerns, records the batch's event ids with their
-facts, folds the facts that were new on top of the stored lead states, and saves the
-new states and the changed series, all in one transaction: a redelivered event changes
-nothing, and the served values are always a function of these tables. ``load`` reads
-every series; ``facts`` and ``states`` give reconcile what it replays and compares.
+A ``batch`` is one transaction: ``read`` locks the leads the facts concern and records
+the facts' event ids (returning the facts that were new), ``apply`` saves the states and
+the series changes the fold computed from them. A redelivered event changes nothing,
+and the served values are always a function of these tables. ``load`` reads every
+series; ``facts`` and ``states`` give reconcile what it replays and compares.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from leadloop_metrics.domain.facts import Fact, Outcome, fact_from_json, fact_to_json
-from leadloop_metrics.domain.fold import step
-from leadloop_metrics.domain.labels import Delta, LabelPolicy, SeriesKey
+from leadloop_metrics.domain.fold import Step
+from leadloop_metrics.domain.labels import SeriesKey
 from leadloop_metrics.domain.leads import LeadState, state_from_json, state_to_json
 
-__all__ = ["MetricStore"]
+__all__ = ["MetricBatch", "MetricStore"]
 
 _TOPIC = {
     "Outcome": "ingest.outcomes",
@@ -38,77 +39,89 @@ def _lead_of(fact: Fact) -> str | None:
     return None if isinstance(fact, Outcome) else fact.lead_id
 
 
+class MetricBatch:
+    """One batch's transaction: at most five statements, three in ``read`` (the lead
+    locks only when a fact concerns a lead) and two in ``apply`` (each only when it has
+    something to save)."""
+
+    def __init__(self, conn: asyncpg.Connection, now: datetime) -> None:
+        self._conn = conn
+        self._now = now
+
+    async def read(self, facts: Sequence[Fact]) -> tuple[dict[str, LeadState], list[Fact]]:
+        """Lock the facts' leads and record the facts; the stored states of those leads and
+        the facts not recorded before, in order (``facts`` hold each event id once)."""
+        conn, now = self._conn, self._now
+        lead_ids = sorted({lead for f in facts if (lead := _lead_of(f)) is not None})
+        states: dict[str, LeadState] = {}
+        if lead_ids:
+            # Lock the leads first, in one order: a second worker holding the same
+            # leads during a rebalance waits, so each lead's facts are applied (and
+            # numbered by seq) in the order they were folded.
+            await conn.execute(
+                "INSERT INTO metric_leads (lead_id, state, updated_at) "
+                "SELECT l, 'null'::jsonb, $2 FROM unnest($1::text[]) l "
+                "ON CONFLICT DO NOTHING",
+                lead_ids,
+                now,
+            )
+            rows = await conn.fetch(
+                "SELECT lead_id, state FROM metric_leads WHERE lead_id = ANY($1::text[]) "
+                "ORDER BY lead_id FOR UPDATE",
+                lead_ids,
+            )
+            for r in rows:
+                data = _json(r["state"])
+                if data is not None:
+                    states[r["lead_id"]] = state_from_json(r["lead_id"], data)
+        inserted = await conn.fetch(
+            "INSERT INTO metric_applied_events (event_id, applied_at, topic, lead_id, fact) "
+            "SELECT e, $2, t, l, f::jsonb FROM unnest($1::text[], $3::text[], $4::text[], "
+            "$5::text[]) WITH ORDINALITY AS x(e, t, l, f, n) ORDER BY n "
+            "ON CONFLICT DO NOTHING RETURNING event_id",
+            [f.event_id for f in facts],
+            now,
+            [_TOPIC[type(f).__name__] for f in facts],
+            [_lead_of(f) for f in facts],
+            [json.dumps(fact_to_json(f)) for f in facts],
+        )
+        new_ids = {r["event_id"] for r in inserted}
+        return states, [f for f in facts if f.event_id in new_ids]
+
+    async def apply(self, result: Step) -> None:
+        """Save the changed lead states and add the series changes."""
+        if result.states:
+            changed = list(result.states.values())
+            await self._conn.execute(
+                "UPDATE metric_leads m SET state = s.state::jsonb, updated_at = $3 "
+                "FROM unnest($1::text[], $2::text[]) AS s(lead_id, state) "
+                "WHERE m.lead_id = s.lead_id",
+                [s.lead_id for s in changed],
+                [json.dumps(state_to_json(s)) for s in changed],
+                self._now,
+            )
+        if result.delta:
+            keys = sorted(result.delta)
+            await self._conn.execute(
+                "INSERT INTO metric_values (metric, labels, value) "
+                "SELECT m, l::jsonb, v FROM unnest($1::text[], $2::text[], $3::float8[]) "
+                "AS t(m, l, v) ON CONFLICT (metric, labels) DO UPDATE "
+                "SET value = metric_values.value + EXCLUDED.value",
+                [k[0] for k in keys],
+                [json.dumps(dict(k[1])) for k in keys],
+                [result.delta[k] for k in keys],
+            )
+
+
 class MetricStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def apply(self, facts: Sequence[Fact], policy: LabelPolicy, now: datetime) -> Delta:
-        """Fold the facts not applied before; return the series changes that were saved."""
-        seen: set[str] = set()
-        unique: list[Fact] = []
-        for f in facts:
-            if f.event_id not in seen:
-                seen.add(f.event_id)
-                unique.append(f)
-        lead_ids = sorted({lead for f in unique if (lead := _lead_of(f)) is not None})
+    @asynccontextmanager
+    async def batch(self, now: datetime) -> AsyncIterator[MetricBatch]:
+        """One transaction, committed when the block ends without an exception."""
         async with self._pool.acquire() as conn, conn.transaction():
-            states: dict[str, LeadState] = {}
-            if lead_ids:
-                # Lock the leads first, in one order: a second worker holding the same
-                # leads during a rebalance waits, so each lead's facts are applied (and
-                # numbered by seq) in the order they were folded.
-                await conn.execute(
-                    "INSERT INTO metric_leads (lead_id, state, updated_at) "
-                    "SELECT l, 'null'::jsonb, $2 FROM unnest($1::text[]) l "
-                    "ON CONFLICT DO NOTHING",
-                    lead_ids,
-                    now,
-                )
-                rows = await conn.fetch(
-                    "SELECT lead_id, state FROM metric_leads WHERE lead_id = ANY($1::text[]) "
-                    "ORDER BY lead_id FOR UPDATE",
-                    lead_ids,
-                )
-                for r in rows:
-                    data = _json(r["state"])
-                    if data is not None:
-                        states[r["lead_id"]] = state_from_json(r["lead_id"], data)
-            inserted = await conn.fetch(
-                "INSERT INTO metric_applied_events (event_id, applied_at, topic, lead_id, fact) "
-                "SELECT e, $2, t, l, f::jsonb FROM unnest($1::text[], $3::text[], $4::text[], "
-                "$5::text[]) WITH ORDINALITY AS x(e, t, l, f, n) ORDER BY n "
-                "ON CONFLICT DO NOTHING RETURNING event_id",
-                [f.event_id for f in unique],
-                now,
-                [_TOPIC[type(f).__name__] for f in unique],
-                [_lead_of(f) for f in unique],
-                [json.dumps(fact_to_json(f)) for f in unique],
-            )
-            new_ids = {r["event_id"] for r in inserted}
-            fresh = [f for f in unique if f.event_id in new_ids]
-            result = step(states, fresh, policy)
-            if result.states:
-                changed = list(result.states.values())
-                await conn.execute(
-                    "UPDATE metric_leads m SET state = s.state::jsonb, updated_at = $3 "
-                    "FROM unnest($1::text[], $2::text[]) AS s(lead_id, state) "
-                    "WHERE m.lead_id = s.lead_id",
-                    [s.lead_id for s in changed],
-                    [json.dumps(state_to_json(s)) for s in changed],
-                    now,
-                )
-            if result.delta:
-                keys = sorted(result.delta)
-                await conn.execute(
-                    "INSERT INTO metric_values (metric, labels, value) "
-                    "SELECT m, l::jsonb, v FROM unnest($1::text[], $2::text[], $3::float8[]) "
-                    "AS t(m, l, v) ON CONFLICT (metric, labels) DO UPDATE "
-                    "SET value = metric_values.value + EXCLUDED.value",
-                    [k[0] for k in keys],
-                    [json.dumps(dict(k[1])) for k in keys],
-                    [result.delta[k] for k in keys],
-                )
-        return result.delta
+            yield MetricBatch(conn, now)
 
     async def load(self) -> dict[SeriesKey, float]:
         """Every stored series (labels sorted by name; the view orders them)."""

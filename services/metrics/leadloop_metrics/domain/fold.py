@@ -16,7 +16,7 @@ from leadloop_metrics.domain.facts import Assigned, Escalated, Fact, LeadFact, O
 from leadloop_metrics.domain.labels import Delta, LabelPolicy, add, series
 from leadloop_metrics.domain.leads import LeadState, apply, contributions
 
-__all__ = ["Step", "event_counters", "merge", "step"]
+__all__ = ["Step", "event_counters", "first_of_each", "merge", "step"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +62,17 @@ def event_counters(fact: Fact, policy: LabelPolicy) -> Delta:
         )
         add(out, key, 1)
     return out
+
+
+def first_of_each(facts: Iterable[Fact]) -> list[Fact]:
+    """The facts in order, each event id once (a batch may carry a redelivery)."""
+    seen: set[str] = set()
+    unique: list[Fact] = []
+    for f in facts:
+        if f.event_id not in seen:
+            seen.add(f.event_id)
+            unique.append(f)
+    return unique
 
 
 def step(stored: Mapping[str, LeadState], facts: Iterable[Fact], policy: LabelPolicy) -> Step:
