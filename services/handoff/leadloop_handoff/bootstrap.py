@@ -46,17 +46,19 @@ def main() -> None:
     log.info("handoff_targets", targets=sorted(lanes))
 
     def wire(app: faust.App, pool: asyncpg.Pool) -> ReadyContributor:
+        metrics = HandoffMetrics(lanes)
         handler = HandoffHandler(
             store=HandoffStore(pool),
             lanes=lanes,
             clock=SystemClock(),
-            metrics=HandoffMetrics(lanes),
+            metrics=metrics,
             lease=timedelta(seconds=cfg.lease_seconds),
             claim_batch=cfg.claim_batch,
         )
         register_agents(
             app,
             handler,
+            metrics.registry,
             prefix=cfg.kafka.topic_prefix,
             batch_size=cfg.kafka.batch_size,
             within=cfg.kafka.batch_within_s,

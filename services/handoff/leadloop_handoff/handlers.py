@@ -15,18 +15,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel, ValidationError
-
 from leadloop.clock import Clock
 from leadloop.db import retrying
+from leadloop.decoding import InputDecoder
 from leadloop.events import LeadAssigned, RepUpdated
 from leadloop.faults import fault_point
 from leadloop.logging import get_logger
-from leadloop_handoff.adapters.metrics import HandoffMetrics
-from leadloop_handoff.adapters.postgres import Finished, HandoffStore
 from leadloop_handoff.domain.cards import Attempt, Target
 from leadloop_handoff.domain.deliveries import (
     Due,
+    Finished,
     TargetPlan,
     build_card,
     owner_crm_id,
@@ -41,16 +39,11 @@ from leadloop_handoff.domain.retry import (
     after_attempt,
     status_class,
 )
+from leadloop_handoff.ports import DeliveryMetrics, DeliveryRepository
 
-__all__ = ["INPUT_MODELS", "HandoffHandler", "Lane"]
+__all__ = ["HandoffHandler", "Lane"]
 
 log = get_logger(__name__)
-
-#: Input topics and the model of their values.
-INPUT_MODELS: dict[str, type[BaseModel]] = {
-    "leads.assigned": LeadAssigned,
-    "crm.reps": RepUpdated,
-}
 
 
 @dataclass
@@ -66,24 +59,24 @@ class Lane:
 
 @dataclass
 class HandoffHandler:
-    store: HandoffStore
+    store: DeliveryRepository
     lanes: Mapping[str, Lane]
     clock: Clock
-    metrics: HandoffMetrics
+    metrics: DeliveryMetrics
     #: How long a claimed row is reserved for the worker sending it.
     lease: timedelta = timedelta(seconds=60)
     #: Rows claimed per pass per target.
     claim_batch: int = 100
     jitter: Callable[[], float] = field(default=random.random)
     monotonic: Callable[[], float] = field(default=time.monotonic)
+    inputs: InputDecoder = field(default_factory=lambda: InputDecoder("handoff"))
 
     async def handle(self, messages: Sequence[tuple[str, bytes]]) -> int:
         """Record (logical topic, value) pairs; returns the deliveries newly created."""
         plans = [lane.plan for lane in self.lanes.values()]
         assigned: list[tuple[LeadAssigned, list[str]]] = []
         reps: list[RepUpdated] = []
-        for topic, value in messages:
-            event = _decode(topic, value)
+        for event in self.inputs.decode_all(messages):
             if isinstance(event, LeadAssigned):
                 assigned.append((event, [p.name for p in targets_for(event.kind.value, plans)]))
             elif isinstance(event, RepUpdated):
@@ -201,14 +194,3 @@ class HandoffHandler:
 
 def _release(due: Due, until: datetime) -> Finished:
     return Finished(due, "pending", False, until, None, None, None)
-
-
-def _decode(topic: str, value: bytes) -> BaseModel | None:
-    try:
-        return INPUT_MODELS[topic].model_validate_json(value)
-    except ValidationError as exc:
-        # Assignment events are ours and roster events are validated at the edge; one
-        # that does not decode is logged by kind and skipped so it cannot block the
-        # partition.
-        log.warning("undecodable_event", topic=topic, errors=exc.error_count())
-        return None

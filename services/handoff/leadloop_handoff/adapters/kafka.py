@@ -4,19 +4,18 @@ target, the erasure scan, the backlog gauges and ``GET /metrics``."""
 from __future__ import annotations
 
 import faust
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from leadloop.kafka import service_timer, topics_agent
-from leadloop_handoff.handlers import INPUT_MODELS, HandoffHandler
+from leadloop_handoff.handlers import HandoffHandler
 
-__all__ = ["INPUT_TOPICS", "register_agents"]
-
-INPUT_TOPICS = tuple(INPUT_MODELS)
+__all__ = ["register_agents"]
 
 
 def register_agents(
     app: faust.App,
     handler: HandoffHandler,
+    registry: CollectorRegistry,
     *,
     prefix: str,
     batch_size: int,
@@ -26,7 +25,7 @@ def register_agents(
 ) -> None:
     topics_agent(
         app,
-        INPUT_TOPICS,
+        handler.inputs.topics,
         prefix=prefix,
         name="handoff-inputs",
         handle=handler.handle,
@@ -47,8 +46,6 @@ def register_agents(
         app, interval=erasure_scan_seconds, name="handoff-erasures", run=handler.scan_erasures
     )
     service_timer(app, interval=2.0, name="handoff-backlog", run=handler.refresh)
-
-    registry = handler.metrics.registry
 
     @app.page("/metrics")
     async def metrics(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:

@@ -20,16 +20,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 
 from leadloop.events import LeadAssigned, RepUpdated
-from leadloop_handoff.domain.deliveries import LEAD_COLUMNS, Due
+from leadloop_handoff.domain.deliveries import LEAD_COLUMNS, Due, Finished
 
-__all__ = ["Finished", "HandoffStore"]
+__all__ = ["HandoffStore"]
 
 _RECORD_REPS = """
 INSERT INTO handoff_reps (rep_id, external_ids, updated_at)
@@ -164,21 +163,6 @@ _BACKLOG = """
 SELECT target, status, count(*) AS n FROM handoff_deliveries
  WHERE status IN ('pending', 'dead') GROUP BY target, status
 """
-
-
-@dataclass(frozen=True, slots=True)
-class Finished:
-    """What became of one claimed delivery."""
-
-    due: Due
-    status: str  # pending (retry), delivered, dead, cancelled
-    #: Whether an attempt was made (a row released unsent, or cancelled, counts none).
-    counted: bool
-    due_at: datetime
-    finished_at: datetime | None
-    last_status: int | None
-    last_code: str | None
-    crm_id: str | None = None
 
 
 class HandoffStore:

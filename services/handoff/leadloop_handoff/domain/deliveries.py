@@ -13,7 +13,15 @@ from typing import Any, Literal, cast
 
 from leadloop_handoff.domain.cards import LeadCard
 
-__all__ = ["LEAD_COLUMNS", "Due", "TargetPlan", "build_card", "owner_crm_id", "targets_for"]
+__all__ = [
+    "LEAD_COLUMNS",
+    "Due",
+    "Finished",
+    "TargetPlan",
+    "build_card",
+    "owner_crm_id",
+    "targets_for",
+]
 
 #: The columns of ``leads`` a card shows: exactly those the hand-off role may read.
 LEAD_COLUMNS = (
@@ -74,6 +82,21 @@ class Due:
     lead: Mapping[str, Any] | None
     #: The owner's ids per CRM from crm.reps (target -> id).
     owner_external_ids: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """What became of one claimed delivery."""
+
+    due: Due
+    status: str  # pending (retry), delivered, dead, cancelled
+    #: Whether an attempt was made (a row released unsent, or cancelled, counts none).
+    counted: bool
+    due_at: datetime
+    finished_at: datetime | None
+    last_status: int | None
+    last_code: str | None
+    crm_id: str | None = None
 
 
 def targets_for(kind: str, targets: Sequence[TargetPlan]) -> list[TargetPlan]:
