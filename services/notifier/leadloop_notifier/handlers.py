@@ -6,15 +6,14 @@ import asyncio
 import re
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, Protocol
-
-from pydantic import BaseModel, ValidationError
 
 from leadloop.calendar import CalendarSet
 from leadloop.clock import Clock
 from leadloop.db import retrying
+from leadloop.decoding import InputDecoder
 from leadloop.events import (
     EscalationRaised,
     LeadAccepted,
@@ -23,7 +22,6 @@ from leadloop.events import (
     StageChanged,
 )
 from leadloop.logging import get_logger
-from leadloop_notifier.adapters.postgres import NotifierStore
 from leadloop_notifier.domain.alerts import alert_notice
 from leadloop_notifier.domain.config import ROBOT_KINDS, NotifyConfig
 from leadloop_notifier.domain.digest import digest_day, digest_notice
@@ -39,20 +37,12 @@ from leadloop_notifier.domain.sending import (
     fallback_for,
     plan,
 )
+from leadloop_notifier.ports import NotifierRepository
 from leadloop_notifier.rendering import Renderer, TemplateError
 
-__all__ = ["INPUT_MODELS", "Metrics", "NotifierHandler", "Outcome", "Transport"]
+__all__ = ["Metrics", "NotifierHandler", "Outcome", "Transport"]
 
 log = get_logger(__name__)
-
-#: Input topics and the model of their values.
-INPUT_MODELS: dict[str, type[BaseModel]] = {
-    "leads.accepted": LeadAccepted,
-    "leads.assigned": LeadAssigned,
-    "crm.stage-changes": StageChanged,
-    "crm.reps": RepUpdated,
-    "sla.escalations": EscalationRaised,
-}
 
 _CODE = re.compile(r"^[a-z0-9_.:-]{1,40}$")
 #: Rows deleted per statement by the retention pass.
@@ -114,7 +104,7 @@ def input_key(event: Input) -> str:
 
 @dataclass
 class NotifierHandler:
-    store: NotifierStore
+    store: NotifierRepository
     clock: Clock
     config: NotifyConfig
     calendars: CalendarSet
@@ -127,17 +117,20 @@ class NotifierHandler:
     send_concurrency: int = 16
     lease_seconds: float = 60.0
     retention_days: float = 30.0
+    inputs: InputDecoder = field(default_factory=lambda: InputDecoder("notifier"))
 
     # --- inputs ---------------------------------------------------------------------
 
     async def handle(self, messages: Sequence[tuple[str, bytes]]) -> int:
         """Apply (logical topic, value) pairs; undecodable events are skipped. Returns the
         outbox rows added."""
-        events: list[Input] = []
-        for topic, value in messages:
-            event = _decode(topic, value)
-            if event is not None:
-                events.append(event)
+        events: list[Input] = [
+            event
+            for event in self.inputs.decode_all(messages)
+            if isinstance(
+                event, LeadAccepted | LeadAssigned | EscalationRaised | StageChanged | RepUpdated
+            )
+        ]
         if not events:
             return 0
         return await retrying(lambda: self._apply(events), what="notifier_apply")
@@ -440,16 +433,3 @@ class NotifierHandler:
                 return await tx.add_notices([notice], now)
 
         return bool(await retrying(add, what="notifier_alert"))
-
-
-def _decode(topic: str, value: bytes) -> Input | None:
-    model = INPUT_MODELS[topic]
-    try:
-        event = model.model_validate_json(value)
-    except ValidationError as exc:
-        log.warning("undecodable_event", topic=topic, errors=exc.error_count())
-        return None
-    assert isinstance(
-        event, LeadAccepted | LeadAssigned | EscalationRaised | StageChanged | RepUpdated
-    )
-    return event

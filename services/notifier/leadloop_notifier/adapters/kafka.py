@@ -12,11 +12,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from leadloop.kafka import service_timer, topics_agent
-from leadloop_notifier.handlers import INPUT_MODELS, NotifierHandler
+from leadloop_notifier.handlers import NotifierHandler
 
-__all__ = ["ALERT_PATH", "INPUT_TOPICS", "register_agents"]
+__all__ = ["ALERT_PATH", "register_agents"]
 
-INPUT_TOPICS = tuple(INPUT_MODELS)
 ALERT_PATH = "/v1/alertmanager/{channel}"
 #: Alertmanager's notifications are small; anything bigger is not one.
 _MAX_BODY = 1 << 20
@@ -36,7 +35,7 @@ def register_agents(
 ) -> None:
     topics_agent(
         app,
-        INPUT_TOPICS,
+        handler.inputs.topics,
         prefix=prefix,
         name="notifier-inputs",
         handle=handler.handle,
