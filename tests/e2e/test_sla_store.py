@@ -1,13 +1,14 @@
-"""sla-monitor's clock store on the real PostgreSQL: policies with conditions, every clock
-kind, reclaim warnings, manager ids from the roster, the on-call outbox, and time that
-jumps forward and back. Time is passed in, so days of business time take milliseconds.
+"""sla-monitor's use cases over its PostgreSQL unit of work, on the real database:
+policies with conditions, every clock kind, reclaim warnings, manager ids from the
+roster, the on-call outbox, and time that jumps forward and back. Time is passed in, so days of business time take milliseconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ import asyncpg
 import pytest
 
 from leadloop.calendar import CalendarSet
+from leadloop.clock import FixedClock
 from leadloop.events import (
     ActivityRecorded,
     EscalationAction,
@@ -24,9 +26,13 @@ from leadloop.events import (
     RepUpdated,
     StageChanged,
 )
-from leadloop_sla_monitor.adapters.postgres import ClockStore
+from leadloop.messaging import OutMessage, RecordingPublisher
+from leadloop_sla_monitor.adapters.postgres import PostgresUnitOfWork
 from leadloop_sla_monitor.domain.alerts import DeliveryFailed
+from leadloop_sla_monitor.domain.firing import Escalator
 from leadloop_sla_monitor.domain.ladder import PolicySet
+from leadloop_sla_monitor.domain.lifecycle import Lifecycle
+from leadloop_sla_monitor.handlers import SlaHandler
 
 pytestmark = pytest.mark.integration
 
@@ -169,14 +175,30 @@ def rep(rep_id: str, manager: str, when: datetime = T0) -> RepUpdated:
     return RepUpdated(rep_id=rep_id, team_id="north", manager_id=manager, updated_at=when)
 
 
+@dataclass(frozen=True)
+class Broker:
+    """A publisher that hands the escalations to ``take`` (it may hang, or fail)."""
+
+    take: Callable[[list[EscalationRaised]], Awaitable[None]]
+
+    async def publish(self, messages: Sequence[OutMessage]) -> None:
+        await self.take([EscalationRaised.model_validate_json(m.value) for m in messages])
+
+
 @pytest.fixture
-async def db(database_url: str) -> AsyncIterator[tuple[ClockStore, asyncpg.Pool]]:
+async def db(database_url: str) -> AsyncIterator[tuple[SlaHandler, asyncpg.Pool]]:
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
     assert pool is not None
-    store = ClockStore(
-        pool, POLICIES, ALWAYS, alert_actions=frozenset({EscalationAction.PAGE_ONCALL})
+    sla = SlaHandler(
+        uow=PostgresUnitOfWork(pool),
+        lifecycle=Lifecycle(POLICIES, ALWAYS),
+        escalator=Escalator(POLICIES, ALWAYS),
+        publisher=RecordingPublisher(),
+        clock=FixedClock(T0),
+        alerting=POLICIES.alerting,
+        alert_actions=frozenset({EscalationAction.PAGE_ONCALL}),
     )
-    yield store, pool
+    yield sla, pool
     await pool.close()
 
 
@@ -190,42 +212,42 @@ async def steps(pool: asyncpg.Pool, lead: str) -> list[tuple[str, str, int, str,
 
 
 async def test_the_first_policy_that_covers_the_lead_wins_and_is_redecided_when_the_source_arrives(
-    db: tuple[ClockStore, asyncpg.Pool],
+    db: tuple[SlaHandler, asyncpg.Pool],
 ) -> None:
-    store, pool = db
-    await store.apply([rep("rep-a", "mgr-1"), assigned("l1", "rep-a", T0)], T0)
+    sla, pool = db
+    await sla.apply([rep("rep-a", "mgr-1"), assigned("l1", "rep-a", T0)], T0)
     # The source is not known yet: only the catch-all policy covers the lead.
     assert await pool.fetchval("SELECT policy_id FROM sla_clocks WHERE lead_id = 'l1'") == (
         "fr-default"
     )
-    await store.apply([accepted("l1", "lead_ads")], at(1))
+    await sla.apply([accepted("l1", "lead_ads")], at(1))
     row = await pool.fetchrow("SELECT policy_id, due_at FROM sla_clocks WHERE lead_id = 'l1'")
     assert (row["policy_id"], row["due_at"]) == ("fr-hot-ads", at(300))
-    assert await store.fire_due(at(299)) == 0
-    assert await store.fire_due(at(300)) == 1
+    assert await sla.fire_due(at(299)) == 0
+    assert await sla.fire_due(at(300)) == 1
     fired = await pool.fetchrow("SELECT * FROM escalations WHERE lead_id = 'l1'")
     assert (fired["policy_id"], fired["level"], fired["manager_id"]) == ("fr-hot-ads", 1, "mgr-1")
     # The roster changes the manager; the next step carries the new one.
-    await store.apply([rep("rep-a", "mgr-2", at(400))], at(400))
-    await store.apply([rep("rep-a", "mgr-old", at(-5))], at(401))  # an older entry loses
-    assert await store.fire_due(at(900)) == 1
+    await sla.apply([rep("rep-a", "mgr-2", at(400))], at(400))
+    await sla.apply([rep("rep-a", "mgr-old", at(-5))], at(401))  # an older entry loses
+    assert await sla.fire_due(at(900)) == 1
     assert await pool.fetchval(
         "SELECT manager_id FROM escalations WHERE lead_id = 'l1' AND level = 2"
     ) == ("mgr-2")
     # A redelivered input changes nothing.
     event = accepted("l9", "web")
-    assert await store.apply([event], at(1)) == 1
-    assert await store.apply([event], at(2)) == 0
+    assert await sla.apply([event], at(1)) == 1
+    assert await sla.apply([event], at(2)) == 0
 
 
 async def test_a_reclaim_warning_fires_ahead_of_the_return_to_pool_and_a_touch_resolves_all(
-    db: tuple[ClockStore, asyncpg.Pool],
+    db: tuple[SlaHandler, asyncpg.Pool],
 ) -> None:
-    store, pool = db
-    await store.apply([accepted("l2", "web", "warm"), assigned("l2", "rep-a", T0)], T0)
+    sla, pool = db
+    await sla.apply([accepted("l2", "web", "warm"), assigned("l2", "rep-a", T0)], T0)
     fired = []
     for t in (H, H + 1800, 2 * H, 3 * H):
-        fired.append(await store.fire_due(at(t)))
+        fired.append(await sla.fire_due(at(t)))
     assert fired == [1, 1, 1, 1]
     rows = await pool.fetch(
         "SELECT kind, level, action, due_at FROM escalations WHERE lead_id = 'l2' ORDER BY due_at"
@@ -245,24 +267,24 @@ async def test_a_reclaim_warning_fires_ahead_of_the_return_to_pool_and_a_touch_r
     async def up(alerts: list[dict[str, Any]]) -> None:
         sent.append(alerts)
 
-    assert await store.deliver_alerts(down, at(3 * H), POLICIES.alerting) == (0, 1)
-    assert await store.deliver_alerts(up, at(3 * H + 5), POLICIES.alerting) == (0, 0)
-    assert await store.deliver_alerts(down, at(3 * H + 10), POLICIES.alerting) == (0, 1)
+    assert await sla.deliver_due(down, at(3 * H)) == (0, 1)
+    assert await sla.deliver_due(up, at(3 * H + 5)) == (0, 0)
+    assert await sla.deliver_due(down, at(3 * H + 10)) == (0, 1)
     # Second failure: twice the delay.
-    assert await store.deliver_alerts(up, at(3 * H + 29), POLICIES.alerting) == (0, 0)
-    assert await store.deliver_alerts(up, at(3 * H + 30), POLICIES.alerting) == (1, 0)
-    assert await store.deliver_alerts(up, at(3 * H + 99), POLICIES.alerting) == (0, 0)
+    assert await sla.deliver_due(up, at(3 * H + 29)) == (0, 0)
+    assert await sla.deliver_due(up, at(3 * H + 30)) == (1, 0)
+    assert await sla.deliver_due(up, at(3 * H + 99)) == (0, 0)
     (page,) = sent[0]
     assert page["labels"]["action"] == "page_oncall"
     assert page["labels"]["lead_id"] == "l2"
     assert datetime.fromisoformat(page["startsAt"]) == at(3 * H)
 
-    await store.apply([touch("l2", at(4 * H))], at(4 * H))
+    await sla.apply([touch("l2", at(4 * H))], at(4 * H))
     resolved = await pool.fetch(
         "SELECT kind, level FROM escalations WHERE lead_id = 'l2' AND status = 'resolved'"
     )
     assert len(resolved) == 4
-    assert await store.deliver_alerts(up, at(4 * H), POLICIES.alerting) == (1, 0)
+    assert await sla.deliver_due(up, at(4 * H)) == (1, 0)
     (resolve,) = sent[1]
     assert resolve["labels"] == page["labels"]
     assert datetime.fromisoformat(resolve["endsAt"]) == at(4 * H)
@@ -273,26 +295,26 @@ async def test_a_reclaim_warning_fires_ahead_of_the_return_to_pool_and_a_touch_r
 
 
 async def test_follow_up_runs_to_the_reps_promise_or_to_the_longest_gap(
-    db: tuple[ClockStore, asyncpg.Pool],
+    db: tuple[SlaHandler, asyncpg.Pool],
 ) -> None:
-    store, pool = db
-    await store.apply([assigned("l3", "rep-a", T0)], T0)
-    await store.apply([touch("l3", at(60), promise=at(2 * H))], at(60))
-    assert await store.fire_due(at(2 * H - 1)) == 0
-    assert await store.fire_due(at(2 * H)) == 1
+    sla, pool = db
+    await sla.apply([assigned("l3", "rep-a", T0)], T0)
+    await sla.apply([touch("l3", at(60), promise=at(2 * H))], at(60))
+    assert await sla.fire_due(at(2 * H - 1)) == 0
+    assert await sla.fire_due(at(2 * H)) == 1
     assert await steps(pool, "l3") == [("firing", "follow_up", 1, "remind_owner", "fu")]
     # A touch after the missed promise resolves it and starts a fresh gap clock.
-    await store.apply([touch("l3", at(3 * H))], at(3 * H))
+    await sla.apply([touch("l3", at(3 * H))], at(3 * H))
     assert (
         await pool.fetchval(
             "SELECT count(*) FROM escalations WHERE lead_id = 'l3' AND status = 'resolved'"
         )
         == 1
     )
-    assert await store.fire_due(at(3 * H + DAY - 1)) == 0
-    assert await store.fire_due(at(3 * H + DAY + H)) == 2
+    assert await sla.fire_due(at(3 * H + DAY - 1)) == 0
+    assert await sla.fire_due(at(3 * H + DAY + H)) == 2
     # An older touch arriving late stops nothing and starts nothing.
-    await store.apply([touch("l3", at(H))], at(3 * H + DAY + H))
+    await sla.apply([touch("l3", at(H))], at(3 * H + DAY + H))
     open_clocks = await pool.fetchval(
         "SELECT count(*) FROM sla_clocks WHERE lead_id = 'l3' AND stopped_at IS NULL"
     )
@@ -300,18 +322,18 @@ async def test_follow_up_runs_to_the_reps_promise_or_to_the_longest_gap(
 
 
 async def test_stage_stall_counts_time_in_a_stage_and_closing_stops_everything(
-    db: tuple[ClockStore, asyncpg.Pool],
+    db: tuple[SlaHandler, asyncpg.Pool],
 ) -> None:
-    store, pool = db
-    await store.apply([assigned("l4", "rep-a", T0), assigned("l5", "rep-a", T0)], T0)
-    await store.apply([stage("l4", "proposal", at(60)), stage("l5", "proposal", at(60))], at(60))
-    await store.apply([stage("l4", "negotiation", at(DAY))], at(DAY))
+    sla, pool = db
+    await sla.apply([assigned("l4", "rep-a", T0), assigned("l5", "rep-a", T0)], T0)
+    await sla.apply([stage("l4", "proposal", at(60)), stage("l5", "proposal", at(60))], at(60))
+    await sla.apply([stage("l4", "negotiation", at(DAY))], at(DAY))
     # l5: the stall and both follow-up steps; l4: both follow-up steps, no stall.
-    assert await store.fire_due(at(60 + 3 * DAY)) == 5
+    assert await sla.fire_due(at(60 + 3 * DAY)) == 5
     kinds = sorted((r[1], r[2]) for r in await steps(pool, "l5"))
     assert kinds == [("follow_up", 1), ("follow_up", 2), ("stage_stall", 1)]
     assert not [s for s in await steps(pool, "l4") if s[1] == "stage_stall"]
-    await store.apply([stage("l5", "lost", at(4 * DAY))], at(4 * DAY))
+    await sla.apply([stage("l5", "lost", at(4 * DAY))], at(4 * DAY))
     assert (
         await pool.fetchval(
             "SELECT count(*) FROM sla_clocks WHERE lead_id = 'l5' AND stopped_at IS NULL"
@@ -323,40 +345,40 @@ async def test_stage_stall_counts_time_in_a_stage_and_closing_stops_everything(
 
 
 async def test_reassignment_starts_a_new_cycle_and_pooling_stops_the_clocks(
-    db: tuple[ClockStore, asyncpg.Pool],
+    db: tuple[SlaHandler, asyncpg.Pool],
 ) -> None:
-    store, pool = db
-    await store.apply([assigned("l7", "rep-a", T0)], T0)
-    assert await store.fire_due(at(H)) == 1
-    await store.apply([assigned("l7", "rep-b", at(H + 60), kind="reassigned")], at(H + 60))
+    sla, pool = db
+    await sla.apply([assigned("l7", "rep-a", T0)], T0)
+    assert await sla.fire_due(at(H)) == 1
+    await sla.apply([assigned("l7", "rep-b", at(H + 60), kind="reassigned")], at(H + 60))
     rows = await pool.fetch(
         "SELECT owner_id, stopped_at IS NULL AS open FROM sla_clocks WHERE lead_id = 'l7' "
         "ORDER BY started_at"
     )
     assert [tuple(r) for r in rows] == [("rep-a", False), ("rep-b", True)]
     assert [s[0] for s in await steps(pool, "l7")] == ["firing", "resolved"]
-    await store.apply([assigned("l7", None, at(H + 120), kind="pooled")], at(H + 120))
+    await sla.apply([assigned("l7", None, at(H + 120), kind="pooled")], at(H + 120))
     assert (
         await pool.fetchval(
             "SELECT count(*) FROM sla_clocks WHERE lead_id = 'l7' AND stopped_at IS NULL"
         )
         == 0
     )
-    assert await store.fire_due(at(30 * DAY)) == 0
+    assert await sla.fire_due(at(30 * DAY)) == 0
 
 
 async def test_the_clock_jumping_forward_and_back_neither_loses_nor_repeats_a_step(
-    db: tuple[ClockStore, asyncpg.Pool],
+    db: tuple[SlaHandler, asyncpg.Pool],
 ) -> None:
-    store, pool = db
-    await store.apply([assigned("l8", "rep-a", T0)], T0)
-    assert await store.fire_due(at(H + 1)) == 1
+    sla, pool = db
+    await sla.apply([assigned("l8", "rep-a", T0)], T0)
+    assert await sla.fire_due(at(H + 1)) == 1
     # Back by a day (an NTP correction, a VM restored from a snapshot): nothing fires.
-    assert await store.fire_due(at(-DAY)) == 0
+    assert await sla.fire_due(at(-DAY)) == 0
     # Forward by ten days: every remaining slot fires once, in order.
-    assert await store.fire_due(at(10 * DAY)) == 3
-    assert await store.fire_due(at(H)) == 0
-    assert await store.fire_due(at(11 * DAY)) == 0
+    assert await sla.fire_due(at(10 * DAY)) == 3
+    assert await sla.fire_due(at(H)) == 0
+    assert await sla.fire_due(at(11 * DAY)) == 0
     rows = await pool.fetch(
         "SELECT kind, level FROM escalations WHERE lead_id = 'l8' ORDER BY due_at"
     )
@@ -369,13 +391,13 @@ async def test_the_clock_jumping_forward_and_back_neither_loses_nor_repeats_a_st
 
 
 async def test_a_broker_that_does_not_acknowledge_in_time_leaves_the_steps_in_the_outbox(
-    db: tuple[ClockStore, asyncpg.Pool],
+    db: tuple[SlaHandler, asyncpg.Pool],
 ) -> None:
     """The firing transaction must not outwait PostgreSQL's idle-in-transaction limit
     on a broker that is down: the steps are stored unpublished, and the outbox sends
     them once the broker answers."""
-    store, pool = db
-    await store.apply([rep("rep-a", "mgr-1"), assigned("l7", "rep-a", T0)], T0)
+    sla, pool = db
+    await sla.apply([rep("rep-a", "mgr-1"), assigned("l7", "rep-a", T0)], T0)
     broker_back = asyncio.Event()
     sent: list[str] = []
 
@@ -383,7 +405,7 @@ async def test_a_broker_that_does_not_acknowledge_in_time_leaves_the_steps_in_th
         await broker_back.wait()
         sent.extend(e.escalation_id for e in events)
 
-    fired = await store.fire_due(at(H), publish=hanging, publish_within=0.2)
+    fired = await replace(sla, publisher=Broker(hanging), publish_within=0.2).fire_due(at(H))
     assert fired >= 1
     rows = await pool.fetch(
         "SELECT escalation_id, published_at FROM escalations WHERE lead_id = 'l7' "
@@ -398,7 +420,7 @@ async def test_a_broker_that_does_not_acknowledge_in_time_leaves_the_steps_in_th
     async def up(events: list[EscalationRaised]) -> None:
         drained.extend(e.escalation_id for e in events)
 
-    assert await store.drain_outbox(up) == fired
+    assert await replace(sla, publisher=Broker(up)).drain() == fired
     ids = [r["escalation_id"] for r in rows]
     assert sorted(sent) == sorted(drained) == ids
     assert (

@@ -15,8 +15,10 @@ from leadloop.logging import get_logger
 from leadloop.runtime import ReadyContributor, run_service
 from leadloop_sla_monitor.adapters.alertmanager import AlertmanagerClient
 from leadloop_sla_monitor.adapters.kafka import register_agents
-from leadloop_sla_monitor.adapters.postgres import ClockStore
+from leadloop_sla_monitor.adapters.postgres import PostgresUnitOfWork
+from leadloop_sla_monitor.domain.firing import Escalator
 from leadloop_sla_monitor.domain.ladder import PolicySet
+from leadloop_sla_monitor.domain.lifecycle import Lifecycle
 from leadloop_sla_monitor.handlers import SlaHandler
 from leadloop_sla_monitor.settings import SlaSettings
 
@@ -38,16 +40,14 @@ def main() -> None:
     def wire(app: faust.App, pool: asyncpg.Pool) -> ReadyContributor:
         notifier = AlertmanagerClient(cfg.alertmanager_url) if cfg.alertmanager_url else None
         handler = SlaHandler(
-            store=ClockStore(
-                pool,
-                policies,
-                calendars,
-                alert_actions=policies.alerting.actions if notifier else frozenset(),
-            ),
+            uow=PostgresUnitOfWork(pool),
+            lifecycle=Lifecycle(policies, calendars),
+            escalator=Escalator(policies, calendars),
             publisher=FaustPublisher(app, cfg.kafka.topic_prefix),
             clock=clock,
             alerting=policies.alerting,
             send_alerts=notifier.send if notifier else None,
+            alert_actions=policies.alerting.actions if notifier else frozenset(),
         )
         register_agents(
             app,

@@ -1,65 +1,94 @@
-"""sla-monitor's use cases: apply input events, fire due steps, drain the outboxes."""
+"""sla-monitor's use cases: apply input events, fire due steps, drain the outboxes.
+
+Each use case is one unit of work (``ports.UnitOfWork``): load what a batch needs,
+let the domain decide (``domain.lifecycle``, ``domain.firing``), save the result. The
+round trips per batch are fixed, whatever its size.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
-
 from leadloop.clock import Clock
 from leadloop.db import retrying
-from leadloop.events import (
-    ActivityRecorded,
-    EscalationRaised,
-    LeadAccepted,
-    LeadAssigned,
-    RepUpdated,
-    StageChanged,
-)
+from leadloop.decoding import InputDecoder
+from leadloop.events import EscalationAction, EscalationRaised
 from leadloop.logging import get_logger
 from leadloop.messaging import Publisher, event_message
-from leadloop_sla_monitor.adapters.postgres import FIRE_BATCH, ClockStore, Input
-from leadloop_sla_monitor.domain.alerts import Alerting
+from leadloop_sla_monitor.domain.alerts import Alerting, DeliveryFailed, alert_payload, retry_delay
+from leadloop_sla_monitor.domain.firing import Escalator
+from leadloop_sla_monitor.domain.lifecycle import Lifecycle
+from leadloop_sla_monitor.domain.state import Input, scope_of
+from leadloop_sla_monitor.ports import UnitOfWork
 
-__all__ = ["FIRE_LANES", "INPUT_MODELS", "SlaHandler"]
+__all__ = ["FIRE_BATCH", "FIRE_LANES", "PUBLISH_WITHIN_S", "SlaHandler"]
 
 #: Firing transactions in flight at once per worker.
 FIRE_LANES = 2
 
-log = get_logger(__name__)
+#: Clocks fired (and steps published) per transaction.
+FIRE_BATCH = 2000
 
-#: Input topics and the model of their values.
-INPUT_MODELS: dict[str, type[BaseModel]] = {
-    "leads.accepted": LeadAccepted,
-    "leads.assigned": LeadAssigned,
-    "crm.activities": ActivityRecorded,
-    "crm.stage-changes": StageChanged,
-    "crm.reps": RepUpdated,
-}
+#: How long a firing transaction waits for the broker's acknowledgement before it
+#: stores the steps unpublished instead. Well under the database's
+#: idle_in_transaction_session_timeout (20 s, migration 0004): a transaction held open
+#: through a broker outage is ended by PostgreSQL after the steps reached the topic,
+#: and a clock touched before the retry would never store the step it published.
+PUBLISH_WITHIN_S = 10.0
+
+#: On-call deliveries sent per request to Alertmanager.
+ALERT_BATCH = 200
+
+log = get_logger(__name__)
 
 AlertSender = Callable[[list[dict[str, Any]]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
 class SlaHandler:
-    store: ClockStore
+    uow: UnitOfWork
+    lifecycle: Lifecycle
+    escalator: Escalator
     publisher: Publisher
     clock: Clock
+    decoder: InputDecoder = field(default_factory=lambda: InputDecoder("sla-monitor"))
     alerting: Alerting = field(default_factory=Alerting)
     #: Sends alerts to Alertmanager; None when no Alertmanager is configured.
     send_alerts: AlertSender | None = None
+    #: Actions whose steps go to Alertmanager (empty: no Alertmanager configured).
+    alert_actions: frozenset[EscalationAction] = frozenset()
+    publish_within: float = PUBLISH_WITHIN_S
+
+    # --- input events -----------------------------------------------------------------
 
     async def handle(self, messages: Sequence[tuple[str, bytes]]) -> int:
-        """Apply (logical topic, value) pairs; events that cannot be decoded are skipped."""
-        inputs = [e for topic, value in messages if (e := _decode(topic, value)) is not None]
+        """Apply (registry topic, value) pairs; events that cannot be decoded are skipped."""
+        inputs = [e for e in self.decoder.decode_all(messages) if isinstance(e, Input)]
         now = self.clock.now()
-        applied = await retrying(lambda: self.store.apply(inputs, now), what="sla_apply")
+        applied = await retrying(partial(self.apply, inputs, now), what="sla_apply")
         await self.drain()
         return applied
+
+    async def apply(self, inputs: Sequence[Input], now: datetime) -> int:
+        """Apply input events once each, in one transaction; return how many were new."""
+        async with self.uow() as repo:
+            before = await repo.read(scope_of(inputs), now)
+            decision = self.lifecycle.decide(before, inputs, now)
+            resolved: list[EscalationRaised] = []
+            if decision.stopped:
+                for policy_id in self.escalator.gone_policies(decision.stopped):
+                    log.warning("policy_gone_cannot_resolve", policy_id=policy_id)
+                fired = await repo.fired(self.escalator.fired_ids(decision.stopped))
+                resolved = self.escalator.resolve(decision.stopped, fired, now)
+            saved = await repo.apply(decision, resolved, self._paged(resolved), now)
+        return decision.applied + saved
+
+    # --- the ticker -------------------------------------------------------------------
 
     async def tick(self) -> int:
         """Fire what is due now and publish it."""
@@ -81,21 +110,62 @@ class SlaHandler:
                 return fired
 
     async def _fire_now(self) -> int:
-        return await self.store.fire_due(self.clock.now(), publish=self._publish)
+        return await self.fire_due(self.clock.now())
 
-    async def _publish(self, events: list[EscalationRaised]) -> None:
-        await self.publisher.publish([event_message(e, key=e.lead_id) for e in events])
+    async def fire_due(self, now: datetime, limit: int = FIRE_BATCH) -> int:
+        """Fire every ladder step due by ``now`` (up to ``limit`` clocks); return how many
+        steps fired.
 
-    async def _deliver_now(self, send: AlertSender) -> tuple[int, int]:
-        return await self.store.deliver_alerts(send, self.clock.now(), self.alerting)
+        The steps go to the broker inside the transaction, while the clocks are still
+        locked, and are stored already published: one pass instead of a commit, a
+        re-read of the outbox and a second transaction. A crash before the commit
+        leaves the clocks due, so they fire again with the same ids (a duplicate on the
+        topic that consumers drop by ``escalation_id``, never a lost step). When the
+        broker has not acknowledged within ``publish_within`` seconds the rows are
+        stored unpublished and wait in the outbox for ``drain`` (a step the broker
+        takes late is then on the topic twice, with the same event id).
+        """
+        async with self.uow() as repo:
+            due = await repo.due(now, limit)
+            if not due:
+                return 0
+            firing = self.escalator.fire(due, now)
+            published = False
+            if firing.events:
+                publishing = self._publish(firing.events)
+                published = await _acknowledged(publishing, self.publish_within)
+                if not published:
+                    log.warning("escalations_left_in_outbox", steps=len(firing.events))
+            await repo.record_fired(
+                firing.events,
+                firing.advances,
+                self._paged(firing.events),
+                now,
+                published=published,
+            )
+        return len(firing.events)
+
+    # --- outboxes ---------------------------------------------------------------------
 
     async def drain(self) -> int:
         total = 0
-        while n := await retrying(
-            lambda: self.store.drain_outbox(self._publish), what="sla_outbox"
-        ):
+        while n := await retrying(self._drain_once, what="sla_outbox"):
             total += n
         return total
+
+    async def _drain_once(self, limit: int = FIRE_BATCH) -> int:
+        """Publish unpublished steps and mark them; return how many were published.
+
+        The rows stay locked while publishing, and are marked only after the broker
+        acknowledged them: a crash in between publishes them again (same event ids).
+        """
+        async with self.uow() as repo:
+            events = await repo.unpublished(limit)
+            if not events:
+                return 0
+            await self._publish(events)
+            await repo.mark_published(events)
+        return len(events)
 
     async def deliver_alerts(self) -> int:
         """Send due on-call alerts; stop at the first failed batch (it backs off)."""
@@ -111,17 +181,53 @@ class SlaHandler:
             if not delivered:
                 return total
 
+    async def _deliver_now(self, send: AlertSender) -> tuple[int, int]:
+        return await self.deliver_due(send, self.clock.now())
 
-def _decode(topic: str, value: bytes) -> Input | None:
-    model = INPUT_MODELS[topic]
-    try:
-        event = model.model_validate_json(value)
-    except ValidationError as exc:
-        # CRM events are validated at the edge; a bad one is logged by kind and skipped
-        # so that it cannot block the partition.
-        log.warning("undecodable_event", topic=topic, errors=exc.error_count())
-        return None
-    assert isinstance(
-        event, LeadAssigned | ActivityRecorded | StageChanged | LeadAccepted | RepUpdated
-    )
-    return event
+    async def deliver_due(
+        self, send: AlertSender, now: datetime, limit: int = ALERT_BATCH
+    ) -> tuple[int, int]:
+        """Send due alert deliveries to Alertmanager; return (delivered, failed).
+
+        Rows stay locked while sending and are marked delivered only after
+        Alertmanager answered 2xx. A failure schedules the next try with backoff; rows
+        are never dropped.
+        """
+        async with self.uow() as repo:
+            due = await repo.alerts_due(now, limit)
+            if not due:
+                return 0, 0
+            try:
+                await send([alert_payload(d.event, now=now, alerting=self.alerting) for d in due])
+            except DeliveryFailed as exc:
+                retries = [(d.event, now + retry_delay(d.attempts + 1, self.alerting)) for d in due]
+                await repo.alerts_failed(retries, exc.reason)
+                return 0, len(due)
+            await repo.alerts_delivered([d.event for d in due], now)
+        return len(due), 0
+
+    async def _publish(self, events: Sequence[EscalationRaised]) -> None:
+        await self.publisher.publish([event_message(e, key=e.lead_id) for e in events])
+
+    def _paged(self, events: Sequence[EscalationRaised]) -> list[EscalationRaised]:
+        return [e for e in events if e.action in self.alert_actions]
+
+
+async def _acknowledged(publishing: Awaitable[None], within: float) -> bool:
+    """Whether ``publishing`` finished within ``within`` seconds. A publish still under
+    way is left to finish (or fail) on its own: what the producer has buffered goes
+    out regardless, and cancelling it would not take it back."""
+    task = asyncio.ensure_future(publishing)
+    done, _ = await asyncio.wait({task}, timeout=within)
+    if done:
+        task.result()  # a failed publish fails the transaction, as before
+        return True
+    task.add_done_callback(_retrieve)
+    return False
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    # A late failure changes nothing (the rows are in the outbox); retrieving it keeps
+    # asyncio from reporting an exception nobody looked at.
+    if not task.cancelled() and task.exception() is not None:
+        log.info("late_publish_failed", error=type(task.exception()).__name__)

@@ -5,11 +5,9 @@ from __future__ import annotations
 import faust
 
 from leadloop.kafka import service_timer, topics_agent
-from leadloop_sla_monitor.handlers import INPUT_MODELS, SlaHandler
+from leadloop_sla_monitor.handlers import SlaHandler
 
-__all__ = ["INPUT_TOPICS", "register_agents"]
-
-INPUT_TOPICS = tuple(INPUT_MODELS)
+__all__ = ["register_agents"]
 
 
 def register_agents(
@@ -24,7 +22,7 @@ def register_agents(
 ) -> None:
     topics_agent(
         app,
-        INPUT_TOPICS,
+        handler.decoder.topics,
         prefix=prefix,
         name="sla-monitor-inputs",
         handle=handler.handle,
