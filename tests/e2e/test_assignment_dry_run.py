@@ -1,9 +1,9 @@
 """``leadloop_assignment.tools dry-run`` over leads assignment decided in a real database.
 
-The store decides 30 leads with the rules in force (one team of two reps), closes ten
-of them, and the tool replays them through a proposal (another team of three reps);
-its JSON report must match the decisions in PostgreSQL and the proposal's rotation, and
-the command must leave the database untouched.
+Assignment's use cases decide 30 leads with the rules in force (one team of two reps)
+and close ten of them, and the tool replays them through a proposal (another team of
+three reps); its JSON report must match the decisions in PostgreSQL and the proposal's
+rotation, and the command must leave the database untouched.
 """
 
 from __future__ import annotations
@@ -19,10 +19,13 @@ import asyncpg
 import pytest
 from tests.support.processes import ROOT
 
+from leadloop.clock import SystemClock
 from leadloop.db import create_pool
 from leadloop.events import LeadAccepted, Priority
-from leadloop_assignment.adapters.postgres import AssignmentStore
+from leadloop.messaging import RecordingPublisher
+from leadloop_assignment.adapters.postgres import PostgresUnitOfWork
 from leadloop_assignment.domain.rules import Rep, Rule, RuleSet, Team
+from leadloop_assignment.handlers import AssignmentHandler, ChangeHandler
 
 pytestmark = pytest.mark.integration
 
@@ -74,11 +77,13 @@ async def test_dry_run_replays_a_time_range(database_url: str, tmp_path: Path) -
     leads = [lead(i, start + timedelta(minutes=i)) for i in range(30)]
     pool = await create_pool(database_url)
     try:
-        store = AssignmentStore(pool)
+        uow, out, clock = PostgresUnitOfWork(pool), RecordingPublisher(), SystemClock()
+        decide = AssignmentHandler(uow, out, clock, rules=lambda: IN_FORCE)
+        changes = ChangeHandler(uow, out, clock, rules=lambda: IN_FORCE)
         for i in range(0, 30, 10):
-            await store.assign(leads[i : i + 10], IN_FORCE, leads[i].accepted_at)
+            await decide.assign(leads[i : i + 10], IN_FORCE, leads[i].accepted_at)
         closings = [(x.lead_id, x.accepted_at + timedelta(seconds=30)) for x in leads[:10]]
-        await store.maintain(IN_FORCE, start + timedelta(hours=1), closings=closings)
+        await changes.maintain(IN_FORCE, start + timedelta(hours=1), closings=closings)
     finally:
         await pool.close()
     proposal = tmp_path / "next.yaml"

@@ -9,10 +9,11 @@ from leadloop import settings as settings_mod
 from leadloop.calendar_watch import watch_calendars
 from leadloop.clock import SystemClock
 from leadloop.config_file import exit_on_config_error
+from leadloop.decoding import InputDecoder
 from leadloop.kafka import FaustPublisher
 from leadloop.runtime import ReadyContributor, run_service
 from leadloop_assignment.adapters.kafka import register_agents
-from leadloop_assignment.adapters.postgres import AssignmentStore
+from leadloop_assignment.adapters.postgres import PostgresUnitOfWork
 from leadloop_assignment.adapters.rules_file import RuleFile, load_calendars
 from leadloop_assignment.handlers import AssignmentHandler, ChangeHandler
 from leadloop_assignment.settings import AssignmentSettings
@@ -26,13 +27,18 @@ def main() -> None:
         rules = RuleFile(cfg.rules_file, calendars)
 
     def wire(app: faust.App, pool: asyncpg.Pool) -> ReadyContributor:
-        store = AssignmentStore(pool)
+        store = PostgresUnitOfWork(pool)
         publisher = FaustPublisher(app, cfg.kafka.topic_prefix)
         clock = SystemClock()
+        inputs = InputDecoder("assignment")
         register_agents(
             app,
-            AssignmentHandler(store=store, publisher=publisher, clock=clock, rules=rules.current),
-            ChangeHandler(store=store, publisher=publisher, clock=clock, rules=rules.current),
+            AssignmentHandler(
+                store=store, publisher=publisher, clock=clock, rules=rules.current, inputs=inputs
+            ),
+            ChangeHandler(
+                store=store, publisher=publisher, clock=clock, rules=rules.current, inputs=inputs
+            ),
             prefix=cfg.kafka.topic_prefix,
             batch_size=cfg.kafka.batch_size,
             within=cfg.kafka.batch_within_s,

@@ -1,6 +1,6 @@
-"""faust wiring for assignment: the leads.accepted agent, the agent over the changes
-that move decided leads (crm.reps, crm.stage-changes, sla.escalations), and the pool
-timer."""
+"""faust wiring for assignment: the agent over accepted leads, the agent over the changes
+that move decided leads (every other input the topic registry gives assignment:
+crm.reps, crm.stage-changes, sla.escalations), and the pool timer."""
 
 from __future__ import annotations
 
@@ -9,11 +9,9 @@ from collections.abc import Sequence
 import faust
 
 from leadloop.kafka import batch_agent, raw_topic, service_timer, topics_agent
-from leadloop_assignment.handlers import AssignmentHandler, ChangeHandler
+from leadloop_assignment.handlers import LEADS_TOPIC, AssignmentHandler, ChangeHandler
 
-__all__ = ["CHANGE_TOPICS", "register_agents"]
-
-CHANGE_TOPICS = ("crm.reps", "crm.stage-changes", "sla.escalations")
+__all__ = ["register_agents"]
 
 
 def register_agents(
@@ -27,12 +25,15 @@ def register_agents(
     decide_within: float,
     pool_check_seconds: float,
 ) -> None:
+    if LEADS_TOPIC not in handler.inputs.topics:
+        raise ValueError(f"the topic registry gives assignment no {LEADS_TOPIC}")
+
     async def handle(events: Sequence[faust.EventT[bytes]]) -> object:
         return await handler.handle([e.message.value or b"" for e in events])
 
     batch_agent(
         app,
-        raw_topic(app, "leads.accepted", prefix=prefix),
+        raw_topic(app, LEADS_TOPIC, prefix=prefix),
         name="assignment-leads-accepted",
         handle=handle,
         batch_size=batch_size,
@@ -40,7 +41,7 @@ def register_agents(
     )
     topics_agent(
         app,
-        CHANGE_TOPICS,
+        changes.topics,
         prefix=prefix,
         name="assignment-changes",
         handle=changes.handle,
