@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from leadloop.clock import Clock
 from leadloop.db import retrying
+from leadloop.decoding import InputDecoder
 from leadloop.events import IngestOutcome
 from leadloop.faults import fault_point
 from leadloop.logging import get_logger
 from leadloop.messaging import OutMessage, Publisher, event_message
-from leadloop_ingest.adapters.timeline_store import TimelineStore, Unusable
-from leadloop_ingest.domain.dedupe import Known, Resolved, resolve
+from leadloop_ingest.domain.dedupe import (
+    Decided,
+    in_batch_order,
+    replayed_leads,
+    resolve,
+    settle,
+)
 from leadloop_ingest.domain.guard import halt_index
 from leadloop_ingest.domain.intake import (
     SOURCE_HEADER,
-    LeadRecord,
-    OutcomeRecord,
     Position,
     RawRecord,
     accepted_event,
@@ -29,23 +32,34 @@ from leadloop_ingest.domain.intake import (
     rejection_headers,
 )
 from leadloop_ingest.domain.scoring import ScoringWeights
-from leadloop_ingest.domain.timeline import CrmRejection, TimelineEvent, parse
+from leadloop_ingest.domain.timeline import CrmRejection, TimelineEvent, Unusable, parse
 from leadloop_ingest.domain.validation import Limits
+from leadloop_ingest.ports import LeadRepository, TimelineRepository
 
-__all__ = ["IngestGuard", "IngestHandler", "LeadStorePort", "TimelineHandler", "messages_for"]
+__all__ = ["IngestGuard", "IngestHandler", "TimelineHandler", "apply_batch", "messages_for"]
 
 log = get_logger(__name__)
 
-Decided = list[tuple[OutcomeRecord, LeadRecord | None]]
 
+async def apply_batch(store: LeadRepository, proposed: Decided) -> Decided:
+    """Persist a batch's proposals once, in one transaction; the final outcome of every
+    record, in batch order.
 
-Resolver = Callable[[Decided, Known], list[Resolved]]
-
-
-class LeadStorePort(Protocol):
-    async def apply(self, proposed: Decided, resolver: Resolver) -> Decided:
-        """Persist once; return the final outcome of every record (see adapters.postgres)."""
-        ...
+    Records already done (a redelivery) are answered from their stored outcomes; the
+    others are resolved against what is stored about their people (read under the
+    identity-key locks, so one person gets one lead whichever worker sees them), and a
+    lead another partition's worker inserted first makes its record a duplicate.
+    """
+    async with store.batch() as batch:
+        done = await batch.outcomes([o.position for o, _ in proposed])
+        fresh = [(o, lead) for o, lead in proposed if o.position not in done]
+        resolved = resolve(fresh, await batch.known(fresh)) if fresh else []
+        inserted = await batch.insert_leads([lead for _, lead, _ in resolved if lead is not None])
+        settled, merges = settle(resolved, inserted)
+        await batch.record([o for o, _ in settled], merges)
+        replayed = await batch.leads(replayed_leads(done))
+        fault_point("ingest.before_commit")  # tests only: everything written, no commit
+    return in_batch_order(proposed, settled, done, replayed)
 
 
 class IngestGuard:
@@ -111,7 +125,7 @@ class IngestGuard:
 
 @dataclass(frozen=True)
 class IngestHandler:
-    store: LeadStorePort
+    store: LeadRepository
     publisher: Publisher
     clock: Clock
     limits: Limits
@@ -147,7 +161,7 @@ class IngestHandler:
         if not proposed:
             return []
         # An outage of PostgreSQL pauses here (offsets stay uncommitted) and resumes by itself.
-        final = await retrying(lambda: self.store.apply(proposed, resolve), what="ingest_batch")
+        final = await retrying(lambda: apply_batch(self.store, proposed), what="ingest_batch")
         fault_point("ingest.after_commit")  # tests only: committed, nothing published yet
         await self.publisher.publish(messages_for(final, records))
         rejected = sum(1 for o, _ in final if o.outcome is IngestOutcome.REJECTED)
@@ -160,9 +174,14 @@ class IngestHandler:
 class TimelineHandler:
     """Owner, stage and timeline of each lead from leads.assigned and the CRM topics."""
 
-    store: TimelineStore
+    store: TimelineRepository
     publisher: Publisher
     clock: Clock
+    #: The timeline topics: ingest's inputs in the registry, leads.raw aside (read by
+    #: the intake agent, with its own dead-letter policy).
+    inputs: InputDecoder = field(
+        default_factory=lambda: InputDecoder("ingest", exclude=("leads.raw",))
+    )
 
     async def handle(self, records: Sequence[tuple[Position, str, bytes | None, bytes]]) -> int:
         """Apply (position, logical topic, key, value) records; returns how many were used."""
@@ -170,7 +189,7 @@ class TimelineHandler:
         events: list[tuple[Position, TimelineEvent]] = []
         rejected: list[Unusable] = []
         for position, topic, _, value in records:
-            parsed = parse(topic, value)
+            parsed = parse(self.inputs.models[topic], value)
             if isinstance(parsed, CrmRejection):
                 rejected.append(Unusable(position, parsed, now))
             else:

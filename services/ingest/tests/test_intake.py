@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +21,7 @@ from leadloop.events import (
     RawLead,
 )
 from leadloop.messaging import RecordingPublisher
-from leadloop_ingest.domain.dedupe import Known
+from leadloop_ingest.domain.dedupe import Decided, Known, Merge
 from leadloop_ingest.domain.identity import identity_key
 from leadloop_ingest.domain.intake import (
     UNKNOWN_SOURCE,
@@ -36,7 +38,7 @@ from leadloop_ingest.domain.intake import (
 )
 from leadloop_ingest.domain.scoring import ScoringWeights, score
 from leadloop_ingest.domain.validation import Limits, NormalisedContact
-from leadloop_ingest.handlers import IngestHandler, Resolver
+from leadloop_ingest.handlers import IngestHandler
 
 NOW = datetime(2025, 3, 3, 9, 30, tzinfo=UTC)
 PRODUCED = datetime(2025, 3, 3, 9, 29, 58, tzinfo=UTC)
@@ -51,8 +53,6 @@ SEED_EMAIL = "li.na.private@example.com"
 SEED_PHONE = "+86 139 1234 5678"
 SEED_PHONE_E164 = "+8613912345678"
 SEED_NAME = "李娜 Privatename"
-
-Decided = list[tuple[OutcomeRecord, LeadRecord | None]]
 
 
 def raw(value: dict[str, Any] | bytes, offset: int, *, partition: int = 0) -> RawRecord:
@@ -395,27 +395,44 @@ def test_score_stays_within_0_and_100_and_priority_follows_the_thresholds(
 
 
 class FakeStore:
-    """Persists nothing; turns proposals whose lead id already "exists" into duplicates."""
+    """Persists nothing; proposals whose lead id already "exists" are stored already."""
 
     def __init__(self, existing: set[str] | None = None, failures: int = 0) -> None:
         self.existing = existing or set()
         self.failures = failures
         self.calls: list[Decided] = []
 
-    async def apply(self, proposed: Decided, resolver: Resolver) -> Decided:
-        self.calls.append(proposed)
+    @asynccontextmanager
+    async def batch(self) -> AsyncIterator[FakeStore]:
+        yield self
+
+    async def outcomes(self, positions: Sequence[Position]) -> dict[Position, OutcomeRecord]:
+        return {}
+
+    async def known(self, fresh: Decided) -> Known:
+        self.calls.append(fresh)
         if self.failures:
             self.failures -= 1
             raise ConnectionRefusedError("postgres is down")
-        known = Known(
+        return Known(
             stored={
                 r.lead_id: r.lead_id
-                for _, r in proposed
+                for _, r in fresh
                 if r is not None and r.lead_id in self.existing
             },
             people=[],
         )
-        return [(outcome, record) for outcome, record, _ in resolver(proposed, known)]
+
+    async def insert_leads(self, leads: Sequence[LeadRecord]) -> set[str]:
+        return {lead.lead_id for lead in leads}
+
+    async def record(
+        self, outcomes: Sequence[OutcomeRecord], merges: Sequence[tuple[Merge, datetime]]
+    ) -> None:
+        return None
+
+    async def leads(self, lead_ids: Sequence[str]) -> dict[str, LeadRecord]:
+        return {}
 
 
 def handler(store: FakeStore, publisher: RecordingPublisher) -> IngestHandler:
@@ -527,7 +544,7 @@ async def test_a_transient_store_failure_is_retried_before_anything_is_published
 
 async def test_a_permanent_store_error_propagates_and_nothing_is_published() -> None:
     class BrokenStore(FakeStore):
-        async def apply(self, proposed: Decided, resolver: Resolver) -> Decided:
+        async def known(self, fresh: Decided) -> Known:
             raise RuntimeError("constraint violated")
 
     publisher = RecordingPublisher()

@@ -91,7 +91,7 @@ class ErasureStore:
         counts = ErasureCounts()
         keys = subject.lookup_keys(pepper)
         async with conn.transaction():
-            # One person, one writer (as in LeadStore._known): taken in sorted order.
+            # One person, one writer (as in LeadBatch.known): taken in sorted order.
             await conn.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) "
                 "FROM (SELECT k FROM unnest($1::text[]) AS k ORDER BY k) AS ordered",

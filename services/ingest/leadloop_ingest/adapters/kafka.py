@@ -9,7 +9,6 @@ import faust
 
 from leadloop.kafka import batch_agent, raw_topic
 from leadloop_ingest.domain.intake import SOURCE_HEADER, Position, RawRecord
-from leadloop_ingest.domain.timeline import TIMELINE_TOPICS
 from leadloop_ingest.handlers import IngestHandler, TimelineHandler
 
 __all__ = ["register_agents"]
@@ -51,7 +50,7 @@ def register_agents(
 
     batch_agent(
         app,
-        raw_topic(app, *TIMELINE_TOPICS, prefix=prefix),
+        raw_topic(app, *timeline.inputs.topics, prefix=prefix),
         name="ingest-lead-timeline",
         handle=handle_timeline,
         batch_size=batch_size,

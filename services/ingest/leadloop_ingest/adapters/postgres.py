@@ -1,35 +1,35 @@
 """PostgreSQL side of ingest: leads and per-record outcomes, written in one transaction.
 
-A batch is applied exactly once whatever Kafka redelivers: a raw record whose position
-already has an outcome is answered from the table (so its events are re-published
-with the same ids), and a lead whose (source, source_lead_id) already exists becomes a
-duplicate. Array parameters with ``unnest`` keep a batch to a handful of round trips.
+A ``batch`` is one transaction; the handler reads what is stored about the batch
+(outcomes of its positions, its people under their identity-key locks), decides with
+the pure domain, and writes leads, merges and outcomes through it. A batch is applied
+exactly once whatever Kafka redelivers: a raw record whose position already has an
+outcome is answered from the table (so its events are re-published with the same ids),
+and a lead whose (source, source_lead_id) already exists becomes a duplicate. Array
+parameters with ``unnest`` keep a batch to a handful of round trips.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from leadloop.events import IngestOutcome, Priority
-from leadloop.faults import fault_point
-from leadloop_ingest.domain.dedupe import Known, Merge, PersonLead, Resolved, identity_keys
+from leadloop_ingest.domain.dedupe import Decided, Known, Merge, PersonLead, identity_keys
 from leadloop_ingest.domain.intake import (
     PROFILE_FIELDS,
     ROUTING_FIELDS,
     LeadRecord,
     OutcomeRecord,
     Position,
-    as_duplicate,
 )
 
-__all__ = ["LeadStore"]
-
-Decided = list[tuple[OutcomeRecord, LeadRecord | None]]
+__all__ = ["LeadBatch", "LeadStore"]
 
 _LEAD_COLUMNS = (
     "lead_id",
@@ -117,74 +117,39 @@ UPDATE leads SET email = coalesce(email, $2), email_key = coalesce(email_key, $3
 WHERE lead_id = $1
 """
 
-Resolver = Callable[[Decided, Known], list[Resolved]]
 
+class LeadBatch:
+    """One batch's transaction (see ``ports.LeadBatch`` for the order of the calls)."""
 
-class LeadStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
 
-    async def ping(self) -> bool:
-        return bool(await self._pool.fetchval("SELECT true"))
-
-    async def apply(self, proposed: Decided, resolver: Resolver) -> Decided:
-        """Persist a batch's proposals once; return the final outcome of every record.
-
-        ``resolver`` (pure: ``dedupe.resolve``) turns proposals into final outcomes from
-        what is stored about the batch's idempotency and identity keys; it runs inside
-        the transaction, after the identity keys are locked.
-        """
-        async with self._pool.acquire() as conn, conn.transaction():
-            done = await self._existing(conn, [o.position for o, _ in proposed])
-            fresh = [(o, lead) for o, lead in proposed if o.position not in done]
-            resolved = resolver(fresh, await self._known(conn, fresh)) if fresh else []
-            new_leads = [lead for _, lead, _ in resolved if lead is not None]
-            inserted: set[str] = set()
-            if new_leads:
-                rows = await conn.fetch(_INSERT_LEADS, *_lead_columns(new_leads))
-                inserted = {r["lead_id"] for r in rows}
-            final_fresh: Decided = []
-            merges: list[tuple[tuple[Any, ...], tuple[Any, ...]]] = []
-            for outcome, lead, merge in resolved:
-                if lead is not None and lead.lead_id not in inserted:
-                    # Lost a race on the idempotency key to another partition's worker.
-                    final_fresh.append((as_duplicate(outcome), None))
-                else:
-                    final_fresh.append((outcome, lead))
-                    if merge is not None:
-                        merges.append(
-                            (
-                                _merge_row(merge, now=outcome.recorded_at),
-                                (
-                                    merge.lead_id,
-                                    merge.email,
-                                    merge.email_key,
-                                    merge.phone,
-                                    merge.phone_key,
-                                ),
-                            )
-                        )
-            if merges:
-                await conn.executemany(_INSERT_MERGE, [row for row, _ in merges])
-                await conn.executemany(_ENRICH, [fill for _, fill in merges])
-            if final_fresh:
-                await conn.execute(_INSERT_OUTCOMES, *_outcome_columns([o for o, _ in final_fresh]))
-            replayed_ids = [
-                o.lead_id
-                for o in done.values()
-                if o.outcome is IngestOutcome.ACCEPTED and o.lead_id is not None
-            ]
-            replayed = await self._leads(conn, replayed_ids)
-            fault_point("ingest.before_commit")  # tests only: everything written, no commit
-        final = dict((o.position, (o, lead)) for o, lead in final_fresh)
-        for pos, o in done.items():
-            final[pos] = (
-                o,
-                replayed.get(o.lead_id or "") if o.outcome is IngestOutcome.ACCEPTED else None,
+    async def outcomes(self, positions: Sequence[Position]) -> dict[Position, OutcomeRecord]:
+        """The outcomes stored for these raw positions (a redelivery has them)."""
+        rows = await self._conn.fetch(
+            _EXISTING_OUTCOMES,
+            [p.topic for p in positions],
+            [p.partition for p in positions],
+            [p.offset for p in positions],
+        )
+        return {
+            Position(r["raw_topic"], r["raw_partition"], r["raw_offset"]): OutcomeRecord(
+                position=Position(r["raw_topic"], r["raw_partition"], r["raw_offset"]),
+                source=r["source"],
+                outcome=IngestOutcome(r["outcome"]),
+                reason=r["reason"],
+                detail=r["detail"],
+                lead_id=r["lead_id"],
+                event_id=r["event_id"],
+                recorded_at=r["recorded_at"],
             )
-        return [final[o.position] for o, _ in proposed]
+            for r in rows
+        }
 
-    async def _known(self, conn: asyncpg.Connection, fresh: Decided) -> Known:
+    async def known(self, fresh: Decided) -> Known:
+        """What is stored about the proposals' idempotency and identity keys, read after
+        locking the identity keys until the transaction ends."""
+        conn = self._conn
         keys = identity_keys(fresh)
         # One person, one writer: concurrent batches holding the same email or phone
         # queue here, so neither creates a lead the other does not see.
@@ -211,34 +176,49 @@ class LeadStore:
         )
         return Known(stored=stored, people=[PersonLead(**dict(r)) for r in people])
 
-    async def _existing(
-        self, conn: asyncpg.Connection, positions: list[Position]
-    ) -> dict[Position, OutcomeRecord]:
-        rows = await conn.fetch(
-            _EXISTING_OUTCOMES,
-            [p.topic for p in positions],
-            [p.partition for p in positions],
-            [p.offset for p in positions],
-        )
-        return {
-            Position(r["raw_topic"], r["raw_partition"], r["raw_offset"]): OutcomeRecord(
-                position=Position(r["raw_topic"], r["raw_partition"], r["raw_offset"]),
-                source=r["source"],
-                outcome=IngestOutcome(r["outcome"]),
-                reason=r["reason"],
-                detail=r["detail"],
-                lead_id=r["lead_id"],
-                event_id=r["event_id"],
-                recorded_at=r["recorded_at"],
-            )
-            for r in rows
-        }
+    async def insert_leads(self, leads: Sequence[LeadRecord]) -> set[str]:
+        """Insert new leads; the ids that were inserted (not there already)."""
+        if not leads:
+            return set()
+        rows = await self._conn.fetch(_INSERT_LEADS, *_lead_columns(leads))
+        return {r["lead_id"] for r in rows}
 
-    async def _leads(self, conn: asyncpg.Connection, lead_ids: list[str]) -> dict[str, LeadRecord]:
+    async def record(
+        self, outcomes: Sequence[OutcomeRecord], merges: Sequence[tuple[Merge, datetime]]
+    ) -> None:
+        """Record merges (filling in the open lead's missing contact details) and the
+        records' outcomes."""
+        if merges:
+            await self._conn.executemany(_INSERT_MERGE, [_merge_row(m, at) for m, at in merges])
+            await self._conn.executemany(
+                _ENRICH,
+                [(m.lead_id, m.email, m.email_key, m.phone, m.phone_key) for m, _ in merges],
+            )
+        if outcomes:
+            await self._conn.execute(_INSERT_OUTCOMES, *_outcome_columns(list(outcomes)))
+
+    async def leads(self, lead_ids: Sequence[str]) -> dict[str, LeadRecord]:
+        """The stored leads of these ids."""
         if not lead_ids:
             return {}
-        rows = await conn.fetch("SELECT * FROM leads WHERE lead_id = ANY($1::text[])", lead_ids)
+        rows = await self._conn.fetch(
+            "SELECT * FROM leads WHERE lead_id = ANY($1::text[])", list(lead_ids)
+        )
         return {r["lead_id"]: _lead_from_row(r) for r in rows}
+
+
+class LeadStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def ping(self) -> bool:
+        return bool(await self._pool.fetchval("SELECT true"))
+
+    @asynccontextmanager
+    async def batch(self) -> AsyncIterator[LeadBatch]:
+        """One transaction, committed when the block ends without an exception."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield LeadBatch(conn)
 
 
 def _merge_row(m: Merge, now: datetime) -> tuple[Any, ...]:
@@ -256,7 +236,7 @@ def _merge_row(m: Merge, now: datetime) -> tuple[Any, ...]:
     )
 
 
-def _lead_columns(leads: list[LeadRecord]) -> list[list[Any]]:
+def _lead_columns(leads: Sequence[LeadRecord]) -> list[list[Any]]:
     def value(lead: LeadRecord, column: str) -> Any:
         if column in ROUTING_FIELDS or column in PROFILE_FIELDS:
             return lead.fields.get(column)

@@ -9,24 +9,20 @@ state.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
 from leadloop.events import ActivityRecorded, LeadAssigned, Stage, StageChanged
 from leadloop_ingest.domain.intake import Position
-from leadloop_ingest.domain.timeline import QUALIFYING_ACTIVITIES, CrmRejection, TimelineEvent
+from leadloop_ingest.domain.timeline import (
+    QUALIFYING_ACTIVITIES,
+    CrmRejection,
+    TimelineEvent,
+    Unusable,
+)
 
-__all__ = ["TimelineStore", "Unusable"]
-
-
-@dataclass(frozen=True, slots=True)
-class Unusable:
-    position: Position
-    rejection: CrmRejection
-    recorded_at: datetime
-
+__all__ = ["TimelineStore"]
 
 _CLOSED = (Stage.WON.value, Stage.LOST.value)
 

@@ -19,7 +19,7 @@ whatever order and subset of a batch ``resolve`` is given.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -32,7 +32,18 @@ from leadloop_ingest.domain.intake import (
     as_duplicate,
 )
 
-__all__ = ["Known", "Merge", "PersonLead", "Resolved", "identity_keys", "resolve"]
+__all__ = [
+    "Decided",
+    "Known",
+    "Merge",
+    "PersonLead",
+    "Resolved",
+    "identity_keys",
+    "in_batch_order",
+    "replayed_leads",
+    "resolve",
+    "settle",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +88,8 @@ class Merge:
 
 
 Resolved = tuple[OutcomeRecord, LeadRecord | None, Merge | None]
+#: Each record's outcome and, when it creates one, its lead.
+Decided = list[tuple[OutcomeRecord, LeadRecord | None]]
 
 
 def identity_keys(proposals: Sequence[tuple[OutcomeRecord, LeadRecord | None]]) -> list[str]:
@@ -143,6 +156,51 @@ def resolve(
         )
         out.append((outcome, lead, None))
     return out
+
+
+def settle(
+    resolved: Sequence[Resolved], inserted: Set[str]
+) -> tuple[Decided, list[tuple[Merge, datetime]]]:
+    """The final outcome of each resolved record once its new leads were inserted
+    (``inserted``: the ids that were), and the merges to record with their time. A lead
+    that was not inserted lost a race on its idempotency key to another partition's
+    worker: the record is a duplicate."""
+    final: Decided = []
+    merges: list[tuple[Merge, datetime]] = []
+    for outcome, lead, merge in resolved:
+        if lead is not None and lead.lead_id not in inserted:
+            final.append((as_duplicate(outcome), None))
+        else:
+            final.append((outcome, lead))
+            if merge is not None:
+                merges.append((merge, outcome.recorded_at))
+    return final, merges
+
+
+def replayed_leads(done: Mapping[Position, OutcomeRecord]) -> list[str]:
+    """The leads whose accepted events a redelivered batch publishes again."""
+    return [
+        o.lead_id
+        for o in done.values()
+        if o.outcome is IngestOutcome.ACCEPTED and o.lead_id is not None
+    ]
+
+
+def in_batch_order(
+    proposed: Decided,
+    fresh: Decided,
+    done: Mapping[Position, OutcomeRecord],
+    replayed: Mapping[str, LeadRecord],
+) -> Decided:
+    """Every record's final outcome in the order of ``proposed``: the fresh ones as
+    settled, the ones done before as stored (an accepted one with its stored lead)."""
+    final = {o.position: (o, lead) for o, lead in fresh}
+    for pos, o in done.items():
+        final[pos] = (
+            o,
+            replayed.get(o.lead_id or "") if o.outcome is IngestOutcome.ACCEPTED else None,
+        )
+    return [final[o.position] for o, _ in proposed]
 
 
 def _matches(p: PersonLead, lead: LeadRecord) -> Literal["email", "phone"] | None:

@@ -183,7 +183,7 @@ def check_item(topic: str, item: Any) -> Item | CrmRejection:
     except ValueError:  # a number beyond float range was read as inf; JSON has no inf
         return CrmRejection(ItemReason.INVALID_JSON.value, "cannot be written as JSON")
     if topic != "crm.reps":
-        parsed = parse(topic, value)
+        parsed = parse(_MODELS[topic], value)
         if isinstance(parsed, CrmRejection):
             return parsed
     model = _MODELS[topic]

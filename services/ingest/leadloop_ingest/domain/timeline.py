@@ -1,37 +1,35 @@
 """CRM events as ingest receives them: decoded and checked, or rejected with a reason.
 
 ingest is the system of record for a lead's life: ``leads.assigned`` (owner),
-``crm.activities`` and ``crm.stage-changes`` (the timeline a manager reviews). Events
-that cannot be used go to ``crm.rejected`` with their bytes and a reason; like
-``validate`` this never raises. Whether the lead exists is PostgreSQL's to say
-(``unknown_lead``).
+``crm.activities`` and ``crm.stage-changes`` (the timeline a manager reviews), the
+topics the registry names as ingest's inputs besides ``leads.raw``, each decoded with
+its registered model. Ingest is the edge that validates CRM records for every other
+service, so it does not skip a bad one as ``leadloop.decoding`` does: events that
+cannot be used go to ``crm.rejected`` with their bytes and a reason; like ``validate``
+this never raises. Whether the lead exists is PostgreSQL's to say (``unknown_lead``).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from leadloop.events import ActivityRecorded, LeadAssigned, Stage, StageChanged
+from leadloop_ingest.domain.intake import Position
 
 __all__ = [
     "QUALIFYING_ACTIVITIES",
-    "TIMELINE_TOPICS",
     "CrmRejection",
     "TimelineEvent",
+    "Unusable",
     "parse",
 ]
 
 TimelineEvent = ActivityRecorded | StageChanged | LeadAssigned
-
-TIMELINE_TOPICS: dict[str, type[TimelineEvent]] = {
-    "leads.assigned": LeadAssigned,
-    "crm.activities": ActivityRecorded,
-    "crm.stage-changes": StageChanged,
-}
 
 #: Activities that move a new or assigned lead to ``contacted`` (a private note does not).
 QUALIFYING_ACTIVITIES = frozenset({"call", "email", "message", "meeting", "visit"})
@@ -45,9 +43,18 @@ class CrmRejection:
     detail: str
 
 
-def parse(topic: str, data: bytes) -> TimelineEvent | CrmRejection:
-    """Decode one event of a timeline topic. Never raises."""
-    model = TIMELINE_TOPICS[topic]
+@dataclass(frozen=True, slots=True)
+class Unusable:
+    """A CRM record that is not used, where it was and why (stored in ``crm_rejects``)."""
+
+    position: Position
+    rejection: CrmRejection
+    recorded_at: datetime
+
+
+def parse(model: type[BaseModel], data: bytes) -> TimelineEvent | CrmRejection:
+    """Decode one event of a timeline topic whose registered event model is ``model``.
+    Never raises."""
     try:
         decoded: Any = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
@@ -61,7 +68,7 @@ def parse(topic: str, data: bytes) -> TimelineEvent | CrmRejection:
         if stage == Stage.LOST.value and not decoded.get("loss_reason"):
             return CrmRejection("missing_loss_reason", "a lost lead needs a loss_reason code")
     try:
-        return model.model_validate(decoded)
+        event = model.model_validate(decoded)
     except ValidationError as exc:
         fields = sorted(
             {str(e["loc"][0]) for e in exc.errors() if e["loc"]} & set(model.model_fields)
@@ -69,3 +76,6 @@ def parse(topic: str, data: bytes) -> TimelineEvent | CrmRejection:
         return CrmRejection("schema_violation", "invalid fields: " + (", ".join(fields) or "?"))
     except (RecursionError, ValueError) as exc:
         return CrmRejection("schema_violation", type(exc).__name__)
+    if not isinstance(event, ActivityRecorded | StageChanged | LeadAssigned):
+        return CrmRejection("schema_violation", "not a timeline event")
+    return event
