@@ -43,7 +43,7 @@ from leadloop.events import EscalationKind, RejectReason
 from leadloop.faults import ENABLE_VARIABLE, FAULT_VARIABLE
 from leadloop.kafka import create_topics
 from leadloop.settings import KafkaSettings
-from leadloop.topics import qualified
+from leadloop.topics import Service, inputs_of, qualified
 
 SCALE = int(os.environ.get("LEADLOOP_FAULT_SCALE", "5000"))
 #: Per-test limit: generous for the default size, growing with a soak's.
@@ -83,19 +83,11 @@ LABELS = Labels(
     reject_reasons=frozenset(r.value for r in RejectReason),
     escalation_kinds=frozenset(k.value for k in EscalationKind),
 )
-#: What each service consumes: it is caught up when its group committed all of it.
-CONSUMES = {
-    "ingest": ("leads.raw", "leads.assigned", "crm.activities", "crm.stage-changes"),
-    "assignment": ("leads.accepted", "crm.reps", "crm.stage-changes", "sla.escalations"),
-    "metrics": (
-        "ingest.outcomes",
-        "leads.accepted",
-        "leads.assigned",
-        "crm.activities",
-        "crm.stage-changes",
-        "sla.escalations",
-    ),
-}
+#: The services whose consumer lag the faults wait out.
+_CAUGHT_UP: tuple[Service, ...] = ("ingest", "assignment", "metrics")
+#: What each service consumes, as the topic registry declares it: it is caught up when
+#: its group committed all of it.
+CONSUMES: dict[str, tuple[str, ...]] = {name: tuple(inputs_of(name)) for name in _CAUGHT_UP}
 
 
 @dataclass
