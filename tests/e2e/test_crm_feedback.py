@@ -35,10 +35,10 @@ import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.conftest import create_database, drop_database, running_stack
+from tests.conftest import running_stack
 from tests.support.kafka import collect
 from tests.support.processes import ServiceGroup
-from tests.support.stack import running, stack_env
+from tests.support.stack import create_database, drop_database, running, stack_env
 
 from leadloop.kafka import create_topics
 from leadloop.settings import KafkaSettings

@@ -29,11 +29,10 @@ from typing import Any
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
-from tests.conftest import Stack
 from tests.e2e.test_postgres_roles import create_logins, drop_logins
 from tests.support.kafka import collect
 from tests.support.processes import ROOT, ServiceGroup
-from tests.support.stack import running, stack_env
+from tests.support.stack import Stack, running, stack_env
 
 from leadloop.kafka import create_topics
 from leadloop.settings import KafkaSettings

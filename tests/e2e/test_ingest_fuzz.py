@@ -19,10 +19,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.conftest import create_database, drop_database, running_stack
+from tests.conftest import running_stack
 from tests.support.kafka import collect
 from tests.support.processes import ROOT
-from tests.support.stack import running, stack_env
+from tests.support.stack import create_database, drop_database, running, stack_env
 
 from leadloop.kafka import create_topics
 from leadloop.settings import KafkaSettings

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
-from tests.conftest import Stack
 from tests.support.processes import leadloop
+from tests.support.stack import Stack
 
 from leadloop.db import SERVICE_ROLES, ensure_logins
 

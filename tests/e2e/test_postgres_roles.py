@@ -24,10 +24,9 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
-from tests.conftest import Stack
 from tests.support.kafka import collect, free_port_base
 from tests.support.processes import ServiceGroup, service_env
-from tests.support.stack import metric_totals
+from tests.support.stack import Stack, metric_totals
 
 from leadloop.settings import KafkaSettings
 from leadloop.topics import qualified

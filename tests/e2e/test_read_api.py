@@ -23,8 +23,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 from structlog.testing import capture_logs
-from tests.conftest import Stack
 from tests.e2e.test_postgres_roles import login_roles
+from tests.support.stack import Stack
 
 from leadloop.clock import FixedClock
 from leadloop_handoff.adapters.lead_reader import LeadReader

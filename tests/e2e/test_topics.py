@@ -8,8 +8,8 @@ import os
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from tests.conftest import Stack
 from tests.support.processes import leadloop
+from tests.support.stack import Stack
 
 from leadloop.kafka import TopicsNotCreated, create_topics
 from leadloop.settings import KafkaSettings

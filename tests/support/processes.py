@@ -1,4 +1,11 @@
-"""Running leadloop services as real child processes with known pids (e2e and faults)."""
+"""Running leadloop services as real child processes with known pids.
+
+What every service process of a test or a benchmark shares is said once here: the
+command (``python -m <package>`` from the repository root), the environment on a run's
+database and topics, the readiness probe (``GET /readyz`` answers 200) and the log's
+tail. ``ServiceGroup`` drives services from blocking code (e2e and fault tests);
+``tests.support.children`` drives them from an event loop (benchmarks).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +32,29 @@ SERVICES = {
 }
 #: What ``start()`` without names starts: the pipe itself; the edges are started by name.
 CORE = ("ingest", "assignment", "sla-monitor", "metrics")
+
+
+def service_command(name: str) -> list[str]:
+    """How a service runs, as in production: ``python -m <package>`` (cwd ``ROOT``)."""
+    return [sys.executable, "-m", SERVICES[name]]
+
+
+def http_status(url: str) -> int:
+    """The status ``url`` answers with, 0 when nothing answers (yet)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            code: int = r.status
+            return code
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return 0
+
+
+def log_tail(path: Path, chars: int | None = 4000) -> str:
+    """A child's log (its last ``chars`` characters; None for all of it)."""
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return text if chars is None else text[-chars:]
 
 
 @dataclass
@@ -46,7 +77,7 @@ class ServiceGroup:
             env = {**self.env, "LEADLOOP_HTTP__PORT": str(self.port(name))}
             log = (self.log_dir / f"{name}.log").open("ab")
             self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", SERVICES[name]],
+                service_command(name),
                 cwd=ROOT,
                 env=env,
                 stdout=log,
@@ -61,12 +92,8 @@ class ServiceGroup:
                 proc = self.procs[name]
                 if proc.poll() is not None:
                     raise AssertionError(f"{name} exited with {proc.returncode}:\n{self.log(name)}")
-                try:
-                    with urllib.request.urlopen(self.url(name, "/readyz"), timeout=2) as r:
-                        if r.status == 200:
-                            break
-                except (urllib.error.URLError, ConnectionError, TimeoutError):
-                    pass
+                if http_status(self.url(name, "/readyz")) == 200:
+                    break
                 if time.monotonic() > deadline:
                     raise AssertionError(f"{name} not ready after {timeout}s:\n{self.log(name)}")
                 time.sleep(0.3)
@@ -93,25 +120,40 @@ class ServiceGroup:
 
     def log(self, name: str, tail: int | None = 4000) -> str:
         """The service's output (its last ``tail`` characters; None for all of it)."""
-        path = self.log_dir / f"{name}.log"
-        text = path.read_text(errors="replace") if path.exists() else ""
-        return text if tail is None else text[-tail:]
+        return log_tail(self.log_dir / f"{name}.log", tail)
 
 
-def service_env(
-    database_url: str, kafka_bootstrap: str, topic_prefix: str, data_dir: Path, **extra: str
+def run_env(
+    database_url: str,
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    data_dir: Path,
+    extra: Mapping[str, str],
 ) -> dict[str, str]:
-    """The environment of a test's services: its own database, topics and scratch space."""
+    """A service's environment on a run's own database, topics and data directory: this
+    process's environment (``.state/env``), then those, then ``extra``; otherwise the
+    service's default settings (what a benchmark measures)."""
     return {
         **os.environ,
         "DATABASE_URL": database_url,
         "LEADLOOP_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
         "LEADLOOP_KAFKA__TOPIC_PREFIX": topic_prefix,
-        "LEADLOOP_KAFKA__BATCH_WITHIN_S": "0.05",
-        "LEADLOOP_IDENTITY_PEPPER": "test-pepper-" + topic_prefix,
         "LEADLOOP_DATA_DIR": str(data_dir),
         **extra,
     }
+
+
+def service_env(
+    database_url: str, kafka_bootstrap: str, topic_prefix: str, data_dir: Path, **extra: str
+) -> dict[str, str]:
+    """The environment of a test's services: ``run_env`` with batches flushed within
+    50 ms (a test waits for a handful of records, not for a full batch) and a pepper of
+    the test's own."""
+    test = {
+        "LEADLOOP_KAFKA__BATCH_WITHIN_S": "0.05",
+        "LEADLOOP_IDENTITY_PEPPER": "test-pepper-" + topic_prefix,
+    }
+    return run_env(database_url, kafka_bootstrap, topic_prefix, data_dir, {**test, **extra})
 
 
 def leadloop(
