@@ -1,6 +1,7 @@
 """sla-monitor's use cases over its PostgreSQL unit of work, on the real database:
 policies with conditions, every clock kind, reclaim warnings, manager ids from the
-roster, the on-call outbox, and time that jumps forward and back. Time is passed in, so days of business time take milliseconds.
+roster, the on-call outbox, and time that jumps forward and back. Time is passed in,
+so days of business time take milliseconds.
 """
 
 from __future__ import annotations

@@ -1,1 +1,2 @@
-"""sla-monitor's pure decisions: policies, ladder arithmetic (no I/O, time passed in)."""
+"""sla-monitor's pure decisions: policies, ladder arithmetic, the clock lifecycle and
+firing (no I/O, time passed in)."""
