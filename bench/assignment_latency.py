@@ -53,12 +53,8 @@ import yaml
 from aiokafka import AIOKafkaProducer
 from bench.common import (
     RELAY_BATCH,
-    ROOT,
-    ChildProcess,
     ContenderRun,
     CpuMeter,
-    Service,
-    Stack,
     ThroughputRun,
     TopicReader,
     add_relay_benchmark_options,
@@ -66,21 +62,22 @@ from bench.common import (
     check_exit,
     env_pairs,
     finish_result,
-    fresh_database,
-    fresh_topics,
     leadloop_and_bare,
     machine_info,
     machine_line,
     median,
     ratio,
     run_relay_benchmark,
+    running_stack,
     start_relay_worker,
     throughput_summary,
     throughput_table,
-    unique_prefix,
     wait_ready_line,
     watch,
 )
+from tests.support.children import ChildProcess, Service
+from tests.support.processes import ROOT
+from tests.support.stack import Stack, fresh_database, fresh_topics, unique_prefix
 
 from leadloop.events import LeadAccepted, RawLead, deterministic_id
 from leadloop.settings import KafkaSettings
@@ -566,7 +563,7 @@ async def start_assignment(
 ) -> tuple[ChildProcess, Service]:
     """The service as a child process, and how to wait until it is ready."""
     service = Service.on(
-        "leadloop_assignment",
+        "assignment",
         kafka,
         db_url=db_url,
         data_dir=ctx.tmp / f"data-{name}",
@@ -794,7 +791,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
-    stack = Stack.from_env()
+    stack = running_stack()
     machine = await machine_info(stack)
     warmup_leads = round(args.rate * args.warmup)
     latency_leads = warmup_leads + round(args.rate * args.duration)

@@ -1,10 +1,13 @@
-"""Helpers every benchmark under ``bench/`` shares: the real stack, isolation, processes,
-and the description of the machine a figure was measured on.
+"""What every benchmark under ``bench/`` shares beyond the harness: the bare contenders'
+processes and handshake, the aiokafka relay, timed runs and their statistics, and the
+description of the machine a figure was measured on.
 
 Benchmarks run against the real Kafka broker and PostgreSQL server that ``make stack-up``
-starts (``make bench`` does that and exports ``.state/env``). Each run gets its own topic
-prefix and, when it needs one, its own freshly migrated database, so runs never see each
-other's data and a leftover from an aborted run cannot flatter the next one.
+starts (``make bench`` does that and exports ``.state/env``), through the harness the
+tests use (``tests.support``: ``stack`` for the stack, fresh databases and topics,
+``children`` for service processes). Each run gets its own topic prefix and, when it
+needs one, its own freshly migrated database, so runs never see each other's data and a
+leftover from an aborted run cannot flatter the next one.
 """
 
 from __future__ import annotations
@@ -19,15 +22,11 @@ import os
 import platform
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
-import uuid
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -39,28 +38,22 @@ from collections.abc import (
 )
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
+from tests.support.children import READY_TIMEOUT_S, ChildProcess
+from tests.support.processes import ROOT
+from tests.support.stack import Stack
 
-from leadloop.db import apply_migrations
-from leadloop.kafka import create_topics
 from leadloop.settings import KafkaSettings
 from leadloop.topics import by_name, qualified
 
 __all__ = [
-    "READY_TIMEOUT_S",
     "RELAY_BATCH",
-    "ROOT",
-    "ChildProcess",
     "ContenderRun",
     "CpuMeter",
-    "Service",
-    "Stack",
     "ThroughputRun",
     "TopicReader",
     "add_env_option",
@@ -71,12 +64,8 @@ __all__ = [
     "announce_ready",
     "bench_dir",
     "check_exit",
-    "delete_topics",
     "env_pairs",
     "finish_result",
-    "free_port",
-    "fresh_database",
-    "fresh_topics",
     "leadloop_and_bare",
     "machine_info",
     "machine_line",
@@ -84,197 +73,30 @@ __all__ = [
     "ratio",
     "relay_worker",
     "run_relay_benchmark",
+    "running_stack",
     "start_bare_worker",
     "start_relay_worker",
     "stop_on_signals",
     "throughput_summary",
     "throughput_table",
-    "unique_prefix",
-    "wait_http_ok",
     "wait_ready_line",
     "watch",
     "write_result",
 ]
 
-ROOT = Path(__file__).resolve().parents[1]
 STATE = Path(os.environ.get("LEADLOOP_STATE_DIR", ROOT / ".state"))
 
 
-@dataclass(frozen=True)
-class Stack:
-    """Where the running broker and database server are (``.state/env``)."""
-
-    bootstrap: str
-    admin_url: str
-
-    @classmethod
-    def from_env(cls) -> Stack:
-        url = os.environ.get("DATABASE_URL")
-        if not url:
-            # Fail with the fix, not with a connection error three layers down.
-            raise SystemExit(
-                "DATABASE_URL is not set: run benchmarks with `make bench`, or start the "
-                "stack with `make stack-up` and `. .state/env` first"
-            )
-        return cls(
-            bootstrap=os.environ.get("LEADLOOP_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:19092"),
-            admin_url=url,
+def running_stack() -> Stack:
+    """The running broker and database server (``.state/env``)."""
+    stack = Stack.from_env()
+    if stack is None:
+        # Fail with the fix, not with a connection error three layers down.
+        raise SystemExit(
+            "DATABASE_URL is not set: run benchmarks with `make bench`, or start the "
+            "stack with `make stack-up` and `. .state/env` first"
         )
-
-
-def unique_prefix(bench: str) -> str:
-    """A topic prefix no other run uses; the time part sorts leftovers by age."""
-    return f"bench-{bench}-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}."
-
-
-@contextlib.asynccontextmanager
-async def fresh_topics(stack: Stack, prefix: str) -> AsyncIterator[KafkaSettings]:
-    """Every registered topic under ``prefix``, created from the registry (same partition
-    counts and configs as production); deleted afterwards so runs do not fill the disk."""
-    kafka = KafkaSettings(bootstrap_servers=stack.bootstrap, topic_prefix=prefix)
-    await create_topics(kafka)
-    try:
-        yield kafka
-    finally:
-        await delete_topics(kafka)
-
-
-async def delete_topics(kafka: KafkaSettings) -> list[str]:
-    """Delete every topic whose name starts with the settings' prefix."""
-    if not kafka.topic_prefix:
-        # An empty prefix would match the production topics of a shared broker.
-        raise ValueError("refusing to delete topics without a prefix")
-    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
-    await admin.start()
-    try:
-        doomed = [t for t in await admin.list_topics() if t.startswith(kafka.topic_prefix)]
-        if doomed:
-            await admin.delete_topics(doomed)
-        return doomed
-    finally:
-        await admin.close()
-
-
-def _with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
-@contextlib.asynccontextmanager
-async def fresh_database(stack: Stack, bench: str) -> AsyncIterator[str]:
-    """A new database migrated with the project's migrations; dropped afterwards.
-
-    A fresh database per run keeps table and index sizes equal between runs: a table
-    that already holds the previous run's leads makes every insert slower."""
-    name = f"bench_{bench}_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(stack.admin_url)
-    try:
-        # The name is built here from a constant and a uuid, never from input.
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = _with_database(stack.admin_url, name)
-    try:
-        await apply_migrations(url)
-        yield url
-    finally:
-        admin = await asyncpg.connect(stack.admin_url)
-        try:
-            # FORCE: a service that did not stop must not keep the database alive.
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago (the kernel picks it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@dataclass
-class ChildProcess:
-    """A process the benchmark started, with its output in a log file.
-
-    Services run as real processes, as in production, so that a benchmark measures
-    their start-up-free steady state and not an in-process imitation."""
-
-    name: str
-    proc: asyncio.subprocess.Process
-    log_path: Path
-    _log: IO[bytes]
-
-    @classmethod
-    async def start(
-        cls,
-        name: str,
-        argv: Sequence[str],
-        *,
-        env: Mapping[str, str],
-        log_path: Path,
-        stdout_pipe: bool = False,
-    ) -> ChildProcess:
-        log = log_path.open("ab")
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=ROOT,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE if stdout_pipe else log,
-            stderr=log,
-        )
-        return cls(name=name, proc=proc, log_path=log_path, _log=log)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.returncode is None
-
-    async def read_line(self) -> str:
-        """The next line of a piped stdout (a child's readiness handshake)."""
-        assert self.proc.stdout is not None, "started without stdout_pipe"
-        return (await self.proc.stdout.readline()).decode().strip()
-
-    async def stop(self, grace_s: float = 30) -> int:
-        """SIGTERM (a graceful shutdown, as in production), SIGKILL after ``grace_s``."""
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            async with asyncio.timeout(grace_s):
-                code = await self.proc.wait()
-        except TimeoutError:
-            self.proc.kill()
-            code = await self.proc.wait()
-        self._log.close()
-        return code
-
-    def log_tail(self, chars: int = 4000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
-
-
-async def wait_http_ok(url: str, *, child: ChildProcess) -> None:
-    """Poll ``url`` until it answers 200; fail early, with the log, if the child died.
-    Callers bound the wait with ``asyncio.timeout``."""
-
-    def status() -> int:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                code: int = r.status
-                return code
-        except urllib.error.HTTPError as exc:
-            return exc.code
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            return 0
-
-    while True:
-        if not child.alive():
-            raise RuntimeError(f"{child.name} exited early:\n{child.log_tail()}")
-        if await asyncio.to_thread(status) == 200:
-            return
-        await asyncio.sleep(0.2)
+    return stack
 
 
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
@@ -367,7 +189,7 @@ def _kafka_version(stack: Stack) -> str:
 def _git_revision() -> str:
     """HEAD, and for a dirty tree a hash of its diff, so two runs of the same uncommitted
     code can be told apart from runs of different uncommitted code. ``bench/`` itself is
-    left out: the revision names the code under test, not the harness or its results."""
+    left out: the revision names the code under test, not the benchmarks or their results."""
 
     def git(*args: str) -> bytes:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, check=True).stdout
@@ -413,70 +235,12 @@ async def machine_info(stack: Stack) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- contenders
 
-#: How long a contender may take to say it is ready (service /readyz, bare "ready" line).
-READY_TIMEOUT_S = 120
 #: The bare relay's batch: the same as the services' default (LEADLOOP_KAFKA__BATCH_SIZE).
 RELAY_BATCH = 500
 #: What a bare worker prints on stdout once it can take records.
 _READY_LINE = "ready"
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Service:
-    """A leadloop service under test, ``python -m module`` as in production: its
-    environment is this process's, pointed at the run's database, topics, its own HTTP
-    port and data directory, then ``extra``. Start it again (a restart) with the same
-    ``Service``: same port, same environment."""
-
-    name: str
-    module: str
-    port: int
-    env: dict[str, str]
-
-    @classmethod
-    def on(
-        cls,
-        module: str,
-        kafka: KafkaSettings,
-        *,
-        db_url: str,
-        data_dir: Path,
-        extra: Mapping[str, str],
-        name: str = "leadloop",
-    ) -> Service:
-        port = free_port()
-        env = {
-            **os.environ,
-            "DATABASE_URL": db_url,
-            "LEADLOOP_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-            "LEADLOOP_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,
-            "LEADLOOP_HTTP__PORT": str(port),
-            "LEADLOOP_DATA_DIR": str(data_dir),
-            **extra,
-        }
-        return cls(name=name, module=module, port=port, env=env)
-
-    async def start(self, log_path: Path, *, label: str | None = None) -> ChildProcess:
-        """The service as a child process; ``label`` names it on stderr with its pid."""
-        child = await ChildProcess.start(
-            self.name, [sys.executable, "-m", self.module], env=self.env, log_path=log_path
-        )
-        if label is not None:
-            print(f"  {label}: {self.module} pid {child.pid}", file=sys.stderr)
-        return child
-
-    async def ready(self, child: ChildProcess, timeout_s: float = READY_TIMEOUT_S) -> None:
-        """Until ``GET /readyz`` answers 200: PostgreSQL reachable, partitions assigned,
-        caught up. A service that is not ready in time fails the run, with its log."""
-        try:
-            async with asyncio.timeout(timeout_s):
-                await wait_http_ok(f"http://127.0.0.1:{self.port}/readyz", child=child)
-        except TimeoutError:
-            raise RuntimeError(
-                f"{child.name} not ready after {timeout_s:.0f} s:\n{child.log_tail()}"
-            ) from None
 
 
 async def start_bare_worker(

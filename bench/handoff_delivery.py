@@ -60,32 +60,29 @@ import httpx
 from aiohttp import ClientSession, TCPConnector, web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from bench.common import (
-    ROOT,
-    ChildProcess,
     ContenderRun,
     CpuMeter,
-    Service,
-    Stack,
     add_env_option,
     add_run_options,
     announce_ready,
     bench_dir,
     env_pairs,
     finish_result,
-    free_port,
-    fresh_database,
-    fresh_topics,
     leadloop_and_bare,
     machine_info,
     machine_line,
     median,
     ratio,
+    running_stack,
     start_bare_worker,
     stop_on_signals,
-    unique_prefix,
     wait_ready_line,
     write_result,
 )
+from tests.support.children import ChildProcess, Service
+from tests.support.ports import free_ports
+from tests.support.processes import ROOT
+from tests.support.stack import Stack, fresh_database, fresh_topics, unique_prefix
 
 from leadloop.events import (
     AssignmentKind,
@@ -499,7 +496,7 @@ async def start_handoff(ctx: Context, kafka: KafkaSettings, db_url: str, name: s
     crm = ctx.tmp / f"crm-{name}.yaml"
     crm.write_text(crm_yaml(ctx), encoding="utf-8")
     return Service.on(
-        "leadloop_handoff",
+        "handoff",
         kafka,
         db_url=db_url,
         data_dir=ctx.tmp / f"data-{name}",
@@ -827,13 +824,13 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
-    stack = Stack.from_env()
+    stack = running_stack()
     machine = await machine_info(stack)
     started = time.monotonic()
     backlog: list[BacklogRun] = []
     paced: list[PacedRun] = []
     with bench_dir() as tmp:
-        port = free_port()
+        [port] = free_ports(1)
         # Its own process: the 2 CPUs are shared, but not one event loop with a contender.
         receiver = await ChildProcess.start(
             "receiver",

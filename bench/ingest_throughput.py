@@ -35,11 +35,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from bench.common import (
     RELAY_BATCH,
-    ROOT,
-    ChildProcess,
     CpuMeter,
-    Service,
-    Stack,
     ThroughputRun,
     TopicReader,
     add_relay_benchmark_options,
@@ -48,19 +44,20 @@ from bench.common import (
     check_exit,
     env_pairs,
     finish_result,
-    fresh_database,
-    fresh_topics,
     leadloop_and_bare,
     machine_info,
     machine_line,
     run_relay_benchmark,
+    running_stack,
     start_relay_worker,
     throughput_summary,
     throughput_table,
-    unique_prefix,
     wait_ready_line,
     watch,
 )
+from tests.support.children import ChildProcess, Service
+from tests.support.processes import ROOT
+from tests.support.stack import Stack, fresh_database, fresh_topics, unique_prefix
 
 from leadloop.settings import KafkaSettings
 from leadloop.simulate import generate_leads
@@ -225,7 +222,7 @@ async def run_leadloop(ctx: Context, index: int) -> Run:
         fresh_database(ctx.stack, "ingest") as db_url,
     ):
         service = Service.on(
-            "leadloop_ingest",
+            "ingest",
             kafka,
             db_url=db_url,
             data_dir=ctx.tmp / f"data-{index}",
@@ -298,7 +295,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
-    stack = Stack.from_env()
+    stack = running_stack()
     machine = await machine_info(stack)
     print(f"generating {args.leads:,} leads (seed {args.seed})", file=sys.stderr)
     workload = Workload.build(args.seed, args.leads)

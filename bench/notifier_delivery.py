@@ -59,29 +59,26 @@ import httpx
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from bench.common import (
-    ROOT,
-    ChildProcess,
     CpuMeter,
-    Service,
-    Stack,
     alternating,
     announce_ready,
     bench_dir,
     check_exit,
     finish_result,
-    fresh_database,
-    fresh_topics,
     machine_info,
     machine_line,
     median,
     ratio,
+    running_stack,
     start_bare_worker,
     stop_on_signals,
-    unique_prefix,
     wait_ready_line,
     write_result,
 )
 from tests.fakes.wecom import FakeWecom
+from tests.support.children import ChildProcess, Service
+from tests.support.processes import ROOT
+from tests.support.stack import Stack, fresh_database, fresh_topics, unique_prefix
 
 from leadloop.settings import KafkaSettings
 from leadloop.topics import qualified
@@ -349,7 +346,7 @@ async def _run_on(
             cfg = tmp / f"notify-{contender}-{i}.yaml"
             cfg.write_text(notify_yaml(vendor.base_url, coalesce_s))
             service = Service.on(
-                "leadloop_notifier",
+                "notifier",
                 kafka,
                 db_url=db_url,
                 data_dir=tmp / f"data-{contender}-{i}",
@@ -599,7 +596,7 @@ def table(runs: list[dict[str, Any]], s: dict[str, Any], nproc: int) -> str:
 
 
 async def main(args: argparse.Namespace) -> None:
-    stack = Stack.from_env()
+    stack = running_stack()
     started = time.monotonic()
     machine = await machine_info(stack)
     runs: list[dict[str, Any]] = []

@@ -51,28 +51,25 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from bench.common import (
-    ROOT,
-    ChildProcess,
-    Service,
-    Stack,
     add_run_options,
     alternating,
     announce_ready,
     bench_dir,
     check_exit,
     finish_result,
-    fresh_database,
-    fresh_topics,
     leadloop_and_bare,
     machine_info,
     median,
     ratio,
+    running_stack,
     start_bare_worker,
     stop_on_signals,
-    unique_prefix,
     wait_ready_line,
     write_result,
 )
+from tests.support.children import ChildProcess, Service
+from tests.support.processes import ROOT
+from tests.support.stack import Stack, fresh_database, fresh_topics, unique_prefix
 
 from leadloop.settings import KafkaSettings
 from leadloop.topics import qualified
@@ -214,7 +211,7 @@ async def loaded(
 async def leadloop_run(ctx: Context, index: int) -> dict[str, Any]:
     async with loaded(ctx, "leadloop", index) as (url, kafka, copy_s):
         service = Service.on(
-            "leadloop_sla_monitor",
+            "sla-monitor",
             kafka,
             db_url=url,
             data_dir=ctx.tmp / f"data-{index}",
@@ -464,7 +461,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
-    stack = Stack.from_env()
+    stack = running_stack()
     machine = await machine_info(stack)
     runs: list[dict[str, Any]] = []
     started = time.monotonic()
