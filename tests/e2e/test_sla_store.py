@@ -7,25 +7,19 @@ so days of business time take milliseconds.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 import pytest
+from tests.support.sla_events import ALWAYS, DAY, T0, H, accepted, assigned, at, rep, stage, touch
 
-from leadloop.calendar import CalendarSet
 from leadloop.clock import FixedClock
 from leadloop.events import (
-    ActivityRecorded,
     EscalationAction,
     EscalationRaised,
-    LeadAccepted,
-    LeadAssigned,
-    RepUpdated,
-    StageChanged,
 )
 from leadloop.messaging import OutMessage, RecordingPublisher
 from leadloop_sla_monitor.adapters.postgres import PostgresUnitOfWork
@@ -37,9 +31,6 @@ from leadloop_sla_monitor.handlers import SlaHandler
 
 pytestmark = pytest.mark.integration
 
-T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
-H = 3600
-DAY = 86400
 
 POLICIES = PolicySet.model_validate(
     {
@@ -89,91 +80,6 @@ POLICIES = PolicySet.model_validate(
         "alerting": {"actions": ["page_oncall"], "retry_base_seconds": 10},
     }
 )
-ALWAYS = CalendarSet.model_validate(
-    {
-        "default": "always",
-        "calendars": {
-            "always": {
-                "timezone": "UTC",
-                "weekly": {
-                    d: ["00:00-24:00"]
-                    for d in (
-                        "monday",
-                        "tuesday",
-                        "wednesday",
-                        "thursday",
-                        "friday",
-                        "saturday",
-                        "sunday",
-                    )
-                },
-            }
-        },
-    }
-)
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-def assigned(lead: str, owner: str | None, when: datetime, kind: str = "initial") -> LeadAssigned:
-    return LeadAssigned(
-        event_id=str(uuid.uuid4()),
-        occurred_at=when,
-        assignment_id=f"a-{uuid.uuid4().hex[:8]}",
-        lead_id=lead,
-        owner_id=owner,
-        team_id="north",
-        rule_id="r",
-        rule_version="1",
-        strategy="pool" if owner is None else "round_robin",
-        kind=kind,
-        reason="test",
-        lead_occurred_at=when,
-        assigned_at=when,
-        priority="hot",
-    )
-
-
-def accepted(lead: str, source: str, priority: str = "hot") -> LeadAccepted:
-    return LeadAccepted(
-        event_id=str(uuid.uuid4()),
-        occurred_at=T0,
-        lead_id=lead,
-        source=source,
-        source_lead_id=lead,
-        accepted_at=T0,
-        score=50,
-        priority=priority,
-    )
-
-
-def touch(lead: str, when: datetime, promise: datetime | None = None) -> ActivityRecorded:
-    return ActivityRecorded(
-        event_id=str(uuid.uuid4()),
-        lead_id=lead,
-        rep_id="rep-a",
-        kind="call",
-        occurred_at=when,
-        next_followup_at=promise,
-    )
-
-
-def stage(lead: str, name: str, when: datetime) -> StageChanged:
-    extra: dict[str, Any] = {"loss_reason": "timing"} if name == "lost" else {}
-    return StageChanged(
-        event_id=str(uuid.uuid4()),
-        lead_id=lead,
-        stage=name,
-        occurred_at=when,
-        rep_id="rep-a",
-        **extra,
-    )
-
-
-def rep(rep_id: str, manager: str, when: datetime = T0) -> RepUpdated:
-    return RepUpdated(rep_id=rep_id, team_id="north", manager_id=manager, updated_at=when)
 
 
 @dataclass(frozen=True)

@@ -3,24 +3,19 @@ and properties over random sequences of input events and ticks."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.support.sla_events import ALWAYS, T0, H, accepted, assigned, at, rep, stage, touch
 
-from leadloop.calendar import CalendarSet
 from leadloop.events import (
-    ActivityRecorded,
     EscalationKind,
     EscalationRaised,
     EscalationStatus,
-    LeadAccepted,
-    LeadAssigned,
     RepUpdated,
-    StageChanged,
 )
 from leadloop_sla_monitor.domain.firing import Escalator
 from leadloop_sla_monitor.domain.ladder import Clock, PolicySet
@@ -36,9 +31,6 @@ from leadloop_sla_monitor.domain.state import (
     Touch,
     scope_of,
 )
-
-T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
-H = 3600
 
 POLICIES = PolicySet.model_validate(
     {
@@ -87,95 +79,8 @@ POLICIES = PolicySet.model_validate(
         ],
     }
 )
-ALWAYS = CalendarSet.model_validate(
-    {
-        "default": "always",
-        "calendars": {
-            "always": {
-                "timezone": "UTC",
-                "weekly": {
-                    d: ["00:00-24:00"]
-                    for d in (
-                        "monday",
-                        "tuesday",
-                        "wednesday",
-                        "thursday",
-                        "friday",
-                        "saturday",
-                        "sunday",
-                    )
-                },
-            }
-        },
-    }
-)
 LIFECYCLE = Lifecycle(POLICIES, ALWAYS)
 ESCALATOR = Escalator(POLICIES, ALWAYS)
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-def assigned(lead: str, owner: str | None, when: datetime) -> LeadAssigned:
-    return LeadAssigned(
-        event_id=str(uuid.uuid4()),
-        occurred_at=when,
-        assignment_id=f"a-{uuid.uuid4().hex[:8]}",
-        lead_id=lead,
-        owner_id=owner,
-        team_id="north",
-        rule_id="r",
-        rule_version="1",
-        strategy="pool" if owner is None else "round_robin",
-        kind="initial",
-        reason="test",
-        lead_occurred_at=when,
-        assigned_at=when,
-        priority="hot",
-    )
-
-
-def accepted(lead: str, source: str) -> LeadAccepted:
-    return LeadAccepted(
-        event_id=str(uuid.uuid4()),
-        occurred_at=T0,
-        lead_id=lead,
-        source=source,
-        source_lead_id=lead,
-        accepted_at=T0,
-        score=50,
-        priority="hot",
-    )
-
-
-def touch(
-    lead: str, when: datetime, kind: str = "call", promise: datetime | None = None
-) -> ActivityRecorded:
-    return ActivityRecorded(
-        event_id=str(uuid.uuid4()),
-        lead_id=lead,
-        rep_id="rep-a",
-        kind=kind,
-        occurred_at=when,
-        next_followup_at=promise,
-    )
-
-
-def stage(lead: str, name: str, when: datetime) -> StageChanged:
-    extra = {"loss_reason": "timing"} if name == "lost" else {}
-    return StageChanged(
-        event_id=str(uuid.uuid4()),
-        lead_id=lead,
-        stage=name,
-        occurred_at=when,
-        rep_id="rep-a",
-        **extra,
-    )
-
-
-def rep(rep_id: str, manager: str | None, when: datetime) -> RepUpdated:
-    return RepUpdated(rep_id=rep_id, team_id="north", manager_id=manager, updated_at=when)
 
 
 @dataclass
