@@ -14,7 +14,19 @@ from typing import Any
 
 import asyncpg
 import pytest
-from tests.support.sla_events import ALWAYS, DAY, T0, H, accepted, assigned, at, rep, stage, touch
+from tests.support.sla_events import (
+    ALWAYS,
+    DAY,
+    FIRST_RESPONSE,
+    T0,
+    H,
+    accepted,
+    assigned,
+    at,
+    rep,
+    stage,
+    touch,
+)
 
 from leadloop.clock import FixedClock
 from leadloop.events import (
@@ -35,31 +47,7 @@ pytestmark = pytest.mark.integration
 POLICIES = PolicySet.model_validate(
     {
         "policies": [
-            {
-                "policy_id": "fr-hot-ads",
-                "kind": "first_response",
-                "when": {"priority": ["hot"], "source": ["lead_ads"]},
-                "limit_seconds": 300,
-                "ladder": [
-                    {"level": 1, "after_seconds": 0, "action": "remind_owner"},
-                    {"level": 2, "after_seconds": 600, "action": "notify_manager"},
-                ],
-            },
-            {
-                "policy_id": "fr-default",
-                "kind": "first_response",
-                "limit_seconds": H,
-                "ladder": [
-                    {"level": 1, "after_seconds": 0, "action": "remind_owner"},
-                    {
-                        "level": 2,
-                        "after_seconds": H,
-                        "action": "return_to_pool",
-                        "warn_before_seconds": 1800,
-                    },
-                    {"level": 3, "after_seconds": 2 * H, "action": "page_oncall"},
-                ],
-            },
+            *FIRST_RESPONSE,
             {
                 "policy_id": "fu",
                 "kind": "follow_up",

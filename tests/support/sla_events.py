@@ -1,6 +1,7 @@
 """The input events of sla-monitor's tests (the domain's unit tests and the store's
 tests on PostgreSQL): one team, "north", on a calendar that is always open, from T0.
-Each test file keeps its own policies: their limits are what its cases are about."""
+Each test file adds its own follow-up and stage-stall policies: their limits are what
+its cases are about."""
 
 from __future__ import annotations
 
@@ -17,7 +18,19 @@ from leadloop.events import (
     StageChanged,
 )
 
-__all__ = ["ALWAYS", "DAY", "T0", "H", "accepted", "assigned", "at", "rep", "stage", "touch"]
+__all__ = [
+    "ALWAYS",
+    "DAY",
+    "FIRST_RESPONSE",
+    "T0",
+    "H",
+    "accepted",
+    "assigned",
+    "at",
+    "rep",
+    "stage",
+    "touch",
+]
 
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 H = 3600
@@ -45,6 +58,36 @@ ALWAYS = CalendarSet.model_validate(
         },
     }
 )
+
+#: The first-response policies both files use: hot lead-ads leads get 5 minutes, the
+#: rest an hour, with a reclaim warning before the lead returns to the pool.
+FIRST_RESPONSE: list[dict[str, Any]] = [
+    {
+        "policy_id": "fr-hot-ads",
+        "kind": "first_response",
+        "when": {"priority": ["hot"], "source": ["lead_ads"]},
+        "limit_seconds": 300,
+        "ladder": [
+            {"level": 1, "after_seconds": 0, "action": "remind_owner"},
+            {"level": 2, "after_seconds": 600, "action": "notify_manager"},
+        ],
+    },
+    {
+        "policy_id": "fr-default",
+        "kind": "first_response",
+        "limit_seconds": H,
+        "ladder": [
+            {"level": 1, "after_seconds": 0, "action": "remind_owner"},
+            {
+                "level": 2,
+                "after_seconds": H,
+                "action": "return_to_pool",
+                "warn_before_seconds": 1800,
+            },
+            {"level": 3, "after_seconds": 2 * H, "action": "page_oncall"},
+        ],
+    },
+]
 
 
 def at(seconds: float) -> datetime:

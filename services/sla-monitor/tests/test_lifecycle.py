@@ -9,7 +9,18 @@ from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.support.sla_events import ALWAYS, T0, H, accepted, assigned, at, rep, stage, touch
+from tests.support.sla_events import (
+    ALWAYS,
+    FIRST_RESPONSE,
+    T0,
+    H,
+    accepted,
+    assigned,
+    at,
+    rep,
+    stage,
+    touch,
+)
 
 from leadloop.events import (
     EscalationKind,
@@ -35,31 +46,7 @@ from leadloop_sla_monitor.domain.state import (
 POLICIES = PolicySet.model_validate(
     {
         "policies": [
-            {
-                "policy_id": "fr-hot-ads",
-                "kind": "first_response",
-                "when": {"priority": ["hot"], "source": ["lead_ads"]},
-                "limit_seconds": 300,
-                "ladder": [
-                    {"level": 1, "after_seconds": 0, "action": "remind_owner"},
-                    {"level": 2, "after_seconds": 600, "action": "notify_manager"},
-                ],
-            },
-            {
-                "policy_id": "fr-default",
-                "kind": "first_response",
-                "limit_seconds": H,
-                "ladder": [
-                    {"level": 1, "after_seconds": 0, "action": "remind_owner"},
-                    {
-                        "level": 2,
-                        "after_seconds": H,
-                        "action": "return_to_pool",
-                        "warn_before_seconds": 1800,
-                    },
-                    {"level": 3, "after_seconds": 2 * H, "action": "page_oncall"},
-                ],
-            },
+            *FIRST_RESPONSE,
             {
                 "policy_id": "fu",
                 "kind": "follow_up",
