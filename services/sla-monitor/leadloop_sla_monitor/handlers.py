@@ -26,20 +26,13 @@ from leadloop_sla_monitor.domain.lifecycle import Lifecycle
 from leadloop_sla_monitor.domain.state import Input, scope_of
 from leadloop_sla_monitor.ports import UnitOfWork
 
-__all__ = ["FIRE_BATCH", "FIRE_LANES", "PUBLISH_WITHIN_S", "SlaHandler"]
+__all__ = ["FIRE_BATCH", "FIRE_LANES", "SlaHandler"]
 
 #: Firing transactions in flight at once per worker.
 FIRE_LANES = 2
 
 #: Clocks fired (and steps published) per transaction.
 FIRE_BATCH = 2000
-
-#: How long a firing transaction waits for the broker's acknowledgement before it
-#: stores the steps unpublished instead. Well under the database's
-#: idle_in_transaction_session_timeout (20 s, migration 0004): a transaction held open
-#: through a broker outage is ended by PostgreSQL after the steps reached the topic,
-#: and a clock touched before the retry would never store the step it published.
-PUBLISH_WITHIN_S = 10.0
 
 #: On-call deliveries sent per request to Alertmanager.
 ALERT_BATCH = 200
@@ -62,7 +55,6 @@ class SlaHandler:
     send_alerts: AlertSender | None = None
     #: Actions whose steps go to Alertmanager (empty: no Alertmanager configured).
     alert_actions: frozenset[EscalationAction] = frozenset()
-    publish_within: float = PUBLISH_WITHIN_S
 
     # --- input events -----------------------------------------------------------------
 
@@ -116,33 +108,26 @@ class SlaHandler:
         """Fire every ladder step due by ``now`` (up to ``limit`` clocks); return how many
         steps fired.
 
-        The steps go to the broker inside the transaction, while the clocks are still
-        locked, and are stored already published: one pass instead of a commit, a
-        re-read of the outbox and a second transaction. A crash before the commit
-        leaves the clocks due, so they fire again with the same ids (a duplicate on the
-        topic that consumers drop by ``escalation_id``, never a lost step). When the
-        broker has not acknowledged within ``publish_within`` seconds the rows are
-        stored unpublished and wait in the outbox for ``drain`` (a step the broker
-        takes late is then on the topic twice, with the same event id).
+        The steps are stored unpublished in the transaction that advances the clocks,
+        and go to the broker only after it commits; a second, short transaction marks
+        them published. A step is thus never on the topic unless PostgreSQL holds it:
+        publishing before the commit let a rolled-back transaction (a crash, a broker
+        outage outlasting PostgreSQL's idle-in-transaction limit, a failed send after
+        part of the batch went out) leave steps on ``sla.escalations`` that a touch
+        arriving before the retry kept from ever being stored. A crash after the commit
+        leaves the steps in the outbox for ``drain``: published again with the same
+        event ids, which consumers drop.
         """
         async with self.uow() as repo:
             due = await repo.due(now, limit)
             if not due:
                 return 0
             firing = self.escalator.fire(due, now)
-            published = False
-            if firing.events:
-                publishing = self._publish(firing.events)
-                published = await _acknowledged(publishing, self.publish_within)
-                if not published:
-                    log.warning("escalations_left_in_outbox", steps=len(firing.events))
-            await repo.record_fired(
-                firing.events,
-                firing.advances,
-                self._paged(firing.events),
-                now,
-                published=published,
-            )
+            await repo.record_fired(firing.events, firing.advances, self._paged(firing.events), now)
+        if firing.events:
+            await self._publish(firing.events)
+            async with self.uow() as repo:
+                await repo.mark_published(firing.events)
         return len(firing.events)
 
     # --- outboxes ---------------------------------------------------------------------
@@ -211,23 +196,3 @@ class SlaHandler:
 
     def _paged(self, events: Sequence[EscalationRaised]) -> list[EscalationRaised]:
         return [e for e in events if e.action in self.alert_actions]
-
-
-async def _acknowledged(publishing: Awaitable[None], within: float) -> bool:
-    """Whether ``publishing`` finished within ``within`` seconds. A publish still under
-    way is left to finish (or fail) on its own: what the producer has buffered goes
-    out regardless, and cancelling it would not take it back."""
-    task = asyncio.ensure_future(publishing)
-    done, _ = await asyncio.wait({task}, timeout=within)
-    if done:
-        task.result()  # a failed publish fails the transaction, as before
-        return True
-    task.add_done_callback(_retrieve)
-    return False
-
-
-def _retrieve(task: asyncio.Future[None]) -> None:
-    # A late failure changes nothing (the rows are in the outbox); retrieving it keeps
-    # asyncio from reporting an exception nobody looked at.
-    if not task.cancelled() and task.exception() is not None:
-        log.info("late_publish_failed", error=type(task.exception()).__name__)

@@ -68,11 +68,9 @@ class ClockRepository(Protocol):
         advances: Sequence[Advance],
         paged: Sequence[EscalationRaised],
         now: datetime,
-        *,
-        published: bool,
     ) -> None:
-        """Store fired steps (once each; ``published``: the broker acknowledged them
-        already), queue the ``paged`` ones for Alertmanager, and advance the clocks."""
+        """Store fired steps (once each, unpublished), queue the ``paged`` ones for
+        Alertmanager, and advance the clocks."""
         ...
 
     async def unpublished(self, limit: int) -> list[EscalationRaised]:

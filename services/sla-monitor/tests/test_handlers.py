@@ -1,9 +1,9 @@
 """sla-monitor's use cases over a recording repository: one unit of work per batch,
-decoding through the shared decoder, and a broker that does not acknowledge in time."""
+decoding through the shared decoder, and fired steps committed before they are
+published."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -59,12 +59,20 @@ class Recorded:
     units: int = 0
     scopes: list[Scope] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
-    fired: list[tuple[tuple[EscalationRaised, ...], bool]] = field(default_factory=list)
+    fired: list[tuple[EscalationRaised, ...]] = field(default_factory=list)
+    #: What happened, in order: units begun and committed, steps stored, published, marked.
+    journal: list[str] = field(default_factory=list)
 
     @asynccontextmanager
     async def __call__(self) -> AsyncIterator[ClockRepository]:
         self.units += 1
-        yield _Repo(self)
+        self.journal.append("begin")
+        try:
+            yield _Repo(self)
+        except BaseException:
+            self.journal.append("rollback")
+            raise
+        self.journal.append("commit")
 
 
 @dataclass
@@ -97,16 +105,15 @@ class _Repo:
         advances: Sequence[Advance],
         paged: Sequence[EscalationRaised],
         now: datetime,
-        *,
-        published: bool,
     ) -> None:
-        self.log.fired.append((tuple(events), published))
+        self.log.fired.append(tuple(events))
+        self.log.journal.append(f"store {len(events)}")
 
     async def unpublished(self, limit: int) -> list[EscalationRaised]:
         return []
 
     async def mark_published(self, events: Sequence[EscalationRaised]) -> None:
-        raise AssertionError("nothing to mark")
+        self.log.journal.append(f"mark {len(events)}")
 
     async def alerts_due(self, now: datetime, limit: int) -> list[AlertDue]:
         return []
@@ -120,19 +127,29 @@ class _Repo:
         raise AssertionError("nothing failed")
 
 
-class Hanging:
+@dataclass
+class Journaled:
+    """A broker that notes each publish in the repository's journal, or refuses it."""
+
+    journal: list[str]
+    down: bool = False
+    messages: list[OutMessage] = field(default_factory=list)
+
     async def publish(self, messages: Sequence[OutMessage]) -> None:
-        await asyncio.Event().wait()
+        if self.down:
+            self.journal.append("publish failed")
+            raise ConnectionError("broker down")
+        self.journal.append(f"publish {len(messages)}")
+        self.messages.extend(messages)
 
 
-def handler(uow: Recorded, publisher: Any = None, within: float = 10.0) -> SlaHandler:
+def handler(uow: Recorded, publisher: Any = None) -> SlaHandler:
     return SlaHandler(
         uow=uow,
         lifecycle=Lifecycle(POLICIES, ALWAYS),
         escalator=Escalator(POLICIES, ALWAYS),
         publisher=publisher or RecordingPublisher(),
         clock=FixedClock(at(60)),
-        publish_within=within,
     )
 
 
@@ -163,19 +180,24 @@ async def test_a_batch_is_decoded_by_the_shared_decoder_and_applied_in_one_unit(
     assert uow.units == 2
 
 
-async def test_steps_the_broker_acknowledged_are_stored_published() -> None:
+async def test_fired_steps_are_committed_before_they_reach_the_broker() -> None:
     uow = Recorded(due_clocks=[DUE])
-    publisher = RecordingPublisher()
+    publisher = Journaled(uow.journal)
     assert await handler(uow, publisher).fire_due(at(H_AND_A_HALF)) == 2
-    ((events, published),) = uow.fired
-    assert published
+    assert uow.journal == ["begin", "store 2", "commit", "publish 2", "begin", "mark 2", "commit"]
     assert [m.key for m in publisher.messages] == [b"l1", b"l1"]
+    (events,) = uow.fired
     assert [e.level for e in events] == [1, 2]
 
 
-async def test_steps_the_broker_has_not_acknowledged_in_time_wait_in_the_outbox() -> None:
+async def test_a_broker_that_refuses_leaves_the_stored_steps_unmarked_in_the_outbox() -> None:
+    """A step never reaches the topic without being stored; one the broker refused
+    stays unpublished for the outbox."""
     uow = Recorded(due_clocks=[DUE])
-    assert await handler(uow, Hanging(), within=0.05).fire_due(at(H_AND_A_HALF)) == 2
-    ((events, published),) = uow.fired
-    assert not published
-    assert len(events) == 2
+    try:
+        await handler(uow, Journaled(uow.journal, down=True)).fire_due(at(H_AND_A_HALF))
+    except ConnectionError:
+        pass
+    else:
+        raise AssertionError("the broker's refusal must reach the caller")
+    assert uow.journal == ["begin", "store 2", "commit", "publish failed"]

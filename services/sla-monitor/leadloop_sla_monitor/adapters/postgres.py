@@ -174,7 +174,7 @@ class PostgresClocks:
                     for s in decision.clocks
                 ),
             )
-        await self._insert(resolved, paged, now, published=False)
+        await self._insert(resolved, paged, now)
         return saved
 
     # --- the ticker -------------------------------------------------------------------
@@ -214,10 +214,8 @@ class PostgresClocks:
         advances: Sequence[Advance],
         paged: Sequence[EscalationRaised],
         now: datetime,
-        *,
-        published: bool,
     ) -> None:
-        await self._insert(events, paged, now, published=published)
+        await self._insert(events, paged, now)
         if advances:
             await self._conn.execute(
                 sql.ADVANCE,
@@ -231,8 +229,6 @@ class PostgresClocks:
         events: Sequence[EscalationRaised],
         paged: Sequence[EscalationRaised],
         now: datetime,
-        *,
-        published: bool,
     ) -> None:
         if not events:
             return
@@ -257,7 +253,6 @@ class PostgresClocks:
                 )
                 for e in events
             ),
-            published,
         )
         if paged:
             await self._conn.execute(

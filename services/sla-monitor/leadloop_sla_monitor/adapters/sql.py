@@ -111,9 +111,8 @@ WHERE c.lead_id = u.lead_id AND c.kind = u.kind AND c.cycle = u.cycle
 # not the transaction's start) when the broker acknowledged the steps before it.
 INSERT_ESCALATIONS = """
 INSERT INTO escalations (escalation_id, status, event_id, lead_id, owner_id, team_id,
-    manager_id, policy_id, kind, level, action, due_at, breached_at, occurred_at,
-    published_at)
-SELECT u.*, CASE WHEN $15::boolean THEN clock_timestamp() END
+    manager_id, policy_id, kind, level, action, due_at, breached_at, occurred_at)
+SELECT u.*
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
     $7::text[], $8::text[], $9::text[], $10::int[], $11::text[], $12::timestamptz[],
     $13::timestamptz[], $14::timestamptz[])
