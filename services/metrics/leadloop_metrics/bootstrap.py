@@ -11,11 +11,10 @@ from leadloop import settings as settings_mod
 from leadloop.clock import SystemClock
 from leadloop.config_file import exit_on_config_error
 from leadloop.runtime import run_service
-from leadloop_metrics.adapters.config import team_ids
+from leadloop_metrics.adapters.config import label_policy
 from leadloop_metrics.adapters.kafka import register_agents
 from leadloop_metrics.adapters.postgres import MetricStore
 from leadloop_metrics.adapters.prometheus import SeriesView, registry_for
-from leadloop_metrics.domain.labels import LabelPolicy
 from leadloop_metrics.handlers import MetricsHandler
 from leadloop_metrics.settings import MetricsSettings
 
@@ -23,7 +22,7 @@ from leadloop_metrics.settings import MetricsSettings
 def main() -> None:
     cfg = settings_mod.load(MetricsSettings)
     with exit_on_config_error("metrics"):
-        teams = cfg.teams if cfg.teams is not None else team_ids(cfg.rules_file)
+        labels = label_policy(cfg.sources, cfg.teams, cfg.rules_file)
 
     def wire(app: faust.App, pool: asyncpg.Pool) -> None:
         store = MetricStore(pool)
@@ -32,7 +31,7 @@ def main() -> None:
         handler = MetricsHandler(
             store=store,
             view=view,
-            labels=LabelPolicy(sources=frozenset(cfg.sources), teams=frozenset(teams)),
+            labels=labels,
             clock=SystemClock(),
         )
         register_agents(

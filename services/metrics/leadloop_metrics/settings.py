@@ -19,4 +19,7 @@ class MetricsSettings(ServiceSettings):
     #: team ids of ``rules_file`` (read at start; a team added later shows as `other`
     #: until the service restarts).
     teams: tuple[str, ...] | None = None
+    #: Read at start: the teams (unless ``teams`` is set) and the roster, whose rep ids
+    #: are the `rep` label values (any other rep is `other`; a rep who joins through
+    #: crm.reps shows as `other` until the service restarts).
     rules_file: Path = Path("config/rules.yaml")

@@ -15,7 +15,7 @@ import sys
 from leadloop import settings as settings_mod
 from leadloop.config_file import exit_on_config_error
 from leadloop.db import create_pool
-from leadloop_metrics.adapters.config import team_ids
+from leadloop_metrics.adapters.config import label_policy
 from leadloop_metrics.adapters.postgres import MetricStore
 from leadloop_metrics.domain.labels import LabelPolicy
 from leadloop_metrics.reconcile import reconcile
@@ -24,8 +24,7 @@ from leadloop_metrics.settings import MetricsSettings
 __all__ = ["main"]
 
 
-async def _reconcile(cfg: MetricsSettings, teams: tuple[str, ...], url: str | None) -> int:
-    policy = LabelPolicy(sources=frozenset(cfg.sources), teams=frozenset(teams))
+async def _reconcile(cfg: MetricsSettings, policy: LabelPolicy, url: str | None) -> int:
     pool = await create_pool(cfg.database_url.get_secret_value(), attempts=3)
     try:
         report = await reconcile(MetricStore(pool), policy, url)
@@ -43,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cfg = settings_mod.load(MetricsSettings)
     with exit_on_config_error("metrics"):
-        teams = cfg.teams if cfg.teams is not None else team_ids(cfg.rules_file)
-    return asyncio.run(_reconcile(cfg, teams, args.url))
+        policy = label_policy(cfg.sources, cfg.teams, cfg.rules_file)
+    return asyncio.run(_reconcile(cfg, policy, args.url))
 
 
 if __name__ == "__main__":

@@ -38,12 +38,18 @@ from leadloop_metrics.adapters.prometheus import SeriesView, registry_for
 from leadloop_metrics.domain.facts import EventIn, fact_of
 from leadloop_metrics.domain.fold import step
 from leadloop_metrics.domain.labels import LabelPolicy, SeriesKey, le_label, series
-from leadloop_metrics.domain.metric_defs import METRICS, stored_names
+from leadloop_metrics.domain.metric_defs import (
+    FOLLOWUP_STATUSES,
+    LEDGER_STATES,
+    METRICS,
+    stored_names,
+)
 
 NOW = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 SOURCES = frozenset({"web_form", "lead_ads", "wechat", "trade_show_csv", "referral"})
 TEAMS = ("north", "south", "team-east", "apac.sales_2")
-POLICY = LabelPolicy(sources=SOURCES, teams=frozenset(TEAMS))
+REPS = {"rep-a": "north", "rep-b": "south"}
+POLICY = LabelPolicy(sources=SOURCES, teams=frozenset(TEAMS), reps=REPS)
 Event = EventIn
 #: Series of the single-event counters (the per-lead series are tested in test_leads.py).
 EVENT_COUNTERS = {
@@ -382,6 +388,9 @@ BOUNDED = {
         "lost",
     },
     "priority": {"hot", "warm", "cold", "other"},
+    "rep": {*REPS, "other"},
+    "state": set(LEDGER_STATES),
+    "status": set(FOLLOWUP_STATUSES),
     # Bucket bounds come from the metric definitions only (a week is 604800 seconds, so
     # a bound may have seven digits; it is still never data).
     "le": {le_label(b) for d in METRICS.values() for b in (*d.buckets, math.inf)},

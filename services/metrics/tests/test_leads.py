@@ -19,6 +19,7 @@ from leadloop_metrics.domain.facts import (
     Assigned,
     Escalated,
     LeadFact,
+    Silenced,
     StageMoved,
     Touched,
     fact_from_json,
@@ -33,10 +34,19 @@ from leadloop_metrics.domain.leads import (
     state_from_json,
     state_to_json,
 )
-from leadloop_metrics.domain.metric_defs import METRICS, served_value
+from leadloop_metrics.domain.metric_defs import (
+    FOLLOWUP_STATUSES,
+    LEDGER_STATES,
+    METRICS,
+    served_value,
+)
 
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
-POLICY = LabelPolicy(sources=frozenset({"web_form", "wechat"}), teams=frozenset({"north", "south"}))
+POLICY = LabelPolicy(
+    sources=frozenset({"web_form", "wechat"}),
+    teams=frozenset({"north", "south"}),
+    reps={"rep-a": "north", "rep-b": "south"},
+)
 L = "lead-1"
 
 
@@ -255,9 +265,20 @@ def test_series_bound_is_finite_and_documented() -> None:
     bound = series_bound(sources=5, teams=3)
     assert set(bound) == set(METRICS)
     assert sum(bound.values()) < 5000
+    # docs/observability.md: each rep on the roster adds 30 series (`other` is there
+    # with no rep at all).
+    per_rep = 1 + 14 + 1 + 5 + 3 + 2 + 4
+    with_reps = series_bound(sources=5, teams=10, reps=200)
+    assert sum(with_reps.values()) - sum(series_bound(sources=5, teams=10).values()) == (
+        200 * per_rep
+    )
 
 
 # --- properties ----------------------------------------------------------------------
+
+
+#: Two reps on the roster and one that is not.
+REPS = ("rep-a", "rep-b", "rep-z")
 
 
 @st.composite
@@ -265,7 +286,7 @@ def lead_facts(draw: st.DrawFn) -> list[LeadFact]:
     out: list[LeadFact] = []
     for n in range(draw(st.integers(1, 12))):
         t = draw(st.floats(0, 10_000, allow_nan=False))
-        which = draw(st.sampled_from(["acc", "asg", "act", "stg", "esc"]))
+        which = draw(st.sampled_from(["acc", "asg", "act", "stg", "esc", "sil"]))
         if which == "acc":
             out.append(
                 Accepted(f"acc-{n}", L, draw(st.sampled_from(["web_form", "x"])), at(t), "warm")
@@ -273,19 +294,29 @@ def lead_facts(draw: st.DrawFn) -> list[LeadFact]:
         elif which == "asg":
             owned = draw(st.booleans())
             team = draw(st.sampled_from(["north", "south", "east"]))
-            out.append(Assigned(f"asg-{n}", L, team, owned, "pool", "initial", at(t), "cold"))
+            owner = draw(st.sampled_from(REPS)) if owned else None
+            kind = draw(st.sampled_from(["initial", "reassigned", "reclaimed"]))
+            previous = draw(st.none() | st.sampled_from(REPS))
+            out.append(
+                Assigned(f"asg-{n}", L, team, owned, "pool", kind, at(t), "cold", owner, previous)
+            )
         elif which == "act":
-            out.append(Touched(f"act-{n}", L, draw(st.booleans()), at(t)))
+            rep = draw(st.none() | st.sampled_from(REPS))
+            out.append(Touched(f"act-{n}", L, draw(st.booleans()), at(t), rep))
+        elif which == "sil":
+            out.append(Silenced(f"sil-{n}", L, at(t)))
         elif which == "stg":
             stage = draw(st.sampled_from(["contacted", "qualified", "proposal", "won", "lost"]))
             amount = draw(st.none() | st.floats(0, 1e7, allow_nan=False))
             reason = "no_budget" if stage == "lost" else None
             out.append(StageMoved(f"stg-{n}", L, stage, at(t), amount, reason))
         else:
-            esc = draw(st.sampled_from(["e1", "e2"]))
-            out.append(
-                Escalated(f"esc-{n}", L, esc, "north", "p", "follow_up", 2, draw(st.booleans()))
+            # An escalation id always names the same owner and kind, as on the topic.
+            esc, owner, kind = draw(
+                st.sampled_from([("e1", "rep-a", "follow_up"), ("e2", "rep-z", "first_response")])
             )
+            firing = draw(st.booleans())
+            out.append(Escalated(f"esc-{n}", L, esc, "north", "p", kind, 2, firing, owner, at(t)))
     return out
 
 
@@ -303,6 +334,9 @@ EVENT_COUNTERS = {
     "leadloop_leads_assigned_total",
     "leadloop_sla_breaches_total",
     "leadloop_sla_resolved_total",
+    "leadloop_rep_touches_total",
+    "leadloop_rep_sla_breaches_total",
+    "leadloop_rep_leads_taken_total",
 }
 GAUGES = {d.name for d in METRICS.values() if d.kind == "gauge"}
 
@@ -385,22 +419,33 @@ def test_a_scrape_of_the_full_series_set_is_fast() -> None:
         "level": ["1", "2", "3", "4", "5"],
         "stage": [s.value for s in Stage],
         "priority": [p.value for p in Priority],
+        "state": list(LEDGER_STATES),
+        "status": list(FOLLOWUP_STATUSES),
     }
+    # A rep's series carry the rep's own team: (team, rep) pairs, not their product.
+    reps = 20
+    roster = [(f"t{i % teams}", f"r{i}") for i in range(reps)] + [("other", "other")]
     kinds = {
         "leadloop_leads_assigned_total": [k.value for k in AssignmentKind],
+        "leadloop_rep_leads_taken_total": ["reassigned", "reclaimed"],
     }
     stored: dict[SeriesKey, float] = {}
     for d in METRICS.values():
         sets = []
         for label in d.labels:
-            if label == "kind":
+            if label == "rep":
+                continue
+            if label == "team" and "rep" in d.labels:
+                sets.append(roster)
+            elif label == "kind":
                 sets.append(kinds.get(d.name, [k.value for k in EscalationKind]))
             elif (d.name, label) == ("leadloop_leads_lost_total", "reason"):
                 sets.append([r.value for r in LossReason] + ["other"])
             else:
                 sets.append(values[label])
         for combo in itertools.product(*sets):
-            labels = tuple(zip(d.labels, combo, strict=True))
+            flat = [v for c in combo for v in (c if isinstance(c, tuple) else (c,))]
+            labels = tuple(zip(d.labels, flat, strict=True))
             if d.kind == "histogram":
                 for b in (*d.buckets, math.inf):
                     stored[(f"{d.name}_bucket", (*labels, ("le", le_label(b))))] = 1.0
@@ -408,7 +453,7 @@ def test_a_scrape_of_the_full_series_set_is_fast() -> None:
                 stored[(f"{d.name}_count", labels)] = 1.0
             else:
                 stored[(d.name, labels)] = 1.0
-    bound = sum(series_bound(sources=sources, teams=teams).values())
+    bound = sum(series_bound(sources=sources, teams=teams, reps=reps).values())
     assert len(stored) <= bound
     registry = registry_for(SeriesView(stored))
     timings = []

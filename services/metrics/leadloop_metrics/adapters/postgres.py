@@ -32,6 +32,8 @@ _TOPIC = {
     "Touched": "crm.activities",
     "StageMoved": "crm.stage-changes",
     "Escalated": "sla.escalations",
+    # Not a topic: the metrics' own silence sweep.
+    "Silenced": "metrics.silence",
 }
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "Escalated",
     "Fact",
     "Outcome",
+    "Silenced",
     "StageMoved",
     "Touched",
     "fact_from_json",
@@ -67,6 +68,9 @@ class Assigned:
     kind: str
     assigned_at: datetime
     priority: str
+    #: Facts stored before per-rep series were kept have neither (None).
+    owner: str | None = None
+    previous_owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +81,7 @@ class Touched:
     lead_id: str
     touch: bool
     occurred_at: datetime
+    rep: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,15 +104,28 @@ class Escalated:
     kind: str
     level: int
     firing: bool
+    owner: str | None = None
+    breached_at: datetime | None = None
 
 
-Fact = Outcome | Accepted | Assigned | Touched | StageMoved | Escalated
-LeadFact = Accepted | Assigned | Touched | StageMoved | Escalated
+@dataclass(frozen=True, slots=True)
+class Silenced:
+    """The metrics' own fact: the lead, owned and open, has not moved since
+    ``quiet_since`` for the configured business time (``domain/silence.py``). Its
+    event id names the lead and ``quiet_since``, so a sweep repeated finds it applied."""
+
+    event_id: str
+    lead_id: str
+    quiet_since: datetime
+
+
+Fact = Outcome | Accepted | Assigned | Touched | StageMoved | Escalated | Silenced
+LeadFact = Accepted | Assigned | Touched | StageMoved | Escalated | Silenced
 
 _TYPES: dict[str, type[Any]] = {
-    t.__name__: t for t in (Outcome, Accepted, Assigned, Touched, StageMoved, Escalated)
+    t.__name__: t for t in (Outcome, Accepted, Assigned, Touched, StageMoved, Escalated, Silenced)
 }
-_TIMES = ("accepted_at", "assigned_at", "occurred_at")
+_TIMES = ("accepted_at", "assigned_at", "occurred_at", "breached_at", "quiet_since")
 
 EventIn = (
     IngestOutcomeRecorded
@@ -139,10 +157,16 @@ def fact_of(event: EventIn) -> Fact:
             event.kind.value,
             event.assigned_at,
             event.priority.value,
+            event.owner_id,
+            event.previous_owner_id,
         )
     if isinstance(event, ActivityRecorded):
         return Touched(
-            event.event_id, event.lead_id, event.kind is not ActivityKind.NOTE, event.occurred_at
+            event.event_id,
+            event.lead_id,
+            event.kind is not ActivityKind.NOTE,
+            event.occurred_at,
+            event.rep_id,
         )
     if isinstance(event, StageChanged):
         return StageMoved(
@@ -162,13 +186,15 @@ def fact_of(event: EventIn) -> Fact:
         event.kind.value,
         event.level,
         event.status is EscalationStatus.FIRING,
+        event.owner_id,
+        event.breached_at,
     )
 
 
 def fact_to_json(fact: Fact) -> dict[str, Any]:
     out = asdict(fact)
     for key in _TIMES:
-        if key in out:
+        if out.get(key) is not None:
             out[key] = out[key].isoformat()
     out["type"] = type(fact).__name__
     return out
@@ -178,7 +204,7 @@ def fact_from_json(data: dict[str, Any]) -> Fact:
     fields = dict(data)
     cls = _TYPES[fields.pop("type")]
     for key in _TIMES:
-        if key in fields:
+        if fields.get(key) is not None:
             fields[key] = datetime.fromisoformat(fields[key])
     fact: Fact = cls(**fields)
     return fact

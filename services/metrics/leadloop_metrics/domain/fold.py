@@ -12,11 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from leadloop_metrics.domain.facts import Assigned, Escalated, Fact, LeadFact, Outcome
+from leadloop_metrics.domain.facts import Assigned, Escalated, Fact, LeadFact, Outcome, Touched
 from leadloop_metrics.domain.labels import Delta, LabelPolicy, add, series
 from leadloop_metrics.domain.leads import LeadState, apply, contributions
 
-__all__ = ["Step", "event_counters", "first_of_each", "merge", "step"]
+__all__ = ["TAKEN", "Step", "event_counters", "first_of_each", "merge", "step"]
+
+#: Assignment kinds that take a lead from its previous owner.
+TAKEN = ("reassigned", "reclaimed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,15 +55,27 @@ def event_counters(fact: Fact, policy: LabelPolicy) -> Delta:
             kind=fact.kind,
         )
         add(out, key, 1)
+        if fact.kind in TAKEN and fact.previous_owner not in (None, fact.owner):
+            taken = policy.rep(fact.previous_owner)
+            add(out, series("leadloop_rep_leads_taken_total", kind=fact.kind, **taken), 1)
+    elif isinstance(fact, Touched):
+        if fact.touch and fact.rep is not None:
+            add(out, series("leadloop_rep_touches_total", **policy.rep(fact.rep)), 1)
     elif isinstance(fact, Escalated):
         metric = "leadloop_sla_breaches_total" if fact.firing else "leadloop_sla_resolved_total"
+        level = policy.level(fact.level)
         key = series(
             metric,
             kind=policy.escalation_kind(fact.kind),
-            level=policy.level(fact.level),
+            level=level,
             team=policy.team(fact.team),
         )
         add(out, key, 1)
+        if fact.firing and fact.owner is not None:
+            breach = series(
+                "leadloop_rep_sla_breaches_total", level=level, **policy.rep(fact.owner)
+            )
+            add(out, breach, 1)
     return out
 
 

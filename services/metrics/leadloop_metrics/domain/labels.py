@@ -8,7 +8,8 @@ impossible for a lead id, email or phone to reach a label.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from leadloop.events import (
     AssignmentKind,
@@ -19,7 +20,7 @@ from leadloop.events import (
     Stage,
     Strategy,
 )
-from leadloop_metrics.domain.metric_defs import METRICS
+from leadloop_metrics.domain.metric_defs import FOLLOWUP_STATUSES, LEDGER_STATES, METRICS
 
 __all__ = [
     "OTHER",
@@ -53,10 +54,20 @@ _ESCALATION_KINDS = frozenset(k.value for k in EscalationKind)
 
 @dataclass(frozen=True, slots=True)
 class LabelPolicy:
-    """Keeps label values bounded: sources and teams from configured lists."""
+    """Keeps label values bounded: sources, teams and reps from configured lists."""
 
     sources: frozenset[str]
     teams: frozenset[str]
+    #: The roster: rep id -> the rep's team. A rep's series carry both.
+    reps: Mapping[str, str] = field(default_factory=dict)
+
+    def rep(self, value: str | None) -> dict[str, str]:
+        """The ``team`` and ``rep`` labels of a rep's series (``other`` for both when the
+        rep is not on the roster)."""
+        team = self.reps.get(value) if value is not None else None
+        if team is None:
+            return {"team": OTHER, "rep": OTHER}
+        return {"team": self.team(team), "rep": value or OTHER}
 
     def source(self, value: str) -> str:
         return value if value in self.sources else OTHER
@@ -118,9 +129,11 @@ def observe(delta: Delta, metric: str, millis: int, sign: float = 1.0, **labels:
     add(delta, (f"{metric}_count", base), sign)
 
 
-def series_bound(sources: int, teams: int) -> dict[str, int]:
-    """The most series each metric can have with ``sources`` configured sources and
-    ``teams`` configured teams (``other`` and ``unassigned`` included)."""
+def series_bound(sources: int, teams: int, reps: int = 0) -> dict[str, int]:
+    """The most series each metric can have with ``sources`` configured sources,
+    ``teams`` configured teams and ``reps`` reps on the roster (``other`` and
+    ``unassigned`` included). A rep's series carry the rep's own team, so ``team`` and
+    ``rep`` together take ``reps + 1`` values."""
     sizes = {
         "source": sources + 1,
         "team": teams + 2,
@@ -130,14 +143,22 @@ def series_bound(sources: int, teams: int) -> dict[str, int]:
         "level": MAX_LEVEL,
         "stage": len(Stage),
         "priority": len(Priority) + 1,
+        "state": len(LEDGER_STATES),
+        "status": len(FOLLOWUP_STATUSES),
     }
     out: dict[str, int] = {}
     for name, d in METRICS.items():
         n = 1
-        for label in d.labels:
+        labels = d.labels
+        if "rep" in labels:
+            n = reps + 1
+            labels = tuple(label for label in labels if label not in ("team", "rep"))
+        for label in labels:
             n *= (
                 len(LossReason)
                 if (name, label) == ("leadloop_leads_lost_total", "reason")
+                else 2  # reassigned, reclaimed
+                if (name, label) == ("leadloop_rep_leads_taken_total", "kind")
                 else sizes[label]
             )
         out[name] = n * (len(d.buckets) + 3) if d.kind == "histogram" else n

@@ -27,6 +27,7 @@ from leadloop_metrics.domain.facts import (
     Assigned,
     Escalated,
     LeadFact,
+    Silenced,
     StageMoved,
     Touched,
 )
@@ -45,6 +46,8 @@ __all__ = [
     "apply",
     "contributions",
     "current_stage",
+    "followup_status",
+    "ledger_state",
     "state_from_json",
     "state_to_json",
 ]
@@ -61,6 +64,8 @@ Order = tuple[datetime, str]
 class Won:
     team: str
     cents: int
+    #: The owner when the win became known (None: no owner, or stored before reps).
+    rep: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +73,7 @@ class Lost:
     team: str
     stage: str
     reason: str
+    rep: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +81,8 @@ class FirstResponse:
     millis: int
     team: str
     priority: str
+    #: The first owner, whose first response it was.
+    rep: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +103,9 @@ class Clock:
     policy_id: str
     fired: bool
     resolved: bool
+    owner: str | None = None
+    #: When the step fired (None until a firing event was seen, or stored before).
+    breached_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,10 +117,19 @@ class LeadState:
     #: The team and owner of the latest assignment decision (by assigned_at).
     team: str | None = None
     owned: bool = False
+    owner: str | None = None
     assignment_order: Order | None = None
     first_assigned_at: datetime | None = None
     first_owned_at: datetime | None = None
+    #: The owner of the earliest owning assignment (by assigned_at, then event id).
+    first_owner: str | None = None
+    first_owned_order: Order | None = None
     first_touch_at: datetime | None = None
+    #: The latest assignment, touch or stage change: when the lead last moved.
+    last_activity_at: datetime | None = None
+    #: The ``quiet_since`` of the latest silence seen: the lead is silent while it has
+    #: not moved since then.
+    silenced: datetime | None = None
     #: The latest CRM stage (by occurred_at) and the latest amount the CRM gave.
     crm_stage: str | None = None
     stage_order: Order | None = None
@@ -136,6 +156,10 @@ def _min(a: datetime | None, b: datetime) -> datetime:
     return b if a is None or b < a else a
 
 
+def _max(a: datetime | None, b: datetime) -> datetime:
+    return b if a is None or b > a else a
+
+
 def apply(state: LeadState, fact: LeadFact) -> LeadState:
     """The state after one fact (applied once: the caller dedupes by event id)."""
     s = state
@@ -153,12 +177,14 @@ def apply(state: LeadState, fact: LeadFact) -> LeadState:
         )
     elif isinstance(fact, Assigned):
         order = (fact.assigned_at, fact.event_id)
+        owner = fact.owner if fact.owned else None
         if _later(order, s.assignment_order):
-            s = replace(s, team=fact.team, owned=fact.owned, assignment_order=order)
+            s = replace(s, team=fact.team, owned=fact.owned, owner=owner, assignment_order=order)
         s = replace(
             s,
             first_assigned_at=_min(s.first_assigned_at, fact.assigned_at),
             priority=s.priority or fact.priority,
+            last_activity_at=_max(s.last_activity_at, fact.assigned_at),
         )
         if fact.owned:
             s = replace(
@@ -166,6 +192,8 @@ def apply(state: LeadState, fact: LeadFact) -> LeadState:
                 first_owned_at=_min(s.first_owned_at, fact.assigned_at),
                 reached=s.reached | {"assigned"},
             )
+            if s.first_owned_order is None or order < s.first_owned_order:
+                s = replace(s, first_owner=owner, first_owned_order=order)
     elif isinstance(fact, Touched):
         if fact.touch:
             # The first qualifying activity moves a lead to `contacted` (DESIGN.md).
@@ -173,7 +201,11 @@ def apply(state: LeadState, fact: LeadFact) -> LeadState:
                 s,
                 first_touch_at=_min(s.first_touch_at, fact.occurred_at),
                 reached=s.reached | {"contacted"},
+                last_activity_at=_max(s.last_activity_at, fact.occurred_at),
             )
+    elif isinstance(fact, Silenced):
+        if s.silenced is None or fact.quiet_since > s.silenced:
+            s = replace(s, silenced=fact.quiet_since)
     elif isinstance(fact, StageMoved):
         order = (fact.occurred_at, fact.event_id)
         if _later(order, s.stage_order):
@@ -185,7 +217,10 @@ def apply(state: LeadState, fact: LeadFact) -> LeadState:
         entered = dict(s.stage_entered)
         entered[fact.stage] = _min(entered.get(fact.stage), fact.occurred_at)
         s = replace(
-            s, reached=s.reached | {fact.stage}, stage_entered=tuple(sorted(entered.items()))
+            s,
+            reached=s.reached | {fact.stage},
+            stage_entered=tuple(sorted(entered.items())),
+            last_activity_at=_max(s.last_activity_at, fact.occurred_at),
         )
     else:
         s = _escalated(s, fact)
@@ -197,8 +232,12 @@ def _escalated(s: LeadState, fact: Escalated) -> LeadState:
     old = clocks.get(fact.escalation_id)
     fired = fact.firing or (old is not None and old.fired)
     resolved = (not fact.firing) or (old is not None and old.resolved)
+    breached_at = old.breached_at if old is not None else None
+    if fact.firing and fact.breached_at is not None:
+        breached_at = _min(breached_at, fact.breached_at)
+    owner = fact.owner if fact.owner is not None else old.owner if old is not None else None
     clocks[fact.escalation_id] = Clock(
-        fact.escalation_id, fact.kind, fact.policy_id, fired, resolved
+        fact.escalation_id, fact.kind, fact.policy_id, fired, resolved, owner, breached_at
     )
     return replace(s, clocks=tuple(clocks[k] for k in sorted(clocks)))
 
@@ -210,9 +249,10 @@ def _furthest_open(reached: frozenset[str]) -> str:
 def _freeze(s: LeadState) -> LeadState:
     """Fix the label values of counts that have just become countable."""
     if s.won is None and "won" in s.reached and s.team is not None:
-        s = replace(s, won=Won(s.team, s.amount_cents or 0))
+        s = replace(s, won=Won(s.team, s.amount_cents or 0, s.owner))
     if s.lost is None and "lost" in s.reached and s.team is not None:
-        s = replace(s, lost=Lost(s.team, _furthest_open(s.reached), s.loss_reason or "other"))
+        reason = s.loss_reason or "other"
+        s = replace(s, lost=Lost(s.team, _furthest_open(s.reached), reason, s.owner))
     if (
         s.first_response is None
         and s.first_owned_at is not None
@@ -221,7 +261,8 @@ def _freeze(s: LeadState) -> LeadState:
         and s.priority is not None
     ):
         millis = _millis(s.first_touch_at - s.first_owned_at)
-        s = replace(s, first_response=FirstResponse(millis, s.team, s.priority))
+        first = FirstResponse(millis, s.team, s.priority, s.first_owner)
+        s = replace(s, first_response=first)
     if (
         s.assignment_latency_ms is None
         and s.first_assigned_at is not None
@@ -280,6 +321,45 @@ def current_stage(s: LeadState) -> str | None:
     return "assigned" if s.owned else "new"
 
 
+def ledger_state(s: LeadState) -> str:
+    """Where the lead is now, one of ``LEDGER_STATES``."""
+    if s.crm_stage in CLOSED_STAGES:
+        return s.crm_stage
+    if s.team is None:
+        return "awaiting_assignment"
+    if not s.owned:
+        return "pooled"
+    if s.silenced is not None and (s.last_activity_at is None or s.last_activity_at <= s.silenced):
+        return "silent"
+    if any(c.fired and not c.resolved for c in s.clocks):
+        return "owned_breached"
+    return "owned_within_sla"
+
+
+def followup_status(s: LeadState) -> str | None:
+    """How the first owner's first response went (``FOLLOWUP_STATUSES``); None for a
+    lead nobody has owned. The response is the first touch or the first stage the CRM
+    reported, whichever came first; a first-response step of the first owner that
+    fired at or before it makes it late."""
+    if s.first_owner is None:
+        return None
+    responses = [when for _, when in s.stage_entered]
+    if s.first_touch_at is not None:
+        responses.append(s.first_touch_at)
+    breaches = [
+        c.breached_at
+        for c in s.clocks
+        if c.kind == "first_response"
+        and c.fired
+        and c.breached_at is not None
+        and c.owner in (None, s.first_owner)
+    ]
+    breach = min(breaches, default=None)
+    if responses:
+        return "late" if breach is not None and breach <= min(responses) else "within_sla"
+    return "missed" if breach is not None else "pending"
+
+
 def contributions(s: LeadState, policy: LabelPolicy, sign: float = 1.0) -> Delta:
     """Everything this lead adds to the served series (``sign=-1``: its negation)."""
     out: Delta = {}
@@ -296,6 +376,10 @@ def contributions(s: LeadState, policy: LabelPolicy, sign: float = 1.0) -> Delta
                 series("leadloop_won_amount_total", team=team, source=source),
                 sign * s.won.cents,
             )
+            if s.won.rep is not None:
+                rep = policy.rep(s.won.rep)
+                add(out, series("leadloop_rep_leads_won_total", **rep), sign)
+                add(out, series("leadloop_rep_won_amount_total", **rep), sign * s.won.cents)
         stage = current_stage(s)
         if stage is not None:
             team = policy.team(s.team)
@@ -305,6 +389,10 @@ def contributions(s: LeadState, policy: LabelPolicy, sign: float = 1.0) -> Delta
                 add(out, key, sign * s.amount_cents)
             if s.team is not None and not s.owned:
                 add(out, series("leadloop_pool_leads", team=team), sign)
+            if s.owned:
+                add(out, series("leadloop_rep_open_leads", **policy.rep(s.owner)), sign)
+        state = ledger_state(s)
+        add(out, series("leadloop_leads_by_state", state=state, team=policy.team(s.team)), sign)
     if s.lost is not None:
         key = series(
             "leadloop_leads_lost_total",
@@ -313,6 +401,8 @@ def contributions(s: LeadState, policy: LabelPolicy, sign: float = 1.0) -> Delta
             team=policy.team(s.lost.team),
         )
         add(out, key, sign)
+        if s.lost.rep is not None:
+            add(out, series("leadloop_rep_leads_lost_total", **policy.rep(s.lost.rep)), sign)
     if s.first_response is not None:
         fr = s.first_response
         observe(
@@ -323,6 +413,14 @@ def contributions(s: LeadState, policy: LabelPolicy, sign: float = 1.0) -> Delta
             team=policy.team(fr.team),
             priority=policy.priority(fr.priority),
         )
+        if fr.rep is not None:
+            observe(
+                out, "leadloop_rep_first_response_seconds", fr.millis, sign, **policy.rep(fr.rep)
+            )
+    status = followup_status(s)
+    if status is not None:
+        key = series("leadloop_rep_followups", status=status, **policy.rep(s.first_owner))
+        add(out, key, sign)
     if s.assignment_latency_ms is not None:
         observe(out, "leadloop_assignment_latency_seconds", s.assignment_latency_ms, sign)
     for st in s.stage_times:
@@ -366,10 +464,15 @@ def state_to_json(s: LeadState) -> dict[str, Any]:
         "priority": s.priority,
         "team": s.team,
         "owned": s.owned,
+        "owner": s.owner,
         "assignment_order": _order_out(s.assignment_order),
         "first_assigned_at": _t(s.first_assigned_at),
         "first_owned_at": _t(s.first_owned_at),
+        "first_owner": s.first_owner,
+        "first_owned_order": _order_out(s.first_owned_order),
         "first_touch_at": _t(s.first_touch_at),
+        "last_activity_at": _t(s.last_activity_at),
+        "silenced": _t(s.silenced),
         "crm_stage": s.crm_stage,
         "stage_order": _order_out(s.stage_order),
         "amount_cents": s.amount_cents,
@@ -378,19 +481,35 @@ def state_to_json(s: LeadState) -> dict[str, Any]:
         "reached": sorted(s.reached),
         "stage_entered": [[stage, when.isoformat()] for stage, when in s.stage_entered],
         "stage_times": [[st.stage, st.millis, st.team] for st in s.stage_times],
-        "won": None if s.won is None else [s.won.team, s.won.cents],
-        "lost": None if s.lost is None else [s.lost.team, s.lost.stage, s.lost.reason],
+        "won": None if s.won is None else [s.won.team, s.won.cents, s.won.rep],
+        "lost": (
+            None if s.lost is None else [s.lost.team, s.lost.stage, s.lost.reason, s.lost.rep]
+        ),
         "first_response": (
             None
             if s.first_response is None
-            else [s.first_response.millis, s.first_response.team, s.first_response.priority]
+            else [
+                s.first_response.millis,
+                s.first_response.team,
+                s.first_response.priority,
+                s.first_response.rep,
+            ]
         ),
         "assignment_latency_ms": s.assignment_latency_ms,
-        "clocks": [[c.escalation_id, c.kind, c.policy_id, c.fired, c.resolved] for c in s.clocks],
+        "clocks": [
+            [c.escalation_id, c.kind, c.policy_id, c.fired, c.resolved, c.owner, _t(c.breached_at)]
+            for c in s.clocks
+        ],
     }
 
 
+def _at(values: list[Any], i: int) -> Any:
+    """Element ``i`` of a stored list, None when it was stored before it was kept."""
+    return values[i] if len(values) > i else None
+
+
 def state_from_json(lead_id: str, d: dict[str, Any]) -> LeadState:
+    # States stored before per-rep series were kept lack the rep fields: None.
     won, lost, fr = d["won"], d["lost"], d["first_response"]
     return LeadState(
         lead_id=lead_id,
@@ -399,10 +518,15 @@ def state_from_json(lead_id: str, d: dict[str, Any]) -> LeadState:
         priority=d["priority"],
         team=d["team"],
         owned=d["owned"],
+        owner=d.get("owner"),
         assignment_order=_order_in(d["assignment_order"]),
         first_assigned_at=_dt(d["first_assigned_at"]),
         first_owned_at=_dt(d["first_owned_at"]),
+        first_owner=d.get("first_owner"),
+        first_owned_order=_order_in(d.get("first_owned_order")),
         first_touch_at=_dt(d["first_touch_at"]),
+        last_activity_at=_dt(d.get("last_activity_at")),
+        silenced=_dt(d.get("silenced")),
         crm_stage=d["crm_stage"],
         stage_order=_order_in(d["stage_order"]),
         amount_cents=d["amount_cents"],
@@ -414,9 +538,14 @@ def state_from_json(lead_id: str, d: dict[str, Any]) -> LeadState:
             (stage, datetime.fromisoformat(when)) for stage, when in d.get("stage_entered", [])
         ),
         stage_times=tuple(StageTime(st[0], int(st[1]), st[2]) for st in d.get("stage_times", [])),
-        won=None if won is None else Won(won[0], int(won[1])),
-        lost=None if lost is None else Lost(lost[0], lost[1], lost[2]),
-        first_response=None if fr is None else FirstResponse(int(fr[0]), fr[1], fr[2]),
+        won=None if won is None else Won(won[0], int(won[1]), _at(won, 2)),
+        lost=None if lost is None else Lost(lost[0], lost[1], lost[2], _at(lost, 3)),
+        first_response=(
+            None if fr is None else FirstResponse(int(fr[0]), fr[1], fr[2], _at(fr, 3))
+        ),
         assignment_latency_ms=d["assignment_latency_ms"],
-        clocks=tuple(Clock(c[0], c[1], c[2], bool(c[3]), bool(c[4])) for c in d["clocks"]),
+        clocks=tuple(
+            Clock(c[0], c[1], c[2], bool(c[3]), bool(c[4]), _at(c, 5), _dt(_at(c, 6)))
+            for c in d["clocks"]
+        ),
     )

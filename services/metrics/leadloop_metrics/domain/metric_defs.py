@@ -13,6 +13,8 @@ from typing import Literal
 __all__ = [
     "ASSIGNMENT_LATENCY_BUCKETS",
     "FIRST_RESPONSE_BUCKETS",
+    "FOLLOWUP_STATUSES",
+    "LEDGER_STATES",
     "METRICS",
     "STAGE_DURATION_BUCKETS",
     "MetricDef",
@@ -206,7 +208,79 @@ _DEFS = (
         ("team",),
         "Open leads in a team's pool.",
     ),
+    # The leak ledger: every accepted lead in exactly one state now (LEDGER_STATES), by
+    # its team (`unassigned` while awaiting assignment). The sum over states is the
+    # number of accepted leads; `silent` is a lead owned and open that nobody touched or
+    # moved for the configured business time (a leak nobody declared).
+    MetricDef(
+        "leadloop_leads_by_state",
+        "gauge",
+        ("state", "team"),
+        "Accepted leads by where they are now (the leak ledger).",
+    ),
+    # --- per rep: `rep` is a roster rep id (others: `other`), `team` the rep's team in
+    # the roster. Rep ids are not personal data; names and contacts never reach a label.
+    # Open leads the rep owns now.
+    MetricDef("leadloop_rep_open_leads", "gauge", ("team", "rep"), "Open leads a rep owns."),
+    # First owner's assignment to the lead's first touch, attributed to the first owner.
+    MetricDef(
+        "leadloop_rep_first_response_seconds",
+        "histogram",
+        ("team", "rep"),
+        "Seconds from a rep's assignment as first owner to the lead's first touch.",
+        FIRST_RESPONSE_BUCKETS,
+    ),
+    # Touches (calls, emails, messages, meetings, visits; not notes) the rep logged.
+    MetricDef("leadloop_rep_touches_total", "counter", ("team", "rep"), "Touches a rep logged."),
+    # SLA ladder steps fired on leads the rep owned, by level.
+    MetricDef(
+        "leadloop_rep_sla_breaches_total",
+        "counter",
+        ("team", "rep", "level"),
+        "SLA escalation steps fired on a rep's leads.",
+    ),
+    # Outcomes by the rep who owned the lead when the outcome became known.
+    MetricDef("leadloop_rep_leads_won_total", "counter", ("team", "rep"), "Leads a rep won."),
+    MetricDef(
+        "leadloop_rep_won_amount_total",
+        "counter",
+        ("team", "rep"),
+        "Amount of the leads a rep won (currency units of the CRM).",
+    ),
+    MetricDef("leadloop_rep_leads_lost_total", "counter", ("team", "rep"), "Leads a rep lost."),
+    # Leads moved away from the rep: `reassigned` to another rep, `reclaimed` to the pool.
+    MetricDef(
+        "leadloop_rep_leads_taken_total",
+        "counter",
+        ("team", "rep", "kind"),
+        "Leads taken from a rep by reassignment or reclaim.",
+    ),
+    # 有效跟进: the leads whose first response a rep owed (as first owner), by how it
+    # went (FOLLOWUP_STATUSES). A gauge: a first-response step that reaches the metrics
+    # after the touch moves the lead from within_sla to late, as it should.
+    MetricDef(
+        "leadloop_rep_followups",
+        "gauge",
+        ("team", "rep", "status"),
+        "Leads a rep owed a first response to, by whether it came within the SLA.",
+    ),
 )
+
+#: The states of the leak ledger, in the order a lead usually passes them.
+LEDGER_STATES: tuple[str, ...] = (
+    "awaiting_assignment",
+    "pooled",
+    "owned_within_sla",
+    "owned_breached",
+    "silent",
+    "won",
+    "lost",
+)
+
+#: How a first response went: touched before any first-response step fired
+#: (within_sla), touched after one fired (late), not touched and a step fired (missed),
+#: not touched and nothing fired yet (pending).
+FOLLOWUP_STATUSES: tuple[str, ...] = ("within_sla", "late", "missed", "pending")
 
 METRICS: dict[str, MetricDef] = {m.name: m for m in _DEFS}
 
@@ -224,6 +298,7 @@ def stored_names(definition: MetricDef) -> tuple[str, ...]:
 #: amounts in hundredths, histogram sums in milliseconds.
 STORED_SCALE: dict[str, int] = {
     "leadloop_won_amount_total": 100,
+    "leadloop_rep_won_amount_total": 100,
     "leadloop_pipeline_amount": 100,
     **{f"{m.name}_sum": 1000 for m in _DEFS if m.kind == "histogram"},
 }
