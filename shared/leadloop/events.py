@@ -45,6 +45,7 @@ __all__ = [
     "RejectReason",
     "RepStatus",
     "RepUpdated",
+    "SatisfactionRecorded",
     "Stage",
     "StageChanged",
     "Strategy",
@@ -319,6 +320,31 @@ class StageChanged(BaseModel):
         if self.stage is Stage.LOST and self.loss_reason is None:
             raise ValueError("loss_reason is required when stage is 'lost'")
         return self
+
+
+class SatisfactionRecorded(BaseModel):
+    """A customer's satisfaction score (客户满意度) of one lead, published by the CRM on
+    ``crm.satisfaction``.
+
+    No free-text comment: what a customer writes about a rep may name people, and this
+    topic carries no personal data. ``survey_id`` is a short code the CRM chooses (like a
+    channel id), so it can serve as a bounded label.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    topic: ClassVar[str] = "crm.satisfaction"
+
+    event_id: Id
+    schema_version: int = SCHEMA_VERSION
+    lead_id: Id
+    #: The rep the rating is about; absent when the CRM does not know.
+    rep_id: Id | None = None
+    #: 1 (very dissatisfied) … 5 (very satisfied). Strict: the published value is the
+    #: posted JSON, so a ``"4"`` or ``4.0`` accepted here would reach consumers as such.
+    score: Annotated[int, Field(ge=1, le=5, strict=True)]
+    occurred_at: AwareDatetime
+    #: Which survey asked, e.g. ``post_call``, ``post_sale``.
+    survey_id: SourceId | None = None
 
 
 class RepUpdated(BaseModel):

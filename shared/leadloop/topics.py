@@ -96,7 +96,8 @@ REGISTRY: tuple[TopicSpec, ...] = (
         producers=("ingest",),
         consumers=("humans",),
         retention_ms=14 * _DAY_MS,
-        notes="CRM activities and stage changes ingest could not use: bytes + reject-* headers",
+        notes="CRM activities, stage changes and satisfaction scores ingest could not use:"
+        " bytes + reject-* headers",
     ),
     TopicSpec(
         name="ingest.outcomes",
@@ -133,6 +134,14 @@ REGISTRY: tuple[TopicSpec, ...] = (
         model=events.StageChanged,
         producers=("crm", "ingest"),
         consumers=("ingest", "sla-monitor", "metrics", "assignment", "notifier"),
+    ),
+    TopicSpec(
+        name="crm.satisfaction",
+        key="lead_id",
+        model=events.SatisfactionRecorded,
+        producers=("crm", "ingest"),
+        consumers=("metrics",),
+        notes="customer satisfaction (客户满意度), a 1-5 score per lead; no comment text",
     ),
     TopicSpec(
         name="crm.reps",

@@ -287,3 +287,25 @@ def test_the_downstream_topics_are_the_ones_the_design_names() -> None:
     # A topic flipped to contains_pii=True would silently escape the guard above.
     downstream = {s.name for s in MODELLED if not s.contains_pii}
     assert {"leads.accepted", "leads.assigned", "sla.escalations", "ingest.outcomes"} <= downstream
+
+
+def test_satisfaction_scores_are_pii_free_and_carry_no_free_text() -> None:
+    # A customer's verbatim comment could name people: crm.satisfaction has ids, codes
+    # and a score only, every string short and bounded (see SatisfactionRecorded).
+    spec = by_name("crm.satisfaction")
+    assert not spec.contains_pii
+    schema = schema_for(spec)
+    strings = {
+        name: alt
+        for name, prop in schema["properties"].items()
+        for alt in prop.get("anyOf", [prop])
+        if alt.get("type") == "string" and alt.get("format") != "date-time"
+    }
+    assert set(strings) == {"event_id", "lead_id", "rep_id", "survey_id"}
+    assert all(s.get("maxLength", 10**9) <= 128 or "pattern" in s for s in strings.values())
+    assert schema["properties"]["score"] == {
+        "maximum": 5,
+        "minimum": 1,
+        "title": "Score",
+        "type": "integer",
+    }

@@ -26,6 +26,7 @@ EXPECTED_EVENTS_API = [
     "RejectReason",
     "RepStatus",
     "RepUpdated",
+    "SatisfactionRecorded",
     "Stage",
     "StageChanged",
     "Strategy",
