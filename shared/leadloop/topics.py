@@ -140,7 +140,7 @@ REGISTRY: tuple[TopicSpec, ...] = (
         key="lead_id",
         model=events.SatisfactionRecorded,
         producers=("crm", "ingest"),
-        consumers=("metrics",),
+        consumers=("ingest", "metrics"),
         notes="customer satisfaction (客户满意度), a 1-5 score per lead; no comment text",
     ),
     TopicSpec(

@@ -54,6 +54,7 @@ OWNER = {
             "lead_activities",
             "lead_stage_changes",
             "lead_ownership",
+            "lead_satisfaction",
             "crm_rejects",
             "erasures",
         ),

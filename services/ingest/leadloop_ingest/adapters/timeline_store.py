@@ -13,7 +13,13 @@ from datetime import datetime
 
 import asyncpg
 
-from leadloop.events import ActivityRecorded, LeadAssigned, Stage, StageChanged
+from leadloop.events import (
+    ActivityRecorded,
+    LeadAssigned,
+    SatisfactionRecorded,
+    Stage,
+    StageChanged,
+)
 from leadloop_ingest.domain.intake import Position
 from leadloop_ingest.domain.timeline import (
     QUALIFYING_ACTIVITIES,
@@ -58,8 +64,10 @@ class TimelineStore:
                     await self._owner(conn, event)
                 elif isinstance(event, ActivityRecorded):
                     await self._activity(conn, event, now)
-                else:
+                elif isinstance(event, StageChanged):
                     await self._stage(conn, event, now)
+                else:
+                    await self._satisfaction(conn, event, now)
             if unusable:
                 await conn.executemany(
                     "INSERT INTO crm_rejects (raw_topic, raw_partition, raw_offset, reason, "
@@ -147,3 +155,20 @@ class TimelineStore:
                 e.occurred_at,
                 list(_CLOSED),
             )
+
+    async def _satisfaction(
+        self, conn: asyncpg.Connection, e: SatisfactionRecorded, now: datetime
+    ) -> None:
+        # A score changes nothing else about the lead: kept for review, once per event.
+        await conn.execute(
+            "INSERT INTO lead_satisfaction (event_id, lead_id, rep_id, score, survey_id, "
+            "occurred_at, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+            "ON CONFLICT DO NOTHING",
+            e.event_id,
+            e.lead_id,
+            e.rep_id,
+            e.score,
+            e.survey_id,
+            e.occurred_at,
+            now,
+        )

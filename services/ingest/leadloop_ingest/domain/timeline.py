@@ -1,12 +1,13 @@
 """CRM events as ingest receives them: decoded and checked, or rejected with a reason.
 
 ingest is the system of record for a lead's life: ``leads.assigned`` (owner),
-``crm.activities`` and ``crm.stage-changes`` (the timeline a manager reviews), the
-topics the registry names as ingest's inputs besides ``leads.raw``, each decoded with
-its registered model. Ingest is the edge that validates CRM records for every other
-service, so it does not skip a bad one as ``leadloop.decoding`` does: events that
-cannot be used go to ``crm.rejected`` with their bytes and a reason; like ``validate``
-this never raises. Whether the lead exists is PostgreSQL's to say (``unknown_lead``).
+``crm.activities``, ``crm.stage-changes`` and ``crm.satisfaction`` (the timeline a
+manager reviews), the topics the registry names as ingest's inputs besides
+``leads.raw``, each decoded with its registered model. Ingest is the edge that
+validates CRM records for every other service, so it does not skip a bad one as
+``leadloop.decoding`` does: events that cannot be used go to ``crm.rejected`` with
+their bytes and a reason; like ``validate`` this never raises. Whether the lead exists
+is PostgreSQL's to say (``unknown_lead``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from leadloop.events import ActivityRecorded, LeadAssigned, Stage, StageChanged
+from leadloop.events import (
+    ActivityRecorded,
+    LeadAssigned,
+    SatisfactionRecorded,
+    Stage,
+    StageChanged,
+)
 from leadloop_ingest.domain.intake import Position
 
 __all__ = [
@@ -29,7 +36,7 @@ __all__ = [
     "parse",
 ]
 
-TimelineEvent = ActivityRecorded | StageChanged | LeadAssigned
+TimelineEvent = ActivityRecorded | StageChanged | SatisfactionRecorded | LeadAssigned
 
 #: Activities that move a new or assigned lead to ``contacted`` (a private note does not).
 QUALIFYING_ACTIVITIES = frozenset({"call", "email", "message", "meeting", "visit"})
@@ -67,6 +74,12 @@ def parse(model: type[BaseModel], data: bytes) -> TimelineEvent | CrmRejection:
             return CrmRejection("unknown_stage", "stage is not a pipeline stage")
         if stage == Stage.LOST.value and not decoded.get("loss_reason"):
             return CrmRejection("missing_loss_reason", "a lost lead needs a loss_reason code")
+    if model is SatisfactionRecorded:
+        score = decoded.get("score")
+        # A whole number off the scale is most likely another scale (0-10, NPS, a
+        # percentage): its own code tells a human to map it; sent again, it fails again.
+        if type(score) is int and not 1 <= score <= 5:
+            return CrmRejection("score_out_of_range", "score must be from 1 to 5")
     try:
         event = model.model_validate(decoded)
     except ValidationError as exc:
@@ -76,6 +89,6 @@ def parse(model: type[BaseModel], data: bytes) -> TimelineEvent | CrmRejection:
         return CrmRejection("schema_violation", "invalid fields: " + (", ".join(fields) or "?"))
     except (RecursionError, ValueError) as exc:
         return CrmRejection("schema_violation", type(exc).__name__)
-    if not isinstance(event, ActivityRecorded | StageChanged | LeadAssigned):
+    if not isinstance(event, TimelineEvent):
         return CrmRejection("schema_violation", "not a timeline event")
     return event
