@@ -40,7 +40,7 @@ import math
 import re
 import threading
 from collections.abc import Iterator, Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from functools import cache, lru_cache
 from itertools import pairwise
@@ -74,6 +74,7 @@ __all__ = [
     "due_at",
     "is_working",
     "next_working_instant",
+    "working_day_start",
 ]
 
 #: ``CalendarSet.missing_holiday_years`` reports the calendar of every team not listed
@@ -515,6 +516,23 @@ def next_working_instant(t: datetime, calendar: BusinessCalendar) -> datetime:
     """``t`` itself (in UTC) if it is working time, else where working time next begins."""
     begin, _ = next(_spans(_utc(t), calendar))
     return begin
+
+
+def working_day_start(start: datetime, days: int, calendar: BusinessCalendar) -> datetime:
+    """When the ``days``-th working day after the (local) day of ``start`` begins: "in
+    two business days" from a Friday afternoon is Tuesday's first working instant. A
+    working day is a local date with working hours; holidays and make-up days count as
+    the calendar says."""
+    zone = calendar.zone
+    day = start.astimezone(zone).date()
+    left = days
+    while left:
+        day += _DAY
+        if calendar.hours_on(day):
+            left -= 1
+    first = calendar.hours_on(day)[0].start
+    local = datetime.combine(day, time(), tzinfo=zone) + timedelta(seconds=first)
+    return next_working_instant(local, calendar)
 
 
 def _utc(t: datetime) -> datetime:

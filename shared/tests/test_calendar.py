@@ -31,6 +31,7 @@ from leadloop.calendar import (
     due_at,
     is_working,
     next_working_instant,
+    working_day_start,
 )
 
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "calendars.yaml"
@@ -628,3 +629,13 @@ def test_round_the_clock_is_elapsed_time_even_across_dst(
     _, start, _ = pair
     always = every_day("00:00-24:00", tz=pair[0].cal.timezone)
     assert due_at(start, s, always) == start + timedelta(seconds=s)
+
+
+def test_working_day_start_counts_working_days_not_calendar_days() -> None:
+    ny = ZoneInfo("America/New_York")
+    # Friday afternoon + 2 working days: Tuesday's opening, the weekend skipped.
+    friday = datetime(2026, 3, 6, 16, 0, tzinfo=ny)
+    assert working_day_start(friday, 2, US) == datetime(2026, 3, 10, 9, 0, tzinfo=ny)
+    # Thursday 2 July 2026 + 1: Friday 3 July is Independence Day observed, so Monday.
+    thursday = datetime(2026, 7, 2, 10, 0, tzinfo=ny)
+    assert working_day_start(thursday, 1, US) == datetime(2026, 7, 6, 9, 0, tzinfo=ny)

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 from leadloop.clock import Clock
 from leadloop.db import retrying
@@ -22,9 +23,13 @@ from leadloop.events import (
 from leadloop_metrics.domain.facts import Fact, fact_of
 from leadloop_metrics.domain.fold import first_of_each, step
 from leadloop_metrics.domain.labels import Delta, LabelPolicy
+from leadloop_metrics.domain.silence import Silence, earliest_quiet_since, silences
 from leadloop_metrics.ports import MetricRepository, SeriesSink
 
-__all__ = ["MetricsHandler", "apply_facts"]
+__all__ = ["SWEEP_PAGE", "MetricsHandler", "apply_facts"]
+
+#: Candidate leads read (and silences applied) per transaction of the sweep.
+SWEEP_PAGE = 2000
 
 
 async def apply_facts(
@@ -45,6 +50,8 @@ class MetricsHandler:
     view: SeriesSink
     labels: LabelPolicy
     clock: Clock
+    #: None: no lead is ever reported silent.
+    silence: Silence | None = None
     inputs: InputDecoder = field(default_factory=lambda: InputDecoder("metrics"))
     #: Serialises commits with re-reads: a re-read that started before this worker's
     #: own commit must not replace the view after it (a counter would go back).
@@ -66,14 +73,39 @@ class MetricsHandler:
         ]
         if not facts:
             return 0
-        now = self.clock.now()
+        return len(await self._apply(facts, self.clock.now()))
+
+    async def _apply(self, facts: Sequence[Fact], now: datetime) -> Delta:
         async with self._lock:
             delta = await retrying(
                 lambda: apply_facts(self.store, facts, self.labels, now), what="metrics_apply"
             )
             # Only after the commit: the view never shows a change that could be rolled back.
             self.view.add(delta)
-        return len(delta)
+        return delta
+
+    async def sweep(self) -> int:
+        """Mark the leads that went silent; return how many. Every worker may sweep: a
+        silence is applied once (its event id), and a lead that moved meanwhile is not
+        silent whatever the sweep read."""
+        if self.silence is None:
+            return 0
+        rule = self.silence
+        now = self.clock.now()
+        before = earliest_quiet_since(now, rule.days)
+        after: tuple[datetime, str] | None = None
+        marked = 0
+        while True:
+            page = await retrying(
+                partial(self.store.quiet, before, after, SWEEP_PAGE), what="metrics_sweep"
+            )
+            found = silences(page, now, rule)
+            if found:
+                await self._apply(found, now)
+                marked += len(found)
+            if len(page) < SWEEP_PAGE:
+                return marked
+            after = (page[-1].quiet_since, page[-1].lead_id)
 
     async def refresh(self) -> None:
         """Re-read the totals (other workers of the group count their partitions)."""

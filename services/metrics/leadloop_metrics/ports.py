@@ -12,6 +12,7 @@ from leadloop_metrics.domain.facts import Fact
 from leadloop_metrics.domain.fold import Step
 from leadloop_metrics.domain.labels import Delta, SeriesKey
 from leadloop_metrics.domain.leads import LeadState
+from leadloop_metrics.domain.silence import Quiet
 
 __all__ = ["MetricBatch", "MetricRepository", "SeriesSink"]
 
@@ -37,6 +38,13 @@ class MetricRepository(Protocol):
 
     async def load(self) -> dict[SeriesKey, float]:
         """Every stored series."""
+        ...
+
+    async def quiet(
+        self, before: datetime, after: tuple[datetime, str] | None, limit: int
+    ) -> list[Quiet]:
+        """Up to ``limit`` leads that could fall silent, quiet since ``before`` or
+        earlier, in (quiet_since, lead_id) order after ``after`` (None: from the start)."""
         ...
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field
 
 from leadloop.settings import HttpSettings, ServiceSettings
 
@@ -23,3 +26,10 @@ class MetricsSettings(ServiceSettings):
     #: are the `rep` label values (any other rep is `other`; a rep who joins through
     #: crm.reps shows as `other` until the service restarts).
     rules_file: Path = Path("config/rules.yaml")
+    #: A lead owned and open that nobody moved (assignment, touch, stage change) since
+    #: the start of this many working days of its team's calendar is `silent` in the
+    #: leak ledger (0: never).
+    silent_after_business_days: Annotated[int, Field(ge=0, le=365)] = 5
+    calendars_file: Path = Path("config/calendars.yaml")
+    #: How often this worker looks for leads that went silent.
+    silence_sweep_seconds: Annotated[float, Field(gt=0)] = 60.0

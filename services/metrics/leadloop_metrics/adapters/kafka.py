@@ -20,6 +20,7 @@ def register_agents(
     batch_size: int,
     within: float,
     refresh_seconds: float,
+    sweep_seconds: float,
 ) -> None:
     topics_agent(
         app,
@@ -32,6 +33,7 @@ def register_agents(
     )
 
     service_timer(app, interval=refresh_seconds, name="metrics-refresh", run=handler.refresh)
+    service_timer(app, interval=sweep_seconds, name="metrics-silence", run=handler.sweep)
 
     @app.page("/metrics")
     async def metrics(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:

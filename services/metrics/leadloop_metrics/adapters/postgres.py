@@ -22,6 +22,7 @@ from leadloop_metrics.domain.facts import Fact, Outcome, fact_from_json, fact_to
 from leadloop_metrics.domain.fold import Step
 from leadloop_metrics.domain.labels import SeriesKey
 from leadloop_metrics.domain.leads import LeadState, state_from_json, state_to_json
+from leadloop_metrics.domain.silence import Quiet, quiet_since
 
 __all__ = ["MetricBatch", "MetricStore"]
 
@@ -95,12 +96,16 @@ class MetricBatch:
         if result.states:
             changed = list(result.states.values())
             await self._conn.execute(
-                "UPDATE metric_leads m SET state = s.state::jsonb, updated_at = $3 "
-                "FROM unnest($1::text[], $2::text[]) AS s(lead_id, state) "
+                "UPDATE metric_leads m SET state = s.state::jsonb, updated_at = $3, "
+                "quiet_since = s.quiet_since, team = s.team "
+                "FROM unnest($1::text[], $2::text[], $4::timestamptz[], $5::text[]) "
+                "AS s(lead_id, state, quiet_since, team) "
                 "WHERE m.lead_id = s.lead_id",
                 [s.lead_id for s in changed],
                 [json.dumps(state_to_json(s)) for s in changed],
                 self._now,
+                [quiet_since(s) for s in changed],
+                [s.team for s in changed],
             )
         if result.delta:
             keys = sorted(result.delta)
@@ -133,6 +138,24 @@ class MetricStore:
             labels = _json(r["labels"])
             out[(r["metric"], tuple(sorted(labels.items())))] = r["value"]
         return out
+
+    async def quiet(
+        self, before: datetime, after: tuple[datetime, str] | None, limit: int
+    ) -> list[Quiet]:
+        """Up to ``limit`` leads that could be silent, quiet since ``before`` or earlier,
+        in (quiet_since, lead_id) order after ``after``."""
+        since, lead = after if after is not None else (None, "")
+        rows = await self._pool.fetch(
+            "SELECT lead_id, team, quiet_since FROM metric_leads "
+            "WHERE quiet_since IS NOT NULL AND quiet_since <= $1 "
+            "AND ($2::timestamptz IS NULL OR (quiet_since, lead_id) > ($2, $3)) "
+            "ORDER BY quiet_since, lead_id LIMIT $4",
+            before,
+            since,
+            lead,
+            limit,
+        )
+        return [Quiet(r["lead_id"], r["team"], r["quiet_since"]) for r in rows]
 
     async def facts(self, batch: int = 5000) -> AsyncIterator[Fact | None]:
         """Every applied fact in application order (None: applied before facts were kept)."""

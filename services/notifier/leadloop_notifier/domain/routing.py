@@ -9,10 +9,10 @@ safe for every vendor's markup. Pure: no clock, no I/O.
 from __future__ import annotations
 
 import re
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from leadloop.calendar import BusinessCalendar, due_at, next_working_instant
+from leadloop.calendar import BusinessCalendar, due_at, next_working_instant, working_day_start
 from leadloop.events import RepStatus
 from leadloop_notifier.domain.config import NodeReminder, TeamConfig
 from leadloop_notifier.domain.model import Rep
@@ -53,16 +53,7 @@ def node_due(start: datetime, reminder: NodeReminder, calendar: BusinessCalendar
     if reminder.after_business_hours is not None:
         return due_at(start, reminder.after_business_hours * 3600, calendar)
     if reminder.after_business_days is not None:
-        zone = calendar.zone
-        day = start.astimezone(zone).date()
-        left = reminder.after_business_days
-        while left:
-            day += timedelta(days=1)
-            if calendar.hours_on(day):
-                left -= 1
-        first = calendar.hours_on(day)[0].start
-        local = datetime.combine(day, time(), tzinfo=zone) + timedelta(seconds=first)
-        return next_working_instant(local, calendar)
+        return working_day_start(start, reminder.after_business_days, calendar)
     if reminder.after_days is not None:
         return next_working_instant(start + timedelta(days=reminder.after_days), calendar)
     return next_working_instant(start, calendar)
