@@ -1,5 +1,5 @@
 """CRM feedback over signed HTTP (``POST /v1/crm/activities``, ``/stage-changes``,
-``/reps``) on a real ingest process, the real broker and PostgreSQL.
+``/satisfaction``, ``/reps``) on a real ingest process, the real broker and PostgreSQL.
 
 - Signed single events and arrays are answered 202 ``{"accepted": n}`` and exactly those
   items are on the prefixed topics: keyed by lead (rep for crm.reps), the posted JSON
@@ -7,9 +7,13 @@
   records the activities and stage changes of a real lead in PostgreSQL, and puts an
   event for an unknown lead on crm.rejected with ``unknown_lead``: published, never
   silently dropped.
+- Satisfaction scores: a posted score is on crm.satisfaction (contract fields only, a
+  comment dropped) and in the lead's ``lead_satisfaction`` rows; a score off the 1-5
+  scale is refused over HTTP (422 ``score_out_of_range``, nothing published) and, when
+  a CRM produces it to Kafka directly, lands on crm.rejected with its bytes and reason.
 - Bad, missing or stale signatures and unknown clients (401), invalid items (422 naming
   each index), too many items and too large bodies (413) publish nothing at all.
-- A hypothesis fuzz of the three endpoints: every answer is a documented status (never a
+- A hypothesis fuzz of the four endpoints: every answer is a documented status (never a
   500), a validly signed request gets exactly what the pure ``judge`` decides, ingest
   stays alive and ready, and the topics hold exactly the accepted items.
 
@@ -33,6 +37,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.conftest import running_stack
@@ -126,6 +131,17 @@ def stage_change(lead_id: str, n: int, stage: str, **fields: Any) -> dict[str, A
     }
 
 
+def satisfaction(lead_id: str, n: int, score: int, **fields: Any) -> dict[str, Any]:
+    return {
+        "event_id": f"csat-{uuid.uuid4().hex}",
+        "lead_id": lead_id,
+        "rep_id": "rep-1",
+        "score": score,
+        "occurred_at": f"2025-03-14T11:{n:02d}:00+08:00",
+        **fields,
+    }
+
+
 def rep(rep_id: str, **fields: Any) -> dict[str, Any]:
     return {
         "rep_id": rep_id,
@@ -183,6 +199,10 @@ async def test_signed_feedback_reaches_the_topics_and_the_timeline(
                 stage_change(lead_id, 3, "lost", loss_reason="chose_competitor"),
             ],
         ],
+        "satisfaction": [
+            satisfaction(lead_id, 1, 5, survey_id="post_call"),
+            [satisfaction(lead_id, 2, 3), satisfaction(lead_id, 3, 1, rep_id=None)],
+        ],
         "reps": [
             rep("rep-1", contacts={"wecom": "zhangsan"}, external_ids={"salesforce": "005x1"}),
             [rep("rep-2", status="away"), rep("rep-3", status="left", timezone="Asia/Shanghai")],
@@ -225,8 +245,10 @@ async def test_signed_feedback_reaches_the_topics_and_the_timeline(
     try:
         activities = "SELECT count(*) FROM lead_activities WHERE lead_id = $1"
         stages = "SELECT count(*) FROM lead_stage_changes WHERE lead_id = $1"
+        scores = "SELECT count(*) FROM lead_satisfaction WHERE lead_id = $1"
         assert await wait_for(conn, activities, 3, lead_id) == 3
         assert await wait_for(conn, stages, 3, lead_id) == 3
+        assert await wait_for(conn, scores, 3, lead_id) == 3
         row = await conn.fetchrow("SELECT stage FROM leads WHERE lead_id = $1", lead_id)
         assert row is not None
         assert row["stage"] == "lost"
@@ -329,8 +351,85 @@ async def test_refused_requests_publish_nothing(
     assert [r.value for r in records] == [
         json.dumps(json.loads(body), ensure_ascii=False, separators=(",", ":")).encode()
     ]
-    for topic in ("crm.stage-changes", "crm.reps"):
+    for topic in ("crm.stage-changes", "crm.satisfaction", "crm.reps"):
         assert await collect(kafka_settings, topic, 0, within=1, linger_ms=1000) == []
+
+
+async def test_satisfaction_scores_reach_the_topic_and_bad_ones_are_rejected_with_bytes(
+    ingest: ServiceGroup,
+    kafka_settings: KafkaSettings,
+    database_url: str,
+    http: aiohttp.ClientSession,
+    producer: AIOKafkaProducer,
+) -> None:
+    lead_id = await a_real_lead(http, ingest, kafka_settings)
+    url = ingest.url("ingest", "/v1/crm/satisfaction")
+
+    # Posted scores are on the topic, keyed by lead; a comment is not carried along.
+    good = satisfaction(lead_id, 1, 5, survey_id="post_sale")
+    body = dumps({**good, "comment": "王芳 was great, call me on 13800138000"})
+    assert await post(http, url, body, signed(body)) == (202, {"accepted": 1})
+    (record,) = await collect(kafka_settings, "crm.satisfaction", 1, linger_ms=1500)
+    assert record.key == lead_id.encode()
+    assert json.loads(record.value) == good
+    assert record.value == json.dumps(good, ensure_ascii=False, separators=(",", ":")).encode()
+    assert dict(record.headers)["leadloop-client"] == CLIENT.encode()
+
+    # Off the scale over HTTP: refused with the reason, nothing published.
+    off_scale = dumps([satisfaction(lead_id, 2, 4), satisfaction(lead_id, 3, 6)])
+    assert await post(http, url, off_scale, signed(off_scale)) == (
+        422,
+        {
+            "errors": [
+                {"index": 1, "reason": "score_out_of_range", "detail": "score must be from 1 to 5"}
+            ]
+        },
+    )
+
+    # Off the scale from a CRM producing to Kafka, and an unknown lead over HTTP: both
+    # end on crm.rejected with their exact bytes, key and reason.
+    raw = json.dumps(satisfaction(lead_id, 4, 10), separators=(", ", ": ")).encode()
+    await producer.send_and_wait(
+        qualified("crm.satisfaction", kafka_settings.topic_prefix), raw, key=lead_id.encode()
+    )
+    unknown = satisfaction("no-such-lead", 5, 2)
+    body = dumps(unknown)
+    assert await post(http, url, body, signed(body)) == (202, {"accepted": 1})
+    rejected = await collect(kafka_settings, "crm.rejected", 2, linger_ms=1500)
+    by_reason = {dict(r.headers)["reject-reason"]: r for r in rejected}
+    assert sorted(by_reason) == [b"score_out_of_range", b"unknown_lead"]
+    bad = by_reason[b"score_out_of_range"]
+    assert (bad.key, bad.value) == (lead_id.encode(), raw)
+    assert dict(bad.headers)["reject-detail"] == b"score must be from 1 to 5"
+    topic = qualified("crm.satisfaction", kafka_settings.topic_prefix).encode()
+    assert dict(bad.headers)["source-topic"] == topic
+    assert json.loads(by_reason[b"unknown_lead"].value) == unknown
+    assert dict(by_reason[b"unknown_lead"].headers)["source-topic"] == topic
+
+    # Only the good score is the lead's, once.
+    conn = await asyncpg.connect(database_url)
+    try:
+        scores = "SELECT count(*) FROM lead_satisfaction WHERE lead_id = $1"
+        assert await wait_for(conn, scores, 1, lead_id) == 1
+        row = await conn.fetchrow(
+            "SELECT event_id, rep_id, score, survey_id FROM lead_satisfaction WHERE lead_id = $1",
+            lead_id,
+        )
+        assert row is not None
+        assert dict(row) == {
+            "event_id": good["event_id"],
+            "rep_id": "rep-1",
+            "score": 5,
+            "survey_id": "post_sale",
+        }
+    finally:
+        await conn.close()
+    # The topic holds what was accepted or produced, nothing of the refused request.
+    on_topic = await collect(kafka_settings, "crm.satisfaction", 3, linger_ms=1500)
+    compact = [
+        json.dumps(v, ensure_ascii=False, separators=(",", ":")).encode() for v in (good, unknown)
+    ]
+    assert sorted(r.value for r in on_topic) == sorted([*compact, raw])
 
 
 # --- fuzz -----------------------------------------------------------------------------
@@ -353,6 +452,7 @@ json_values = st.recursive(
 VALID = {
     "activities": lambda: activity(f"fz-{uuid.uuid4().hex[:8]}", 1),
     "stage-changes": lambda: stage_change(f"fz-{uuid.uuid4().hex[:8]}", 1, "won", amount=5),
+    "satisfaction": lambda: satisfaction(f"fz-{uuid.uuid4().hex[:8]}", 1, 4),
     "reps": lambda: rep(f"rep-{uuid.uuid4().hex[:8]}", contacts={"email": "a@example.com"}),
 }
 
@@ -379,6 +479,9 @@ def an_item(draw: st.DrawFn, kind: str) -> Any:
                         {"stage": "closed"},
                         {"stage": "lost", "loss_reason": "timing"},
                         {"timezone": "Mars/Base"},
+                        {"score": 0},
+                        {"score": 6},
+                        {"comment": "张伟, 13800138000"},
                         {"extra": json.loads("[" * 300 + "]" * 300)},
                     ]
                 )

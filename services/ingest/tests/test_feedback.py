@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from leadloop.clock import FixedClock
-from leadloop.events import ActivityRecorded, RepUpdated, StageChanged
+from leadloop.events import ActivityRecorded, RepUpdated, SatisfactionRecorded, StageChanged
 from leadloop.messaging import OutMessage
 from leadloop_ingest.adapters.feedback_http import CLIENT, CLIENT_HEADER, Feedback
 from leadloop_ingest.domain.feedback import (
@@ -37,7 +37,11 @@ from leadloop_ingest.domain.feedback import (
 
 NOW = datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC)
 SECRET = "crm-secret-0123456789abcdef"
-MODELS = {"crm.activities": ActivityRecorded, "crm.stage-changes": StageChanged}
+MODELS: dict[str, Any] = {
+    "crm.activities": ActivityRecorded,
+    "crm.stage-changes": StageChanged,
+    "crm.satisfaction": SatisfactionRecorded,
+}
 MODELS_ALL: dict[str, Any] = {**MODELS, "crm.reps": RepUpdated}
 
 
@@ -59,6 +63,17 @@ def stage(n: int = 1, **fields: Any) -> dict[str, Any]:
         "stage": "qualified",
         "occurred_at": "2025-03-14T09:00:00Z",
         "rep_id": "rep-1",
+        **fields,
+    }
+
+
+def csat(n: int = 1, **fields: Any) -> dict[str, Any]:
+    return {
+        "event_id": f"csat-{n}",
+        "lead_id": f"lead-{n}",
+        "rep_id": "rep-1",
+        "score": 4,
+        "occurred_at": "2025-03-14T18:00:00+08:00",
         **fields,
     }
 
@@ -133,6 +148,28 @@ def test_rep_contacts_and_external_ids_are_accepted() -> None:
     decoded = RepUpdated.model_validate_json(batch.items[0].value)
     assert decoded.contacts["wecom"] == "zhangsan"
     assert decoded.external_ids == {"salesforce": "005xx000001"}
+
+
+def test_satisfaction_scores_are_keyed_by_lead_with_or_without_a_rep() -> None:
+    no_rep = {k: v for k, v in csat(2, score=1).items() if k != "rep_id"}
+    batch = judge("crm.satisfaction", dumps([csat(1, survey_id="post_call"), no_rep]))
+    assert isinstance(batch, Batch)
+    assert batch.topic == "crm.satisfaction"
+    assert [i.key for i in batch.items] == [b"lead-1", b"lead-2"]
+    assert [json.loads(i.value) for i in batch.items] == [csat(1, survey_id="post_call"), no_rep]
+    scores = [SatisfactionRecorded.model_validate_json(i.value) for i in batch.items]
+    assert [(e.rep_id, e.score) for e in scores] == [("rep-1", 4), (None, 1)]
+
+
+def test_a_satisfaction_item_publishes_only_the_contracts_fields() -> None:
+    # crm.satisfaction is PII-free: a customer's comment is not passed on.
+    item = csat(1, comment="张伟 was rude, call me on 13800138000", crm_extra={"x": 1})
+    batch = judge("crm.satisfaction", dumps(item))
+    assert isinstance(batch, Batch)
+    (value,) = [i.value for i in batch.items]
+    assert json.loads(value) == csat(1)
+    assert "张伟".encode() not in value
+    assert b"13800138000" not in value
 
 
 def test_a_lost_stage_with_its_reason_is_accepted() -> None:
@@ -222,6 +259,33 @@ def test_each_invalid_item_is_named_by_index_and_nothing_is_accepted() -> None:
         ("crm.activities", [activity()], "schema_violation", "expected a JSON object"),
         ("crm.stage-changes", stage(stage=3), "schema_violation", "invalid fields: stage"),
         ("crm.stage-changes", stage(amount=-1), "schema_violation", "invalid fields: amount"),
+        (
+            "crm.satisfaction",
+            csat(score=0),
+            "score_out_of_range",
+            "score must be from 1 to 5",
+        ),
+        (
+            "crm.satisfaction",
+            csat(score=10),
+            "score_out_of_range",
+            "score must be from 1 to 5",
+        ),
+        ("crm.satisfaction", csat(score="5"), "schema_violation", "invalid fields: score"),
+        ("crm.satisfaction", csat(score=4.5), "schema_violation", "invalid fields: score"),
+        ("crm.satisfaction", csat(score=True), "schema_violation", "invalid fields: score"),
+        (
+            "crm.satisfaction",
+            {k: v for k, v in csat().items() if k != "score"},
+            "schema_violation",
+            "invalid fields: score",
+        ),
+        (
+            "crm.satisfaction",
+            csat(survey_id="NPS survey #3"),
+            "schema_violation",
+            "invalid fields: survey_id",
+        ),
         ("crm.reps", rep(status="gone"), "schema_violation", "invalid fields: status"),
         ("crm.reps", rep(capacity=-1), "schema_violation", "invalid fields: capacity"),
         ("crm.reps", rep(contacts=["wecom"]), "schema_violation", "invalid fields: contacts"),
@@ -279,6 +343,7 @@ def test_reason_codes_are_the_documented_ones() -> None:
         "schema_violation",
         "unknown_stage",
         "missing_loss_reason",
+        "score_out_of_range",
         "invalid_json",
     }
     assert {r.value for r in BodyReason} == {
@@ -287,7 +352,7 @@ def test_reason_codes_are_the_documented_ones() -> None:
         "no_items",
         "too_many_items",
     }
-    assert set(FEEDBACK_TOPICS) == {"activities", "stage-changes", "reps"}
+    assert set(FEEDBACK_TOPICS) == {"activities", "stage-changes", "satisfaction", "reps"}
 
 
 # --- properties -------------------------------------------------------------------------
@@ -308,7 +373,12 @@ json_values = st.recursive(
 )
 topics = st.sampled_from(sorted(MODELS_ALL))
 valid_items = st.sampled_from(
-    [("crm.activities", activity(1)), ("crm.stage-changes", stage(1)), ("crm.reps", rep(1))]
+    [
+        ("crm.activities", activity(1)),
+        ("crm.stage-changes", stage(1)),
+        ("crm.satisfaction", csat(1)),
+        ("crm.reps", rep(1)),
+    ]
 )
 
 
@@ -317,11 +387,13 @@ def mutated(draw: st.DrawFn) -> tuple[str, Any]:
     """A valid item of some topic with one field replaced, dropped or added."""
     topic, item = draw(valid_items)
     item = dict(item)
-    field = draw(st.sampled_from([*sorted(item), "stage", "loss_reason", "contacts", "x"]))
+    field = draw(st.sampled_from([*sorted(item), "stage", "loss_reason", "contacts", "score", "x"]))
     if draw(st.booleans()):
         item.pop(field, None)
     else:
-        item[field] = draw(json_values | st.sampled_from(["lost", "won", "no_budget", "UTC"]))
+        item[field] = draw(
+            json_values | st.sampled_from(["lost", "won", "no_budget", "UTC", 0, 1, 5, 6])
+        )
     return topic, item
 
 
@@ -437,6 +509,12 @@ async def test_a_signed_valid_batch_is_published_with_keys_and_client_header() -
     body = dumps(rep(3))
     assert (await call(endpoint(sent), "reps", body, signed(body)))[:2] == (202, {"accepted": 1})
     assert sent.sent[-1].key == b"rep-3"
+    body = dumps(csat(4))
+    assert (await call(endpoint(sent), "satisfaction", body, signed(body)))[:2] == (
+        202,
+        {"accepted": 1},
+    )
+    assert (sent.sent[-1].topic, sent.sent[-1].key) == ("crm.satisfaction", b"lead-4")
 
 
 @pytest.mark.parametrize(
@@ -487,6 +565,21 @@ async def test_invalid_items_get_422_with_indexes_and_publish_nothing() -> None:
             }
         ]
     }
+    assert sent.sent == []
+
+
+async def test_a_score_off_the_scale_gets_422_with_its_reason_and_publishes_nothing() -> None:
+    sent = Recorder()
+    body = dumps([csat(0), csat(1, score=7)])
+    status, reply, _ = await call(endpoint(sent), "satisfaction", body, signed(body))
+    assert (status, reply) == (
+        422,
+        {
+            "errors": [
+                {"index": 1, "reason": "score_out_of_range", "detail": "score must be from 1 to 5"}
+            ]
+        },
+    )
     assert sent.sent == []
 
 

@@ -1,5 +1,5 @@
-"""CRM feedback over signed HTTP, ``POST /v1/crm/{activities,stage-changes,reps}``, served
-by ingest's faust web server.
+"""CRM feedback over signed HTTP, ``POST /v1/crm/{activities,stage-changes,satisfaction,reps}``,
+served by ingest's faust web server.
 
 The body is one event or a JSON array of 1..500; ``domain.feedback.judge`` decides on
 all of it before anything is sent. All-or-nothing: either every item is valid and the
@@ -23,7 +23,7 @@ Signatures are the lead webhook's ``leadloop`` scheme (timestamp window included
 secret of the client named by ``X-Leadloop-Client``. A batch is sent as one produce
 batch but Kafka does not make it atomic: after a 503 some items may have arrived. The
 client's retry sends them again, which consumers recognise by ``event_id`` (activities,
-stage changes) or, on the compacted roster, simply overwrite (reps).
+stage changes, satisfaction scores) or, on the compacted roster, simply overwrite (reps).
 
 Logs carry status and reason codes, configured client ids, counts and sizes only: never
 a body or a header value.
@@ -140,5 +140,6 @@ class Feedback:
 
 
 def register_feedback(app: faust.App, hook: Feedback) -> None:
-    """Serve ``POST /v1/crm/{activities,stage-changes,reps}`` on ``app``'s web server."""
+    """Serve ``POST /v1/crm/{activities,stage-changes,satisfaction,reps}`` on ``app``'s web
+    server."""
     serve_post(app, PATH, "crm-feedback", hook.handle)

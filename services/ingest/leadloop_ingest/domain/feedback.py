@@ -1,7 +1,8 @@
 """CRM feedback over HTTP: one request body judged as a whole, before anything is published.
 
 A CRM posts one event object, or a JSON array of 1..``MAX_ITEMS`` of them, to
-``/v1/crm/activities``, ``/v1/crm/stage-changes`` or ``/v1/crm/reps``. ``judge`` turns
+``/v1/crm/activities``, ``/v1/crm/stage-changes``, ``/v1/crm/satisfaction`` or
+``/v1/crm/reps``. ``judge`` turns
 the raw body into either a ``Batch`` (every item valid, ready to publish) or a
 ``Refusal`` (a status and a reply body). It is all-or-nothing: one invalid item refuses
 the whole request, so a CRM never has to work out which half of a batch went through.
@@ -9,7 +10,8 @@ the whole request, so a CRM never has to work out which half of a batch went thr
 An item is valid when both readers of its topic will use it:
 
 - ingest's own timeline consumer, through ``timeline.parse`` (``schema_violation``,
-  ``unknown_stage``, ``missing_loss_reason``, exactly as for a record produced to Kafka);
+  ``unknown_stage``, ``missing_loss_reason``, ``score_out_of_range``, exactly as for a
+  record produced to Kafka);
 - the other consumers (assignment, sla-monitor, metrics), which decode the value with
   ``Model.model_validate_json``: the value published is the item re-serialised
   compactly, and it is validated in that form, so that bytes ingest accepts are bytes
@@ -17,6 +19,10 @@ An item is valid when both readers of its topic will use it:
 
 ``crm.reps`` items are validated against ``RepUpdated`` (``contacts`` and
 ``external_ids`` included) and their ``timezone`` must name an IANA zone.
+
+Unknown fields are passed on, except on ``crm.satisfaction``: a survey is where a
+customer's own words (a comment) would ride along, and that topic carries no personal
+data, so only the contract's fields are published.
 
 Whether a ``lead_id`` exists cannot be judged here: such an item is published and the
 timeline consumer puts it on ``crm.rejected`` with ``unknown_lead``, as for Kafka input.
@@ -36,7 +42,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ValidationError
 from pydantic_core import from_json
 
-from leadloop.events import ActivityRecorded, RepUpdated, StageChanged
+from leadloop.events import ActivityRecorded, RepUpdated, SatisfactionRecorded, StageChanged
 from leadloop_ingest.domain.timeline import CrmRejection, parse
 
 __all__ = [
@@ -55,6 +61,7 @@ __all__ = [
 FEEDBACK_TOPICS: dict[str, str] = {
     "activities": "crm.activities",
     "stage-changes": "crm.stage-changes",
+    "satisfaction": "crm.satisfaction",
     "reps": "crm.reps",
 }
 
@@ -64,6 +71,7 @@ MAX_ITEMS = 500
 _MODELS: dict[str, type[BaseModel]] = {
     "crm.activities": ActivityRecorded,
     "crm.stage-changes": StageChanged,
+    "crm.satisfaction": SatisfactionRecorded,
     "crm.reps": RepUpdated,
 }
 
@@ -87,6 +95,8 @@ class ItemReason(StrEnum):
     SCHEMA_VIOLATION = "schema_violation"
     UNKNOWN_STAGE = "unknown_stage"
     MISSING_LOSS_REASON = "missing_loss_reason"
+    #: A satisfaction score that is a whole number outside 1..5 (another survey scale).
+    SCORE_OUT_OF_RANGE = "score_out_of_range"
     #: Decodable JSON that cannot be written again as JSON (a number beyond float range).
     INVALID_JSON = "invalid_json"
 
@@ -175,9 +185,13 @@ def check_item(topic: str, item: Any) -> Item | CrmRejection:
     """One decoded item as the value its topic's consumers will read, or why not."""
     if not isinstance(item, dict):
         return CrmRejection(ItemReason.SCHEMA_VIOLATION.value, "expected a JSON object")
+    if topic == "crm.satisfaction":
+        # Only the contract's fields: a comment is not carried onto a PII-free topic.
+        item = {k: v for k, v in item.items() if k in SatisfactionRecorded.model_fields}
     try:
         # Compact and UTF-8, the form Kafka producers of these topics send; unknown
-        # fields stay (the models ignore them, a CRM may rely on them downstream).
+        # fields stay (the models ignore them, a CRM may rely on them downstream),
+        # satisfaction's aside.
         text = json.dumps(item, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         value = text.encode("utf-8")
     except ValueError:  # a number beyond float range was read as inf; JSON has no inf
