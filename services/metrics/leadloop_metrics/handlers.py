@@ -18,6 +18,7 @@ from leadloop.events import (
     IngestOutcomeRecorded,
     LeadAccepted,
     LeadAssigned,
+    SatisfactionRecorded,
     StageChanged,
 )
 from leadloop_metrics.domain.facts import Fact, fact_of
@@ -68,7 +69,8 @@ class MetricsHandler:
                 | LeadAssigned
                 | ActivityRecorded
                 | StageChanged
-                | EscalationRaised,
+                | EscalationRaised
+                | SatisfactionRecorded,
             )
         ]
         if not facts:

@@ -12,6 +12,7 @@ from leadloop_metrics.domain.facts import (
     Assigned,
     Escalated,
     LeadFact,
+    Rated,
     Silenced,
     StageMoved,
     Touched,
@@ -199,3 +200,23 @@ def test_a_lead_not_yet_accepted_is_not_in_the_ledger() -> None:
     assert states(delta) == {}
     _, delta = run([owned_by("rep-a", 1), accepted()])
     assert states(delta) == {"owned_within_sla": 1}
+
+
+def test_satisfaction_counts_each_rating_once_for_the_rep_and_for_the_team_once_known() -> None:
+    rated = [Rated("r1", L, 4, at(200), "rep-a"), Rated("r2", L, 2, at(300), None)]
+    # Ratings before any assignment: the rep's counts at once, the team's wait.
+    _, delta = run([accepted(), *rated, rated[0]])
+    rep_count = ("leadloop_rep_satisfaction_score_count", (("team", "north"), ("rep", "rep-a")))
+    assert delta.get(rep_count) == 1
+    assert not [k for k in delta if k[0] == "leadloop_satisfaction_score_count"]
+    _, delta = run([accepted(), *rated, owned_by("rep-b", 400)])
+    team = (("team", "north"),)
+    assert delta[("leadloop_satisfaction_score_count", team)] == 2
+    assert (
+        served_value(
+            "leadloop_satisfaction_score_sum", delta[("leadloop_satisfaction_score_sum", team)]
+        )
+        == 6
+    )
+    assert delta[("leadloop_satisfaction_score_bucket", (*team, ("le", "2.0")))] == 1
+    assert delta[("leadloop_satisfaction_score_bucket", (*team, ("le", "4.0")))] == 2

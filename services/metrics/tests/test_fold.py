@@ -508,7 +508,8 @@ def test_every_metric_is_documented_and_named_by_convention(name: str) -> None:
     if d.kind == "counter":
         assert name.endswith("_total")
     elif d.kind == "histogram":
-        assert name.endswith("_seconds")
+        # In base units (seconds), or a unitless score.
+        assert name.endswith(("_seconds", "_score"))
         assert list(d.buckets) == sorted(set(d.buckets))
     else:
         assert not name.endswith("_total")

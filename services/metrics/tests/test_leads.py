@@ -19,6 +19,7 @@ from leadloop_metrics.domain.facts import (
     Assigned,
     Escalated,
     LeadFact,
+    Rated,
     Silenced,
     StageMoved,
     Touched,
@@ -265,9 +266,10 @@ def test_series_bound_is_finite_and_documented() -> None:
     bound = series_bound(sources=5, teams=3)
     assert set(bound) == set(METRICS)
     assert sum(bound.values()) < 5000
-    # docs/observability.md: each rep on the roster adds 30 series (`other` is there
-    # with no rep at all).
-    per_rep = 1 + 14 + 1 + 5 + 3 + 2 + 4
+    # docs/observability.md: each rep on the roster adds 38 series (`other` is there
+    # with no rep at all): open leads, first response (14), touches, breaches (5
+    # levels), won / amount / lost, taken (2 kinds), follow-ups (4), satisfaction (8).
+    per_rep = 1 + 14 + 1 + 5 + 3 + 2 + 4 + 8
     with_reps = series_bound(sources=5, teams=10, reps=200)
     assert sum(with_reps.values()) - sum(series_bound(sources=5, teams=10).values()) == (
         200 * per_rep
@@ -286,7 +288,7 @@ def lead_facts(draw: st.DrawFn) -> list[LeadFact]:
     out: list[LeadFact] = []
     for n in range(draw(st.integers(1, 12))):
         t = draw(st.floats(0, 10_000, allow_nan=False))
-        which = draw(st.sampled_from(["acc", "asg", "act", "stg", "esc", "sil"]))
+        which = draw(st.sampled_from(["acc", "asg", "act", "stg", "esc", "sil", "rat"]))
         if which == "acc":
             out.append(
                 Accepted(f"acc-{n}", L, draw(st.sampled_from(["web_form", "x"])), at(t), "warm")
@@ -305,6 +307,9 @@ def lead_facts(draw: st.DrawFn) -> list[LeadFact]:
             out.append(Touched(f"act-{n}", L, draw(st.booleans()), at(t), rep))
         elif which == "sil":
             out.append(Silenced(f"sil-{n}", L, at(t)))
+        elif which == "rat":
+            rep = draw(st.none() | st.sampled_from(REPS))
+            out.append(Rated(f"rat-{n}", L, draw(st.integers(1, 5)), at(t), rep))
         elif which == "stg":
             stage = draw(st.sampled_from(["contacted", "qualified", "proposal", "won", "lost"]))
             amount = draw(st.none() | st.floats(0, 1e7, allow_nan=False))

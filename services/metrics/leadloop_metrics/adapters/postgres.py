@@ -33,6 +33,7 @@ _TOPIC = {
     "Touched": "crm.activities",
     "StageMoved": "crm.stage-changes",
     "Escalated": "sla.escalations",
+    "Rated": "crm.satisfaction",
     # Not a topic: the metrics' own silence sweep.
     "Silenced": "metrics.silence",
 }

@@ -21,6 +21,7 @@ from leadloop.events import (
     IngestOutcomeRecorded,
     LeadAccepted,
     LeadAssigned,
+    SatisfactionRecorded,
     StageChanged,
 )
 
@@ -30,6 +31,7 @@ __all__ = [
     "Escalated",
     "Fact",
     "Outcome",
+    "Rated",
     "Silenced",
     "StageMoved",
     "Touched",
@@ -109,6 +111,17 @@ class Escalated:
 
 
 @dataclass(frozen=True, slots=True)
+class Rated:
+    """A customer's satisfaction score (1-5) of the lead, about ``rep`` when known."""
+
+    event_id: str
+    lead_id: str
+    score: int
+    occurred_at: datetime
+    rep: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Silenced:
     """The metrics' own fact: the lead, owned and open, has not moved since
     ``quiet_since`` for the configured business time (``domain/silence.py``). Its
@@ -119,11 +132,12 @@ class Silenced:
     quiet_since: datetime
 
 
-Fact = Outcome | Accepted | Assigned | Touched | StageMoved | Escalated | Silenced
-LeadFact = Accepted | Assigned | Touched | StageMoved | Escalated | Silenced
+Fact = Outcome | Accepted | Assigned | Touched | StageMoved | Escalated | Rated | Silenced
+LeadFact = Accepted | Assigned | Touched | StageMoved | Escalated | Rated | Silenced
 
 _TYPES: dict[str, type[Any]] = {
-    t.__name__: t for t in (Outcome, Accepted, Assigned, Touched, StageMoved, Escalated, Silenced)
+    t.__name__: t
+    for t in (Outcome, Accepted, Assigned, Touched, StageMoved, Escalated, Rated, Silenced)
 }
 _TIMES = ("accepted_at", "assigned_at", "occurred_at", "breached_at", "quiet_since")
 
@@ -134,6 +148,7 @@ EventIn = (
     | ActivityRecorded
     | StageChanged
     | EscalationRaised
+    | SatisfactionRecorded
 )
 
 
@@ -177,6 +192,8 @@ def fact_of(event: EventIn) -> Fact:
             event.amount,
             event.loss_reason.value if event.loss_reason is not None else None,
         )
+    if isinstance(event, SatisfactionRecorded):
+        return Rated(event.event_id, event.lead_id, event.score, event.occurred_at, event.rep_id)
     return Escalated(
         event.event_id,
         event.lead_id,

@@ -27,6 +27,7 @@ from leadloop_metrics.domain.facts import (
     Assigned,
     Escalated,
     LeadFact,
+    Rated,
     Silenced,
     StageMoved,
     Touched,
@@ -95,6 +96,16 @@ class StageTime:
 
 
 @dataclass(frozen=True, slots=True)
+class Rating:
+    """One satisfaction score; ``team`` is fixed when the lead's team is first known."""
+
+    event_id: str
+    score: int
+    rep: str | None
+    team: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Clock:
     """One escalation step seen on sla.escalations (fired and/or resolved)."""
 
@@ -146,6 +157,7 @@ class LeadState:
     first_response: FirstResponse | None = None
     assignment_latency_ms: int | None = None
     clocks: tuple[Clock, ...] = field(default=())
+    ratings: tuple[Rating, ...] = ()
 
 
 def _later(new: Order, old: Order | None) -> bool:
@@ -203,6 +215,10 @@ def apply(state: LeadState, fact: LeadFact) -> LeadState:
                 reached=s.reached | {"contacted"},
                 last_activity_at=_max(s.last_activity_at, fact.occurred_at),
             )
+    elif isinstance(fact, Rated):
+        if all(r.event_id != fact.event_id for r in s.ratings):
+            rating = Rating(fact.event_id, fact.score, fact.rep)
+            s = replace(s, ratings=tuple(sorted((*s.ratings, rating), key=lambda r: r.event_id)))
     elif isinstance(fact, Silenced):
         if s.silenced is None or fact.quiet_since > s.silenced:
             s = replace(s, silenced=fact.quiet_since)
@@ -269,6 +285,9 @@ def _freeze(s: LeadState) -> LeadState:
         and s.accepted_at is not None
     ):
         s = replace(s, assignment_latency_ms=_millis(s.first_assigned_at - s.accepted_at))
+    if s.team is not None and any(r.team is None for r in s.ratings):
+        ratings = tuple(r if r.team is not None else replace(r, team=s.team) for r in s.ratings)
+        s = replace(s, ratings=ratings)
     return _freeze_stage_times(s)
 
 
@@ -417,6 +436,14 @@ def contributions(s: LeadState, policy: LabelPolicy, sign: float = 1.0) -> Delta
             observe(
                 out, "leadloop_rep_first_response_seconds", fr.millis, sign, **policy.rep(fr.rep)
             )
+    for r in s.ratings:
+        millis = r.score * 1000
+        if r.team is not None:
+            team = policy.team(r.team)
+            observe(out, "leadloop_satisfaction_score", millis, sign, team=team)
+        if r.rep is not None:
+            rep = policy.rep(r.rep)
+            observe(out, "leadloop_rep_satisfaction_score", millis, sign, **rep)
     status = followup_status(s)
     if status is not None:
         key = series("leadloop_rep_followups", status=status, **policy.rep(s.first_owner))
@@ -500,6 +527,7 @@ def state_to_json(s: LeadState) -> dict[str, Any]:
             [c.escalation_id, c.kind, c.policy_id, c.fired, c.resolved, c.owner, _t(c.breached_at)]
             for c in s.clocks
         ],
+        "ratings": [[r.event_id, r.score, r.rep, r.team] for r in s.ratings],
     }
 
 
@@ -548,4 +576,5 @@ def state_from_json(lead_id: str, d: dict[str, Any]) -> LeadState:
             Clock(c[0], c[1], c[2], bool(c[3]), bool(c[4]), _at(c, 5), _dt(_at(c, 6)))
             for c in d["clocks"]
         ),
+        ratings=tuple(Rating(r[0], int(r[1]), r[2], r[3]) for r in d.get("ratings", [])),
     )

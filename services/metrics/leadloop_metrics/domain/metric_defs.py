@@ -16,6 +16,7 @@ __all__ = [
     "FOLLOWUP_STATUSES",
     "LEDGER_STATES",
     "METRICS",
+    "SATISFACTION_BUCKETS",
     "STAGE_DURATION_BUCKETS",
     "MetricDef",
     "served_value",
@@ -55,6 +56,9 @@ ASSIGNMENT_LATENCY_BUCKETS: tuple[float, ...] = (
     60.0,
 )
 
+
+#: Customer satisfaction scores 1-5: one bucket per score (``le="5.0"`` is every score).
+SATISFACTION_BUCKETS: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 5.0)
 
 #: Seconds a lead spent in a funnel stage: five minutes to a quarter of a year (a deal
 #: in negotiation for weeks is normal, a lead left `new` for a day is not).
@@ -218,6 +222,16 @@ _DEFS = (
         ("state", "team"),
         "Accepted leads by where they are now (the leak ledger).",
     ),
+    # Customer satisfaction (客户满意度), 1-5, each rating the CRM reported once, by the
+    # team owning the lead when the rating was counted (a rating waits for the team).
+    # The average is _sum / _count; the buckets are the distribution.
+    MetricDef(
+        "leadloop_satisfaction_score",
+        "histogram",
+        ("team",),
+        "Customer satisfaction scores (1-5) reported by the CRM.",
+        SATISFACTION_BUCKETS,
+    ),
     # --- per rep: `rep` is a roster rep id (others: `other`), `team` the rep's team in
     # the roster. Rep ids are not personal data; names and contacts never reach a label.
     # Open leads the rep owns now.
@@ -254,6 +268,14 @@ _DEFS = (
         "counter",
         ("team", "rep", "kind"),
         "Leads taken from a rep by reassignment or reclaim.",
+    ),
+    # Customer satisfaction scores about the rep (ratings that name no rep: none).
+    MetricDef(
+        "leadloop_rep_satisfaction_score",
+        "histogram",
+        ("team", "rep"),
+        "Customer satisfaction scores (1-5) about a rep.",
+        SATISFACTION_BUCKETS,
     ),
     # 有效跟进: the leads whose first response a rep owed (as first owner), by how it
     # went (FOLLOWUP_STATUSES). A gauge: a first-response step that reaches the metrics
