@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from leadloop_metrics.dashboards import DASHBOARDS, Board, build, queries, render
+from leadloop_metrics.dashboards import DASHBOARDS, Board, build, label_values, queries, render
 from leadloop_metrics.domain.metric_defs import METRICS, stored_names
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,12 +67,16 @@ def test_every_query_names_a_served_metric_or_a_recorded_series() -> None:
     }
     known = served | recorded | {"ALERTS", "up", "scrape_duration_seconds"}
     for board in DASHBOARDS:
-        for title, expr in queries(build(board)):
+        model = build(board)
+        selectors = [(f"${name}", selector) for name, selector, _ in label_values(model)]
+        assert len(selectors) == len(board.variables)
+        for title, expr in [*queries(model), *selectors]:
             # Label values ("leadloop-metrics") are not series names.
             names = set(NAME.findall(re.sub(r'"[^"]*"', '""', expr)))
             assert names, (title, expr)
             assert names <= known, (title, sorted(names - known))
-            # Plain PromQL only: the e2e test runs each query as it stands.
+            # Plain PromQL once the variables are at "All": the e2e test runs each query
+            # so; a variable the dashboard does not define would be left as `$name`.
             assert "$" not in expr, (title, expr)
 
 

@@ -1,5 +1,6 @@
 """Every panel query of every dashboard and every recording rule returns data from a real
-Prometheus scraping the metrics service after a simulated run.
+Prometheus scraping the metrics service after a simulated run, and every template
+variable has values.
 
 The real broker and database; ingest, assignment and metrics as processes; the traffic
 simulator playing the channels and the reps; Debian's Prometheus started by
@@ -33,12 +34,17 @@ from tests.support.processes import ROOT, ServiceGroup
 from tests.support.stack import reconcile_metrics, running, stack_env
 
 from leadloop.events import (
+    EscalationAction,
+    EscalationKind,
     EscalationStatus,
     LeadAssigned,
+    Stage,
+    StageChanged,
 )
 from leadloop.settings import KafkaSettings
 from leadloop.simulate import SimulationConfig, run
 from leadloop.topics import qualified
+from leadloop_metrics.dashboards import label_values, queries
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -46,6 +52,8 @@ PROM_SH = ROOT / "deploy/prometheus/prom.sh"
 DASHBOARDS = sorted((ROOT / "deploy/grafana/dashboards").glob("*.json"))
 RULES = sorted((ROOT / "deploy/prometheus/rules").glob("*.yml"))
 ESCALATED, RESOLVED = 12, 4
+#: Open leads taken from their owners by a follow-up step (at most).
+TAKEN = 8
 
 
 class Prometheus:
@@ -63,7 +71,16 @@ class Prometheus:
         subprocess.run(["bash", str(PROM_SH), command], env=self.env, check=True, timeout=60)
 
     def query(self, expr: str) -> dict[str, Any]:
-        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        return self.get("/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+
+    def label_values(self, label: str, selector: str) -> dict[str, Any]:
+        """What Grafana's ``label_values(selector, label)`` variable query asks."""
+        return self.get(
+            f"/api/v1/label/{label}/values?" + urllib.parse.urlencode({"match[]": selector})
+        )
+
+    def get(self, path: str) -> dict[str, Any]:
+        url = self.url + path
         try:
             with urllib.request.urlopen(url, timeout=10) as r:
                 body: dict[str, Any] = json.loads(r.read())
@@ -120,6 +137,42 @@ async def escalate(kafka: KafkaSettings, assignments: list[LeadAssigned]) -> Non
         await producer.stop()
 
 
+async def take_back(
+    kafka: KafkaSettings, assignments: list[LeadAssigned], stage_changes: int
+) -> None:
+    """A follow-up step that takes the lead from its owner (reassign or return to the
+    pool, alternately) for a few leads still open: the assignment service moves them,
+    so that reps really have leads taken."""
+    records = await collect(kafka, "crm.stage-changes", want=stage_changes, within=30)
+    changes = [StageChanged.model_validate_json(r.value or b"") for r in records]
+    closed = {c.lead_id for c in changes if c.stage in (Stage.WON, Stage.LOST)}
+    open_leads = [a for a in assignments[ESCALATED:] if a.lead_id not in closed]
+    assert open_leads, "the run left no assigned lead open"
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        now = datetime.now(UTC)
+        for i, a in enumerate(open_leads[:TAKEN]):
+            event = escalation(
+                a.lead_id,
+                a.owner_id,
+                a.team_id,
+                now,
+                event_id=f"take-{a.lead_id}",
+                escalation_id=f"take-{a.lead_id}",
+                level=3,
+                action=(EscalationAction.REASSIGN, EscalationAction.RETURN_TO_POOL)[i % 2],
+                policy_id="follow-up",
+            ).model_copy(update={"kind": EscalationKind.FOLLOW_UP})
+            await producer.send_and_wait(
+                qualified("sla.escalations", kafka.topic_prefix),
+                event.model_dump_json().encode(),
+                key=a.lead_id.encode(),
+            )
+    finally:
+        await producer.stop()
+
+
 def scrape(group: ServiceGroup) -> str:
     with urllib.request.urlopen(group.url("metrics", "/metrics"), timeout=5) as r:
         return str(r.read().decode())
@@ -160,11 +213,16 @@ async def test_every_panel_and_recording_rule_returns_data_after_a_simulated_run
     assert summary.stage_changes.get("lost"), summary
     records = await collect(kafka_settings, "leads.assigned", want=50, within=30)
     assigned = [LeadAssigned.model_validate_json(r.value or b"") for r in records]
-    await escalate(kafka_settings, [a for a in assigned if a.owner_id is not None])
+    owned = [a for a in assigned if a.owner_id is not None]
+    await escalate(kafka_settings, owned)
+    await take_back(kafka_settings, owned, sum(summary.stage_changes.values()))
 
     # The service has counted everything the run produced.
     deadline = time.monotonic() + 60
-    while total(scrape(services), "leadloop_sla_breaches_total") < ESCALATED:
+    while (
+        total(text := scrape(services), "leadloop_sla_breaches_total") < ESCALATED
+        or total(text, "leadloop_rep_leads_taken_total") < 1
+    ):
         assert time.monotonic() < deadline, services.log("metrics")
         await asyncio.sleep(0.5)
     # Rules are evaluated every second; rates need a few scrapes after the traffic.
@@ -174,14 +232,19 @@ async def test_every_panel_and_recording_rule_returns_data_after_a_simulated_run
     checked = 0
     for path in DASHBOARDS:
         dashboard = json.loads(path.read_text(encoding="utf-8"))
-        for panel in dashboard["panels"]:
-            for target in panel.get("targets") or []:
-                body = prometheus.query(target["expr"])
-                checked += 1
-                if body.get("status") != "success":
-                    failures.append(f"{path.name} / {panel['title']}: error {body.get('error')}")
-                elif not body["data"]["result"]:
-                    failures.append(f"{path.name} / {panel['title']}: no data: {target['expr']}")
+        # Each query as Grafana sends it with the template variables at "All".
+        for title, expr in queries(dashboard):
+            body = prometheus.query(expr)
+            checked += 1
+            if body.get("status") != "success":
+                failures.append(f"{path.name} / {title}: error {body.get('error')}")
+            elif not body["data"]["result"]:
+                failures.append(f"{path.name} / {title}: no data: {expr}")
+        for name, selector, label in label_values(dashboard):
+            body = prometheus.label_values(label, selector)
+            checked += 1
+            if body.get("status") != "success" or not body["data"]:
+                failures.append(f"{path.name} / variable {name}: no {label} on {selector}")
     for record in recorded_series():
         body = prometheus.query(record)
         checked += 1

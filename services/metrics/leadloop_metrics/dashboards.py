@@ -1,4 +1,5 @@
-"""The Grafana dashboards, as code: a live wallboard and an on-call view.
+"""The Grafana dashboards, as code: a live wallboard, an on-call view and team
+accountability.
 
     python -m leadloop_metrics.dashboards [--out deploy/grafana/dashboards] [--check]
 
@@ -8,15 +9,19 @@ datasource have fixed uids, so links and the provisioning survive a regeneration
 
 Every query is plain PromQL over the metrics of ``domain/metric_defs.py`` and the
 recording rules of deploy/prometheus/rules, with fixed windows instead of Grafana
-macros, so that tests/e2e/test_metrics_dashboards.py can run each one as it stands
-against a real Prometheus. Each panel's description says what it shows and what to do
-when it turns red; the README repeats them.
+macros. The only Grafana syntax is a template variable (``$team``) in a label matcher
+``=~"$team"``, whose "All" value is the regex ``.*``: :func:`queries` gives each query
+as Grafana sends it with every variable at "All", which is what
+tests/e2e/test_metrics_dashboards.py runs against a real Prometheus. Each panel's
+description says what it shows and what to do when it turns red; the README repeats
+them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,15 +29,37 @@ from pathlib import Path
 from typing import Any, Literal
 
 from grafana_foundation_sdk.builders import bargauge, prometheus, stat, table, timeseries
-from grafana_foundation_sdk.builders.dashboard import Dashboard, Row, ThresholdsConfig
+from grafana_foundation_sdk.builders.common import StackingConfig, TableSortByFieldState
+from grafana_foundation_sdk.builders.dashboard import (
+    Dashboard,
+    QueryVariable,
+    Row,
+    ThresholdsConfig,
+)
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.common import StackingMode
 from grafana_foundation_sdk.models.dashboard import (
     DataSourceRef,
+    DataTransformerConfig,
+    DynamicConfigValue,
     Threshold,
     ThresholdsMode,
+    VariableRefresh,
+    VariableSort,
 )
+from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-__all__ = ["DASHBOARDS", "Board", "Panel", "build", "main", "queries", "render"]
+__all__ = [
+    "DASHBOARDS",
+    "Board",
+    "Panel",
+    "Variable",
+    "build",
+    "label_values",
+    "main",
+    "queries",
+    "render",
+]
 
 #: The datasource uid of deploy/grafana/provisioning/datasources/prometheus.yml.
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="leadloop-prometheus")
@@ -44,6 +71,11 @@ Kind = Literal["stat", "timeseries", "bargauge", "table"]
 class Query:
     expr: str
     legend: str = ""
+    #: In a table: the column's title and unit (the panel's unit when empty) and, for
+    #: counts, decimals (0: ``increase()`` extrapolates whole counts to fractions).
+    column: str = ""
+    unit: str = ""
+    decimals: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +90,24 @@ class Panel:
     #: Red from this value up (or, with ``red_below``, below it).
     red_at: float | None = None
     red_below: bool = False
+    #: A time series stacked (each series on top of the ones before it).
+    stacked: bool = False
+    #: One copy of the panel per selected value of this template variable.
+    repeat: str | None = None
+    #: A table's rows sorted by this column (ascending unless ``sort_desc``).
+    sort_by: str | None = None
+    sort_desc: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Variable:
+    """A template variable: the values of ``label`` on the series ``selector`` picks
+    (Grafana's ``label_values``), several at once or "All" (the regex ``.*``)."""
+
+    name: str
+    title: str
+    selector: str
+    label: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +116,12 @@ class Board:
     title: str
     description: str
     rows: tuple[tuple[str, tuple[Panel, ...]], ...]
+    variables: tuple[Variable, ...] = ()
+    refresh: str = "10s"
 
 
-def q(expr: str, legend: str = "") -> Query:
-    return Query(" ".join(expr.split()), legend)
+def q(expr: str, legend: str = "", **column: Any) -> Query:
+    return Query(" ".join(expr.split()), legend, **column)
 
 
 WALLBOARD = Board(
@@ -393,7 +445,183 @@ ONCALL = Board(
     ),
 )
 
-DASHBOARDS: tuple[Board, ...] = (WALLBOARD, ONCALL)
+#: A rep's series, filtered by the dashboard's variables.
+_REP = 'team=~"$team", rep=~"$rep"'
+
+
+def _per_rep_1d(metric: str) -> str:
+    return f"sum by (team, rep) (increase({metric}{{{_REP}}}[1d]))"
+
+
+ACCOUNTABILITY = Board(
+    uid="leadloop-accountability",
+    title="leadloop — team accountability",
+    description="Per rep: load, follow-up, first response, breaches and outcomes; per "
+    "team: the leak ledger and the loss rate with the leads that went silent.",
+    variables=(
+        # Every rep who has owned a lead has an open-leads series (0 when none is open).
+        Variable("team", "Team", "leadloop_rep_open_leads", "team"),
+        Variable("rep", "Rep", 'leadloop_rep_open_leads{team=~"$team"}', "rep"),
+    ),
+    # Day-long windows over every rep: a minute is fresh enough for a manager.
+    refresh="1m",
+    rows=(
+        (
+            "Reps",
+            (
+                Panel(
+                    "Reps (24 h)",
+                    "table",
+                    (
+                        q(
+                            f"sum by (team, rep) (leadloop_rep_open_leads{{{_REP}}})",
+                            column="Open leads",
+                            decimals=0,
+                        ),
+                        q(_per_rep_1d("leadloop_rep_touches_total"), column="Touches", decimals=0),
+                        q(
+                            f"leadloop:rep_first_response:p50_1d{{{_REP}}}",
+                            column="First response p50",
+                            unit="s",
+                        ),
+                        q(
+                            f"leadloop:rep_effective_followup:ratio{{{_REP}}}",
+                            column="有效跟进率",
+                            unit="percentunit",
+                        ),
+                        q(
+                            _per_rep_1d("leadloop_rep_sla_breaches_total"),
+                            column="SLA breaches",
+                            decimals=0,
+                        ),
+                        q(_per_rep_1d("leadloop_rep_leads_won_total"), column="Won", decimals=0),
+                        q(
+                            _per_rep_1d("leadloop_rep_won_amount_total"),
+                            column="Won amount",
+                            unit="currencyUSD",
+                        ),
+                        q(_per_rep_1d("leadloop_rep_leads_lost_total"), column="Lost", decimals=0),
+                        q(
+                            _per_rep_1d("leadloop_rep_leads_taken_total"),
+                            column="Leads taken",
+                            decimals=0,
+                        ),
+                    ),
+                    "One row per rep (`other`: reps not on the roster): open leads now; "
+                    "touches, SLA escalation steps fired on their leads, wins, won amount, "
+                    "losses and leads taken away (reassigned or reclaimed to the pool) in "
+                    "the last 24 hours; the median first response of the last 24 hours; "
+                    "有效跟进率 to date (first responses within the SLA out of those due). "
+                    "Lowest 有效跟进率 first: a rep near the top with breaches and leads "
+                    "taken is not following up; look at their open leads and load with "
+                    "the team's manager before moving leads.",
+                    width=24,
+                    height=10,
+                    sort_by="有效跟进率",
+                ),
+                Panel(
+                    "有效跟进率 (effective follow-up rate)",
+                    "timeseries",
+                    (
+                        q(f"leadloop:rep_effective_followup:ratio{{{_REP}}}", "{{rep}}"),
+                        q('leadloop:effective_followup:ratio{team=~"$team"}', "team {{team}}"),
+                    ),
+                    "Per rep and per team, to date: of the leads whose first response the "
+                    "rep owed as first owner and that are decided, the share touched before "
+                    "any first-response escalation fired (leads not touched and not yet "
+                    "due are left out). Red below 90%: the rep answers late or not at all; "
+                    "check their load and shifts.",
+                    unit="percentunit",
+                    red_at=0.9,
+                    red_below=True,
+                ),
+                Panel(
+                    "First response per rep (p50 / p90, 24 h)",
+                    "timeseries",
+                    (
+                        q(f"leadloop:rep_first_response:p50_1d{{{_REP}}}", "{{rep}} p50"),
+                        q(f"leadloop:rep_first_response:p90_1d{{{_REP}}}", "{{rep}} p90"),
+                    ),
+                    "Seconds from a rep's assignment as first owner to the lead's first "
+                    "touch, over the leads first touched in the last 24 hours. Red above 5 "
+                    "minutes: the odds of reaching the lead fall steeply.",
+                    unit="s",
+                    red_at=300,
+                ),
+                Panel(
+                    "SLA breaches by level per rep (1 h)",
+                    "timeseries",
+                    (
+                        q(
+                            "sum by (rep, level) "
+                            f"(increase(leadloop_rep_sla_breaches_total{{{_REP}}}[1h]))",
+                            "{{rep}} level {{level}}",
+                        ),
+                    ),
+                    "Escalation steps fired on each rep's leads in the last hour, by level "
+                    "(1: the clock ran out; 3 and up: leads taken away or on-call paged).",
+                ),
+            ),
+        ),
+        (
+            "Leaks",
+            (
+                Panel(
+                    "Silent leads now",
+                    "stat",
+                    (
+                        # A team with no silent lead shows 0, not nothing: the ledger
+                        # holds every accepted lead, so no silent series means none.
+                        q(
+                            'sum by (team) (leadloop_leads_by_state{state="silent", '
+                            'team=~"$team"}) or 0 * sum by (team) (leadloop_leads_by_state'
+                            '{state!="awaiting_assignment", team=~"$team"})',
+                            "{{team}}",
+                        ),
+                    ),
+                    "Leads owned and open that nobody touched, assigned or moved for the "
+                    "configured business days (5 by default): leaks nobody declared. Red "
+                    "from 1: ask the owner to call or close them, or return them to the "
+                    "pool.",
+                    width=6,
+                    red_at=1,
+                ),
+                Panel(
+                    "Loss rate with and without silent leaks",
+                    "timeseries",
+                    (
+                        q(
+                            'leadloop:loss_rate_with_silent:ratio{team=~"$team"}',
+                            "{{team}} with silent",
+                        ),
+                        q('leadloop:loss_rate_declared:ratio{team=~"$team"}', "{{team}} declared"),
+                    ),
+                    "Per team, from the ledger now: (lost + silent) / (won + lost + silent) "
+                    "beside the declared loss rate lost / (won + lost) the CRM reports. The "
+                    "gap is the silent leak: leads lost without anyone saying so.",
+                    unit="percentunit",
+                    width=18,
+                ),
+                Panel(
+                    "Leak ledger: $team",
+                    "timeseries",
+                    (q('sum by (state) (leadloop_leads_by_state{team=~"$team"})', "{{state}}"),),
+                    "Every accepted lead of the team in exactly one state, stacked: pooled, "
+                    "owned within the SLA, owned and breached, silent, won, lost (the top "
+                    "is the team's accepted leads). Leads awaiting assignment have no team "
+                    "yet (on-call dashboard). A growing silent or breached band is where "
+                    "leads leak.",
+                    width=12,
+                    height=8,
+                    stacked=True,
+                    repeat="team",
+                ),
+            ),
+        ),
+    ),
+)
+
+DASHBOARDS: tuple[Board, ...] = (WALLBOARD, ONCALL, ACCOUNTABILITY)
 
 
 def _thresholds(p: Panel) -> ThresholdsConfig:
@@ -432,8 +660,57 @@ def _panel(p: Panel, panel_id: int) -> Any:
             target = target.legend_format(query.legend)
         if p.kind in ("stat", "bargauge", "table"):
             target = target.instant()
+        if p.kind == "table" and query.column:
+            target = target.format(PromQueryFormat.TABLE)
         builder = builder.with_target(target)
+    if p.stacked:
+        builder = builder.stacking(StackingConfig().mode(StackingMode.NORMAL)).fill_opacity(60)
+    if p.repeat:
+        builder = builder.repeat(p.repeat).repeat_direction("h").max_per_row(2)
+    if p.sort_by:
+        builder = builder.sort_by(
+            [TableSortByFieldState().display_name(p.sort_by).desc(p.sort_desc)]
+        )
+    columns = [(chr(ord("A") + i), c) for i, c in enumerate(p.queries) if c.column]
+    if columns:
+        builder = _columns(builder, columns)
     return builder
+
+
+def _columns(builder: Any, columns: list[tuple[str, Query]]) -> Any:
+    """One table row per series: the instant queries merged on their labels, each query's
+    value a column with its own title and unit, the time column hidden."""
+    builder = builder.with_transformation(DataTransformerConfig(id_val="merge", options={}))
+    builder = builder.with_transformation(
+        DataTransformerConfig(
+            id_val="organize",
+            options={
+                "excludeByName": {"Time": True},
+                "renameByName": {f"Value #{ref}": c.column for ref, c in columns},
+            },
+        )
+    )
+    for _, c in columns:
+        properties = [DynamicConfigValue(id_val="unit", value=c.unit)] if c.unit else []
+        if c.decimals is not None:
+            properties.append(DynamicConfigValue(id_val="decimals", value=c.decimals))
+        if properties:
+            builder = builder.override_by_name(c.column, properties)
+    return builder
+
+
+def _variable(v: Variable) -> QueryVariable:
+    return (
+        QueryVariable(v.name)
+        .label(v.title)
+        .datasource(DATASOURCE)
+        .query(f"label_values({v.selector}, {v.label})")
+        .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(VariableSort.ALPHABETICAL_ASC)
+        .multi(True)
+        .include_all(True)
+        .all_value(".*")
+    )
 
 
 def build(board: Board) -> dict[str, Any]:
@@ -443,11 +720,13 @@ def build(board: Board) -> dict[str, Any]:
         .uid(board.uid)
         .description(board.description)
         .tags(["leadloop"])
-        .refresh("10s")
+        .refresh(board.refresh)
         .time("now-6h", "now")
         .timezone("browser")
         .readonly()
     )
+    for v in board.variables:
+        dash = dash.with_variable(_variable(v))
     # Fixed panel ids, in order: Grafana links and the e2e test's reports name them.
     next_id = 1
     for title, panels in board.rows:
@@ -464,13 +743,44 @@ def render(board: Board) -> str:
     return json.dumps(build(board), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+_VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+
+
+def _all_values(dashboard: dict[str, Any]) -> dict[str, str]:
+    variables = (dashboard.get("templating") or {}).get("list") or []
+    return {v["name"]: v["allValue"] for v in variables}
+
+
+def _at_all(expr: str, values: dict[str, str]) -> str:
+    """``expr`` with every template variable at its "All" value; an unknown variable is
+    left as it is (and then is not plain PromQL)."""
+    return _VARIABLE.sub(lambda m: values.get(m[1] or m[2], m[0]), expr)
+
+
 def queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
-    """(panel title, PromQL) of every target of a dashboard's JSON."""
+    """(panel title, PromQL) of every target of a dashboard's JSON, as Grafana sends it
+    with every template variable at "All"."""
+    values = _all_values(dashboard)
     out = []
     for panel in dashboard.get("panels", []):
         for target in panel.get("targets") or []:
             if target.get("expr"):
-                out.append((panel["title"], target["expr"]))
+                out.append((panel["title"], _at_all(target["expr"], values)))
+    return out
+
+
+_LABEL_VALUES = re.compile(r"label_values\((.+),\s*(\w+)\)")
+
+
+def label_values(dashboard: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(variable, series selector, label) of every ``label_values`` variable of a
+    dashboard's JSON, the selector with the other variables at "All": Prometheus' label
+    values API (``/api/v1/label/<label>/values?match[]=<selector>``) answers the same."""
+    values = _all_values(dashboard)
+    out = []
+    for v in (dashboard.get("templating") or {}).get("list") or []:
+        if m := _LABEL_VALUES.fullmatch(v.get("query") or ""):
+            out.append((v["name"], _at_all(m[1], values), m[2]))
     return out
 
 
