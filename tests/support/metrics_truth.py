@@ -1,0 +1,364 @@
+"""What the metrics service must serve for a set of leads, worked out lead by lead from
+what each lead went through — written from the metric definitions, sharing no code
+with the service (nothing here imports ``leadloop_metrics``).
+
+A :class:`Lead` is a lead's whole history as a test produced it: acceptance, assignment
+decisions, CRM activities and stage changes, SLA ladder steps. :func:`lead_samples`
+gives every sample the lead adds to the served series; the samples of a run are the sum
+over its leads plus the ingest counters of records that never became leads.
+
+Some attributions are frozen by the service at the moment they become known ("the
+owner when the win became known", "the team when the first response happened"); with
+facts arriving from several topics in any interleaving, such a value is only well
+defined when the lead had one owner and one team. :func:`lead_samples` therefore
+refuses histories whose truth would depend on the order of arrival: a lead has one
+team, a won or lost lead one assignment decision, and a lost lead reports an open stage
+before its loss.
+
+Amounts are counted here in hundredths (integers, exact in any order);
+:func:`served_units` turns them into the currency units the service serves.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+
+__all__ = [
+    "AMOUNT_SERIES",
+    "COVERED",
+    "NEW_SERIES",
+    "OPEN_STAGES",
+    "Activity",
+    "Decision",
+    "Difference",
+    "LabelSets",
+    "Lead",
+    "Sample",
+    "StageChange",
+    "Step",
+    "describe",
+    "differences",
+    "followup",
+    "key",
+    "lead_samples",
+    "roster",
+    "served_units",
+]
+
+Sample = tuple[str, tuple[tuple[str, str], ...]]
+
+OTHER = "other"
+UNASSIGNED = "unassigned"
+#: The open stages in funnel order: a lost lead is attributed to the furthest it reached.
+OPEN_STAGES = ("new", "assigned", "contacted", "qualified", "proposal", "negotiation")
+CLOSED = ("won", "lost")
+TAKEN = ("reassigned", "reclaimed")
+
+#: Series counted here in hundredths of the currency unit.
+AMOUNT_SERIES = frozenset(
+    {"leadloop_won_amount_total", "leadloop_pipeline_amount", "leadloop_rep_won_amount_total"}
+)
+
+#: The series the per-rep change and the leak ledger added (785d294).
+NEW_SERIES = (
+    "leadloop_leads_by_state",
+    "leadloop_rep_open_leads",
+    "leadloop_rep_first_response_seconds_count",
+    "leadloop_rep_touches_total",
+    "leadloop_rep_sla_breaches_total",
+    "leadloop_rep_leads_won_total",
+    "leadloop_rep_won_amount_total",
+    "leadloop_rep_leads_lost_total",
+    "leadloop_rep_leads_taken_total",
+    "leadloop_rep_followups",
+)
+
+#: Every series name this truth gives (of histograms, the ``_count`` only: buckets and
+#: sums need the exact times and are left to ``reconcile``).
+COVERED = (
+    "leadloop_leads_received_total",
+    "leadloop_leads_accepted_total",
+    "leadloop_leads_rejected_total",
+    "leadloop_leads_assigned_total",
+    "leadloop_assignment_latency_seconds_count",
+    "leadloop_funnel_entered_total",
+    "leadloop_funnel_open_leads",
+    "leadloop_pipeline_amount",
+    "leadloop_pool_leads",
+    "leadloop_leads_won_total",
+    "leadloop_won_amount_total",
+    "leadloop_leads_lost_total",
+    "leadloop_first_response_seconds_count",
+    "leadloop_sla_breaches_total",
+    "leadloop_sla_resolved_total",
+    "leadloop_sla_open_clocks",
+    *NEW_SERIES,
+)
+
+
+def key(name: str, **labels: str) -> Sample:
+    return name, tuple(sorted(labels.items()))
+
+
+def roster(rules_file: Path) -> dict[str, str]:
+    """Rep id -> team id, from ``teams[*].reps[*].rep_id`` of an assignment rule file."""
+    data = yaml.safe_load(rules_file.read_text(encoding="utf-8"))
+    return {
+        rep["rep_id"]: team["team_id"] for team in data["teams"] for rep in team.get("reps", [])
+    }
+
+
+@dataclass(frozen=True)
+class LabelSets:
+    """The label values served: configured sources and teams, the roster's reps; any
+    other value is ``other``."""
+
+    sources: frozenset[str]
+    teams: frozenset[str]
+    reps: Mapping[str, str] = field(default_factory=dict)
+
+    def source(self, value: str) -> str:
+        return value if value in self.sources else OTHER
+
+    def team(self, value: str | None) -> str:
+        if value is None:
+            return UNASSIGNED
+        return value if value in self.teams else OTHER
+
+    def rep(self, rep_id: str) -> dict[str, str]:
+        """``team`` is the rep's team on the roster, not the lead's."""
+        if rep_id not in self.reps:
+            return {"team": OTHER, "rep": OTHER}
+        return {"team": self.team(self.reps[rep_id]), "rep": rep_id}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One event on leads.assigned."""
+
+    at: datetime
+    kind: str  # initial | reassigned | reclaimed | pooled
+    strategy: str
+    owner: str | None
+    previous_owner: str | None = None
+
+    @property
+    def owned(self) -> bool:
+        return self.owner is not None and self.kind != "pooled"
+
+
+@dataclass(frozen=True)
+class Activity:
+    at: datetime
+    rep: str
+    kind: str  # call | email | message | meeting | visit | note
+
+    @property
+    def touch(self) -> bool:
+        return self.kind != "note"
+
+
+@dataclass(frozen=True)
+class StageChange:
+    at: datetime
+    stage: str
+    rep: str
+    amount_cents: int | None = None
+    loss_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One first-response ladder step (one ``escalation_id``): fired, maybe resolved."""
+
+    level: int
+    owner: str | None
+    breached_at: datetime
+    resolved: bool
+
+
+@dataclass
+class Lead:
+    lead_id: str
+    source: str
+    priority: str
+    team: str
+    decisions: list[Decision] = field(default_factory=list)
+    activities: list[Activity] = field(default_factory=list)
+    stages: list[StageChange] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+
+
+def _first(items: list[datetime]) -> datetime | None:
+    return min(items, default=None)
+
+
+def followup(lead: Lead) -> str | None:
+    """How the first owner's first response went, None when nobody ever owned the lead.
+
+    The response is the earliest touch or CRM stage change; it is late when a
+    first-response step of the first owner (or of no owner) had fired at or before it."""
+    owning = [d for d in lead.decisions if d.owned]
+    if not owning:
+        return None
+    first_owner = min(owning, key=lambda d: d.at).owner
+    response = _first([a.at for a in lead.activities if a.touch] + [c.at for c in lead.stages])
+    breach = _first([s.breached_at for s in lead.steps if s.owner in (None, first_owner)])
+    if response is None:
+        return "pending" if breach is None else "missed"
+    return "late" if breach is not None and breach <= response else "within_sla"
+
+
+def _check(lead: Lead) -> None:
+    """Refuse a history whose truth would depend on the order the topics interleave."""
+    closed = [c for c in lead.stages if c.stage in CLOSED]
+    if closed:
+        assert len(lead.decisions) == 1, f"{lead.lead_id}: closed leads have one decision"
+        last = max(lead.stages, key=lambda c: c.at)
+        assert len(closed) == 1, f"{lead.lead_id}: a lead closes once"
+        assert last is closed[0], f"{lead.lead_id}: closing is its last stage change"
+    if any(c.stage == "lost" for c in lead.stages):
+        assert any(c.stage in OPEN_STAGES for c in lead.stages), (
+            f"{lead.lead_id}: a lost lead reports an open stage before its loss"
+        )
+
+
+def lead_samples(lead: Lead, labels: LabelSets) -> Counter[Sample]:
+    """Every sample one accepted lead adds to the served series (amounts in hundredths)."""
+    _check(lead)
+    exp: Counter[Sample] = Counter()
+    source = labels.source(lead.source)
+    team = labels.team(lead.team)
+    touches = [a for a in lead.activities if a.touch]
+    owning = sorted((d for d in lead.decisions if d.owned), key=lambda d: d.at)
+    latest = max(lead.decisions, key=lambda d: d.at, default=None)
+    stages = sorted(lead.stages, key=lambda c: c.at)
+    now = stages[-1].stage if stages else None
+
+    # Counted per event.
+    exp[key("leadloop_leads_accepted_total", source=source)] += 1
+    exp[key("leadloop_leads_received_total", source=source)] += 1
+    for d in lead.decisions:
+        exp[key("leadloop_leads_assigned_total", team=team, strategy=d.strategy, kind=d.kind)] += 1
+        if d.kind in TAKEN and d.previous_owner is not None and d.previous_owner != d.owner:
+            taken = key(
+                "leadloop_rep_leads_taken_total", kind=d.kind, **labels.rep(d.previous_owner)
+            )
+            exp[taken] += 1
+    for a in touches:
+        exp[key("leadloop_rep_touches_total", **labels.rep(a.rep))] += 1
+    for s in lead.steps:
+        level = str(s.level)
+        exp[key("leadloop_sla_breaches_total", kind="first_response", level=level, team=team)] += 1
+        if s.resolved:
+            resolved = key(
+                "leadloop_sla_resolved_total", kind="first_response", level=level, team=team
+            )
+            exp[resolved] += 1
+        if s.owner is not None:
+            exp[key("leadloop_rep_sla_breaches_total", level=level, **labels.rep(s.owner))] += 1
+    if any(not s.resolved for s in lead.steps):
+        exp[key("leadloop_sla_open_clocks", kind="first_response")] += 1
+
+    # The funnel: each stage the lead ever entered, once.
+    reached = {"new", *(c.stage for c in stages)}
+    if owning:
+        reached.add("assigned")
+    if touches:
+        reached.add("contacted")
+    for stage in reached:
+        exp[key("leadloop_funnel_entered_total", stage=stage, source=source)] += 1
+    if lead.decisions:
+        exp[key("leadloop_assignment_latency_seconds_count")] += 1
+    # The first response is owed by the first owner, whoever touches the lead.
+    first_owner = owning[0].owner if owning else None
+    if first_owner is not None and touches:
+        exp[key("leadloop_first_response_seconds_count", team=team, priority=lead.priority)] += 1
+        exp[key("leadloop_rep_first_response_seconds_count", **labels.rep(first_owner))] += 1
+    status = followup(lead)
+    if first_owner is not None and status is not None:
+        exp[key("leadloop_rep_followups", status=status, **labels.rep(first_owner))] += 1
+
+    # Where the lead is now.
+    lead_team = labels.team(lead.team if latest is not None else None)
+    amounts = [c.amount_cents for c in stages if c.amount_cents is not None]
+    owner_now = latest.owner if latest is not None and latest.owned else None
+    if now in CLOSED:
+        state = now
+        if now == "won":
+            exp[key("leadloop_leads_won_total", team=team, source=source)] += 1
+            cents = amounts[-1] if amounts else 0
+            exp[key("leadloop_won_amount_total", team=team, source=source)] += cents
+            if owner_now is not None:
+                exp[key("leadloop_rep_leads_won_total", **labels.rep(owner_now))] += 1
+                exp[key("leadloop_rep_won_amount_total", **labels.rep(owner_now))] += cents
+        else:
+            furthest = max((s for s in reached if s in OPEN_STAGES), key=OPEN_STAGES.index)
+            reason = stages[-1].loss_reason or OTHER
+            exp[key("leadloop_leads_lost_total", stage=furthest, reason=reason, team=team)] += 1
+            if owner_now is not None:
+                exp[key("leadloop_rep_leads_lost_total", **labels.rep(owner_now))] += 1
+    else:
+        stage = now or ("contacted" if touches else "assigned" if owner_now else "new")
+        exp[key("leadloop_funnel_open_leads", stage=stage, team=lead_team)] += 1
+        if amounts:
+            exp[key("leadloop_pipeline_amount", stage=stage, team=lead_team)] += amounts[-1]
+        if latest is None:
+            state = "awaiting_assignment"
+        elif owner_now is None:
+            state = "pooled"
+            exp[key("leadloop_pool_leads", team=lead_team)] += 1
+        else:
+            exp[key("leadloop_rep_open_leads", **labels.rep(owner_now))] += 1
+            breached = any(not s.resolved for s in lead.steps)
+            state = "owned_breached" if breached else "owned_within_sla"
+    exp[key("leadloop_leads_by_state", state=state, team=lead_team)] += 1
+    return exp
+
+
+def served_units(expected: Counter[Sample]) -> dict[Sample, float]:
+    """The non-zero expected samples in the units the service serves."""
+    return {k: (v / 100 if k[0] in AMOUNT_SERIES else float(v)) for k, v in expected.items() if v}
+
+
+@dataclass(frozen=True)
+class Difference:
+    sample: Sample
+    expected: float | None
+    served: float | None
+
+    def __str__(self) -> str:
+        name, labels = self.sample
+        shown = ",".join(f"{k}={v}" for k, v in labels)
+        return f"{name}{{{shown}}} expected {self.expected} served {self.served}"
+
+
+def differences(
+    expected: Mapping[Sample, float], served: Mapping[Sample, float]
+) -> list[Difference]:
+    """Every sample of a :data:`COVERED` series where the two disagree (absent is 0)."""
+    names = set(COVERED)
+    keys = {k for k in (*expected, *served) if k[0] in names}
+    return [
+        Difference(k, expected.get(k), served.get(k))
+        for k in sorted(keys)
+        if expected.get(k, 0.0) != served.get(k, 0.0)
+    ]
+
+
+def describe(diffs: list[Difference], per_series: int = 5) -> str:
+    """The differing series by name, with how many samples of each and a few of them."""
+    by_name: dict[str, list[Difference]] = defaultdict(list)
+    for d in diffs:
+        by_name[d.sample[0]].append(d)
+    lines = [f"{len(diffs)} samples differ in {len(by_name)} series:"]
+    for name, ds in sorted(by_name.items()):
+        lines.append(f"  {name}: {len(ds)}")
+        lines.extend(f"    {d}" for d in ds[:per_series])
+    return "\n".join(lines)
