@@ -256,6 +256,10 @@ class LeadAccepted(Event):
     campaign: ShortText | None = None
     is_returning: bool = False
     previous_owner_id: Id | None = None
+    #: The same person (identity key of email or phone) had an earlier lead that was
+    #: won — any of their earlier leads, not only the latest. A win of this lead is then
+    #: repeat business (a repurchase). False for a first-time or only-lost customer.
+    customer_won_before: bool = False
     score: Annotated[int, Field(ge=0, le=100)]
     priority: Priority
 

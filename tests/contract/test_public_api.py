@@ -53,3 +53,25 @@ def test_no_public_looking_name_is_left_out() -> None:
         if not name.startswith("_") and getattr(value, "__module__", None) == events.__name__
     }
     assert defined_here <= set(events.__all__)
+
+
+def test_lead_accepted_extensions_read_as_before_when_absent() -> None:
+    # Fields added to leads.accepted after its first consumers (customer_won_before,
+    # for repurchases) are optional and say "no" when absent: an event written before
+    # them, or by a producer that does not know them, means what it meant then.
+    minimal = {
+        "event_id": "e-1",
+        "occurred_at": "2026-03-03T10:05:00+01:00",
+        "lead_id": "l-1",
+        "source": "web_form",
+        "source_lead_id": "wf-1",
+        "accepted_at": "2026-03-03T10:05:00+01:00",
+        "score": 20,
+        "priority": "cold",
+    }
+    event = events.LeadAccepted.model_validate(minimal)
+    assert (event.is_returning, event.previous_owner_id, event.customer_won_before) == (
+        False,
+        None,
+        False,
+    )
