@@ -180,11 +180,54 @@ async def test_same_person_merges_while_open_and_returns_after_close(
         assert accepted[returning]["is_returning"] is True
         assert accepted[returning]["previous_owner_id"] == "rep-7"
         assert accepted[lead_id]["is_returning"] is False
+        # Their only earlier lead was lost: no repurchase if this one is won.
+        assert accepted[returning]["customer_won_before"] is False
+
+        # The returning lead is won; the person comes back again (r3, by the phone r2
+        # was known by), and that lead is lost; then once more (r4). Both are repeat
+        # business: a lead of theirs was won, for r4 the one before the latest.
+        async def close(lead: str, stage: str) -> None:
+            change = {
+                "event_id": str(uuid.uuid4()),
+                "lead_id": lead,
+                "stage": stage,
+                "occurred_at": now(),
+                "rep_id": "rep-7",
+                **({"loss_reason": "timing"} if stage == "lost" else {}),
+            }
+            await send(producer, k, "crm.stage-changes", change, lead)
+            assert await wait_for(
+                conn, "SELECT stage = $2 FROM leads WHERE lead_id = $1", lead, stage
+            )
+
+        await close(returning, "won")
+        later: list[str] = []
+        for n, stage in (("r3", "lost"), ("r4", None)):
+            body = {"source": "referral", "source_lead_id": n, "phone": "+86 138 0013 8000"}
+            await send(producer, k, "leads.raw", body, f"referral:{n}")
+            lead = await wait_for(conn, "SELECT lead_id FROM leads WHERE source_lead_id = $1", n)
+            assert lead
+            later.append(lead)
+            if stage is not None:
+                await close(lead, stage)
+        accepted = {
+            json.loads(r.value)["lead_id"]: json.loads(r.value)
+            for r in await collect(k, "leads.accepted", 4)
+        }
+        assert [accepted[lead]["customer_won_before"] for lead in later] == [True, True]
+        assert [accepted[lead]["is_returning"] for lead in later] == [True, True]
+        stored = dict(
+            await conn.fetch(
+                "SELECT lead_id, customer_won_before FROM leads WHERE lead_id = ANY($1::text[])",
+                [lead_id, returning, *later],
+            )
+        )
+        assert stored == {lead_id: False, returning: False, later[0]: True, later[1]: True}
 
         counts = dict(
             await conn.fetch("SELECT outcome, count(*) FROM ingest_outcomes GROUP BY outcome")
         )
-        assert counts == {"accepted": 2, "duplicate": 2}, "received = accepted + duplicate"
+        assert counts == {"accepted": 4, "duplicate": 2}, "received = accepted + duplicate"
     finally:
         await conn.close()
 

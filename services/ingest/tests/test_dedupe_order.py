@@ -64,7 +64,7 @@ def test_every_outcome_points_at_a_stored_lead(seed: int, guard_limit: int) -> N
             stored = {i: i for i in ids if i in leads}
             stored.update({i: merged[i] for i in ids if i in merged})
             people = [
-                PersonLead(lead.lead_id, lead.email_key, lead.phone_key, None, NOW, None)
+                PersonLead(lead.lead_id, lead.email_key, lead.phone_key, None, NOW, None, "new")
                 for lead in leads.values()
                 if lead.email_key in keys or lead.phone_key in keys
             ]

@@ -568,6 +568,7 @@ def test_a_copy_later_in_the_batch_points_at_the_lead_its_first_copy_merged_into
         owner_id="rep-1",
         accepted_at=NOW,
         closed_at=None,
+        stage="assigned",
     )
     resolved = resolve(proposals, Known(stored={}, people=[open_lead]))
     assert [o.lead_id for o, _, _ in resolved] == ["open-lead", "open-lead"]

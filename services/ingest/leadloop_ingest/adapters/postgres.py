@@ -47,6 +47,7 @@ _LEAD_COLUMNS = (
     "priority",
     "is_returning",
     "previous_owner_id",
+    "customer_won_before",
     "occurred_at",
     "accepted_at",
     "accepted_event_id",
@@ -59,6 +60,7 @@ _LEAD_TYPES = {
     "attributes": "jsonb",
     "score": "smallint",
     "is_returning": "boolean",
+    "customer_won_before": "boolean",
     "occurred_at": "timestamptz",
     "accepted_at": "timestamptz",
     "raw_partition": "integer",
@@ -170,8 +172,8 @@ class LeadBatch:
         stored = {r["lead_id"]: r["lead_id"] for r in as_leads}
         stored.update({r["proposed_lead_id"]: r["lead_id"] for r in merged})
         people = await conn.fetch(
-            "SELECT lead_id, email_key, phone_key, owner_id, accepted_at, closed_at FROM leads "
-            "WHERE email_key = ANY($1::text[]) OR phone_key = ANY($1::text[])",
+            "SELECT lead_id, email_key, phone_key, owner_id, accepted_at, closed_at, stage "
+            "FROM leads WHERE email_key = ANY($1::text[]) OR phone_key = ANY($1::text[])",
             keys,
         )
         return Known(stored=stored, people=[PersonLead(**dict(r)) for r in people])
@@ -285,6 +287,7 @@ def _lead_from_row(r: asyncpg.Record) -> LeadRecord:
         priority=Priority(r["priority"]),
         is_returning=r["is_returning"],
         previous_owner_id=r["previous_owner_id"],
+        customer_won_before=r["customer_won_before"],
         occurred_at=r["occurred_at"],
         accepted_at=r["accepted_at"],
         accepted_event_id=r["accepted_event_id"],

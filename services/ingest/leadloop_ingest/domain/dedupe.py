@@ -9,7 +9,9 @@ a lead for one person):
 - the same person (identity key of the normalised email or phone) has an open lead →
   the record is merged into it: counted as a duplicate, the merge recorded;
 - the person's last lead was won or lost → a new lead with ``is_returning`` and the
-  previous owner, so assignment can route them back;
+  previous owner, so assignment can route them back; and ``customer_won_before`` when
+  any of the person's leads was won (their stage now is ``won``), so a win of the new
+  lead is counted as a repurchase;
 - otherwise → a new lead.
 
 Records earlier in the same batch count as known, so a record twice in one batch gives
@@ -56,6 +58,8 @@ class PersonLead:
     owner_id: str | None
     accepted_at: datetime
     closed_at: datetime | None
+    #: The lead's stage now (``new`` … ``won`` | ``lost``), as the CRM last reported it.
+    stage: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +146,12 @@ def resolve(
             continue
         closed = _latest_closed(people, lead)
         if closed is not None:
-            lead = replace(lead, is_returning=True, previous_owner_id=closed.owner_id)
+            lead = replace(
+                lead,
+                is_returning=True,
+                previous_owner_id=closed.owner_id,
+                customer_won_before=_won_before(people, lead),
+            )
         ended_as[lead.lead_id] = lead.lead_id
         people.append(
             PersonLead(
@@ -152,6 +161,7 @@ def resolve(
                 owner_id=None,
                 accepted_at=lead.accepted_at,
                 closed_at=None,
+                stage="new",
             )
         )
         out.append((outcome, lead, None))
@@ -221,6 +231,11 @@ def _latest_open(
 def _latest_closed(people: Sequence[PersonLead], lead: LeadRecord) -> PersonLead | None:
     closed = [p for p in people if p.closed_at is not None and _matches(p, lead) is not None]
     return max(closed, key=lambda p: (p.closed_at, p.lead_id), default=None)
+
+
+def _won_before(people: Sequence[PersonLead], lead: LeadRecord) -> bool:
+    """Any of the person's stored leads was won, not only the latest to close."""
+    return any(p.stage == "won" and _matches(p, lead) is not None for p in people)
 
 
 def _merged(outcome: OutcomeRecord, lead_id: str) -> OutcomeRecord:

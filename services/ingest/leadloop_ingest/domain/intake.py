@@ -82,6 +82,8 @@ class LeadRecord:
     priority: Priority
     is_returning: bool
     previous_owner_id: str | None
+    #: The same person had an earlier lead that was won (set by ``dedupe.resolve``).
+    customer_won_before: bool
     occurred_at: datetime
     accepted_at: datetime
     accepted_event_id: str
@@ -221,6 +223,7 @@ def _lead(
         priority=priority,
         is_returning=False,
         previous_owner_id=None,
+        customer_won_before=False,
         occurred_at=raw.occurred_at or rec.timestamp,
         accepted_at=now,
         accepted_event_id=deterministic_id("leads.accepted", lead_id),
@@ -239,6 +242,7 @@ def accepted_event(lead: LeadRecord) -> LeadAccepted:
         accepted_at=lead.accepted_at,
         is_returning=lead.is_returning,
         previous_owner_id=lead.previous_owner_id,
+        customer_won_before=lead.customer_won_before,
         score=lead.score,
         priority=lead.priority,
         **{f: lead.fields.get(f) for f in ROUTING_FIELDS},
