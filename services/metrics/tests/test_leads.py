@@ -290,9 +290,8 @@ def lead_facts(draw: st.DrawFn) -> list[LeadFact]:
         t = draw(st.floats(0, 10_000, allow_nan=False))
         which = draw(st.sampled_from(["acc", "asg", "act", "stg", "esc", "sil", "rat"]))
         if which == "acc":
-            out.append(
-                Accepted(f"acc-{n}", L, draw(st.sampled_from(["web_form", "x"])), at(t), "warm")
-            )
+            source = draw(st.sampled_from(["web_form", "x"]))
+            out.append(Accepted(f"acc-{n}", L, source, at(t), "warm", draw(st.booleans())))
         elif which == "asg":
             owned = draw(st.booleans())
             team = draw(st.sampled_from(["north", "south", "east"]))

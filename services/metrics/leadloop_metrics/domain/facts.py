@@ -58,6 +58,9 @@ class Accepted:
     source: str
     accepted_at: datetime
     priority: str
+    #: The customer had won a lead before (a win of this one is a repurchase). Facts
+    #: stored before it was kept lack it: False, as their events said.
+    customer_won_before: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +162,12 @@ def fact_of(event: EventIn) -> Fact:
         return Outcome(event.event_id, event.source, event.outcome.value, reason)
     if isinstance(event, LeadAccepted):
         return Accepted(
-            event.event_id, event.lead_id, event.source, event.accepted_at, event.priority.value
+            event.event_id,
+            event.lead_id,
+            event.source,
+            event.accepted_at,
+            event.priority.value,
+            event.customer_won_before,
         )
     if isinstance(event, LeadAssigned):
         return Assigned(

@@ -13,6 +13,13 @@ counter needs a label value that is not known yet, the count waits for it: a win
 counted when the lead's team is known, funnel entries when its source is. Label values
 a counter used are frozen in the state when it first counts, so a counter never moves
 from one series to another (Prometheus would read the drop as a reset).
+
+Repurchases: a win is served (``leadloop_leads_won_total`` by team and source) only once
+the acceptance is known, and whether the customer had won before comes with that same
+acceptance. The flag is frozen with the source by the first acceptance (a later one is
+ignored, as for the source), so the repurchase of a won lead is counted in the same step
+as its win and never changes afterwards, whichever of the win, the assignment and the
+acceptance arrives first.
 """
 
 from __future__ import annotations
@@ -125,6 +132,9 @@ class LeadState:
     source: str | None = None
     accepted_at: datetime | None = None
     priority: str | None = None
+    #: The customer had won a lead before: frozen with ``source`` by the first
+    #: acceptance (False until then, and for states stored before it was kept).
+    customer_won_before: bool = False
     #: The team and owner of the latest assignment decision (by assigned_at).
     team: str | None = None
     owned: bool = False
@@ -185,6 +195,7 @@ def apply(state: LeadState, fact: LeadFact) -> LeadState:
             source=fact.source,
             accepted_at=fact.accepted_at,
             priority=fact.priority,
+            customer_won_before=fact.customer_won_before,
             reached=s.reached | {"new"},
         )
     elif isinstance(fact, Assigned):
@@ -395,6 +406,8 @@ def contributions(s: LeadState, policy: LabelPolicy, sign: float = 1.0) -> Delta
                 series("leadloop_won_amount_total", team=team, source=source),
                 sign * s.won.cents,
             )
+            if s.customer_won_before:
+                add(out, series("leadloop_repurchases_total", team=team), sign)
             if s.won.rep is not None:
                 rep = policy.rep(s.won.rep)
                 add(out, series("leadloop_rep_leads_won_total", **rep), sign)
@@ -489,6 +502,7 @@ def state_to_json(s: LeadState) -> dict[str, Any]:
         "source": s.source,
         "accepted_at": _t(s.accepted_at),
         "priority": s.priority,
+        "customer_won_before": s.customer_won_before,
         "team": s.team,
         "owned": s.owned,
         "owner": s.owner,
@@ -544,6 +558,7 @@ def state_from_json(lead_id: str, d: dict[str, Any]) -> LeadState:
         source=d["source"],
         accepted_at=_dt(d["accepted_at"]),
         priority=d["priority"],
+        customer_won_before=bool(d.get("customer_won_before", False)),
         team=d["team"],
         owned=d["owned"],
         owner=d.get("owner"),

@@ -153,6 +153,16 @@ _DEFS = (
         ("team", "source"),
         "Amount of the leads won (currency units of the CRM).",
     ),
+    # Repeat business: the wins above (same team, counted with them) of leads whose
+    # customer — the same person by email or phone — had won a lead before
+    # (leads.accepted's customer_won_before). Its increase over the wins' is the
+    # repurchase rate.
+    MetricDef(
+        "leadloop_repurchases_total",
+        "counter",
+        ("team",),
+        "Leads won from customers who had won a lead before.",
+    ),
     # Lost leads by the furthest open stage they had reached (loss attribution), their
     # loss reason and owning team.
     MetricDef(
