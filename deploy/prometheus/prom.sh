@@ -57,10 +57,11 @@ start() {
     echo "prometheus: running on 127.0.0.1:$port (pid $(cat "$pidfile")), config reloaded"
     return 0
   fi
+  # 35 days of data: the repurchase rate looks back 30 (rules/accountability.yml).
   setsid prometheus \
     --config.file="$config" \
     --storage.tsdb.path="$dir/data" \
-    --storage.tsdb.retention.time=15d \
+    --storage.tsdb.retention.time=35d \
     --web.listen-address="127.0.0.1:$port" \
     --web.enable-lifecycle \
     >>"$log" 2>&1 </dev/null &
