@@ -92,6 +92,7 @@ bench: stack-up ## benchmarks on the real stack (BENCH_ARGS='--leads 20000 --run
 	@. $(STATE)/env && $(PY) -m bench.sla_clocks $(BENCH_SLA_ARGS)
 	@. $(STATE)/env && $(PY) -m bench.handoff_delivery $(BENCH_HANDOFF_ARGS)
 	@. $(STATE)/env && $(PY) -m bench.notifier_delivery $(BENCH_NOTIFIER_ARGS)
+	@. $(STATE)/env && $(PY) -m bench.metrics_scrape $(BENCH_METRICS_ARGS)
 
 soak: stack-up ## the fault tests at a larger scale (LEADLOOP_FAULT_SCALE, default 500000 leads)
 	@. $(STATE)/env && LEADLOOP_FAULT_SCALE=$${LEADLOOP_FAULT_SCALE:-500000} \
