@@ -1,12 +1,12 @@
 """metrics under `kill -9`: the worker is killed three times while it folds
-``LEADLOOP_FAULT_SCALE`` events (default 100,000) from all six input topics, and after
+``LEADLOOP_FAULT_SCALE`` events (default 100,000) from all seven input topics, and after
 the restarts every served series equals the truth.
 
 Two independent checks: ``reconcile`` (the stored facts replayed, compared with the
 stored and the served values, every bucket included), and a ground truth computed from
 the generated leads alone (``tests/support/metrics_truth.py``, which shares no code with
 the service) — every funnel, pipeline, outcome, SLA, per-rep and leak-ledger series —
-compared with /metrics.
+compared with /metrics; and repeat business and customer satisfaction, histograms whole.
 
 The workload keeps that truth independent of the order in which the topics interleave:
 a lead keeps one team; a won or lost lead has one assignment decision (the owner and
@@ -16,8 +16,11 @@ reassigned to another rep or reclaimed into the pool, by a second decision on th
 partition after the first. Owners are reps of the roster of config/rules.yaml (mostly
 of the lead's team, some of any team) and one rep not on it; activities (some of them
 notes, which are no touch) and stage changes carry the owner of the moment, ladder
-steps the owner they fired for. Producer retries are simulated by sending a share of
-the events twice.
+steps the owner they fired for. A fifth of the leads come from customers who had won
+before (``customer_won_before`` on leads.accepted): their wins are repurchases. A fifth
+are rated on crm.satisfaction, once or twice, decided or not, each score about an owner
+of the lead, another rep on or off the roster, or nobody. Producer retries are
+simulated by sending a share of the events twice.
 
 The events are dated January 2026: the metrics' silence sweep would find every owned
 open lead silent, so it is off here (``LEADLOOP_SILENT_AFTER_BUSINESS_DAYS=0``) and no
@@ -47,10 +50,12 @@ from tests.support.events import accepted, escalation
 from tests.support.metrics_truth import (
     COVERED,
     NEW_SERIES,
+    REPEAT_AND_SATISFACTION,
     Activity,
     Decision,
     LabelSets,
     Lead,
+    Rating,
     Sample,
     StageChange,
     Step,
@@ -74,6 +79,7 @@ from leadloop.events import (
     LeadAssigned,
     LossReason,
     Priority,
+    SatisfactionRecorded,
     Stage,
     StageChanged,
     Strategy,
@@ -165,7 +171,9 @@ def workload(scale: int, seed: int) -> Workload:
             exp[key("leadloop_leads_rejected_total", source=source_l, reason=reason)] += 1
             continue
         plan = Lead(lead_id, source, priority.value, team)
+        plan.customer_won_before = rng.random() < 0.2
         generate(rng, plan, t)
+        rate(rng, plan, t)
         emit(send, plan, t, priority, n)
         exp.update(lead_samples(plan, LABELS))
         w.accepted_leads += 1
@@ -260,6 +268,24 @@ def generate(rng: random.Random, plan: Lead, t: datetime) -> None:
         plan.steps.append(Step(1, second, moved_at + timedelta(minutes=10), rng.random() < 0.5))
 
 
+def rate(rng: random.Random, plan: Lead, t: datetime) -> None:
+    """Customer satisfaction for a fifth of the leads, decided or not: one or two scores,
+    each about one of the lead's owners, any rep on or off the roster, or nobody."""
+    if rng.random() >= 0.2:
+        return
+    owners = [d.owner for d in plan.decisions if d.owner is not None]
+    for k in range(rng.choice([1, 1, 2])):
+        pick = rng.random()
+        rep = (
+            rng.choice(owners)
+            if owners and pick < 0.6
+            else None
+            if pick < 0.8
+            else rng.choice([*ROSTER, OFF_ROSTER])
+        )
+        plan.ratings.append(Rating(t + timedelta(days=2, minutes=k), rng.randint(1, 5), rep))
+
+
 def emit(send: Send, plan: Lead, t: datetime, priority: Priority, offset: int) -> None:
     """The events of ``plan``, each topic's in time order."""
     lead = plan.lead_id
@@ -287,6 +313,8 @@ def emit(send: Send, plan: Lead, t: datetime, priority: Priority, offset: int) -
             source_lead_id=lead,
             score=50,
             priority=priority,
+            is_returning=plan.customer_won_before,
+            customer_won_before=plan.customer_won_before,
         ),
     )
     for k, d in enumerate(plan.decisions):
@@ -336,6 +364,18 @@ def emit(send: Send, plan: Lead, t: datetime, priority: Priority, offset: int) -
                 rep_id=c.rep,
                 amount=None if c.amount_cents is None else c.amount_cents / 100,
                 loss_reason=None if c.loss_reason is None else LossReason(c.loss_reason),
+            ),
+        )
+    for k, r in enumerate(plan.ratings):
+        send(
+            "crm.satisfaction",
+            lead,
+            SatisfactionRecorded(
+                event_id=f"sat-{lead}-{k}",
+                lead_id=lead,
+                rep_id=r.rep,
+                score=r.score,
+                occurred_at=r.at,
             ),
         )
     for k, s in enumerate(plan.steps):
@@ -464,7 +504,9 @@ async def test_kill_9_of_the_metrics_worker_leaves_every_series_exact(
         f"\n{load.unique_events} events ({len(load.messages)} sent), "
         f"{load.accepted_leads} leads, kills at {killed_at}, {elapsed:.0f}s; "
         f"{len(compared)} samples of {len(per_series)} series equal the truth "
-        f"({sum(per_series[n] for n in NEW_SERIES)} of the per-rep and ledger series)"
+        f"({sum(per_series[n] for n in NEW_SERIES)} of the per-rep and ledger series, "
+        f"{sum(per_series[n] for n in REPEAT_AND_SATISFACTION)} of repurchases and "
+        f"satisfaction)"
         f"\n{result.stdout}"
     )
     assert result.returncode == 0, result.stdout + result.stderr

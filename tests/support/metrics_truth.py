@@ -2,8 +2,9 @@
 what each lead went through — written from the metric definitions, sharing no code
 with the service (nothing here imports ``leadloop_metrics``).
 
-A :class:`Lead` is a lead's whole history as a test produced it: acceptance, assignment
-decisions, CRM activities and stage changes, SLA ladder steps. :func:`lead_samples`
+A :class:`Lead` is a lead's whole history as a test produced it: acceptance (with
+whether the customer had won a lead before), assignment decisions, CRM activities and
+stage changes, SLA ladder steps, customer satisfaction ratings. :func:`lead_samples`
 gives every sample the lead adds to the served series; the samples of a run are the sum
 over its leads plus the ingest counters of records that never became leads.
 
@@ -16,7 +17,8 @@ team, a won or lost lead one assignment decision, and a lost lead reports an ope
 before its loss.
 
 Amounts are counted here in hundredths (integers, exact in any order);
-:func:`served_units` turns them into the currency units the service serves.
+:func:`served_units` turns them into the currency units the service serves. Satisfaction
+scores are whole numbers 1-5 and served as such (``_sum`` in score units).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ __all__ = [
     "Difference",
     "LabelSets",
     "Lead",
+    "Rating",
     "Sample",
     "StageChange",
     "Step",
@@ -79,8 +82,23 @@ NEW_SERIES = (
     "leadloop_rep_followups",
 )
 
-#: Every series name this truth gives (of histograms, the ``_count`` only: buckets and
-#: sums need the exact times and are left to ``reconcile``).
+#: Repeat business and customer satisfaction ("Accountability you can see").
+REPEAT_AND_SATISFACTION = (
+    "leadloop_repurchases_total",
+    "leadloop_satisfaction_score_bucket",
+    "leadloop_satisfaction_score_sum",
+    "leadloop_satisfaction_score_count",
+    "leadloop_rep_satisfaction_score_bucket",
+    "leadloop_rep_satisfaction_score_sum",
+    "leadloop_rep_satisfaction_score_count",
+)
+
+#: The buckets of the satisfaction histograms: one per score, as the service labels them.
+SATISFACTION_LE = ("1.0", "2.0", "3.0", "4.0", "5.0", "+Inf")
+
+#: Every series name this truth gives. Of the time histograms the ``_count`` only: their
+#: buckets and sums need the exact times and are left to ``reconcile``; satisfaction
+#: scores are exact, so its histograms are given whole.
 COVERED = (
     "leadloop_leads_received_total",
     "leadloop_leads_accepted_total",
@@ -99,6 +117,7 @@ COVERED = (
     "leadloop_sla_resolved_total",
     "leadloop_sla_open_clocks",
     *NEW_SERIES,
+    *REPEAT_AND_SATISFACTION,
 )
 
 
@@ -183,6 +202,15 @@ class Step:
     resolved: bool
 
 
+@dataclass(frozen=True)
+class Rating:
+    """One event on crm.satisfaction: a 1-5 score, about ``rep`` when the CRM knows."""
+
+    at: datetime
+    score: int
+    rep: str | None = None
+
+
 @dataclass
 class Lead:
     lead_id: str
@@ -193,6 +221,9 @@ class Lead:
     activities: list[Activity] = field(default_factory=list)
     stages: list[StageChange] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
+    #: leads.accepted said the customer had won a lead before.
+    customer_won_before: bool = False
+    ratings: list[Rating] = field(default_factory=list)
 
 
 def _first(items: list[datetime]) -> datetime | None:
@@ -227,6 +258,16 @@ def _check(lead: Lead) -> None:
         assert any(c.stage in OPEN_STAGES for c in lead.stages), (
             f"{lead.lead_id}: a lost lead reports an open stage before its loss"
         )
+    assert all(1 <= r.score <= 5 for r in lead.ratings), f"{lead.lead_id}: scores are 1-5"
+
+
+def _rated(exp: Counter[Sample], name: str, score: int, **labels: str) -> None:
+    """One score into a satisfaction histogram: every bucket from its own up."""
+    for le in SATISFACTION_LE:
+        if le == "+Inf" or score <= float(le):
+            exp[key(f"{name}_bucket", le=le, **labels)] += 1
+    exp[key(f"{name}_sum", **labels)] += score
+    exp[key(f"{name}_count", **labels)] += 1
 
 
 def lead_samples(lead: Lead, labels: LabelSets) -> Counter[Sample]:
@@ -298,6 +339,9 @@ def lead_samples(lead: Lead, labels: LabelSets) -> Counter[Sample]:
             if owner_now is not None:
                 exp[key("leadloop_rep_leads_won_total", **labels.rep(owner_now))] += 1
                 exp[key("leadloop_rep_won_amount_total", **labels.rep(owner_now))] += cents
+            # Repeat business: the win of a customer who had won a lead before.
+            if lead.customer_won_before:
+                exp[key("leadloop_repurchases_total", team=team)] += 1
         else:
             furthest = max((s for s in reached if s in OPEN_STAGES), key=OPEN_STAGES.index)
             reason = stages[-1].loss_reason or OTHER
@@ -319,6 +363,15 @@ def lead_samples(lead: Lead, labels: LabelSets) -> Counter[Sample]:
             breached = any(not s.resolved for s in lead.steps)
             state = "owned_breached" if breached else "owned_within_sla"
     exp[key("leadloop_leads_by_state", state=state, team=lead_team)] += 1
+
+    # Customer satisfaction: each rating once, for the lead's team once an assignment
+    # decision named it (a lead never decided has no team to rate), and for the rep the
+    # rating is about (the rep's own team on the roster; none when it names nobody).
+    for r in lead.ratings:
+        if lead.decisions:
+            _rated(exp, "leadloop_satisfaction_score", r.score, team=team)
+        if r.rep is not None:
+            _rated(exp, "leadloop_rep_satisfaction_score", r.score, **labels.rep(r.rep))
     return exp
 
 

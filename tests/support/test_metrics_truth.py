@@ -14,6 +14,7 @@ from tests.support.metrics_truth import (
     Decision,
     LabelSets,
     Lead,
+    Rating,
     Sample,
     StageChange,
     Step,
@@ -287,3 +288,87 @@ def test_every_lead_is_in_exactly_one_ledger_state_and_the_covered_list_is_compl
         assert sum(ledger(s).values()) == 1
         total.update(s)
     assert {name for name, _ in total} <= set(COVERED)
+
+
+def won_lead(*, won_before: bool, team: str = "north") -> Lead:
+    plan = lead(initial(), team=team)
+    plan.customer_won_before = won_before
+    plan.activities = [Activity(at(5), "rep-a", "call")]
+    plan.stages = [
+        StageChange(at(10), "contacted", "rep-a"),
+        StageChange(at(30), "won", "rep-a", amount_cents=10_000),
+    ]
+    return plan
+
+
+def test_a_repeat_customers_win_is_a_repurchase_of_the_team_it_is_won_for() -> None:
+    s = lead_samples(won_lead(won_before=True), LABELS)
+    assert of(s, "leadloop_repurchases_total") == {labels(team="north"): 1}
+    assert of(s, "leadloop_leads_won_total") == {labels(team="north", source="web_form"): 1}
+    s = lead_samples(won_lead(won_before=True, team="east"), LABELS)
+    assert of(s, "leadloop_repurchases_total") == {labels(team="other"): 1}
+
+
+def test_no_repurchase_without_a_win_or_without_an_earlier_one() -> None:
+    assert of(lead_samples(won_lead(won_before=False), LABELS), "leadloop_repurchases_total") == {}
+    back_but_lost = won_lead(won_before=True)
+    back_but_lost.stages[-1] = StageChange(at(30), "lost", "rep-a", loss_reason="timing")
+    assert of(lead_samples(back_but_lost, LABELS), "leadloop_repurchases_total") == {}
+    still_open = lead(initial())
+    still_open.customer_won_before = True
+    assert of(lead_samples(still_open, LABELS), "leadloop_repurchases_total") == {}
+
+
+def test_each_rating_counts_once_for_the_leads_team_and_the_rep_it_is_about() -> None:
+    plan = lead(initial())
+    plan.ratings = [
+        Rating(at(100), 4, "rep-a"),
+        Rating(at(200), 2, "rep-b"),  # a rep of another team: the rep's own team
+        Rating(at(300), 5, None),  # about nobody: the team's only
+    ]
+    s = lead_samples(plan, LABELS)
+    north = labels(team="north")
+    assert of(s, "leadloop_satisfaction_score_count") == {north: 3}
+    assert of(s, "leadloop_satisfaction_score_sum") == {north: 11}
+    assert of(s, "leadloop_satisfaction_score_bucket") == {
+        labels(team="north", le="2.0"): 1,
+        labels(team="north", le="3.0"): 1,
+        labels(team="north", le="4.0"): 2,
+        labels(team="north", le="5.0"): 3,
+        labels(team="north", le="+Inf"): 3,
+    }
+    assert of(s, "leadloop_rep_satisfaction_score_count") == {labels(**A): 1, labels(**B): 1}
+    assert of(s, "leadloop_rep_satisfaction_score_sum") == {labels(**A): 4, labels(**B): 2}
+    assert of(s, "leadloop_rep_satisfaction_score_bucket") == {
+        labels(le="4.0", **A): 1,
+        labels(le="5.0", **A): 1,
+        labels(le="+Inf", **A): 1,
+        labels(le="2.0", **B): 1,
+        labels(le="3.0", **B): 1,
+        labels(le="4.0", **B): 1,
+        labels(le="5.0", **B): 1,
+        labels(le="+Inf", **B): 1,
+    }
+    # Served as scores: no scaling of the sum.
+    assert served_units(s)[key("leadloop_satisfaction_score_sum", team="north")] == 11.0
+
+
+def test_a_rating_of_a_lead_never_decided_has_no_team_and_an_off_roster_rep_is_other() -> None:
+    plan = lead()  # no assignment decision
+    plan.ratings = [Rating(at(100), 3, "rep-q"), Rating(at(110), 1, None)]
+    s = lead_samples(plan, LABELS)
+    assert of(s, "leadloop_satisfaction_score_count") == {}
+    assert of(s, "leadloop_rep_satisfaction_score_count") == {labels(**OTHER): 1}
+    assert of(s, "leadloop_rep_satisfaction_score_sum") == {labels(**OTHER): 3}
+    # A pooled lead has its team from the decision: rated for the team.
+    pooled = lead(Decision(at(1), "pooled", "pool", None), team="south")
+    pooled.ratings = [Rating(at(100), 1, None)]
+    s = lead_samples(pooled, LABELS)
+    assert of(s, "leadloop_satisfaction_score_bucket")[labels(team="south", le="1.0")] == 1
+
+
+def test_a_score_off_the_scale_is_refused() -> None:
+    plan = lead(initial())
+    plan.ratings = [Rating(at(1), 6, None)]
+    with pytest.raises(AssertionError, match="1-5"):
+        lead_samples(plan, LABELS)
