@@ -15,7 +15,7 @@ from leadloop.runtime import run_service
 from leadloop_metrics.adapters.config import label_policy
 from leadloop_metrics.adapters.kafka import register_agents
 from leadloop_metrics.adapters.postgres import MetricStore
-from leadloop_metrics.adapters.prometheus import SeriesView, registry_for
+from leadloop_metrics.adapters.prometheus import SeriesView
 from leadloop_metrics.domain.silence import Silence
 from leadloop_metrics.handlers import MetricsHandler
 from leadloop_metrics.settings import MetricsSettings
@@ -42,7 +42,7 @@ def main() -> None:
         register_agents(
             app,
             handler,
-            registry_for(view),
+            view.render,
             prefix=cfg.kafka.topic_prefix,
             batch_size=cfg.kafka.batch_size,
             within=cfg.kafka.batch_within_s,

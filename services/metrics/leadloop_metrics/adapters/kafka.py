@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import faust
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from leadloop.kafka import service_timer, topics_agent
 from leadloop_metrics.handlers import MetricsHandler
@@ -14,7 +16,7 @@ __all__ = ["register_agents"]
 def register_agents(
     app: faust.App,
     handler: MetricsHandler,
-    registry: CollectorRegistry,
+    exposition: Callable[[], bytes],
     *,
     prefix: str,
     batch_size: int,
@@ -39,6 +41,6 @@ def register_agents(
     async def metrics(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:
         # aiohttp takes the charset separately; the exposition format is UTF-8 text.
         return self.bytes(
-            generate_latest(registry),
+            exposition(),
             content_type=CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4",
         )
