@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.client
-import itertools
 import json
 import math
 import os
@@ -65,24 +64,14 @@ from tests.support.ports import free_ports
 from tests.support.processes import ROOT
 from tests.support.stack import Stack, fresh_database, fresh_topics, unique_prefix
 
-from leadloop.events import (
-    AssignmentKind,
-    EscalationKind,
-    LossReason,
-    Priority,
-    RejectReason,
-    Stage,
-    Strategy,
-)
 from leadloop_metrics.domain.labels import (
-    MAX_LEVEL,
-    OTHER,
-    UNASSIGNED,
+    LabelPolicy,
     SeriesKey,
+    every_series,
     le_label,
     series_bound,
 )
-from leadloop_metrics.domain.metric_defs import FOLLOWUP_STATUSES, LEDGER_STATES, METRICS
+from leadloop_metrics.domain.metric_defs import METRICS
 
 DEFAULT_RESULTS = ROOT / "bench" / "results" / "metrics_scrape.json"
 #: The service's default sources (settings.sources).
@@ -97,47 +86,20 @@ HEADERS = {"Accept": "text/plain;version=0.0.4", "Accept-Encoding": "identity"}
 
 
 def full_series_set(teams: int, reps: int, seed: int) -> dict[SeriesKey, float]:
-    """Every series ``series_bound(len(SOURCES), teams, reps)`` counts, each with a
-    value in its stored unit. Reps are spread over the teams round-robin; a rep's
-    series carry the rep's own team, so (team, rep) takes ``reps + 1`` values."""
+    """Every series ``series_bound(len(SOURCES), teams, reps)`` counts
+    (``every_series``), each with a value in its stored unit. Reps are spread over the
+    teams round-robin."""
     team_ids = [f"team-{i:02d}" for i in range(teams)]
-    values = {
-        "source": [*SOURCES, OTHER],
-        "team": [*team_ids, OTHER, UNASSIGNED],
-        "reason": [r.value for r in RejectReason] + [OTHER],
-        "strategy": [s.value for s in Strategy],
-        "level": [str(n) for n in range(1, MAX_LEVEL + 1)],
-        "stage": [s.value for s in Stage],
-        "priority": [p.value for p in Priority] + [OTHER],
-        "state": list(LEDGER_STATES),
-        "status": list(FOLLOWUP_STATUSES),
-    }
-    roster = [(team_ids[i % teams], f"rep-{i:03d}") for i in range(reps)] + [(OTHER, OTHER)]
-    # The bound counts as many `kind` values for every metric as the largest set has
-    # (escalation kinds and `other`); assignment decisions have one kind fewer, so
-    # `other` fills the set (the bound is an upper bound, and this fills it).
-    kinds: dict[str, list[Any]] = {
-        "leadloop_leads_assigned_total": [k.value for k in AssignmentKind] + [OTHER],
-        "leadloop_rep_leads_taken_total": [AssignmentKind.REASSIGNED, AssignmentKind.RECLAIMED],
-    }
+    policy = LabelPolicy(
+        sources=frozenset(SOURCES),
+        teams=frozenset(team_ids),
+        reps={f"rep-{i:03d}": team_ids[i % teams] for i in range(reps)},
+    )
     rnd = random.Random(seed)
     out: dict[SeriesKey, float] = {}
-    for d in METRICS.values():
-        sets: list[list[Any]] = []
-        for label in d.labels:
-            if label == "rep":
-                continue
-            if label == "team" and "rep" in d.labels:
-                sets.append(roster)
-            elif label == "kind":
-                sets.append(kinds.get(d.name, [k.value for k in EscalationKind] + [OTHER]))
-            elif (d.name, label) == ("leadloop_leads_lost_total", "reason"):
-                sets.append([r.value for r in LossReason])
-            else:
-                sets.append(values[label])
-        for combo in itertools.product(*sets):
-            flat = [str(v) for c in combo for v in (c if isinstance(c, tuple) else (c,))]
-            labels = tuple(zip(d.labels, flat, strict=True))
+    for name, sets in every_series(policy).items():
+        d = METRICS[name]
+        for labels in sets:
             if d.kind == "histogram":
                 count = rnd.randint(0, 5_000)
                 for le in (*d.buckets, math.inf):

@@ -37,7 +37,13 @@ from leadloop.events import (
 from leadloop_metrics.adapters.prometheus import SeriesView, registry_for
 from leadloop_metrics.domain.facts import EventIn, fact_of
 from leadloop_metrics.domain.fold import step
-from leadloop_metrics.domain.labels import LabelPolicy, SeriesKey, le_label, series
+from leadloop_metrics.domain.labels import (
+    LabelPolicy,
+    SeriesKey,
+    every_series,
+    le_label,
+    series,
+)
 from leadloop_metrics.domain.metric_defs import (
     FOLLOWUP_STATUSES,
     LEDGER_STATES,
@@ -396,6 +402,7 @@ BOUNDED = {
     "le": {le_label(b) for d in METRICS.values() for b in (*d.buckets, math.inf)},
 }
 SERVED_NAMES = {n: d for d in METRICS.values() for n in stored_names(d)}
+SERIES = {name: set(sets) for name, sets in every_series(POLICY).items()}
 
 
 @settings(max_examples=150)
@@ -419,6 +426,9 @@ def test_no_label_value_carries_an_email_phone_or_lead_id(
             assert value not in planted, (metric, key, value)
             allowed = BOUNDED[key]
             assert allowed is None or value in allowed, (metric, key, value)
+        # Every label set the fold writes is one the series bound counts.
+        base = tuple(kv for kv in labels if kv[0] != "le")
+        assert base in SERIES[d.name], (metric, labels)
 
 
 def test_a_team_outside_the_configured_list_is_other() -> None:

@@ -13,13 +13,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from leadloop_metrics.domain.facts import Assigned, Escalated, Fact, LeadFact, Outcome, Touched
-from leadloop_metrics.domain.labels import Delta, LabelPolicy, add, series
+from leadloop_metrics.domain.labels import TAKEN, Delta, LabelPolicy, add, series
 from leadloop_metrics.domain.leads import LeadState, apply, contributions
 
-__all__ = ["TAKEN", "Step", "event_counters", "first_of_each", "merge", "step"]
-
-#: Assignment kinds that take a lead from its previous owner.
-TAKEN = ("reassigned", "reclaimed")
+__all__ = ["Step", "event_counters", "first_of_each", "merge", "step"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ impossible for a lead id, email or phone to reach a label.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,12 +25,14 @@ from leadloop_metrics.domain.metric_defs import FOLLOWUP_STATUSES, LEDGER_STATES
 
 __all__ = [
     "OTHER",
+    "TAKEN",
     "UNASSIGNED",
     "Delta",
     "LabelPolicy",
     "Labels",
     "SeriesKey",
     "add",
+    "every_series",
     "le_label",
     "observe",
     "series",
@@ -44,6 +47,8 @@ Delta = dict[SeriesKey, float]
 OTHER = "other"
 #: The team label of an open lead no assignment decision has reached yet.
 UNASSIGNED = "unassigned"
+#: Assignment kinds that take a lead from its previous owner.
+TAKEN = ("reassigned", "reclaimed")
 #: Escalation levels beyond this are reported as this level ("this or higher").
 MAX_LEVEL = 5
 _REASONS = frozenset(r.value for r in RejectReason)
@@ -129,37 +134,71 @@ def observe(delta: Delta, metric: str, millis: int, sign: float = 1.0, **labels:
     add(delta, (f"{metric}_count", base), sign)
 
 
+def every_series(policy: LabelPolicy) -> dict[str, list[Labels]]:
+    """Every label set each metric can be served with under ``policy`` (a histogram's
+    without ``le``): the bound on the series, made concrete. A rep's series carry the
+    rep's own team, so ``team`` and ``rep`` together take one value per roster rep and
+    ``other``."""
+    reps = sorted(
+        {tuple(policy.rep(r).items()) for r in policy.reps} | {(("team", OTHER), ("rep", OTHER))}
+    )
+    out: dict[str, list[Labels]] = {}
+    for name, d in METRICS.items():
+        sets: list[list[Labels]] = []
+        for label in d.labels:
+            if label == "rep":
+                continue
+            if label == "team" and "rep" in d.labels:
+                sets.append([tuple(pair) for pair in reps])
+            else:
+                sets.append([((label, v),) for v in _values(policy, name, label)])
+        out[name] = [
+            tuple(
+                sorted((kv for part in combo for kv in part), key=lambda kv: d.labels.index(kv[0]))
+            )
+            for combo in itertools.product(*sets)
+        ]
+    return out
+
+
+def _values(policy: LabelPolicy, metric: str, label: str) -> list[str]:
+    if label == "source":
+        return [*sorted(policy.sources), OTHER]
+    if label == "team":
+        return [*sorted(policy.teams), OTHER, UNASSIGNED]
+    if label == "reason":
+        if metric == "leadloop_leads_lost_total":
+            return sorted(_LOSS_REASONS)  # `other` is one of them
+        return [*sorted(_REASONS), OTHER]
+    if label == "kind":
+        if metric == "leadloop_leads_assigned_total":
+            return [k.value for k in AssignmentKind]
+        if metric == "leadloop_rep_leads_taken_total":
+            return list(TAKEN)
+        return [*sorted(_ESCALATION_KINDS), OTHER]
+    fixed = {
+        "strategy": [s.value for s in Strategy],
+        "level": [str(n) for n in range(1, MAX_LEVEL + 1)],
+        "stage": [s.value for s in Stage],
+        "priority": [*sorted(_PRIORITIES), OTHER],
+        "state": list(LEDGER_STATES),
+        "status": list(FOLLOWUP_STATUSES),
+    }
+    return fixed[label]
+
+
 def series_bound(sources: int, teams: int, reps: int = 0) -> dict[str, int]:
     """The most series each metric can have with ``sources`` configured sources,
     ``teams`` configured teams and ``reps`` reps on the roster (``other`` and
-    ``unassigned`` included). A rep's series carry the rep's own team, so ``team`` and
-    ``rep`` together take ``reps + 1`` values."""
-    sizes = {
-        "source": sources + 1,
-        "team": teams + 2,
-        "reason": len(_REASONS) + 1,
-        "strategy": len(Strategy),
-        "kind": max(len(AssignmentKind), len(EscalationKind) + 1),
-        "level": MAX_LEVEL,
-        "stage": len(Stage),
-        "priority": len(Priority) + 1,
-        "state": len(LEDGER_STATES),
-        "status": len(FOLLOWUP_STATUSES),
+    ``unassigned`` included; a histogram counts its buckets, ``_sum`` and ``_count``)."""
+    team_ids = [f"team-{i}" for i in range(teams)]
+    policy = LabelPolicy(
+        sources=frozenset(f"source-{i}" for i in range(sources)),
+        teams=frozenset(team_ids),
+        reps={f"rep-{i}": team_ids[i % teams] for i in range(reps)} if teams else {},
+    )
+    return {
+        name: len(sets)
+        * (len(METRICS[name].buckets) + 3 if METRICS[name].kind == "histogram" else 1)
+        for name, sets in every_series(policy).items()
     }
-    out: dict[str, int] = {}
-    for name, d in METRICS.items():
-        n = 1
-        labels = d.labels
-        if "rep" in labels:
-            n = reps + 1
-            labels = tuple(label for label in labels if label not in ("team", "rep"))
-        for label in labels:
-            n *= (
-                len(LossReason)
-                if (name, label) == ("leadloop_leads_lost_total", "reason")
-                else 2  # reassigned, reclaimed
-                if (name, label) == ("leadloop_rep_leads_taken_total", "kind")
-                else sizes[label]
-            )
-        out[name] = n * (len(d.buckets) + 3) if d.kind == "histogram" else n
-    return out
