@@ -20,10 +20,13 @@ from leadloop_metrics.domain.forecast import (
     WonLead,
     accuracy,
     accuracy_by_age,
+    accuracy_gauges,
     forecast,
+    forecast_gauges,
     learned_probabilities,
     month_end,
     next_month,
+    previous_month,
     snapshot_age,
     snapshot_due,
     take_snapshot,
@@ -261,3 +264,47 @@ def test_with_the_tables_own_rates_the_two_models_agree() -> None:
     assert true_probabilities({"t": rates})["t"] == pytest.approx(dict(FIXED_TABLE))
     result = backtest(seed=7, year=2026, months=6, teams={"t": rates}, leads_per_day=3.0)
     assert result.overall("learned") == pytest.approx(result.overall("fixed"), abs=0.05)
+
+
+# ------------------------------------------------------------------ served values
+
+
+def test_previous_and_next_month() -> None:
+    assert previous_month(date(2027, 1, 1)) == DEC
+    assert previous_month(DEC) == date(2026, 11, 1)
+    assert next_month(DEC) == date(2027, 1, 1)
+
+
+@given(st.dates(date(2000, 1, 1), date(2100, 1, 1)))
+def test_previous_is_the_inverse_of_next(d: date) -> None:
+    month = d.replace(day=1)
+    assert previous_month(next_month(month)) == month
+
+
+def test_forecast_gauges_are_the_latest_snapshots_of_this_and_next_month() -> None:
+    dec = OpenLead("north", "negotiation", 100_00, date(2026, 12, 20))
+    jan = OpenLead("north", "proposal", 200_00, date(2027, 1, 10))
+    nov = datetime(2026, 11, 30, tzinfo=UTC)  # Monday: December is "next"
+    snaps = take_snapshot(nov, [dec], Probabilities())
+    snaps += take_snapshot(MON, [dec, jan], Probabilities())
+    snaps += take_snapshot(MON + timedelta(days=7), [], Probabilities(), teams=["north"])
+    on_first = forecast_gauges(snaps, datetime(2026, 12, 1, tzinfo=UTC))
+    assert on_first == {
+        ("north", "current", "weighted"): 60_00,
+        ("north", "current", "commit"): 100_00,
+        ("north", "current", "best_case"): 100_00,
+    }
+    got = forecast_gauges(snaps, MON + timedelta(hours=1))
+    assert got[("north", "current", "weighted")] == 60_00
+    assert got[("north", "next", "weighted")] == 80_00
+    assert got[("north", "next", "commit")] == 0
+    assert got[("north", "next", "best_case")] == 200_00
+    assert len(got) == 6
+
+
+def test_accuracy_gauges_are_the_last_closed_months() -> None:
+    lead = OpenLead("north", "negotiation", 100_00, date(2026, 12, 20))
+    snaps = take_snapshot(MON, [lead], Probabilities(), teams=["south"])
+    jan = datetime(2027, 1, 4, tzinfo=UTC)
+    assert accuracy_gauges(snaps, {"north": 50_00}, jan) == {("north", 3): 0.8}
+    assert accuracy_gauges(snaps, {"north": 50_00}, MON) == {}  # December is not closed

@@ -52,11 +52,14 @@ __all__ = [
     "WonLead",
     "accuracy",
     "accuracy_by_age",
+    "accuracy_gauges",
     "forecast",
+    "forecast_gauges",
     "learned_probabilities",
     "month_end",
     "month_of",
     "next_month",
+    "previous_month",
     "snapshot_age",
     "snapshot_due",
     "take_snapshot",
@@ -183,6 +186,10 @@ def next_month(month: date) -> date:
     return date(month.year + month.month // 12, month.month % 12 + 1, 1)
 
 
+def previous_month(month: date) -> date:
+    return date(month.year - (month.month == 1), (month.month - 2) % 12 + 1, 1)
+
+
 def month_end(month: date) -> datetime:
     """00:00 UTC on the first day of the following month."""
     return datetime.combine(next_month(month), time(), UTC)
@@ -302,3 +309,47 @@ def accuracy_by_age(
     for (team, age), s in sorted(earliest.items()):
         out[team][age] = accuracy(s.forecast.weighted_cents, actual.get(team, 0))
     return dict(out)
+
+
+def forecast_gauges(
+    snapshots: Iterable[Snapshot], now: datetime
+) -> dict[tuple[str, str, str], int]:
+    """``leadloop_forecast_amount`` at ``now`` in cents, by (team, month, kind): per team,
+    the latest snapshot taken up to ``now`` of the current month and of the next one
+    (``month`` ``current`` or ``next``; ``kind`` ``weighted``, ``commit`` or ``best_case``).
+    On a month's first day, before its snapshot, the current month's is the one taken as
+    the next month's the week before."""
+    current = month_of(now)
+    names = {current: "current", next_month(current): "next"}
+    latest: dict[tuple[str, date], Snapshot] = {}
+    for s in snapshots:
+        if s.month not in names or s.taken_at > now:
+            continue
+        key = (s.team, s.month)
+        if key not in latest or s.taken_at > latest[key].taken_at:
+            latest[key] = s
+    out: dict[tuple[str, str, str], int] = {}
+    for (team, month), s in sorted(latest.items()):
+        f = s.forecast
+        for kind, cents in (
+            ("weighted", f.weighted_cents),
+            ("commit", f.commit_cents),
+            ("best_case", f.best_case_cents),
+        ):
+            out[(team, names[month], kind)] = cents
+    return out
+
+
+def accuracy_gauges(
+    snapshots: Iterable[Snapshot], actual: Mapping[str, int], now: datetime
+) -> dict[tuple[str, int], float]:
+    """``leadloop_forecast_accuracy_ratio`` at ``now`` by (team, age): the latest closed
+    month's (the one before ``now``'s), given what each team won in it. A team that won
+    nothing in it has no accuracy, so no series."""
+    month = previous_month(month_of(now))
+    return {
+        (team, age): value
+        for team, ages in accuracy_by_age(snapshots, actual, month).items()
+        for age, value in ages.items()
+        if value is not None
+    }
