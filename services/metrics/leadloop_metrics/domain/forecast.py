@@ -17,11 +17,11 @@ month would otherwise forecast only the rest), plus, over the open leads whose
   agreed, the rep commits to them);
 - ``best_case``: Σ amount of all of them (every one of them is won).
 
-So ``won ≤ commit ≤ best_case`` and ``won ≤ weighted ≤ best_case``. A lead without an expected close
-date is in no month's forecast, and neither is one dated in a month already past: the
-forecast is of the amount the CRM says will close in that month. Amounts are in cents;
-``weighted`` is rounded to a cent once, after an exact sum, so it does not depend on the
-order of the leads.
+So ``won ≤ commit ≤ best_case`` and ``won ≤ weighted ≤ best_case``. A lead without an
+expected close date is in no month's forecast, and neither is one dated in a month
+already past: the forecast is of the amount the CRM says will close in that month.
+Amounts are in cents; ``weighted`` is rounded to a cent once, after an exact sum, so it
+does not depend on the order of the leads.
 
 **Snapshots** are taken at fixed instants (:func:`snapshot_due`: 00:00 UTC on the 1st of
 every month and on every Monday), for the current and the next month. A snapshot's age
@@ -254,7 +254,10 @@ def snapshot_due(now: datetime, last: datetime | None) -> list[datetime]:
     """The snapshot instants after ``last`` and up to ``now``, oldest first.
 
     With no snapshot taken yet, only the latest instant up to ``now``: a forecast can
-    be taken only of the pipeline as it is, so a first start does not invent a past."""
+    be taken only of the pipeline as it is, so a first start does not invent a past. For
+    the same reason a job that was stopped over several instants should take only the
+    last one it finds due; the others are missed (the backtest, which can replay the
+    past, takes them all)."""
     now = now.astimezone(UTC)
     if last is None:
         start = now.date() - timedelta(days=7)
