@@ -44,6 +44,17 @@ def run_service(service: str, settings: ServiceSettings, http: HttpSettings, wir
     )
     app = make_app(service, settings.kafka, http, data_dir=settings.data_dir)
     own_ready = wire(app, pool)
+    # Before its first assignment a worker has no partitions and so no lag, which
+    # looks like a caught-up worker with nothing to do; a stop then lands in the
+    # middle of the group join. Ready only once the group has assigned it (an empty
+    # assignment included: more workers than partitions).
+    joined: list[bool] = []
+
+    async def first_assignment(sender: Any, /, *_: Any, signal: Any, **__: Any) -> None:
+        if not joined:
+            joined.append(True)
+
+    app.on_partitions_assigned.connect(first_assignment)
 
     async def ready() -> tuple[bool, dict[str, Any]]:
         try:
@@ -54,6 +65,7 @@ def run_service(service: str, settings: ServiceSettings, http: HttpSettings, wir
         group_error = consumer_group_error(app)
         ok = (
             db_ok
+            and bool(joined)
             and not app.rebalancing
             and lag is not None
             and lag <= MAX_READY_LAG
@@ -61,6 +73,7 @@ def run_service(service: str, settings: ServiceSettings, http: HttpSettings, wir
         )
         detail: dict[str, Any] = {
             "postgres": db_ok,
+            "joined": bool(joined),
             "rebalancing": bool(app.rebalancing),
             "lag": lag,
         }
