@@ -9,6 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from leadloop.events import Stage, StageChanged
+from leadloop_metrics.domain.facts import Accepted, Assigned, StageMoved, fact_of
 from leadloop_metrics.domain.forecast import (
     FIXED_TABLE,
     FORECAST_STAGES,
@@ -21,17 +23,21 @@ from leadloop_metrics.domain.forecast import (
     accuracy,
     accuracy_by_age,
     accuracy_gauges,
+    closed_lead,
     forecast,
     forecast_gauges,
     learned_probabilities,
     month_end,
     next_month,
+    open_lead,
     previous_month,
     snapshot_age,
     snapshot_due,
     take_snapshot,
     won_in_month,
+    won_lead,
 )
+from leadloop_metrics.domain.leads import LeadState, apply
 from leadloop_metrics.forecast_backtest import TEAMS, backtest, true_probabilities
 
 DEC = date(2026, 12, 1)
@@ -308,3 +314,54 @@ def test_accuracy_gauges_are_the_last_closed_months() -> None:
     jan = datetime(2027, 1, 4, tzinfo=UTC)
     assert accuracy_gauges(snaps, {"north": 50_00}, jan) == {("north", 3): 0.8}
     assert accuracy_gauges(snaps, {"north": 50_00}, MON) == {}  # December is not closed
+
+
+# ------------------------------------------------------------------ from the lead's state
+
+
+def test_the_stage_fact_keeps_the_expected_close_date() -> None:
+    event = StageChanged(
+        event_id="e1",
+        lead_id="l1",
+        stage=Stage.PROPOSAL,
+        occurred_at=MON,
+        rep_id="r1",
+        amount=120.5,
+        expected_close_date=date(2026, 12, 18),
+    )
+    fact = fact_of(event)
+    assert isinstance(fact, StageMoved)
+    assert fact.expected_close == date(2026, 12, 18)
+
+
+def lead(*stages: tuple[str, int, date | None]) -> LeadState:
+    s = LeadState("l1")
+    s = apply(s, Accepted("a", "l1", "web_form", MON, "hot"))
+    s = apply(s, Assigned("g", "l1", "north", True, "round_robin", "initial", MON, "hot", "r1"))
+    for n, (stage, day, close) in enumerate(stages):
+        when = MON + timedelta(days=day)
+        s = apply(s, StageMoved(f"s{n}", "l1", stage, when, 250.0, None, close))
+    return s
+
+
+def test_an_open_lead_is_forecast_from_its_state() -> None:
+    s = lead(("qualified", 1, date(2026, 12, 20)), ("proposal", 2, None))
+    assert open_lead(s) == OpenLead("north", "proposal", 250_00, date(2026, 12, 20))
+    assert closed_lead(s) is None
+    assert won_lead(s) is None
+    assert open_lead(LeadState("l2")) is None  # no team yet
+
+
+def test_a_won_lead_is_history_and_actual() -> None:
+    s = lead(("qualified", 1, date(2026, 12, 20)), ("won", 3, None))
+    assert open_lead(s) is None
+    assert closed_lead(s) == ClosedLead(
+        "north", frozenset({"new", "assigned", "qualified"}), won=True
+    )
+    assert won_lead(s) == WonLead("north", MON + timedelta(days=3), 250_00)
+
+
+def test_a_lost_lead_is_history_only() -> None:
+    s = apply(lead(("proposal", 1, None)), StageMoved("x", "l1", "lost", MON, None, "price"))
+    assert closed_lead(s) == ClosedLead("north", frozenset({"new", "assigned", "proposal"}), False)
+    assert won_lead(s) is None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -321,7 +321,8 @@ def lead_facts(draw: st.DrawFn) -> list[LeadFact]:
             stage = draw(st.sampled_from(["contacted", "qualified", "proposal", "won", "lost"]))
             amount = draw(st.none() | st.floats(0, 1e7, allow_nan=False))
             reason = "no_budget" if stage == "lost" else None
-            out.append(StageMoved(f"stg-{n}", L, stage, at(t), amount, reason))
+            close = draw(st.none() | st.dates(date(2025, 1, 1), date(2026, 12, 31)))
+            out.append(StageMoved(f"stg-{n}", L, stage, at(t), amount, reason, close))
         else:
             # An escalation id always names the same owner and kind, as on the topic.
             esc, owner, kind = draw(
@@ -380,6 +381,34 @@ def test_gauges_do_not_depend_on_the_order_of_arrival(facts: list[LeadFact], rnd
     a = {k: v for k, v in contributions(_final(facts), POLICY).items() if k[0] in GAUGES}
     b = {k: v for k, v in contributions(_final(shuffled), POLICY).items() if k[0] in GAUGES}
     assert a == b
+
+
+@settings(max_examples=200)
+@given(lead_facts(), st.randoms())
+def test_the_expected_close_is_the_latest_given_in_any_order(
+    facts: list[LeadFact], rnd: object
+) -> None:
+    shuffled = list(facts)
+    rnd.shuffle(shuffled)  # type: ignore[attr-defined]
+    dated = [f for f in facts if isinstance(f, StageMoved) and f.expected_close is not None]
+    latest = max(dated, key=lambda f: (f.occurred_at, f.event_id), default=None)
+    want = None if latest is None else latest.expected_close
+    assert _final(facts).expected_close == want
+    assert _final(shuffled).expected_close == want
+
+
+def test_a_stage_change_without_a_date_keeps_the_one_before() -> None:
+    first = StageMoved("s1", L, "qualified", at(1), 10.0, None, date(2026, 12, 20))
+    then = StageMoved("s2", L, "proposal", at(2), 10.0, None, None)
+    state = _final([accepted(), first, then])
+    assert state.expected_close == date(2026, 12, 20)
+    stored = state_to_json(state)
+    assert state_from_json(L, stored) == state
+    # A state stored before the date was kept has neither key.
+    del stored["expected_close"], stored["expected_close_order"]
+    old = state_from_json(L, stored)
+    assert old.expected_close is None
+    assert old.expected_close_order is None
 
 
 def _final(facts: list[LeadFact]) -> LeadState:

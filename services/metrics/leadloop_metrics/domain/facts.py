@@ -8,7 +8,7 @@ enum values, times and amounts only: no personal data.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from leadloop.events import (
@@ -61,6 +61,15 @@ class Accepted:
     #: The customer had won a lead before (a win of this one is a repurchase). Facts
     #: stored before it was kept lack it: False, as their events said.
     customer_won_before: bool = False
+    #: The lead's non-personal attributes, for the review (复盘): what sells where.
+    #: Facts stored before they were kept lack them: None.
+    campaign: str | None = None
+    product: str | None = None
+    industry: str | None = None
+    region: str | None = None
+    country: str | None = None
+    company_size: int | None = None
+    score: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +106,8 @@ class StageMoved:
     occurred_at: datetime
     amount: float | None
     loss_reason: str | None
+    #: When the CRM expects the lead to close (facts stored before it was kept: None).
+    expected_close: date | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +154,7 @@ _TYPES: dict[str, type[Any]] = {
     for t in (Outcome, Accepted, Assigned, Touched, StageMoved, Escalated, Rated, Silenced)
 }
 _TIMES = ("accepted_at", "assigned_at", "occurred_at", "breached_at", "quiet_since")
+_DATES = ("expected_close",)
 
 EventIn = (
     IngestOutcomeRecorded
@@ -168,6 +180,13 @@ def fact_of(event: EventIn) -> Fact:
             event.accepted_at,
             event.priority.value,
             event.customer_won_before,
+            event.campaign,
+            event.product,
+            event.industry,
+            event.region,
+            event.country,
+            event.company_size,
+            event.score,
         )
     if isinstance(event, LeadAssigned):
         return Assigned(
@@ -199,6 +218,7 @@ def fact_of(event: EventIn) -> Fact:
             event.occurred_at,
             event.amount,
             event.loss_reason.value if event.loss_reason is not None else None,
+            event.expected_close_date,
         )
     if isinstance(event, SatisfactionRecorded):
         return Rated(event.event_id, event.lead_id, event.score, event.occurred_at, event.rep_id)
@@ -218,7 +238,7 @@ def fact_of(event: EventIn) -> Fact:
 
 def fact_to_json(fact: Fact) -> dict[str, Any]:
     out = asdict(fact)
-    for key in _TIMES:
+    for key in (*_TIMES, *_DATES):
         if out.get(key) is not None:
             out[key] = out[key].isoformat()
     out["type"] = type(fact).__name__
@@ -231,5 +251,8 @@ def fact_from_json(data: dict[str, Any]) -> Fact:
     for key in _TIMES:
         if fields.get(key) is not None:
             fields[key] = datetime.fromisoformat(fields[key])
+    for key in _DATES:
+        if fields.get(key) is not None:
+            fields[key] = date.fromisoformat(fields[key])
     fact: Fact = cls(**fields)
     return fact

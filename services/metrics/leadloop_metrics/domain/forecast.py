@@ -40,6 +40,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
+from leadloop_metrics.domain.leads import LeadState, current_stage
+
 __all__ = [
     "FIXED_TABLE",
     "FORECAST_STAGES",
@@ -53,17 +55,20 @@ __all__ = [
     "accuracy",
     "accuracy_by_age",
     "accuracy_gauges",
+    "closed_lead",
     "forecast",
     "forecast_gauges",
     "learned_probabilities",
     "month_end",
     "month_of",
     "next_month",
+    "open_lead",
     "previous_month",
     "snapshot_age",
     "snapshot_due",
     "take_snapshot",
     "won_in_month",
+    "won_lead",
 ]
 
 #: The open stages, in funnel order (``leads.OPEN_STAGES``).
@@ -356,3 +361,32 @@ def accuracy_gauges(
         for age, value in ages.items()
         if value is not None
     }
+
+
+def open_lead(s: LeadState) -> OpenLead | None:
+    """The lead as the forecast sees it while it is open and has a team (the latest
+    assignment's); None otherwise. A lead without an amount counts for nothing."""
+    stage = current_stage(s)
+    if stage is None or s.team is None or s.won is not None or s.lost is not None:
+        return None
+    return OpenLead(s.team, stage, s.amount_cents or 0, s.expected_close)
+
+
+def closed_lead(s: LeadState) -> ClosedLead | None:
+    """The lead as history for the learned rates, once its win or loss is counted (with
+    the team it was counted for)."""
+    reached = s.reached & frozenset(FORECAST_STAGES)
+    if s.won is not None:
+        return ClosedLead(s.won.team, reached, True)
+    if s.lost is not None:
+        return ClosedLead(s.lost.team, reached, False)
+    return None
+
+
+def won_lead(s: LeadState) -> WonLead | None:
+    """The win as the actual of its month: counted for the team and amount of
+    ``leadloop_won_amount_total``, at the time the CRM says it was won."""
+    won_at = dict(s.stage_entered).get("won")
+    if s.won is None or won_at is None:
+        return None
+    return WonLead(s.won.team, won_at, s.won.cents)

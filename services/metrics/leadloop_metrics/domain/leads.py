@@ -25,7 +25,7 @@ acceptance arrives first.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
@@ -157,6 +157,10 @@ class LeadState:
     #: Amounts in hundredths: sums of integers are exact in any order.
     amount_cents: int | None = None
     amount_order: Order | None = None
+    #: The latest expected close date the CRM gave (by occurred_at, then event id; a
+    #: stage change without one keeps the one before): what dates the lead in a forecast.
+    expected_close: date | None = None
+    expected_close_order: Order | None = None
     loss_reason: str | None = None
     reached: frozenset[str] = frozenset()
     #: When the lead first entered each stage the CRM reported (by occurred_at).
@@ -239,6 +243,8 @@ def apply(state: LeadState, fact: LeadFact) -> LeadState:
             s = replace(s, crm_stage=fact.stage, stage_order=order)
         if fact.amount is not None and _later(order, s.amount_order):
             s = replace(s, amount_cents=round(fact.amount * 100), amount_order=order)
+        if fact.expected_close is not None and _later(order, s.expected_close_order):
+            s = replace(s, expected_close=fact.expected_close, expected_close_order=order)
         if fact.stage == "lost" and s.loss_reason is None:
             s = replace(s, loss_reason=fact.loss_reason)
         entered = dict(s.stage_entered)
@@ -489,6 +495,10 @@ def _dt(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
 
+def _date(value: str | None) -> date | None:
+    return None if value is None else date.fromisoformat(value)
+
+
 def _order_out(o: Order | None) -> list[str] | None:
     return None if o is None else [o[0].isoformat(), o[1]]
 
@@ -518,6 +528,8 @@ def state_to_json(s: LeadState) -> dict[str, Any]:
         "stage_order": _order_out(s.stage_order),
         "amount_cents": s.amount_cents,
         "amount_order": _order_out(s.amount_order),
+        "expected_close": None if s.expected_close is None else s.expected_close.isoformat(),
+        "expected_close_order": _order_out(s.expected_close_order),
         "loss_reason": s.loss_reason,
         "reached": sorted(s.reached),
         "stage_entered": [[stage, when.isoformat()] for stage, when in s.stage_entered],
@@ -574,6 +586,9 @@ def state_from_json(lead_id: str, d: dict[str, Any]) -> LeadState:
         stage_order=_order_in(d["stage_order"]),
         amount_cents=d["amount_cents"],
         amount_order=_order_in(d["amount_order"]),
+        # States stored before the expected close date was kept have neither key.
+        expected_close=_date(d.get("expected_close")),
+        expected_close_order=_order_in(d.get("expected_close_order")),
         loss_reason=d["loss_reason"],
         reached=frozenset(d["reached"]),
         # States stored before stage times were kept have neither key.
