@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages leadloop's local stack needs, only those missing:
 # Java 17 and Maven (Kafka broker jars), PostgreSQL server, Prometheus with promtool,
-# Alertmanager with amtool. Needs root (or sudo) only when something is missing.
+# Alertmanager with amtool, Chromium and a CJK font. Needs root (or sudo) only when
+# something is missing.
 set -euo pipefail
 need=()
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)
@@ -13,6 +14,10 @@ command -v javac >/dev/null || need+=(openjdk-17-jdk-headless)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v amtool >/dev/null || need+=(prometheus-alertmanager)
+# The review report is looked at in a real headless browser; its Chinese text needs a
+# CJK font (in the charts too).
+command -v chromium >/dev/null || need+=(chromium)
+fc-list 2>/dev/null | grep -qi "Noto Sans CJK" || need+=(fonts-noto-cjk)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "system: installing ${need[*]}"
 sudo=""

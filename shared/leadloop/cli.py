@@ -8,12 +8,17 @@ leadloop schemas export     write JSON Schemas of the events to shared/leadloop/
 leadloop schemas check      fail if the committed schemas or examples are stale/invalid
 leadloop simulate           feed realistic simulated traffic (deterministic with --seed)
 leadloop watch              live terminal view of the funnel (reads /metrics)
+
+Installed service packages add their own commands through the ``leadloop.commands``
+entry-point group (``leadloop review``, ``leadloop score`` from leadloop-review): the
+shared library knows no service, so it finds them by name at start.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
+from importlib.metadata import entry_points
 from typing import Annotated
 
 import typer
@@ -246,5 +251,11 @@ def watch(
     run_watch(_settings().metrics_url, interval)
 
 
+def _add_service_commands() -> None:
+    for ep in entry_points(group="leadloop.commands"):
+        app.add_typer(ep.load(), name=ep.name)
+
+
 def main() -> None:
+    _add_service_commands()
     app()
