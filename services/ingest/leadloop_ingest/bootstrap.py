@@ -23,6 +23,7 @@ from leadloop_ingest.adapters.http import Webhook, register_webhook
 from leadloop_ingest.adapters.kafka import register_agents
 from leadloop_ingest.adapters.meta import MetaLeadAds, register_lead_webhooks
 from leadloop_ingest.adapters.postgres import LeadStore
+from leadloop_ingest.adapters.score_model_file import ScoreModelFile
 from leadloop_ingest.adapters.timeline_store import TimelineStore
 from leadloop_ingest.adapters.vendor_hooks import (
     VendorHooks,
@@ -47,6 +48,7 @@ def main() -> None:
             None if cfg.crm_inbound_file is None else load_inbound(cfg.crm_inbound_file, os.environ)
         )
     limits = build_limits(channels, cfg.max_record_bytes)
+    score_model = None if cfg.score_model_file is None else ScoreModelFile(cfg.score_model_file)
 
     def wire(app: faust.App, pool: asyncpg.Pool) -> ReadyContributor:
         publisher = FaustPublisher(app, cfg.kafka.topic_prefix)
@@ -60,6 +62,7 @@ def main() -> None:
             weights=ScoringWeights(),
             pepper=pepper,
             guard=guard,
+            score_model=(lambda: None) if score_model is None else score_model.current,
         )
         timeline = TimelineHandler(store=TimelineStore(pool), publisher=publisher, clock=clock)
         register_agents(

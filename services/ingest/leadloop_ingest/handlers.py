@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from leadloop.clock import Clock
@@ -31,6 +31,7 @@ from leadloop_ingest.domain.intake import (
     reject_headers,
     rejection_headers,
 )
+from leadloop_ingest.domain.learned_score import LearnedScore
 from leadloop_ingest.domain.scoring import ScoringWeights
 from leadloop_ingest.domain.timeline import CrmRejection, TimelineEvent, Unusable, parse
 from leadloop_ingest.domain.validation import Limits
@@ -132,12 +133,15 @@ class IngestHandler:
     weights: ScoringWeights
     pepper: bytes
     guard: IngestGuard = field(default_factory=lambda: IngestGuard(limit=0))
+    #: The learned model in force, if any (``LEADLOOP_SCORE_MODEL_FILE``); the hand-set
+    #: ``weights`` score the leads otherwise.
+    score_model: Callable[[], LearnedScore | None] = lambda: None
 
     async def handle(self, records: Sequence[RawRecord]) -> Decided:
         proposed = decide(
             list(records),
             limits=self.limits,
-            weights=self.weights,
+            weights=self.score_model() or self.weights,
             pepper=self.pepper,
             now=self.clock.now(),
         )

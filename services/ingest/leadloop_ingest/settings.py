@@ -53,6 +53,9 @@ class IngestSettings(ServiceSettings):
     crm_secrets: dict[str, SecretStr] = Field(default_factory=dict)
     #: Largest CRM feedback body (up to 500 events per request).
     crm_max_body_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 1024 * 1024
+    #: A learned score model (``leadloop score fit``, docs/scoring.md), reloaded when the
+    #: file changes. Unset, or while the file cannot be used: the hand-set weights.
+    score_model_file: Path | None = None
 
     @model_validator(mode="after")
     def _meta_tokens(self) -> IngestSettings:

@@ -20,7 +20,7 @@ from leadloop.events import (
     deterministic_id,
 )
 from leadloop_ingest.domain.identity import identity_key
-from leadloop_ingest.domain.scoring import ScoringWeights, score
+from leadloop_ingest.domain.scoring import Scoring, score
 from leadloop_ingest.domain.validation import Limits, Rejection, ValidLead, validate
 
 __all__ = [
@@ -127,7 +127,7 @@ def decide(
     records: list[RawRecord],
     *,
     limits: Limits,
-    weights: ScoringWeights,
+    weights: Scoring,
     pepper: bytes,
     now: datetime,
 ) -> list[tuple[OutcomeRecord, LeadRecord | None]]:
@@ -202,7 +202,7 @@ def _lead(
     valid: ValidLead,
     rec: RawRecord,
     lead_id: str,
-    weights: ScoringWeights,
+    weights: Scoring,
     pepper: bytes,
     now: datetime,
 ) -> LeadRecord:

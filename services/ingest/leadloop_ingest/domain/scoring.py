@@ -2,7 +2,8 @@
 
 score = channel weight + company-size band + budget band + completeness, capped at 100.
 Each part is documented in the README's scoring table; the same inputs always give the
-same score, so a replayed lead keeps its priority.
+same score, so a replayed lead keeps its priority. A learned model
+(``domain/learned_score.py``, docs/scoring.md) may stand in for the weights.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from leadloop.events import Priority, RawLead
+from leadloop_ingest.domain.learned_score import LearnedScore
 from leadloop_ingest.domain.validation import NormalisedContact
 
-__all__ = ["ScoringWeights", "score"]
+__all__ = ["Scoring", "ScoringWeights", "score"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +39,13 @@ class ScoringWeights:
     warm_at: int = 30
 
 
-def score(raw: RawLead, contact: NormalisedContact, w: ScoringWeights) -> tuple[int, Priority]:
+#: What a lead is scored with: the hand-set weights (the default) or a learned model.
+Scoring = ScoringWeights | LearnedScore
+
+
+def score(raw: RawLead, contact: NormalisedContact, w: Scoring) -> tuple[int, Priority]:
+    if isinstance(w, LearnedScore):
+        return w.score(raw)
     points = w.channel.get(raw.source, w.default_channel)
     if raw.company_size is not None:
         points += next((p for lo, p in w.company_size_bands if raw.company_size >= lo), 0)
