@@ -25,7 +25,7 @@ $(VENV)/.stamp: constraints.txt shared/pyproject.toml $(addsuffix /pyproject.tom
 	@{ $(PY) -m pip install -q --upgrade pip \
 	  && $(PY) -m pip install -q -c constraints.txt -e shared $(addprefix -e ,$(SERVICES)) \
 	  hypothesis import-linter ruff mypy pytest pytest-asyncio pytest-timeout jsonschema types-PyYAML \
-	  aiosmtpd; } > $(VENV)/install.log 2>&1 \
+	  aiosmtpd kubernetes-validate; } > $(VENV)/install.log 2>&1 \
 	  || { tail -n 30 $(VENV)/install.log; echo "python: installing failed; see $(VENV)/install.log" >&2; exit 1; }
 	@echo "python: $(VENV) ready"
 	@touch $@
