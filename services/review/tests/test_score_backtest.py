@@ -13,8 +13,11 @@ from leadloop_review.domain.score_sim import auc, hand_set_score, simulate, top_
 from leadloop_review.score_backtest import backtest
 
 
-@given(st.lists(st.tuples(st.integers(0, 5), st.booleans()), min_size=2).filter(
-    lambda xs: 0 < sum(y for _, y in xs) < len(xs)))
+@given(
+    st.lists(st.tuples(st.integers(0, 5), st.booleans()), min_size=2).filter(
+        lambda xs: 0 < sum(y for _, y in xs) < len(xs)
+    )
+)
 def test_auc_is_scikit_learns(xs: list[tuple[int, bool]]) -> None:
     scores, labels = [float(s) for s, _ in xs], [y for _, y in xs]
     assert auc(scores, labels) == pytest.approx(roc_auc_score(labels, scores))

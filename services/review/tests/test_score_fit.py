@@ -14,6 +14,7 @@ import pytest
 from leadloop_review.adapters.score_file import next_model_path, read_model, write_model
 from leadloop_review.domain.score_fit import ClosedLead, FitError, FitSettings, closed_leads, fit
 from leadloop_review.domain.score_model import (
+    ScoreModel,
     ScoreModelError,
     model_from_json,
     model_to_json,
@@ -52,11 +53,11 @@ def planted(n: int, seed: int = 7, finance: float = 1.2) -> list[ClosedLead]:
 
 
 @pytest.fixture(scope="module")
-def model():  # type: ignore[no-untyped-def]
+def model() -> ScoreModel:
     return fit(planted(4000), version="score-v1", fitted_at=T0, window=WINDOW)
 
 
-def test_the_fit_recovers_a_planted_effect(model) -> None:  # type: ignore[no-untyped-def]
+def test_the_fit_recovers_a_planted_effect(model: ScoreModel) -> None:
     ranked = top_contributions(model)
     assert ranked[0].attribute == "industry"
     assert ranked[0].best[0].value == "finance"
@@ -70,7 +71,7 @@ def test_the_fit_recovers_a_planted_effect(model) -> None:  # type: ignore[no-un
     assert model.quality["auc"] > 0.6
 
 
-def test_the_calibration_is_sane(model) -> None:  # type: ignore[no-untyped-def]
+def test_the_calibration_is_sane(model: ScoreModel) -> None:
     q = model.quality
     assert q["brier"] < q["brier_base_rate"]
     mean_predicted = sum(b.mean_predicted * b.leads for b in model.reliability) / model.leads
@@ -89,7 +90,7 @@ def test_a_planted_null_gives_no_lift() -> None:
     assert industry.logloss_drop < 0.003
 
 
-def test_the_model_file_round_trips(model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_model_file_round_trips(model: ScoreModel, tmp_path: Path) -> None:
     path = next_model_path(tmp_path)
     assert path.name == "score-v1.json"
     write_model(path, model)
@@ -98,7 +99,9 @@ def test_the_model_file_round_trips(model, tmp_path: Path) -> None:  # type: ign
     assert model_from_json(json.loads(json.dumps(model_to_json(model)))) == model
 
 
-def test_a_malformed_model_file_is_refused_naming_the_field(model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_malformed_model_file_is_refused_naming_the_field(
+    model: ScoreModel, tmp_path: Path
+) -> None:
     doc = model_to_json(model)
     doc["attributes"][1]["levels"][0]["coefficient"] = "big"
     with pytest.raises(ScoreModelError) as err:
@@ -109,7 +112,7 @@ def test_a_malformed_model_file_is_refused_naming_the_field(model, tmp_path: Pat
         read_model(tmp_path / "x.json")
 
 
-def test_scores_are_percent_probabilities_and_unseen_values_are_other(model) -> None:  # type: ignore[no-untyped-def]
+def test_scores_are_percent_probabilities_and_unseen_values_are_other(model: ScoreModel) -> None:
     lead = {"industry": "mining", "source": "fax", "company_size": None}
     p = probability(model, lead)
     assert score(model, lead) == math.floor(100 * p + 0.5)
