@@ -479,3 +479,20 @@ def test_the_migrate_job_sets_the_logins_the_services_use() -> None:
         ]
         assert refs[variable] == used, service
     assert set(SERVICE_ROLES) == set(SETTINGS)
+
+
+def test_the_readmes_scaling_table_matches_the_registry() -> None:
+    text = (K8S / "README.md").read_text(encoding="utf-8")
+    rows = {}
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0] in SETTINGS:
+            rows[cells[0]] = (cells[1], cells[2])
+    assert set(rows) == set(SETTINGS)
+    for service, (group, listed) in rows.items():
+        assert group == f"`leadloop-{service}`"
+        consumed = {
+            spec.name: spec.partitions for spec in topics.REGISTRY if service in spec.consumers
+        }
+        assert set(re.findall(r"[a-z]+\.[a-z-]+", listed)) == set(consumed), service
+        assert {int(n) for n in re.findall(r"\((\d+)", listed)} == set(consumed.values()), service
