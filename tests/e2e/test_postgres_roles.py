@@ -41,6 +41,8 @@ GROUP_ROLES = {
     "metrics": "leadloop_metrics",
     "handoff": "leadloop_handoff",
     "notifier": "leadloop_notifier",
+    # migration 0017: `leadloop review` reads the metrics' facts and forecasts only.
+    "review": "leadloop_review",
 }
 
 #: Every table of the schema and the one service that may use it. A new table must be
@@ -113,6 +115,8 @@ READ_ONLY = {
     ("handoff", "lead_activities"): {"SELECT"},
     ("handoff", "lead_stage_changes"): {"SELECT"},
     ("handoff", "lead_ownership"): {"SELECT"},
+    ("review", "metric_applied_events"): {"SELECT"},
+    ("review", "metric_forecasts"): {"SELECT"},
 }
 #: Only the migration runner (the owner) uses it.
 OWNER_ONLY = {"schema_migrations"}
