@@ -21,10 +21,11 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import yaml
 from aiokafka import AIOKafkaProducer
@@ -93,7 +94,15 @@ class Prometheus:
 def services(
     database_url: str, kafka_settings: KafkaSettings, tmp_path: Path
 ) -> Iterator[ServiceGroup]:
-    env = stack_env(database_url, kafka_settings, tmp_path)
+    # The forecast series are set again every 2 s: last month's accuracy appears once
+    # the test has given last month its wins and snapshots (close_last_month).
+    env = stack_env(
+        database_url,
+        kafka_settings,
+        tmp_path,
+        LEADLOOP_FORECAST_SECONDS="1",
+        LEADLOOP_FORECAST_REFRESH_SECONDS="2",
+    )
     with running(env, tmp_path, "ingest", "assignment", "metrics", clean_exit=False) as group:
         yield group
 
@@ -173,6 +182,55 @@ async def take_back(
         await producer.stop()
 
 
+async def close_last_month(
+    kafka: KafkaSettings, database_url: str, assignments: list[LeadAssigned], stage_changes: int
+) -> None:
+    """Last month, as the forecast remembers it: a snapshot per team taken on its 1st,
+    and a win dated in it for one open owned lead per team (the run is all today)."""
+    records = await collect(kafka, "crm.stage-changes", want=stage_changes, within=30)
+    changes = [StageChanged.model_validate_json(r.value or b"") for r in records]
+    closed = {c.lead_id for c in changes if c.stage in (Stage.WON, Stage.LOST)}
+    today = datetime.now(UTC).date()
+    last = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+    won_at = datetime(last.year, last.month, 10, 12, tzinfo=UTC)
+    first_of_team = {
+        a.team_id: a for a in reversed(assignments[ESCALATED + TAKEN :]) if a.lead_id not in closed
+    }
+    assert first_of_team, "no owned lead left to win"
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for a in first_of_team.values():
+            change = StageChanged(
+                event_id=f"won-last-month-{a.lead_id}",
+                lead_id=a.lead_id,
+                stage=Stage.WON,
+                occurred_at=won_at,
+                rep_id=a.owner_id or "nobody",
+                amount=1000.0,
+            )
+            await producer.send_and_wait(
+                qualified("crm.stage-changes", kafka.topic_prefix),
+                change.model_dump_json().encode(),
+                key=a.lead_id.encode(),
+            )
+    finally:
+        await producer.stop()
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.executemany(
+            "INSERT INTO metric_forecasts (team, month, taken_at, age, weighted_cents, "
+            "commit_cents, best_case_cents, probabilities) "
+            "VALUES ($1, $2, $3, 4, 80000, 50000, 150000, '{}')",
+            [
+                (team, last, datetime(last.year, last.month, 1, tzinfo=UTC))
+                for team in first_of_team
+            ],
+        )
+    finally:
+        await conn.close()
+
+
 def scrape(group: ServiceGroup) -> str:
     with urllib.request.urlopen(group.url("metrics", "/metrics"), timeout=5) as r:
         return str(r.read().decode())
@@ -216,12 +274,14 @@ async def test_every_panel_and_recording_rule_returns_data_after_a_simulated_run
     owned = [a for a in assigned if a.owner_id is not None]
     await escalate(kafka_settings, owned)
     await take_back(kafka_settings, owned, sum(summary.stage_changes.values()))
+    await close_last_month(kafka_settings, database_url, owned, sum(summary.stage_changes.values()))
 
     # The service has counted everything the run produced.
     deadline = time.monotonic() + 60
     while (
         total(text := scrape(services), "leadloop_sla_breaches_total") < ESCALATED
         or total(text, "leadloop_rep_leads_taken_total") < 1
+        or total(text, "leadloop_forecast_accuracy_ratio") == 0
     ):
         assert time.monotonic() < deadline, services.log("metrics")
         await asyncio.sleep(0.5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import asyncpg
 import faust
@@ -38,6 +39,8 @@ def main() -> None:
             labels=labels,
             silence=silence,
             clock=SystemClock(),
+            forecast_strength=cfg.forecast_strength,
+            forecast_refresh=timedelta(seconds=cfg.forecast_refresh_seconds),
         )
         register_agents(
             app,
@@ -48,6 +51,7 @@ def main() -> None:
             within=cfg.kafka.batch_within_s,
             refresh_seconds=cfg.refresh_seconds,
             sweep_seconds=cfg.silence_sweep_seconds,
+            forecast_seconds=cfg.forecast_seconds,
         )
 
     run_service("metrics", cfg, cfg.http, wire)

@@ -343,6 +343,54 @@ WALLBOARD = Board(
                 ),
             ),
         ),
+        (
+            "Forecast",
+            (
+                Panel(
+                    "Forecast this month",
+                    "bargauge",
+                    (
+                        q(
+                            'sum by (team, kind) (leadloop_forecast_amount{month="current"})',
+                            "{{team}} {{kind}}",
+                        ),
+                    ),
+                    "Per team, as of the latest Monday or 1st: won so far plus the open leads "
+                    "the CRM dates in this month — weighted by the team's learned chance per "
+                    "stage, only those in negotiation (commit), or all (best case). A weighted "
+                    "bar far below the target means the month needs pipeline now.",
+                    unit="currencyUSD",
+                ),
+                Panel(
+                    "Forecast next month",
+                    "bargauge",
+                    (
+                        q(
+                            'sum by (team, kind) (leadloop_forecast_amount{month="next"})',
+                            "{{team}} {{kind}}",
+                        ),
+                    ),
+                    "The same for next month: what is dated to close there already.",
+                    unit="currencyUSD",
+                ),
+                Panel(
+                    "Forecast accuracy, last month",
+                    "bargauge",
+                    (
+                        q(
+                            "min by (team, age) (leadloop_forecast_accuracy_ratio)",
+                            "{{team}} {{age}} weeks before",
+                        ),
+                    ),
+                    "1 − |forecast − won| / won for last month, by how many weeks before the "
+                    "month's end the forecast was taken. Red below 70%: the expected close "
+                    "dates or the stages in the CRM are not kept up to date.",
+                    unit="percentunit",
+                    red_at=0.7,
+                    red_below=True,
+                ),
+            ),
+        ),
     ),
 )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 
 from leadloop.clock import Clock
@@ -23,6 +23,12 @@ from leadloop.events import (
 )
 from leadloop_metrics.domain.facts import Fact, fact_of
 from leadloop_metrics.domain.fold import first_of_each, step
+from leadloop_metrics.domain.forecast import (
+    forecast_step,
+    month_of,
+    previous_month,
+    snapshot_due,
+)
 from leadloop_metrics.domain.labels import Delta, LabelPolicy
 from leadloop_metrics.domain.silence import Silence, earliest_quiet_since, silences
 from leadloop_metrics.ports import MetricRepository, SeriesSink
@@ -54,6 +60,13 @@ class MetricsHandler:
     #: None: no lead is ever reported silent.
     silence: Silence | None = None
     inputs: InputDecoder = field(default_factory=lambda: InputDecoder("metrics"))
+    #: The forecast's smoothing toward the fixed stage table, in leads.
+    forecast_strength: float = 10.0
+    #: How long the forecast series stand between snapshots before they are set again
+    #: (a win that arrives late changes the last closed month's accuracy).
+    forecast_refresh: timedelta = timedelta(hours=1)
+    #: When this worker last set the forecast series (None: not since it started).
+    _forecast_set_at: datetime | None = None
     #: Serialises commits with re-reads: a re-read that started before this worker's
     #: own commit must not replace the view after it (a counter would go back).
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -108,6 +121,38 @@ class MetricsHandler:
             if len(page) < SWEEP_PAGE:
                 return marked
             after = (page[-1].quiet_since, page[-1].lead_id)
+
+    async def forecast(self) -> int:
+        """Take the forecast snapshot when one is due and set the forecast series; return
+        how many snapshots were stored. The series are also set after a start and every
+        ``forecast_refresh`` (wins that arrive late change the last month's accuracy)."""
+        now = self.clock.now()
+        stale = self._forecast_set_at is None or now - self._forecast_set_at >= (
+            self.forecast_refresh
+        )
+
+        async def run() -> int:
+            async with self.store.forecast() as job:
+                due = snapshot_due(now, await job.last_taken())
+                if not due and not stale:
+                    return -1
+                result = forecast_step(
+                    now,
+                    due,
+                    await job.pipeline(self.labels.team),
+                    await job.snapshots(previous_month(month_of(now))),
+                    self.labels.teams,
+                    self.forecast_strength,
+                )
+                await job.save(result)
+            return len(result.snapshots)
+
+        stored = await retrying(run, what="metrics_forecast")
+        if stored < 0:
+            return 0
+        self._forecast_set_at = now
+        await self.refresh()
+        return stored
 
     async def refresh(self) -> None:
         """Re-read the totals (other workers of the group count their partitions)."""

@@ -3,18 +3,19 @@ the PostgreSQL and Prometheus implementations; unit tests hand in fakes)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol
 
 from leadloop_metrics.domain.facts import Fact
 from leadloop_metrics.domain.fold import Step
+from leadloop_metrics.domain.forecast import ForecastStep, Pipeline, Snapshot
 from leadloop_metrics.domain.labels import Delta, SeriesKey
 from leadloop_metrics.domain.leads import LeadState
 from leadloop_metrics.domain.silence import Quiet
 
-__all__ = ["MetricBatch", "MetricRepository", "SeriesSink"]
+__all__ = ["ForecastJob", "MetricBatch", "MetricRepository", "SeriesSink"]
 
 
 class MetricBatch(Protocol):
@@ -31,9 +32,33 @@ class MetricBatch(Protocol):
         ...
 
 
+class ForecastJob(Protocol):
+    """The forecast job's transaction; one worker of the group at a time."""
+
+    async def last_taken(self) -> datetime | None:
+        """When the latest stored snapshot was taken (None: never)."""
+        ...
+
+    async def pipeline(self, team_label: Callable[[str], str]) -> Pipeline:
+        """The leads as the forecast sees them, teams as served labels."""
+        ...
+
+    async def snapshots(self, since: date) -> list[Snapshot]:
+        """The stored snapshots of the months from ``since`` on."""
+        ...
+
+    async def save(self, step: ForecastStep) -> None:
+        """Store the new snapshots and replace every forecast series."""
+        ...
+
+
 class MetricRepository(Protocol):
     def batch(self, now: datetime) -> AbstractAsyncContextManager[MetricBatch]:
         """A transaction, committed when the block ends without an exception."""
+        ...
+
+    def forecast(self) -> AbstractAsyncContextManager[ForecastJob]:
+        """The forecast job's transaction, committed when the block ends."""
         ...
 
     async def load(self) -> dict[SeriesKey, float]:

@@ -4,7 +4,9 @@ The facts of ``metric_applied_events`` are replayed in application order through
 same pure fold the service uses. The result must equal the stored lead states, the
 stored series values (``metric_values``) and, when a ``/metrics`` URL is given, the
 served samples, exactly: every sum is a sum of integers (counts, hundredths,
-milliseconds), so there is no rounding to allow for.
+milliseconds), so there is no rounding to allow for. The forecast series
+(``metric_defs.DERIVED``) are set from snapshots of the pipeline at fixed instants, not
+folded from the facts, and are left out.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from leadloop_metrics.adapters.prometheus import normalise
 from leadloop_metrics.domain.facts import Fact
 from leadloop_metrics.domain.fold import step
 from leadloop_metrics.domain.labels import LabelPolicy, SeriesKey
-from leadloop_metrics.domain.metric_defs import METRICS, served_value
+from leadloop_metrics.domain.metric_defs import DERIVED, METRICS, served_value
 
 __all__ = ["Report", "recompute", "reconcile", "scrape"]
 
@@ -97,7 +99,8 @@ def scrape(url: str) -> dict[Sample, float]:
         raise ValueError("the /metrics URL must be http(s)")
     with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - scheme checked
         text = response.read().decode()
-    known = set(METRICS) | {n.removesuffix("_total") for n in METRICS}
+    folded = set(METRICS) - DERIVED
+    known = folded | {n.removesuffix("_total") for n in folded}
     out: dict[Sample, float] = {}
     for family in text_string_to_metric_families(text):
         if family.name not in known:
@@ -121,7 +124,11 @@ async def reconcile(store: MetricStore, policy: LabelPolicy, url: str | None = N
     for lead_id in sorted(set(states) | set(stored_states)):
         if states.get(lead_id) != stored_states.get(lead_id):
             report.differences.append(f"lead state {lead_id}: stored differs from the replay")
-    stored = {k: v for key, v in (await store.load()).items() if (k := normalise(key)) and v}
+    stored = {
+        k: v
+        for key, v in (await store.load()).items()
+        if (k := normalise(key)) and v and k[0] not in DERIVED
+    }
     report.differences += _compare("stored", values, stored)
     if url is not None:
         want = served_samples(values)

@@ -33,3 +33,12 @@ class MetricsSettings(ServiceSettings):
     calendars_file: Path = Path("config/calendars.yaml")
     #: How often this worker looks for leads that went silent.
     silence_sweep_seconds: Annotated[float, Field(gt=0)] = 60.0
+    #: How often this worker looks whether a forecast snapshot is due (00:00 UTC on the
+    #: 1st and every Monday).
+    forecast_seconds: Annotated[float, Field(gt=0)] = 60.0
+    #: How many closed leads the fixed stage table is worth when a team's P(won | stage)
+    #: is learned from its own history (domain/forecast.py).
+    forecast_strength: Annotated[float, Field(gt=0)] = 10.0
+    #: How often the forecast series are set again between snapshots (late wins change
+    #: the last closed month's accuracy).
+    forecast_refresh_seconds: Annotated[float, Field(gt=0)] = 3600.0

@@ -23,6 +23,7 @@ def register_agents(
     within: float,
     refresh_seconds: float,
     sweep_seconds: float,
+    forecast_seconds: float,
 ) -> None:
     topics_agent(
         app,
@@ -36,6 +37,7 @@ def register_agents(
 
     service_timer(app, interval=refresh_seconds, name="metrics-refresh", run=handler.refresh)
     service_timer(app, interval=sweep_seconds, name="metrics-silence", run=handler.sweep)
+    service_timer(app, interval=forecast_seconds, name="metrics-forecast", run=handler.forecast)
 
     @app.page("/metrics")
     async def metrics(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:

@@ -5,26 +5,38 @@ A ``batch`` is one transaction: ``read`` locks the leads the facts concern and r
 the facts' event ids (returning the facts that were new), ``apply`` saves the states and
 the series changes the fold computed from them. A redelivered event changes nothing,
 and the served values are always a function of these tables. ``load`` reads every
-series; ``facts`` and ``states`` give reconcile what it replays and compares.
+series; ``facts`` and ``states`` give reconcile what it replays and compares. ``forecast`` is the
+snapshot job's transaction (``ForecastJob``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import asyncpg
 
 from leadloop_metrics.domain.facts import Fact, Outcome, fact_from_json, fact_to_json
 from leadloop_metrics.domain.fold import Step
+from leadloop_metrics.domain.forecast import (
+    Forecast,
+    ForecastStep,
+    Pipeline,
+    Snapshot,
+    pipeline_of,
+)
 from leadloop_metrics.domain.labels import SeriesKey
 from leadloop_metrics.domain.leads import LeadState, state_from_json, state_to_json
+from leadloop_metrics.domain.metric_defs import DERIVED
 from leadloop_metrics.domain.silence import Quiet, quiet_since
 
-__all__ = ["MetricBatch", "MetricStore"]
+__all__ = ["ForecastJob", "MetricBatch", "MetricStore"]
+
+#: Lead states read per statement by the forecast job.
+_PAGE = 5000
 
 _TOPIC = {
     "Outcome": "ingest.outcomes",
@@ -121,9 +133,103 @@ class MetricBatch:
             )
 
 
+class ForecastJob:
+    """The snapshot job's transaction. It holds an advisory lock, so the workers of the
+    group take each snapshot once and replace the served forecast one at a time."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def last_taken(self) -> datetime | None:
+        taken: datetime | None = await self._conn.fetchval(
+            "SELECT max(taken_at) FROM metric_forecasts"
+        )
+        return taken
+
+    async def pipeline(self, team_label: Callable[[str], str]) -> Pipeline:
+        """Every lead's state, read a page at a time and kept only as the forecast's
+        small records."""
+        parts: list[Pipeline] = []
+        last = ""
+        while True:
+            rows = await self._conn.fetch(
+                "SELECT lead_id, state FROM metric_leads WHERE lead_id > $1 "
+                "AND state <> 'null'::jsonb ORDER BY lead_id LIMIT $2",
+                last,
+                _PAGE,
+            )
+            if not rows:
+                break
+            states = (state_from_json(r["lead_id"], _json(r["state"])) for r in rows)
+            parts.append(pipeline_of(states, team_label))
+            last = rows[-1]["lead_id"]
+        return Pipeline(
+            tuple(o for p in parts for o in p.open_leads),
+            tuple(c for p in parts for c in p.closed),
+            tuple(w for p in parts for w in p.wins),
+        )
+
+    async def snapshots(self, since: date) -> list[Snapshot]:
+        """The stored snapshots of the months from ``since`` on."""
+        rows = await self._conn.fetch(
+            "SELECT team, month, taken_at, age, weighted_cents, commit_cents, "
+            "best_case_cents, probabilities FROM metric_forecasts WHERE month >= $1",
+            since,
+        )
+        return [
+            Snapshot(
+                r["team"],
+                r["month"],
+                r["taken_at"],
+                r["age"],
+                Forecast(r["weighted_cents"], r["commit_cents"], r["best_case_cents"]),
+                _json(r["probabilities"]),
+            )
+            for r in rows
+        ]
+
+    async def save(self, step: ForecastStep) -> None:
+        """Store the new snapshots and replace every forecast series."""
+        snaps = step.snapshots
+        if snaps:
+            await self._conn.execute(
+                "INSERT INTO metric_forecasts (team, month, taken_at, age, weighted_cents, "
+                "commit_cents, best_case_cents, probabilities) "
+                "SELECT * FROM unnest($1::text[], $2::date[], $3::timestamptz[], $4::int[], "
+                "$5::bigint[], $6::bigint[], $7::bigint[], $8::jsonb[]) "
+                "ON CONFLICT DO NOTHING",
+                [s.team for s in snaps],
+                [s.month for s in snaps],
+                [s.taken_at for s in snaps],
+                [s.age for s in snaps],
+                [s.forecast.weighted_cents for s in snaps],
+                [s.forecast.commit_cents for s in snaps],
+                [s.forecast.best_case_cents for s in snaps],
+                [json.dumps(dict(s.probabilities)) for s in snaps],
+            )
+        await self._conn.execute(
+            "DELETE FROM metric_values WHERE metric = ANY($1::text[])", sorted(DERIVED)
+        )
+        keys = sorted(step.series)
+        await self._conn.execute(
+            "INSERT INTO metric_values (metric, labels, value) "
+            "SELECT m, l::jsonb, v FROM unnest($1::text[], $2::text[], $3::float8[]) AS t(m, l, v)",
+            [k[0] for k in keys],
+            [json.dumps(dict(k[1])) for k in keys],
+            [step.series[k] for k in keys],
+        )
+
+
 class MetricStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+
+    @asynccontextmanager
+    async def forecast(self) -> AsyncIterator[ForecastJob]:
+        """The forecast job's transaction, after the other workers' (advisory lock)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('metric_forecasts'))")
+            yield ForecastJob(conn)
 
     @asynccontextmanager
     async def batch(self, now: datetime) -> AsyncIterator[MetricBatch]:

@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 
 from leadloop_metrics.domain.leads import LeadState, current_stage
@@ -48,7 +48,9 @@ __all__ = [
     "MAX_AGE",
     "ClosedLead",
     "Forecast",
+    "ForecastStep",
     "OpenLead",
+    "Pipeline",
     "Probabilities",
     "Snapshot",
     "WonLead",
@@ -58,11 +60,13 @@ __all__ = [
     "closed_lead",
     "forecast",
     "forecast_gauges",
+    "forecast_step",
     "learned_probabilities",
     "month_end",
     "month_of",
     "next_month",
     "open_lead",
+    "pipeline_of",
     "previous_month",
     "snapshot_age",
     "snapshot_due",
@@ -390,3 +394,70 @@ def won_lead(s: LeadState) -> WonLead | None:
     if s.won is None or won_at is None:
         return None
     return WonLead(s.won.team, won_at, s.won.cents)
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    """What the forecast job needs of the leads, with teams as served labels."""
+
+    open_leads: tuple[OpenLead, ...] = ()
+    closed: tuple[ClosedLead, ...] = ()
+    wins: tuple[WonLead, ...] = ()
+
+
+def pipeline_of(states: Iterable[LeadState], team_label: Callable[[str], str]) -> Pipeline:
+    """The open leads, the closed history and the wins of ``states``, each team replaced
+    by its label: teams served as ``other`` are forecast, learned and measured together,
+    so a forecast series always has the actual it is measured against."""
+    open_leads: list[OpenLead] = []
+    closed: list[ClosedLead] = []
+    wins: list[WonLead] = []
+    for s in states:
+        if (o := open_lead(s)) is not None:
+            open_leads.append(replace(o, team=team_label(o.team)))
+        if (c := closed_lead(s)) is not None:
+            closed.append(replace(c, team=team_label(c.team)))
+        if (w := won_lead(s)) is not None:
+            wins.append(replace(w, team=team_label(w.team)))
+    return Pipeline(tuple(open_leads), tuple(closed), tuple(wins))
+
+
+#: A served forecast series and its value in stored units (amounts in cents).
+Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastStep:
+    #: The snapshot taken now (none when nothing was due): to store.
+    snapshots: list[Snapshot]
+    #: Every forecast series as of now: what ``leadloop_forecast_*`` serve, replacing
+    #: what they served before (a team's accuracy goes when a new month closes).
+    series: Series
+
+
+def forecast_step(
+    now: datetime,
+    due: Sequence[datetime],
+    pipeline: Pipeline,
+    stored: Iterable[Snapshot],
+    teams: Iterable[str],
+    strength: float = 10.0,
+) -> ForecastStep:
+    """The job at ``now``: when a snapshot instant is ``due``, take the last one (the
+    pipeline of an earlier instant is gone) with probabilities learned from the closed
+    history; then the served gauges from the ``stored`` snapshots (those of the months
+    from the previous one on suffice) and the new ones. ``teams`` get a snapshot (zero
+    where nothing is dated) even without leads, so their series exist."""
+    new: list[Snapshot] = []
+    if due:
+        probabilities = learned_probabilities(pipeline.closed, strength=strength)
+        new = take_snapshot(due[-1], pipeline.open_leads, probabilities, pipeline.wins, teams)
+    every = [*stored, *new]
+    actual = won_in_month(pipeline.wins, previous_month(month_of(now)))
+    series: Series = {}
+    for (team, month, kind), cents in forecast_gauges(every, now).items():
+        labels = (("team", team), ("month", month), ("kind", kind))
+        series[("leadloop_forecast_amount", labels)] = float(cents)
+    for (team, age), value in accuracy_gauges(every, actual, now).items():
+        series[("leadloop_forecast_accuracy_ratio", (("team", team), ("age", str(age))))] = value
+    return ForecastStep(new, series)

@@ -21,7 +21,14 @@ from leadloop.events import (
     Stage,
     Strategy,
 )
-from leadloop_metrics.domain.metric_defs import FOLLOWUP_STATUSES, LEDGER_STATES, METRICS
+from leadloop_metrics.domain.metric_defs import (
+    FOLLOWUP_STATUSES,
+    FORECAST_AGES,
+    FORECAST_KINDS,
+    FORECAST_MONTHS,
+    LEDGER_STATES,
+    METRICS,
+)
 
 __all__ = [
     "OTHER",
@@ -164,6 +171,8 @@ def every_series(policy: LabelPolicy) -> dict[str, list[Labels]]:
 def _values(policy: LabelPolicy, metric: str, label: str) -> list[str]:
     if label == "source":
         return [*sorted(policy.sources), OTHER]
+    if label == "team" and metric.startswith("leadloop_forecast_"):
+        return [*sorted(policy.teams), OTHER]  # a lead in a forecast has a team
     if label == "team":
         return [*sorted(policy.teams), OTHER, UNASSIGNED]
     if label == "reason":
@@ -171,6 +180,8 @@ def _values(policy: LabelPolicy, metric: str, label: str) -> list[str]:
             return sorted(_LOSS_REASONS)  # `other` is one of them
         return [*sorted(_REASONS), OTHER]
     if label == "kind":
+        if metric == "leadloop_forecast_amount":
+            return list(FORECAST_KINDS)
         if metric == "leadloop_leads_assigned_total":
             return [k.value for k in AssignmentKind]
         if metric == "leadloop_rep_leads_taken_total":
@@ -183,6 +194,8 @@ def _values(policy: LabelPolicy, metric: str, label: str) -> list[str]:
         "priority": [*sorted(_PRIORITIES), OTHER],
         "state": list(LEDGER_STATES),
         "status": list(FOLLOWUP_STATUSES),
+        "month": list(FORECAST_MONTHS),
+        "age": list(FORECAST_AGES),
     }
     return fixed[label]
 

@@ -12,8 +12,12 @@ from typing import Literal
 
 __all__ = [
     "ASSIGNMENT_LATENCY_BUCKETS",
+    "DERIVED",
     "FIRST_RESPONSE_BUCKETS",
     "FOLLOWUP_STATUSES",
+    "FORECAST_AGES",
+    "FORECAST_KINDS",
+    "FORECAST_MONTHS",
     "LEDGER_STATES",
     "METRICS",
     "SATISFACTION_BUCKETS",
@@ -82,6 +86,9 @@ class MetricDef:
     labels: tuple[str, ...]
     help: str
     buckets: tuple[float, ...] = ()
+    #: Set by the forecast job from its snapshots (not folded from the facts), so
+    #: reconcile, which recomputes the facts' series, leaves it out.
+    derived: bool = False
 
 
 _DEFS = (
@@ -314,7 +321,38 @@ LEDGER_STATES: tuple[str, ...] = (
 #: not touched and nothing fired yet (pending).
 FOLLOWUP_STATUSES: tuple[str, ...] = ("within_sla", "late", "missed", "pending")
 
-METRICS: dict[str, MetricDef] = {m.name: m for m in _DEFS}
+#: The forecast's served months (forecast_gauges) and amounts (Forecast).
+FORECAST_MONTHS: tuple[str, ...] = ("current", "next")
+FORECAST_KINDS: tuple[str, ...] = ("weighted", "commit", "best_case")
+#: Snapshot ages in whole weeks to the month's end (forecast.MAX_AGE is the last).
+FORECAST_AGES: tuple[str, ...] = tuple(str(n) for n in range(9))
+
+_FORECAST_DEFS = (
+    # The pipeline forecast of the current and the next calendar month, as of the latest
+    # snapshot (00:00 UTC on the 1st and every Monday): won so far plus the open leads
+    # dated in the month by the CRM's expected close date — weighted by the team's
+    # learned P(won | stage), only those in negotiation (commit), or all (best_case).
+    MetricDef(
+        "leadloop_forecast_amount",
+        "gauge",
+        ("team", "month", "kind"),
+        "Forecast amount of the month per team (weighted, commit, best_case).",
+        derived=True,
+    ),
+    # For the last closed month, 1 - |weighted forecast - won| / won per snapshot age
+    # (whole weeks before the month's end). No series for a team that won nothing.
+    MetricDef(
+        "leadloop_forecast_accuracy_ratio",
+        "gauge",
+        ("team", "age"),
+        "Accuracy of the last closed month's weighted forecast by snapshot age in weeks.",
+        derived=True,
+    ),
+)
+
+METRICS: dict[str, MetricDef] = {m.name: m for m in (*_DEFS, *_FORECAST_DEFS)}
+#: The series the forecast job sets (reconcile leaves them out).
+DERIVED: frozenset[str] = frozenset(m.name for m in METRICS.values() if m.derived)
 
 
 def stored_names(definition: MetricDef) -> tuple[str, ...]:
@@ -332,6 +370,7 @@ STORED_SCALE: dict[str, int] = {
     "leadloop_won_amount_total": 100,
     "leadloop_rep_won_amount_total": 100,
     "leadloop_pipeline_amount": 100,
+    "leadloop_forecast_amount": 100,
     **{f"{m.name}_sum": 1000 for m in _DEFS if m.kind == "histogram"},
 }
 
