@@ -35,8 +35,14 @@ DOCKERFILE = ROOT / "Dockerfile"
 SCHEMA_FILE = Path(__file__).with_name("compose-spec.json")
 SCHEMA_SHA256 = "73ca5878c77570ba222a558016c7b3c6770ba5f3377786593e32180666512f8f"
 
+#: The long-running services: a package with a console script of its own. leadloop-review
+#: only adds commands to `leadloop` (entry points) and runs as one, not as a container.
 SERVICE_DIRS = sorted(
-    p for p in (ROOT / "services").iterdir() if p.is_dir() and not p.name.startswith((".", "_"))
+    p
+    for p in (ROOT / "services").iterdir()
+    if p.is_dir()
+    and not p.name.startswith((".", "_"))
+    and "[project.scripts]" in (p / "pyproject.toml").read_text(encoding="utf-8")
 )
 #: Names of variables whose values are secrets; their compose defaults must be dev-only.
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|PEPPER|TOKEN|KEY")
