@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +14,8 @@ import typer
 from leadloop import settings as settings_mod
 from leadloop_review.domain.model import Report
 from leadloop_review.domain.period import Period, parse_period
-from leadloop_review.render import renderer
+from leadloop_review.render import formats, renderer
+from leadloop_review.settings import ReviewSettings
 
 __all__ = ["app"]
 
@@ -21,7 +24,10 @@ app = typer.Typer(help="the review (复盘) report for a week or a month", no_ar
 
 @app.callback(invoke_without_command=True)
 def review(
-    period: Annotated[str, typer.Option(help="an ISO week (2026-W48) or a month (2026-11)")],
+    ctx: typer.Context,
+    period: Annotated[
+        str | None, typer.Option(help="an ISO week (2026-W48) or a month (2026-11)")
+    ] = None,
     team: Annotated[str | None, typer.Option(help="one team only (default: every team)")] = None,
     fmt: Annotated[str, typer.Option("--format", help="md or json (html once installed)")] = "md",
     out: Annotated[Path | None, typer.Option(help="write here instead of standard output")] = None,
@@ -32,6 +38,10 @@ def review(
 ) -> None:
     """Write the report of PERIOD: funnel, losses, bottlenecks, accountability, silent
     leaks, repurchase, satisfaction, forecast, demand trends and suggested actions."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if period is None:
+        raise typer.BadParameter("--period is required (2026-W48 or 2026-11)")
     try:
         p = parse_period(period)
         render = renderer(fmt)
@@ -48,12 +58,64 @@ def review(
         typer.echo(f"wrote {out}", err=True)
 
 
+@app.command()
+def scheduled(
+    directory: Annotated[Path, typer.Option("--dir", help="write the reports here")],
+    fmt: Annotated[
+        str, typer.Option("--format", help="comma-separated formats (default: every installed)")
+    ] = "",
+    every: Annotated[
+        float | None,
+        typer.Option(help="run again every this many seconds (default: once, for cron)"),
+    ] = None,
+    now: Annotated[
+        str | None, typer.Option(help="the run's time (ISO 8601, default now)", hidden=True)
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="default: DATABASE_URL / LEADLOOP_DATABASE_URL")
+    ] = None,
+) -> None:
+    """Write the reports of the last complete ISO week (from Monday 00:00 UTC) and the
+    last complete month (from the 1st 00:00 UTC) to DIR as review-2026-W48.md,
+    review-2026-11.json, ..., each once: a report already in DIR is not written again."""
+    try:
+        names = [f.strip() for f in fmt.split(",") if f.strip()] or list(formats())
+        renders = {f: renderer(f) for f in names}
+        at = datetime.fromisoformat(now) if now else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if at is not None and at.tzinfo is None:
+        raise typer.BadParameter("--now needs a time zone offset")
+    url = database_url or settings_mod.load(ReviewSettings).database_url.get_secret_value()
+    while True:
+        for path in asyncio.run(_write_due(url, directory, at or datetime.now(UTC), renders)):
+            typer.echo(f"wrote {path}", err=True)
+        if every is None:
+            return
+        time.sleep(every)
+
+
+async def _write_due(
+    url: str, directory: Path, now: datetime, renders: dict[str, Callable[[Report], str]]
+) -> list[str]:
+    import asyncpg
+
+    from leadloop_review.adapters.postgres import FactStore
+    from leadloop_review.adapters.report_dir import ReportDir
+    from leadloop_review.handlers import write_due
+
+    conn = await asyncpg.connect(url)
+    try:
+        return await write_due(FactStore(conn), ReportDir(directory), now, renders)
+    finally:
+        await conn.close()
+
+
 async def _report(period: Period, until: datetime, team: str | None) -> Report:
     import asyncpg
 
     from leadloop_review.adapters.postgres import FactStore
     from leadloop_review.handlers import make_report
-    from leadloop_review.settings import ReviewSettings
 
     cfg = settings_mod.load(ReviewSettings)
     conn = await asyncpg.connect(cfg.database_url.get_secret_value())

@@ -3,16 +3,18 @@ and build the report."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, time
 
 from leadloop_review.domain.build import build_report
 from leadloop_review.domain.model import Report
 from leadloop_review.domain.period import Period
 from leadloop_review.domain.record import fold_lead
+from leadloop_review.domain.schedule import due
 from leadloop_review.domain.tally import Tally
-from leadloop_review.ports import FactSource
+from leadloop_review.ports import FactSource, ReportSink
 
-__all__ = ["make_report"]
+__all__ = ["make_report", "write_due"]
 
 
 async def make_report(
@@ -39,3 +41,24 @@ async def make_report(
     snapshots = await source.snapshots(months)
     report = build_report(tally, until, team, snapshots)
     return report, {**tally.counted, "read": read}
+
+
+async def write_due(
+    source: FactSource,
+    sink: ReportSink,
+    now: datetime,
+    renders: Mapping[str, Callable[[Report], str]],
+) -> list[str]:
+    """Write every report owed at ``now`` (the last complete week and month, in each
+    format of ``renders`` not yet in ``sink``), each period's report built once, with
+    every fact up to ``now``. Returns where they went; nothing when all are written."""
+    owed: dict[str, tuple[Period, list[str]]] = {}
+    for fmt in renders:
+        for period in due(now, sink.written(fmt)):
+            owed.setdefault(period.label, (period, []))[1].append(fmt)
+    wrote = []
+    for period, fmts in owed.values():
+        report, _ = await make_report(source, period, now)
+        for fmt in fmts:
+            wrote.append(sink.write(period.label, fmt, renders[fmt](report)))
+    return wrote

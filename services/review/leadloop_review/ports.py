@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from leadloop_review.domain.build import ForecastSnapshot
 
-__all__ = ["FactSource", "LeadFacts"]
+__all__ = ["FactSource", "LeadFacts", "ReportSink"]
 
 #: One lead's stored facts (the JSON the metrics service stored), in application order.
 LeadFacts = tuple[str, list[dict[str, Any]]]
@@ -27,4 +27,17 @@ class FactSource(Protocol):
 
     async def snapshots(self, months: Sequence[date]) -> list[ForecastSnapshot]:
         """The forecast snapshots of those months (none yet: empty)."""
+        ...
+
+
+class ReportSink(Protocol):
+    """Where the scheduled run keeps the reports it wrote."""
+
+    def written(self, fmt: str) -> set[str]:
+        """The labels (``2026-W48``, ``2026-11``) of the reports already written in
+        ``fmt``."""
+        ...
+
+    def write(self, label: str, fmt: str, text: str) -> str:
+        """Store one report whole (never half of it); where it went."""
         ...
