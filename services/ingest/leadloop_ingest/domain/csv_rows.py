@@ -32,7 +32,9 @@ __all__ = [
     "is_blank",
     "normalise_header",
     "plan_columns",
+    "report_row",
     "row_to_raw",
+    "spreadsheet_safe",
 ]
 
 _ATTRIBUTE_KEY_MAX: Final = 64  # RawLead.attributes key limit
@@ -230,3 +232,28 @@ def _join_name(first: str | None, last: str | None) -> str:
 
 def _is_cjk(text: str) -> bool:
     return all("\u2e80" <= ch <= "\u9fff" for ch in text)
+
+
+# A cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets
+# (OWASP "CSV injection"); the full-width forms are included because spreadsheets in
+# Chinese locales convert them. Tab and carriage return start a formula after the
+# application strips them.
+_FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """``cell`` as a spreadsheet will show it, never as a formula it would evaluate.
+
+    A cell that starts like a formula gets a leading apostrophe, which every spreadsheet
+    takes as "text" and does not display; every other cell is returned unchanged.
+    """
+    return "'" + cell if cell.startswith(_FORMULA_STARTS) else cell
+
+
+def report_row(row_number: int, reason: str, detail: str, cells: Sequence[str]) -> list[str]:
+    """One line of the rejected-rows report, every cell formula-safe.
+
+    The cells come from the imported file and the detail may quote them, so any of them
+    can be a spreadsheet formula (``=HYPERLINK(...)``) planted in a lead form.
+    """
+    return [str(row_number), reason, *(spreadsheet_safe(c) for c in (detail, *cells))]

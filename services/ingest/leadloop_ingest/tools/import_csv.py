@@ -22,7 +22,14 @@ from rich.table import Table
 from leadloop import settings as settings_mod
 from leadloop.settings import KafkaSettings
 from leadloop.topics import qualified
-from leadloop_ingest.domain.csv_rows import ColumnPlan, is_blank, plan_columns, row_to_raw
+from leadloop_ingest.domain.csv_rows import (
+    ColumnPlan,
+    is_blank,
+    plan_columns,
+    report_row,
+    row_to_raw,
+    spreadsheet_safe,
+)
 from leadloop_ingest.domain.intake import SOURCE_HEADER
 from leadloop_ingest.domain.validation import Limits, Rejection, validate
 from leadloop_ingest.tools.common import (
@@ -131,7 +138,7 @@ async def import_rows(
     topic = qualified("leads.raw", kafka.topic_prefix)
     writer = csv.writer(report) if report is not None else None
     if writer is not None:
-        writer.writerow(["row", "reason", "detail", *plan.headers])
+        writer.writerow(["row", "reason", "detail", *map(spreadsheet_safe, plan.headers)])
     task = progress.add_task("importing", total=total) if progress is not None else None
     seen: set[str] = set()
     acks = Acks()
@@ -157,7 +164,9 @@ async def import_rows(
                 if isinstance(verdict, Rejection):
                     summary.rejected[verdict.reason.value] += 1
                     if writer is not None:
-                        writer.writerow([row_number, verdict.reason.value, verdict.detail, *cells])
+                        writer.writerow(
+                            report_row(row_number, verdict.reason.value, verdict.detail, cells)
+                        )
                     continue
                 lead_id = verdict.raw.source_lead_id
                 if lead_id in seen:
@@ -209,7 +218,8 @@ def import_csv(
         typer.Option(
             help="write rejected rows here (CSV: row, reason, detail, then the row's own "
             "cells). It CONTAINS THE ROWS' PERSONAL DATA, copied from your file: keep it "
-            "where you keep the file, delete it when done."
+            "where you keep the file, delete it when done. A cell that starts like a "
+            "spreadsheet formula (= + - @) is written with a leading apostrophe."
         ),
     ] = None,
     rate: Annotated[
