@@ -149,9 +149,11 @@ def found(rows: dict[str, list[str]]) -> list[tuple[str, str]]:
     ]
 
 
-def run_erase(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def run_erase(env: dict[str, str], people: str) -> subprocess.CompletedProcess[str]:
+    """``erase`` with ``people`` on stdin (never in argv)."""
     return subprocess.run(
-        [sys.executable, "-m", "leadloop_ingest.tools", "erase", *args],
+        [sys.executable, "-m", "leadloop_ingest.tools", "erase"],
+        input=people,
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -226,9 +228,7 @@ async def test_erasure_removes_the_person_and_keeps_the_facts(
             "LEADLOOP_KAFKA__TOPIC_PREFIX": prefix,
         }
         # Typed differently from how it arrived: normalised the way ingest normalises.
-        done = run_erase(
-            env, "--email", EMAIL.upper(), "--phone", "139 4417 2288", "--region", "cn"
-        )
+        done = run_erase(env, f"email={EMAIL.upper()}, phone=139 4417 2288, region=cn\n")
         assert done.returncode == 0, done.stderr
         output = done.stdout + done.stderr
         assert not [n for n in NEEDLES if n.lower() in output.lower()], output
@@ -290,7 +290,7 @@ async def test_erasure_removes_the_person_and_keeps_the_facts(
         }
 
         # Again: nothing more changes; the request itself is recorded.
-        again = run_erase(env, "--phone", PHONE_E164, "--email", EMAIL_NORMAL)
+        again = run_erase(env, f"phone={PHONE_E164}, email={EMAIL_NORMAL}\n")
         assert again.returncode == 0, again.stderr
         second = await dump(conn)
         assert {t: v for t, v in second.items() if t != "erasures"} == {

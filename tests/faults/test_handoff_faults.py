@@ -150,7 +150,8 @@ async def test_every_assignment_reaches_the_crm_once_in_order_through_faults(
             )  # fmt: skip
             erase = await asyncio.to_thread(
                 subprocess.run,
-                [sys.executable, "-m", "leadloop_ingest.tools", "erase", "--email", email(0)],
+                [sys.executable, "-m", "leadloop_ingest.tools", "erase"],
+                input=f"email={email(0)}\n",
                 # The test's database, also where the suite's env names ingest's own login.
                 cwd=ROOT, env={**env, "LEADLOOP_INGEST_DATABASE_URL": database_url},
                 capture_output=True, text=True, timeout=60, check=False,

@@ -23,6 +23,7 @@ __all__ = [
     "ErasureSubject",
     "InvalidSubject",
     "subject_for",
+    "subjects_from_lines",
     "tombstone_topics",
 ]
 
@@ -83,7 +84,7 @@ def subject_for(email: str | None, phone: str | None, region: str | None = None)
     email = email.strip() if email else None
     phone = phone.strip() if phone else None
     if not email and not phone:
-        raise InvalidSubject("give --email, --phone or both")
+        raise InvalidSubject("give an email, a phone or both")
     normal_email = None
     if email:
         normal_email = normalise_email(email)
@@ -95,9 +96,57 @@ def subject_for(email: str | None, phone: str | None, region: str | None = None)
         if normal_phone is None:
             raise InvalidSubject(
                 "the phone is not a valid number"
-                + ("" if region else " (without a country code, give --region, e.g. CN)")
+                + ("" if region else " (without a country code, give a region, e.g. region=CN)")
             )
     return ErasureSubject(email=normal_email, phone=normal_phone)
+
+
+_FIELDS = frozenset({"email", "phone", "region"})
+
+
+def subjects_from_lines(
+    lines: Iterable[str], default_region: str | None = None
+) -> list[ErasureSubject]:
+    """The people an erasure file names, one a line, in order.
+
+    A line is ``email=...``, ``phone=...`` and/or ``region=CN``, separated by commas
+    (``email=a@example.com, phone=+86 139 4417 2288``); a bare value is an email when
+    it holds ``@``, else a phone. Blank lines and lines starting with ``#`` are skipped.
+    ``default_region`` applies to phones of lines without ``region=``. Raises
+    ``InvalidSubject`` naming the line number and the problem, never the value, and
+    before anyone is erased: a file is taken whole or not at all.
+    """
+    subjects: list[ErasureSubject] = []
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        fields: dict[str, str] = {}
+        for part in (p.strip() for p in text.split(",")):
+            if not part:
+                continue
+            name, eq, value = part.partition("=")
+            if not eq:
+                name, value = ("email" if "@" in part else "phone"), part
+            name = name.strip().lower()
+            if name not in _FIELDS:
+                raise InvalidSubject(f"line {number}: unknown field (use email=, phone=, region=)")
+            if name in fields:
+                raise InvalidSubject(f"line {number}: {name} given twice")
+            fields[name] = value.strip()
+        try:
+            subjects.append(
+                subject_for(
+                    fields.get("email"),
+                    fields.get("phone"),
+                    fields.get("region") or default_region,
+                )
+            )
+        except InvalidSubject as exc:
+            raise InvalidSubject(f"line {number}: {exc}") from None
+    if not subjects:
+        raise InvalidSubject("the input names nobody (one person a line: email=..., phone=...)")
+    return subjects
 
 
 def tombstone_topics(registry: Iterable[TopicSpec]) -> list[str]:
