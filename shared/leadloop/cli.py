@@ -253,7 +253,16 @@ def watch(
 
 def _add_service_commands() -> None:
     for ep in entry_points(group="leadloop.commands"):
-        app.add_typer(ep.load(), name=ep.name)
+        try:
+            commands = ep.load()
+        # A broken package loses its own commands, not the whole tool.
+        except Exception as exc:
+            Console(stderr=True).print(
+                f"[yellow]leadloop {ep.name} is unavailable: {type(exc).__name__} while "
+                f"loading {ep.value}[/yellow]"
+            )
+            continue
+        app.add_typer(commands, name=ep.name)
 
 
 def main() -> None:
