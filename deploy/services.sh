@@ -20,7 +20,22 @@ py=${LEADLOOP_PYTHON:-$root/.venv/bin/python}
 base=${LEADLOOP_PORT_BASE:-18080}
 services="ingest:leadloop_ingest:$((base+1)) assignment:leadloop_assignment:$((base+2)) sla-monitor:leadloop_sla_monitor:$((base+3)) metrics:leadloop_metrics:$((base+4)) handoff:leadloop_handoff:$((base+5)) notifier:leadloop_notifier:$((base+6))"
 
-alive() { [ -f "$run/$1.pid" ] && kill -0 "$(cat "$run/$1.pid")" 2>/dev/null; }
+# A process runs when it exists and is not a zombie (Z) or dead (X): a worker just
+# killed stays in the process table, and answers kill -0, until its parent reaps it.
+running() {
+  local pid=$1 stat state
+  kill -0 "$pid" 2>/dev/null || return 1
+  if [ -r "/proc/$pid/stat" ]; then
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+    state=${stat##*) }; state=${state%% *}   # the field after "(comm)", which may hold spaces
+  else
+    state=$(ps -o stat= -p "$pid" 2>/dev/null) || return 1
+    state=${state# }
+  fi
+  case "$state" in Z*|X*|"") return 1 ;; esac
+}
+
+alive() { [ -f "$run/$1.pid" ] && running "$(cat "$run/$1.pid")"; }
 
 start() {
   mkdir -p "$run" "$logs"
@@ -45,8 +60,8 @@ stop() {
     IFS=: read -r name _ _ <<<"$s"
     [ -f "$run/$name.pid" ] || continue
     pid=$(cat "$run/$name.pid")
-    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-    if kill -0 "$pid" 2>/dev/null; then echo "$name: forcing stop"; kill -KILL "$pid" 2>/dev/null || true; fi
+    for _ in $(seq 1 60); do running "$pid" || break; sleep 0.5; done
+    if running "$pid"; then echo "$name: forcing stop"; kill -KILL "$pid" 2>/dev/null || true; fi
     rm -f "$run/$name.pid"; echo "$name: stopped"
   done
 }
