@@ -14,10 +14,19 @@ import typer
 from leadloop import settings as settings_mod
 from leadloop_review.domain.model import Report
 from leadloop_review.domain.period import Period, parse_period
+from leadloop_review.domain.score_model import ScoreModel, ScoreModelError
 from leadloop_review.render import formats, renderer
 from leadloop_review.settings import ReviewSettings
 
 __all__ = ["app"]
+
+#: The score model whose attributes the report ranks: by default the one ingest scores
+#: with (docs/scoring.md).
+SCORE_MODEL = typer.Option(
+    "--score-model",
+    envvar="LEADLOOP_SCORE_MODEL_FILE",
+    help="a model written by `leadloop score fit` (default: LEADLOOP_SCORE_MODEL_FILE)",
+)
 
 app = typer.Typer(help="the review (复盘) report for a week or a month", no_args_is_help=False)
 
@@ -29,12 +38,13 @@ def review(
         str | None, typer.Option(help="an ISO week (2026-W48) or a month (2026-11)")
     ] = None,
     team: Annotated[str | None, typer.Option(help="one team only (default: every team)")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="md or json (html once installed)")] = "md",
+    fmt: Annotated[str, typer.Option("--format", help="md, json or html")] = "md",
     out: Annotated[Path | None, typer.Option(help="write here instead of standard output")] = None,
     until: Annotated[
         str | None,
         typer.Option(help="count facts up to this time (ISO 8601, default now)"),
     ] = None,
+    score_model: Annotated[Path | None, SCORE_MODEL] = None,
 ) -> None:
     """Write the report of PERIOD: funnel, losses, bottlenecks, accountability, silent
     leaks, repurchase, satisfaction, forecast, demand trends and suggested actions."""
@@ -50,7 +60,8 @@ def review(
         raise typer.BadParameter(str(exc)) from None
     if cut.tzinfo is None:
         raise typer.BadParameter("--until needs a time zone offset, e.g. 2026-12-01T00:00+00:00")
-    text = render(asyncio.run(_report(p, cut, team)))
+    model = _model(score_model)
+    text = render(asyncio.run(_report(p, cut, team, model)))
     if out is None:
         typer.echo(text, nl=False)
     else:
@@ -74,6 +85,7 @@ def scheduled(
     database_url: Annotated[
         str | None, typer.Option(help="default: DATABASE_URL / LEADLOOP_DATABASE_URL")
     ] = None,
+    score_model: Annotated[Path | None, SCORE_MODEL] = None,
 ) -> None:
     """Write the reports of the last complete ISO week (from Monday 00:00 UTC) and the
     last complete month (from the 1st 00:00 UTC) to DIR as review-2026-W48.md,
@@ -88,15 +100,33 @@ def scheduled(
         raise typer.BadParameter("--now needs a time zone offset")
     url = database_url or settings_mod.load(ReviewSettings).database_url.get_secret_value()
     while True:
-        for path in asyncio.run(_write_due(url, directory, at or datetime.now(UTC), renders)):
+        # Read on every run: a model fitted since the last one is the one to show.
+        model = _model(score_model)
+        now_at = at or datetime.now(UTC)
+        for path in asyncio.run(_write_due(url, directory, now_at, renders, model)):
             typer.echo(f"wrote {path}", err=True)
         if every is None:
             return
         time.sleep(every)
 
 
+def _model(path: Path | None) -> ScoreModel | None:
+    if path is None:
+        return None
+    from leadloop_review.adapters.score_file import read_model
+
+    try:
+        return read_model(path)
+    except ScoreModelError as exc:
+        raise typer.BadParameter(f"{path}: {exc}", param_hint="--score-model") from None
+
+
 async def _write_due(
-    url: str, directory: Path, now: datetime, renders: dict[str, Callable[[Report], str]]
+    url: str,
+    directory: Path,
+    now: datetime,
+    renders: dict[str, Callable[[Report], str]],
+    model: ScoreModel | None,
 ) -> list[str]:
     import asyncpg
 
@@ -106,12 +136,14 @@ async def _write_due(
 
     conn = await asyncpg.connect(url)
     try:
-        return await write_due(FactStore(conn), ReportDir(directory), now, renders)
+        return await write_due(FactStore(conn), ReportDir(directory), now, renders, model)
     finally:
         await conn.close()
 
 
-async def _report(period: Period, until: datetime, team: str | None) -> Report:
+async def _report(
+    period: Period, until: datetime, team: str | None, model: ScoreModel | None
+) -> Report:
     import asyncpg
 
     from leadloop_review.adapters.postgres import FactStore
@@ -120,7 +152,7 @@ async def _report(period: Period, until: datetime, team: str | None) -> Report:
     cfg = settings_mod.load(ReviewSettings)
     conn = await asyncpg.connect(cfg.database_url.get_secret_value())
     try:
-        report, _ = await make_report(FactStore(conn), period, until, team)
+        report, _ = await make_report(FactStore(conn), period, until, team, model)
     finally:
         await conn.close()
     return report

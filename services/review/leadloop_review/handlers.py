@@ -11,6 +11,7 @@ from leadloop_review.domain.model import Report
 from leadloop_review.domain.period import Period
 from leadloop_review.domain.record import fold_lead
 from leadloop_review.domain.schedule import due
+from leadloop_review.domain.score_model import ScoreModel
 from leadloop_review.domain.tally import Tally
 from leadloop_review.ports import FactSource, ReportSink
 
@@ -18,7 +19,11 @@ __all__ = ["make_report", "write_due"]
 
 
 async def make_report(
-    source: FactSource, period: Period, until: datetime, team: str | None = None
+    source: FactSource,
+    period: Period,
+    until: datetime,
+    team: str | None = None,
+    score_model: ScoreModel | None = None,
 ) -> tuple[Report, dict[str, int]]:
     """The report of ``period`` with every fact up to ``until``, and how many leads
     were read per scan (``current``, ``previous``, ``wins``, and ``read``)."""
@@ -39,7 +44,7 @@ async def make_report(
         if record is not None:
             tally.add_win(record)
     snapshots = await source.snapshots(months)
-    report = build_report(tally, until, team, snapshots)
+    report = build_report(tally, until, team, snapshots, score_model)
     return report, {**tally.counted, "read": read}
 
 
@@ -48,6 +53,7 @@ async def write_due(
     sink: ReportSink,
     now: datetime,
     renders: Mapping[str, Callable[[Report], str]],
+    score_model: ScoreModel | None = None,
 ) -> list[str]:
     """Write every report owed at ``now`` (the last complete week and month, in each
     format of ``renders`` not yet in ``sink``), each period's report built once, with
@@ -58,7 +64,7 @@ async def write_due(
             owed.setdefault(period.label, (period, []))[1].append(fmt)
     wrote = []
     for period, fmts in owed.values():
-        report, _ = await make_report(source, period, now)
+        report, _ = await make_report(source, period, now, score_model=score_model)
         for fmt in fmts:
             wrote.append(sink.write(period.label, fmt, renders[fmt](report)))
     return wrote

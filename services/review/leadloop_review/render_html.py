@@ -23,6 +23,7 @@ from matplotlib.ticker import MaxNLocator
 from leadloop_review.domain.model import SECTIONS, FunnelRow, Report
 from leadloop_review.domain.record import FUNNEL_STAGES
 from leadloop_review.domain.suggest import duration
+from leadloop_review.render_md import PREDICTOR_HEAD, predictor_lines
 from leadloop_review.templates import REPORT_HTML
 
 __all__ = ["render"]
@@ -552,6 +553,13 @@ def _trends(r: Report, s: _Section) -> None:
     ]
 
 
+def _predictors(r: Report, s: _Section) -> None:
+    line, rows = predictor_lines(r)
+    s.lines.append(line)
+    if rows:
+        s.tables.append(_table("Attributes 属性", PREDICTOR_HEAD, rows, 4))
+
+
 def _suggestions(r: Report, s: _Section) -> None:
     s.items = [x.text for x in r.suggestions]
 
@@ -567,6 +575,7 @@ _BUILDERS: dict[str, Callable[[Report, _Section], None]] = {
     "satisfaction": _satisfaction,
     "forecast": _forecast,
     "trends": _trends,
+    "predictors": _predictors,
 }
 
 

@@ -52,6 +52,7 @@ def render(report: Report) -> str:
         "satisfaction": _satisfaction,
         "forecast": _forecast,
         "trends": _trends,
+        "predictors": _predictors,
     }
     order = ["suggestions"] + [k for k, _, _ in SECTIONS if k != "suggestions"]
     for key in order:
@@ -304,3 +305,35 @@ def _trends(r: Report) -> list[str]:
         ],
     )
     return out
+
+
+def predictor_lines(r: Report) -> tuple[str, list[list[object]]]:
+    """The section's summary line and table rows (shared by the HTML page)."""
+    p = r.predictors
+    if p.model is None:
+        return (
+            "No score model given: fit one with `leadloop score fit` and pass it with "
+            "--score-model (docs/scoring.md). 未提供评分模型。",
+            [],
+        )
+    first, last = p.window or ("?", "?")
+    line = (
+        f"Score model {p.model}, learned from {p.leads} leads closed {first} – {last} "
+        f"({p.won} won); odds against the average lead, most predictive attribute first."
+    )
+
+    def levels(xs: tuple[tuple[str, float, int], ...]) -> str:
+        return ", ".join(f"{v} ×{odds:.2f} ({n})" for v, odds, n in xs) or "-"
+
+    rows: list[list[object]] = [
+        [x.attribute, f"{x.share * 100:.0f} %", levels(x.best), levels(x.worst)] for x in p.rows
+    ]
+    return line, rows
+
+
+PREDICTOR_HEAD = ["attribute", "share", "raises the odds", "lowers the odds"]
+
+
+def _predictors(r: Report) -> list[str]:
+    line, rows = predictor_lines(r)
+    return [line, "", *_table(PREDICTOR_HEAD, rows)] if rows else [line]

@@ -20,6 +20,7 @@ from leadloop_review.domain.build import ForecastSnapshot, build_report
 from leadloop_review.domain.model import Report
 from leadloop_review.domain.period import parse_period
 from leadloop_review.domain.record import fold_lead
+from leadloop_review.domain.score_model import ScoreModel
 from leadloop_review.domain.tally import Tally
 
 NOV = parse_period("2026-11")
@@ -63,7 +64,7 @@ def sample_leads() -> list[list[dict[str, Any]]]:
     return leads
 
 
-def sample_report() -> Report:
+def sample_report(score_model: ScoreModel | None = None) -> Report:
     tally = Tally(NOV)
     for facts in sample_leads():
         record = fold_lead(facts[0]["lead_id"], facts, UNTIL)
@@ -78,4 +79,4 @@ def sample_report() -> Report:
             "south", date(2026, 11, 1), T0 - timedelta(weeks=1), 1, 50000, 40000, 70000
         ),
     ]
-    return build_report(tally, UNTIL, None, snaps)
+    return build_report(tally, UNTIL, None, snaps, score_model)

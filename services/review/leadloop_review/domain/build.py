@@ -29,6 +29,8 @@ from leadloop_review.domain.model import (
     LossAttribution,
     LossCell,
     LossRow,
+    Predictor,
+    Predictors,
     Report,
     Repurchase,
     RepurchaseRow,
@@ -40,10 +42,18 @@ from leadloop_review.domain.model import (
     TrendRow,
 )
 from leadloop_review.domain.record import FUNNEL_STAGES, OPEN_STAGES
+from leadloop_review.domain.score_model import ScoreModel, top_contributions
 from leadloop_review.domain.suggest import suggestions
 from leadloop_review.domain.tally import CURRENT, DIMENSIONS, PREVIOUS, FunnelTally, Tally
 
-__all__ = ["LOSS_FACTOR", "MIN_LEADS", "TIME_FACTOR", "ForecastSnapshot", "build_report"]
+__all__ = [
+    "LOSS_FACTOR",
+    "MIN_LEADS",
+    "TIME_FACTOR",
+    "ForecastSnapshot",
+    "build_report",
+    "predictors",
+]
 
 MIN_LEADS = 20
 MIN_BASELINE = 20
@@ -83,8 +93,10 @@ def build_report(
     until: datetime,
     team: str | None = None,
     snapshots: Iterable[ForecastSnapshot] = (),
+    score_model: ScoreModel | None = None,
 ) -> Report:
-    """The report of ``tally``'s period for ``team`` (None: all teams)."""
+    """The report of ``tally``'s period for ``team`` (None: all teams); what predicts
+    winning from ``score_model`` when one is given."""
 
     def mine(t: str) -> bool:
         return team is None or t == team
@@ -112,6 +124,7 @@ def build_report(
         satisfaction=_satisfaction(tally, mine),
         forecast=_forecast(tally, mine, until, snapshots),
         trends=_trends(tally, mine),
+        predictors=predictors(score_model),
     )
     return replace(report, suggestions=suggestions(report))
 
@@ -390,3 +403,21 @@ def _trends(tally: Tally, mine: Mine) -> DemandTrends:
     rows.sort(key=lambda r: (DIMENSIONS.index(r.dimension), -r.leads, r.value))
     movers = sorted(rows, key=lambda r: (-abs(r.change), r.dimension, r.value))[:MOVERS]
     return DemandTrends(names, tuple(rows), tuple(m for m in movers if m.change))
+
+
+def predictors(model: ScoreModel | None) -> Predictors:
+    """The score model's attributes, most predictive first (``top_contributions``)."""
+    if model is None:
+        return Predictors()
+    rows = tuple(
+        Predictor(
+            c.attribute,
+            c.share,
+            c.logloss_drop,
+            tuple((x.value, x.odds_ratio, x.leads) for x in c.best),
+            tuple((x.value, x.odds_ratio, x.leads) for x in c.worst),
+        )
+        for c in top_contributions(model)
+    )
+    window = (model.window_from.isoformat(), model.window_to.isoformat())
+    return Predictors(model.version, window, model.leads, model.won, rows)

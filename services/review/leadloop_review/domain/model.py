@@ -300,6 +300,32 @@ class Suggestion:
 
 
 @dataclass(frozen=True, slots=True)
+class Predictor:
+    """One lead attribute's power to predict winning in the score model: ``share`` of all
+    attributes' cross-validated log-loss drops (a ranking aid), and the values that raise
+    or lower the odds most, as ``(value, odds ratio against the average lead, leads)``."""
+
+    attribute: str
+    share: float
+    logloss_drop: float
+    best: tuple[tuple[str, float, int], ...]
+    worst: tuple[tuple[str, float, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Predictors:
+    """赢单因素 What predicts winning, from the score model ``leadloop score fit`` wrote
+    (docs/scoring.md); ``model`` None when the review was given none."""
+
+    model: str | None = None
+    #: The closed leads it learned from: first and last day, leads, won.
+    window: tuple[str, str] | None = None
+    leads: int = 0
+    won: int = 0
+    rows: tuple[Predictor, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     period: str
     start: datetime
@@ -320,6 +346,7 @@ class Report:
     forecast: ForecastActual
     trends: DemandTrends
     suggestions: tuple[Suggestion, ...] = field(default=())
+    predictors: Predictors = field(default_factory=Predictors)
 
 
 #: (Report attribute, Chinese heading, English heading), in report order.
@@ -333,5 +360,6 @@ SECTIONS: tuple[tuple[str, str, str], ...] = (
     ("satisfaction", "客户满意度", "Customer satisfaction"),
     ("forecast", "预测与实际", "Forecast against actual"),
     ("trends", "客户需求趋势", "Demand trends"),
+    ("predictors", "赢单因素", "What predicts winning"),
     ("suggestions", "改进建议", "Suggested actions"),
 )
