@@ -32,6 +32,7 @@ from prometheus_client.registry import Collector
 
 from leadloop.calendar import DEFAULT_TEAM, CalendarSet
 from leadloop.clock import Clock
+from leadloop.kafka import serve_dead_letters
 from leadloop.logging import get_logger
 from leadloop.runtime import ReadyContributor
 
@@ -104,6 +105,7 @@ def watch_calendars(
             log.warning("calendar_without_holidays", team=team, year=year)
     registry = CollectorRegistry(auto_describe=True)
     registry.register(gauge)
+    serve_dead_letters(app, registry)
 
     @app.page("/metrics")
     async def metrics(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:

@@ -5,42 +5,180 @@ Delivery is at-least-once (faust ``processing_guarantee="at_least_once"``); serv
 make effects exactly-once with idempotent PostgreSQL writes, never with faust's
 ``exactly_once`` mode. Consumed offsets are committed by faust only after an agent has
 moved past an event, and agents move past a batch only after its effects are persisted
-and its output acknowledged by the broker (acks=all).
+and its output acknowledged by the broker (acks=all) — or after a record that cannot be
+processed was parked on the service's dead-letter topic (``leadloop.poison``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
 
+from leadloop.db import TRANSIENT_ERRORS
 from leadloop.faults import fault_point
 from leadloop.logging import get_logger
 from leadloop.messaging import OutMessage
+from leadloop.poison import (
+    PROCESSING_FAILED,
+    Failure,
+    Streak,
+    dead_letter_headers,
+    isolate,
+)
 from leadloop.settings import HttpSettings, KafkaSettings
-from leadloop.topics import REGISTRY, TopicSpec, qualified
+from leadloop.topics import REGISTRY, TopicSpec, dead_letter_topic, qualified
 
 __all__ = [
+    "DEAD_LETTERS_METRIC",
+    "DeadLetterCounter",
+    "DeadLetters",
     "FaustPublisher",
+    "ServiceApp",
     "TopicsNotCreated",
     "batch_agent",
     "create_topics",
+    "dead_letters_of",
     "faust_credentials",
     "make_app",
     "process_or_die",
     "raw_topic",
     "register_health",
+    "serve_dead_letters",
     "topics_agent",
 ]
 
 log = get_logger(__name__)
 T = TypeVar("T")
+
+
+#: Records parked on a service's dead-letter topic, by reason (``undecodable``,
+#: ``processing_failed``); served on the service's ``/metrics``.
+DEAD_LETTERS_METRIC = "leadloop_dead_letters"
+
+
+class DeadLetterCounter(Collector):
+    """``leadloop_dead_letters_total{service,reason}``: both reasons from zero, so that
+    the first dead letter is an increase Prometheus can see."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.counts: dict[str, int] = {"undecodable": 0, PROCESSING_FAILED: 0}
+
+    def add(self, reason: str) -> None:
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            DEAD_LETTERS_METRIC,
+            "Records parked on the service's dead-letter topic (original bytes and the"
+            " reason; replayed with leadloop dead-letters replay)",
+            labels=["service", "reason"],
+        )
+        for reason, count in sorted(self.counts.items()):
+            family.add_metric([self.service, reason], float(count))
+        yield family
+
+
+def _transient(exc: BaseException) -> bool:
+    """An outage, not a bad record: PostgreSQL unavailable (``leadloop.db``) or a broker
+    error. Left to stop the worker, whose batch is then redelivered."""
+    return isinstance(exc, (*TRANSIENT_ERRORS, KafkaError))
+
+
+class DeadLetters:
+    """A service's policy for records its agents cannot process: isolate the record
+    (``leadloop.poison.isolate``), then park it on ``<service>.dead-letter`` with its
+    original key and bytes and ``reject-*`` headers, count it and move on."""
+
+    def __init__(
+        self,
+        service: str,
+        *,
+        prefix: str,
+        attempts: int,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.service = service
+        self.prefix = prefix
+        self.attempts = attempts
+        self.topic = dead_letter_topic(service)
+        self.counter = DeadLetterCounter(service)
+        self.streak = Streak()
+        self._now = now
+
+    def message(self, failure: Failure[faust.EventT[bytes]]) -> OutMessage:
+        record = failure.item.message
+        return OutMessage(
+            topic=self.topic,
+            key=record.key,
+            value=record.value or b"",
+            headers=dead_letter_headers(
+                service=self.service,
+                topic=self._logical(record.topic),
+                partition=record.partition,
+                offset=record.offset,
+                failure=failure,
+                at=self._now(),
+            ),
+        )
+
+    def _logical(self, topic: str) -> str:
+        return topic[len(self.prefix) :] if topic.startswith(self.prefix) else topic
+
+    async def run(
+        self,
+        app: faust.App,
+        events: Sequence[faust.EventT[bytes]],
+        handle: Callable[[Sequence[faust.EventT[bytes]]], Awaitable[Any]],
+    ) -> None:
+        """Handle a batch; park what fails, acknowledged before the batch moves on."""
+        failures = await isolate(
+            events, handle, attempts=self.attempts, is_transient=_transient, streak=self.streak
+        )
+        if not failures:
+            return
+        await FaustPublisher(app, self.prefix).publish([self.message(f) for f in failures])
+        for failure in failures:
+            record = failure.item.message
+            self.counter.add(failure.reason)
+            log.error(
+                "dead_lettered",
+                service=self.service,
+                topic=self._logical(record.topic),
+                partition=record.partition,
+                offset=record.offset,
+                reason=failure.reason,
+                detail=failure.detail,
+                attempts=failure.attempts,
+            )
+
+
+class ServiceApp(faust.App):
+    """faust's App with the service's dead-letter policy (set by ``make_app``)."""
+
+    dead_letters: DeadLetters
+
+
+def dead_letters_of(app: faust.App) -> DeadLetters | None:
+    """The app's dead-letter policy; None for an app ``make_app`` did not build."""
+    return app.dead_letters if isinstance(app, ServiceApp) else None
+
+
+def serve_dead_letters(app: faust.App, registry: CollectorRegistry) -> None:
+    """Put the app's ``leadloop_dead_letters_total`` on the registry its ``/metrics``
+    serves (every service that consumes has one)."""
+    if (dead_letters := dead_letters_of(app)) is not None:
+        registry.register(dead_letters.counter)
 
 
 def make_app(
@@ -54,7 +192,7 @@ def make_app(
     servers = ";".join(kafka.bootstrap_servers.split(","))
     datadir = Path(data_dir) / f"{kafka.topic_prefix}{service}"
     datadir.mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    app = ServiceApp(
         f"{kafka.topic_prefix}leadloop-{service}",
         broker=f"kafka://{servers}",
         broker_credentials=faust_credentials(kafka),
@@ -75,6 +213,10 @@ def make_app(
         web_in_thread=False,
         datadir=str(datadir),
     )
+    app.dead_letters = DeadLetters(
+        service, prefix=kafka.topic_prefix, attempts=kafka.poison_attempts
+    )
+    return app
 
 
 def faust_credentials(kafka: KafkaSettings) -> faust.SASLCredentials | None:
@@ -172,15 +314,20 @@ def batch_agent(
 
     ``concurrency=1``: one partition's batches are applied in order by one writer.
     ``within`` is always set so a quiet partition never holds a partial batch back.
+    A record that ``handle`` cannot process is parked on the service's dead-letter
+    topic (``DeadLetters``) and the batch moves on; on an app without a dead-letter
+    policy any failure stops the worker.
     """
 
     after_handler = f"{name}.after_handler"
+    dead_letters = dead_letters_of(app)
 
     async def agent(stream: faust.StreamT[bytes]) -> None:
         # take_events exists on faust's Stream, not on its StreamT protocol.
         events_of = cast(faust.Stream[bytes], stream).take_events
         async for events in events_of(batch_size, within=within):
-            await process_or_die(handle(events), what=name)
+            work = handle(events) if dead_letters is None else dead_letters.run(app, events, handle)
+            await process_or_die(work, what=name)
             # Tests only: effects committed and output acknowledged, offsets not committed.
             fault_point(after_handler)
 
@@ -220,9 +367,10 @@ async def process_or_die(work: Awaitable[T], *, what: str) -> T:
     """Run one batch's work so that its events are acknowledged only if it completed.
 
     faust acknowledges a ``take_events`` batch when the agent's loop moves on, even
-    when the body raised or was cancelled. Work that failed for a reason other than a
-    transient outage (which handlers retry) is therefore a bug: the worker stops at
-    once, without acknowledging, and the batch is redelivered after the restart.
+    when the body raised or was cancelled. Work that still fails after a bad record was
+    parked (``DeadLetters``) — an outage the handler does not retry, a systemic failure —
+    stops the worker at once, without acknowledging, and the batch is redelivered after
+    the restart.
     On shutdown the batch in flight is finished first.
     """
     task = asyncio.ensure_future(work)

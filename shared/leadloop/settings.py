@@ -63,6 +63,9 @@ class KafkaSettings(BaseModel):
     commit_interval_s: float = 1.0
     batch_size: Annotated[int, Field(ge=1, le=10_000)] = 500
     batch_within_s: Annotated[float, Field(gt=0, le=10)] = 0.2
+    #: How often a record whose processing fails (not for a transient outage) is
+    #: attempted on its own before it is parked on the service's dead-letter topic.
+    poison_attempts: Annotated[int, Field(ge=1, le=100)] = 3
     security_protocol: Literal["PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
     #: The service's principal (``User:<username>`` in the broker's ACLs).

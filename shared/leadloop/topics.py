@@ -17,11 +17,13 @@ from pydantic import BaseModel
 from leadloop import events
 
 __all__ = [
+    "CONSUMING_SERVICES",
     "DEFAULT_PARTITIONS",
     "REGISTRY",
     "Service",
     "TopicSpec",
     "by_name",
+    "dead_letter_topic",
     "inputs_of",
     "qualified",
 ]
@@ -160,6 +162,39 @@ REGISTRY: tuple[TopicSpec, ...] = (
         producers=("sla-monitor",),
         consumers=("assignment", "metrics", "notifier"),
     ),
+)
+
+#: The services whose agents consume through ``leadloop.kafka.batch_agent``: each one
+#: parks the records it cannot process on its own ``<service>.dead-letter`` topic.
+CONSUMING_SERVICES: tuple[Service, ...] = (
+    "ingest",
+    "assignment",
+    "sla-monitor",
+    "metrics",
+    "handoff",
+    "notifier",
+)
+
+
+def dead_letter_topic(service: str) -> str:
+    """The registry name of ``service``'s dead-letter topic."""
+    return f"{service}.dead-letter"
+
+
+REGISTRY += tuple(
+    TopicSpec(
+        name=dead_letter_topic(service),
+        key="as input",
+        model=None,
+        producers=(service,),
+        consumers=("humans",),
+        retention_ms=14 * _DAY_MS,
+        # ingest's inputs include leads.raw: the original bytes may be personal data.
+        contains_pii=service == "ingest",
+        notes="records this service could not decode or failed to process:"
+        " original bytes + reject-* headers; replayed by leadloop dead-letters replay",
+    )
+    for service in CONSUMING_SERVICES
 )
 
 _BY_NAME = {spec.name: spec for spec in REGISTRY}

@@ -7,9 +7,11 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+
+import pytest
 
 from leadloop.clock import FixedClock
+from leadloop.decoding import Undecodable
 from leadloop.events import IngestOutcome, IngestOutcomeRecorded
 from leadloop_metrics.adapters.prometheus import SeriesView
 from leadloop_metrics.domain.facts import Fact
@@ -79,13 +81,13 @@ async def test_a_reread_waits_for_the_commit_in_flight() -> None:
     assert store.committed[RECEIVED] == 1
 
 
-async def test_undecodable_events_are_skipped_not_fatal() -> None:
+async def test_an_undecodable_event_raises_before_anything_is_applied() -> None:
+    # The agent isolates the record and parks it on metrics.dead-letter (leadloop.poison).
     store = SlowStore()
     store.release.set()
     view = SeriesView({})
     handler = MetricsHandler(store=store, view=view, labels=POLICY, clock=FixedClock(NOW))
-    changed: Any = await handler.handle(
-        [("ingest.outcomes", b"{not json"), ("crm.stage-changes", b'{"stage": "lost"}')]
-    )
-    assert changed == 0
+    for bad in (b"{not json", b'{"stage": "lost"}'):
+        with pytest.raises(Undecodable):
+            await handler.handle([("crm.stage-changes", bad)])
     assert view.snapshot() == {}

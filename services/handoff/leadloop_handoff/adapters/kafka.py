@@ -6,7 +6,7 @@ from __future__ import annotations
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from leadloop.kafka import service_timer, topics_agent
+from leadloop.kafka import serve_dead_letters, service_timer, topics_agent
 from leadloop_handoff.handlers import HandoffHandler
 
 __all__ = ["register_agents"]
@@ -46,6 +46,8 @@ def register_agents(
         app, interval=erasure_scan_seconds, name="handoff-erasures", run=handler.scan_erasures
     )
     service_timer(app, interval=2.0, name="handoff-backlog", run=handler.refresh)
+
+    serve_dead_letters(app, registry)
 
     @app.page("/metrics")
     async def metrics(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:

@@ -11,7 +11,7 @@ import faust
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from leadloop.kafka import service_timer, topics_agent
+from leadloop.kafka import serve_dead_letters, service_timer, topics_agent
 from leadloop_notifier.handlers import NotifierHandler
 
 __all__ = ["ALERT_PATH", "register_agents"]
@@ -47,6 +47,8 @@ def register_agents(
     service_timer(app, interval=digest_seconds, name="notifier-digest", run=handler.make_digests)
     service_timer(app, interval=5.0, name="notifier-pending", run=handler.refresh_pending)
     service_timer(app, interval=3600.0, name="notifier-retention", run=handler.forget_old)
+
+    serve_dead_letters(app, registry)
 
     @app.page("/metrics")
     async def metrics(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:
