@@ -20,6 +20,7 @@ from typing import TypeVar
 import asyncpg
 
 from leadloop.logging import get_logger
+from leadloop.scram import scram_sha256_verifier
 
 __all__ = [
     "SERVICE_ROLES",
@@ -170,7 +171,8 @@ SERVICE_ROLES: dict[str, str] = {
 
 async def ensure_logins(url: str, passwords: dict[str, str], *, suffix: str = "_app") -> list[str]:
     """Create or update each given service's own LOGIN user (its group role plus
-    ``suffix``) with that password and no privilege of its own but membership of the
+    ``suffix``) with that password — sent as a SCRAM-SHA-256 verifier computed here, never
+    as plaintext — and no privilege of its own but membership of the
     group role; returns the login names. Idempotent: run again, it only resets the
     passwords. Needs CREATEROLE (the database owner of a fresh cluster has it)."""
     unknown = set(passwords) - set(SERVICE_ROLES)
@@ -179,12 +181,14 @@ async def ensure_logins(url: str, passwords: dict[str, str], *, suffix: str = "_
     conn = await asyncpg.connect(url)
     logins: list[str] = []
     try:
-        await conn.execute("SET password_encryption = 'scram-sha-256'")
         for service, password in passwords.items():
             group, login = SERVICE_ROLES[service], SERVICE_ROLES[service] + suffix
+            # Only the verifier goes to the server: statement text and parameters can
+            # reach its logs (log_statement, log_min_error_statement, auto_explain).
+            verifier = scram_sha256_verifier(password)
             async with conn.transaction():
                 # Utility statements take no parameters: format() quotes the names (%I)
-                # and the password (%L) on the server.
+                # and the verifier (%L) on the server.
                 statements = await conn.fetch(
                     "SELECT 1, format('CREATE ROLE %I NOLOGIN', $1::text) "
                     "WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1) "
@@ -196,7 +200,7 @@ async def ensure_logins(url: str, passwords: dict[str, str], *, suffix: str = "_
                     "ORDER BY 1",
                     group,
                     login,
-                    password,
+                    verifier,
                 )
                 for _, statement in statements:
                     await conn.execute(statement)

@@ -11,7 +11,8 @@ import os
 import secrets
 import uuid
 from collections.abc import AsyncIterator
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -103,3 +104,45 @@ def test_the_command_refuses_a_placeholder_without_printing_it(
     assert made.returncode == 0, made.stdout + made.stderr
     assert f"leadloop_sla_monitor{suffix}" in made.stdout
     assert good not in made.stdout + made.stderr
+
+
+@pytest.mark.parametrize("kind", ["ascii", "unicode"])
+async def test_no_plaintext_password_reaches_the_server(
+    stack: Stack, database_url: str, suffix: str, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every statement text and parameter sent holds a SCRAM verifier, never the password
+    (server logs may keep both), and the login works with the password: the verifier
+    computed here is the one PostgreSQL checks, SASLprep included."""
+    password = secrets.token_hex(16) if kind == "ascii" else f"Pässwörd\u00ad{secrets.token_hex(4)}"
+    sent: list[str] = []
+    for method in ("execute", "fetch", "fetchval", "fetchrow"):
+        original = getattr(asyncpg.Connection, method)
+
+        def recording(
+            self: Any, query: str, *args: Any, _original: Any = original, **kw: Any
+        ) -> Any:
+            sent.append(query)
+            sent.extend(str(a) for a in args)
+            return _original(self, query, *args, **kw)
+
+        monkeypatch.setattr(asyncpg.Connection, method, recording)
+
+    made = await ensure_logins(database_url, {"handoff": password}, suffix=suffix)
+    monkeypatch.undo()
+
+    assert sent, "nothing was recorded"
+    assert not [text for text in sent if password in text]
+    assert any(text.startswith("ALTER ROLE") and "SCRAM-SHA-256$4096:" in text for text in sent)
+    admin = await asyncpg.connect(stack.admin_url)
+    try:
+        stored = await admin.fetchval(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = $1", made[0]
+        )
+    finally:
+        await admin.close()
+    assert any(stored in text for text in sent), "the server stores the verifier sent"
+    conn = await asyncpg.connect(_as(database_url, made[0], quote(password)))
+    try:
+        assert await conn.fetchval("SELECT current_user") == made[0]
+    finally:
+        await conn.close()
