@@ -2,7 +2,11 @@
 
 Two guards: keys that name personal data are replaced outright, and every string
 value is scrubbed of anything shaped like an email address or a phone number, so a
-careless ``log.info("bad", detail=str(exc))`` cannot leak a contact either.
+careless ``log.info("bad", detail=str(exc))`` cannot leak a contact either. Tracebacks
+are text like any other: structlog renders them before scrubbing, the standard
+library's records are scrubbed after formatting, and an uncaught exception is logged
+through the same path instead of printed raw. A PostgreSQL error's ``DETAIL:`` line
+(row values) is dropped whole.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -32,8 +37,16 @@ _PHONE = re.compile(
 )
 
 
+# PostgreSQL's DETAIL (which asyncpg puts into str(exc), hence into every traceback)
+# quotes row values: "Key (email)=(...) already exists", "Failing row contains (...)".
+# A name there has no shape to recognise, so the whole detail goes.
+_PG_DETAIL = re.compile(r"^(\s*DETAIL:)[ \t]*\S.*$", re.MULTILINE)
+
+
 def scrub(text: str) -> str:
-    """Replace email- and phone-shaped substrings (ISO timestamps are left intact)."""
+    """Replace email- and phone-shaped substrings (ISO timestamps are left intact) and
+    the values PostgreSQL quotes in an error's ``DETAIL:`` line."""
+    text = _PG_DETAIL.sub(lambda m: f"{m.group(1)}  {_REDACTED}", text)
     return _PHONE.sub(lambda m: m.group(1) or _REDACTED, _EMAIL.sub(_REDACTED, text))
 
 
@@ -44,7 +57,11 @@ def _redact(value: Any) -> Any:
         return {k: (_REDACTED if k in PII_KEYS else _redact(v)) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_redact(v) for v in value]
-    return value
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    # Anything else (an exception passed as error=exc, a model) would be rendered by
+    # repr() in the JSON renderer, after this processor: render and scrub it here.
+    return scrub(repr(value))
 
 
 def _redact_processor(
@@ -56,6 +73,27 @@ def _redact_processor(
         else:
             event_dict[key] = _redact(event_dict[key])
     return event_dict
+
+
+class _ScrubbingFormatter(logging.Formatter):
+    """Scrubs the whole formatted record: tracebacks (``exc_info``) and ``stack_info``
+    are added by the formatter, after any filter has run."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub(super().format(record))
+
+
+def _log_uncaught(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+    """``sys.excepthook``: an uncaught exception is logged (scrubbed), not printed raw."""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, exc, tb)
+        return
+    logging.getLogger("leadloop").critical("uncaught exception", exc_info=(kind, exc, tb))
+
+
+def _log_uncaught_in_thread(args: Any) -> None:
+    if args.exc_value is not None:
+        _log_uncaught(args.exc_type, args.exc_value, args.exc_traceback)
 
 
 class _ScrubStdlib(logging.Filter):
@@ -76,7 +114,7 @@ def configure(service: str, level: str = "info") -> None:
     numeric = getattr(logging, level.upper(), logging.INFO)
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_ScrubStdlib())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(_ScrubbingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
@@ -85,8 +123,10 @@ def configure(service: str, level: str = "info") -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _redact_processor,
+            # Tracebacks become text first, so that they are scrubbed too.
+            structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
+            _redact_processor,
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
@@ -94,6 +134,8 @@ def configure(service: str, level: str = "info") -> None:
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
 
 
 def get_logger(name: str) -> Any:
