@@ -45,6 +45,8 @@ __all__ = [
     "RejectReason",
     "RepStatus",
     "RepUpdated",
+    "ReviewKind",
+    "ReviewPublished",
     "SatisfactionRecorded",
     "Stage",
     "StageChanged",
@@ -162,6 +164,11 @@ class RejectReason(StrEnum):
     TOO_LARGE = "too_large"
     UNKNOWN_SOURCE = "unknown_source"
     BAD_SIGNATURE = "bad_signature"
+
+
+class ReviewKind(StrEnum):
+    WEEK = "week"
+    MONTH = "month"
 
 
 class IngestOutcome(StrEnum):
@@ -393,3 +400,50 @@ class EscalationRaised(Event):
     due_at: AwareDatetime
     breached_at: AwareDatetime
     status: EscalationStatus
+
+
+class ReviewPublished(Event):
+    """The review (复盘) report of a period was written, on ``review.published`` (key:
+    the period label). No personal data: counts, amounts, file names and the suggested
+    actions' texts, which name teams, rep ids, sources and percentages only.
+
+    ``event_id`` is ``deterministic_id("review.published", period, team_id or "*")``: a
+    report announced again (the run did not see the broker's acknowledgement) carries
+    the same id, so a consumer delivers it once. ``occurred_at`` is the time the report
+    counts facts up to (the scheduled run's time); ``published_at`` is when it was
+    announced, later when the broker was down at first.
+    """
+
+    topic: ClassVar[str] = "review.published"
+
+    #: ``2026-W48`` (ISO week) or ``2026-11`` (month).
+    period: Annotated[str, StringConstraints(pattern=r"^\d{4}-(W\d{2}|\d{2})$")]
+    kind: ReviewKind
+    #: None: the report covers every team.
+    team_id: Id | None = None
+    #: The period, half-open: ``[period_start, period_end)``.
+    period_start: AwareDatetime
+    period_end: AwareDatetime
+    published_at: AwareDatetime
+    #: Where the reports are, relative to the deployment: the directory's name and the
+    #: files written there, e.g. ``reviews: review-2026-11.html, review-2026-11.md``.
+    where: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+    #: Headline numbers of the period: leads accepted, won, the amount won (the CRM's
+    #: currency) and lost.
+    leads: Annotated[int, Field(ge=0)]
+    won: Annotated[int, Field(ge=0)]
+    won_amount: Annotated[float, Field(ge=0)]
+    lost: Annotated[int, Field(ge=0)]
+    #: The report's first suggested actions (at most three), in its own order.
+    suggestions: Annotated[
+        list[Annotated[str, StringConstraints(min_length=1, max_length=500)]],
+        Field(max_length=3),
+    ] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _period_is_consistent(self) -> ReviewPublished:
+        if self.period_start >= self.period_end:
+            raise ValueError("period_start must be before period_end")
+        if ("W" in self.period) != (self.kind is ReviewKind.WEEK):
+            raise ValueError(f"period {self.period} is not a {self.kind.value}")
+        return self

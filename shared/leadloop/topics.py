@@ -43,6 +43,7 @@ Service = Literal[
     "channels",
     "crm",
     "humans",
+    "review",
 ]
 
 
@@ -161,6 +162,19 @@ REGISTRY: tuple[TopicSpec, ...] = (
         model=events.EscalationRaised,
         producers=("sla-monitor",),
         consumers=("assignment", "metrics", "notifier"),
+    ),
+    TopicSpec(
+        name="review.published",
+        key="period",
+        model=events.ReviewPublished,
+        producers=("review",),
+        consumers=("notifier",),
+        # A handful of records a month: one partition keeps them in order.
+        partitions=1,
+        # Long enough for a notifier that was down over a weekend to still announce.
+        retention_ms=30 * _DAY_MS,
+        notes="one per period the scheduled review wrote (key: 2026-W48, 2026-11):"
+        " headline numbers, top suggestions, file names; no personal data",
     ),
 )
 
