@@ -21,7 +21,14 @@ from leadloop.kafka import make_app, register_health
 from leadloop.logging import configure, get_logger
 from leadloop.settings import HttpSettings, ServiceSettings
 
-__all__ = ["ReadyContributor", "Wiring", "consumer_group_error", "run_service"]
+__all__ = [
+    "FAUST_PAGES_OFF",
+    "ReadyContributor",
+    "Wiring",
+    "consumer_group_error",
+    "run_service",
+    "serve_no_faust_pages",
+]
 
 log = get_logger(__name__)
 
@@ -43,6 +50,7 @@ def run_service(service: str, settings: ServiceSettings, http: HttpSettings, wir
         create_pool(settings.database_url.get_secret_value(), max_size=8)
     )
     app = make_app(service, settings.kafka, http, data_dir=settings.data_dir)
+    serve_no_faust_pages(app)
     own_ready = wire(app, pool)
     # Before its first assignment a worker has no partitions and so no lag, which
     # looks like a caught-up worker with nothing to do; a stop then lands in the
@@ -100,6 +108,27 @@ def run_service(service: str, settings: ServiceSettings, http: HttpSettings, wir
     finally:
         if not loop.is_closed():
             loop.run_until_complete(pool.close())
+
+
+#: faust's own web pages, each off: /router (which worker owns a key: the cluster's
+#: worker URLs), /table (table contents), /graph (the worker's service tree), the
+#: sensor statistics at / and /assignment/ (on with faust's debug), /performance. The
+#: service port serves the service's own routes (/healthz, /readyz, /metrics, its API)
+#: and faust's plain production index at / ({"status": "OK"}), nothing else.
+FAUST_PAGES_OFF = (
+    "web_router_enabled",
+    "web_tables_enabled",
+    "web_graph_enabled",
+    "web_stats_enabled",
+    "web_metrics_enabled",
+)
+
+
+def serve_no_faust_pages(app: faust.App) -> None:
+    """Turn faust's own pages off, whatever ``APP_DEBUG``/``APP_WEB_*`` say. Call it
+    before anything touches ``app.web`` (a view, a page): faust picks its pages then."""
+    for setting in FAUST_PAGES_OFF:
+        setattr(app.conf, setting, False)
 
 
 def consumer_group_error(app: faust.App) -> str | None:
