@@ -2,7 +2,8 @@
 undecodable record and a record that decodes but that PostgreSQL refuses (an event id
 with U+0000, which no text column can store) between good ones. Both land on
 ``metrics.dead-letter`` with their original bytes and the reason, the worker stays up
-(same process), the records after them are counted, and ``/metrics`` shows both."""
+(same process), the records after them are counted, and ``/metrics`` shows both;
+``leadloop dead-letters replay`` re-feeds one to its source topic."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 from tests.support.checker import read_topic
 from tests.support.ports import free_port_base
-from tests.support.processes import ServiceGroup, service_env
+from tests.support.processes import ServiceGroup, leadloop, service_env
 
 from leadloop.settings import KafkaSettings
 from leadloop.topics import qualified
@@ -124,6 +125,33 @@ async def test_a_poison_record_and_an_undecodable_one_are_parked_and_the_partiti
             assert headers["source-partition"] == b"0"
             assert headers["source-offset"] == str(offset).encode()
             assert headers["reject-service"] == b"metrics"
+
+        # The replay command lists both (never a value) and re-feeds one by its position;
+        # still undecodable, it is parked again.
+        listed = await asyncio.to_thread(
+            leadloop, "dead-letters", "list", "--service", "metrics", env=env
+        )
+        assert listed.returncode == 0, listed.stderr
+        assert "2 dead letter(s)" in listed.stdout
+        assert "not json" not in listed.stdout
+        first = f"{parked[0].partition}:{parked[0].offset}"
+        replayed = await asyncio.to_thread(
+            leadloop, "dead-letters", "replay", "--service", "metrics", "--offset", first, env=env
+        )
+        assert replayed.returncode == 0, replayed.stderr
+        assert "1 dead letter(s) replayed" in replayed.stdout
+        again = [
+            r
+            for r in await read_topic(kafka_settings, "ingest.outcomes", within=60)
+            if ("replayed-from", f"metrics.dead-letter:{first}".encode()) in r.headers
+        ]
+        assert [r.value for r in again] == [b"{not json"]
+        deadline = time.monotonic() + 60
+        while dead_letters(samples)["undecodable"] < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            samples = await asyncio.to_thread(scrape, group)
+        assert dead_letters(samples) == {"processing_failed": 1.0, "undecodable": 2.0}
+        assert group.procs["metrics"].pid == pid
     finally:
         codes = group.stop()
     assert codes == {"metrics": 0}, group.log("metrics")
