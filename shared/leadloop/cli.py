@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from leadloop import settings as settings_mod
+from leadloop.dead_letters import app as dead_letters_app
 from leadloop.settings import KafkaSettings
 
 app = typer.Typer(help="leadloop operator tools", no_args_is_help=True, add_completion=False)
@@ -35,6 +36,7 @@ topics_app = typer.Typer(help="Kafka topics from the registry", no_args_is_help=
 schemas_app = typer.Typer(help="JSON Schemas of the event contract", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
+app.add_typer(dead_letters_app, name="dead-letters")
 console = Console()
 
 
