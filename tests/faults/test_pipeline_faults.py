@@ -34,9 +34,11 @@ import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from tests.support.checker import Labels, PipelineReport, check_pipeline, read_topic
+from tests.support.kafka import group_members
 from tests.support.ports import free_port_base, free_ports
 from tests.support.processes import CORE as SERVICES
 from tests.support.processes import ROOT, ServiceGroup, deploy, service_env
+from tests.support.roster_truth import parse_rules
 
 from leadloop.db import apply_migrations
 from leadloop.events import EscalationKind, RejectReason
@@ -83,6 +85,10 @@ LABELS = Labels(
     reject_reasons=frozenset(r.value for r in RejectReason),
     escalation_kinds=frozenset(k.value for k in EscalationKind),
 )
+#: The rule set and roster the run decides by (assignment's default file).
+ROUTING = parse_rules((ROOT / "config/rules.yaml").read_text(encoding="utf-8"))
+#: SLA policy id → kind, from the policies file the run uses.
+POLICY_KINDS = {p["policy_id"]: p["kind"] for p in yaml.safe_load(SLA_POLICY)["policies"]}
 #: The services whose consumer lag the faults wait out.
 _CAUGHT_UP: tuple[Service, ...] = ("ingest", "assignment", "metrics")
 #: What each service consumes, as the topic registry declares it: it is caught up when
@@ -303,6 +309,10 @@ def decisions(p: Pipeline) -> Callable[[], object]:
     )
 
 
+async def at_least_more(database_url: str, sql: str, n: int) -> bool:
+    return await count(database_url, sql) >= n
+
+
 async def at_least(p: Pipeline, what: str, counter: Callable[[], object], n: float) -> None:
     async def reached() -> bool:
         got = counter()
@@ -375,7 +385,9 @@ async def finish(p: Pipeline, traffic: Traffic) -> PipelineReport:
     await asyncio.sleep(1.5)  # the last batch's commit is visible before it is served
     text = await asyncio.to_thread(p.scrape)
     await p.terminate("metrics", restart=False)
-    report = await check_pipeline(p.kafka, p.database_url, text, LABELS)
+    report = await check_pipeline(
+        p.kafka, p.database_url, text, LABELS, routing=ROUTING, policy_kinds=POLICY_KINDS
+    )
     print(report.summary())
     print(f"faults fired: {p.fired}; SIGTERM exit codes: {p.terminated}")
     return report
@@ -763,17 +775,14 @@ async def test_kill_9_of_the_postmaster_and_restart_the_services_recover_by_them
 # --- a zombie worker in the pipeline -----------------------------------------------------
 
 
-async def group_members(p: Pipeline, service: str, n: int) -> bool:
-    """Whether ``service``'s consumer group is stable with exactly ``n`` members."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=p.kafka.bootstrap_servers)
-    await admin.start()
-    try:
-        group_id = f"{p.kafka.topic_prefix}leadloop-{service}"
-        (described,) = await admin.describe_consumer_groups([group_id])
-        (group,) = described.to_object()["groups"]
-        return bool(group["state"] == "Stable" and len(group["members"]) == n)
-    finally:
-        await admin.close()
+def group_id(p: Pipeline, service: str) -> str:
+    return f"{p.kafka.topic_prefix}leadloop-{service}"
+
+
+async def stable_members(p: Pipeline, service: str) -> frozenset[str] | None:
+    """The member ids of ``service``'s consumer group when it is Stable, else None."""
+    state, ids = await group_members(p.kafka, group_id(p, service))
+    return ids if state == "Stable" else None
 
 
 @pytest.mark.e2e
@@ -798,17 +807,41 @@ async def test_a_frozen_assignment_worker_wakes_after_a_second_worker_took_over(
     pids = pids_of(p)
     traffic = simulate(p, SCALE, seed=77)
     await at_least(p, "first decisions", decisions(p), SCALE * 0.2)
-    await until("two members", lambda: group_members(p, "assignment", 2), p, 60)
-    frozen_at = await count(database_url, "SELECT count(*) FROM assignments WHERE seq = 0")
+    before: frozenset[str] = frozenset()
+
+    async def two() -> bool:
+        nonlocal before
+        before = await stable_members(p, "assignment") or frozenset()
+        return len(before) == 2
+
+    await until("two members", two, p, 60)
+    first = "SELECT count(*) FROM assignments WHERE seq = 0"
+    frozen_at = await count(database_url, first)
     p.group.signal("assignment", signal.SIGSTOP)
     try:
         stopped = time.monotonic()
         # Evicted once the session timeout passes without a heartbeat: the group settles
-        # with the second worker alone, holding every partition.
-        await until("the frozen member evicted", lambda: group_members(p, "assignment", 1), p, 60)
+        # with one member, one of the two before (the second worker keeps its member id),
+        # holding every partition.
+        survivor: frozenset[str] = frozenset()
+
+        async def evicted_one() -> bool:
+            nonlocal survivor
+            survivor = await stable_members(p, "assignment") or frozenset()
+            return len(survivor) == 1 and survivor < before
+
+        await until("the frozen member evicted", evicted_one, p, 60)
         evicted = time.monotonic() - stopped
-        await asyncio.sleep(4)  # the survivor works the frozen worker's partitions
-        woken_at = await count(database_url, "SELECT count(*) FROM assignments WHERE seq = 0")
+        at_eviction = await count(database_url, first)
+        # The survivor works the frozen worker's partitions: observed, first decisions
+        # made after the eviction, while the first worker is still frozen.
+        await until(
+            "the survivor deciding",
+            lambda: at_least_more(database_url, first, at_eviction + 50),
+            p,
+            60,
+        )
+        woken_at = await count(database_url, first)
     finally:
         p.group.signal("assignment", signal.SIGCONT)
     report = await finish(p, traffic)

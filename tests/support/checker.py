@@ -19,10 +19,21 @@ Beyond assignment (``check_pipeline``): ingest conservation — every ``leads.ra
 record has exactly one outcome (accepted, duplicate, rejected) in ``ingest_outcomes``
 and on ``ingest.outcomes``, every reject is on ``leads.rejected`` with its reason, every
 stored lead on ``leads.accepted`` with its one event id (``compare_ingest``); every SLA
-ladder step once per ``escalation_id`` and status in ``escalations`` and on
-``sla.escalations`` (``compare_escalations``); and the counters of :data:`COUNTERS` on
-``/metrics`` equal to the truth recomputed from the topics (``expected_counters``,
-``compare_counters``).
+ladder step once per ``escalation_id`` and status on ``sla.escalations`` as in
+``escalations``, each id derived here from the step's inputs (lead, policy, the clock
+cycle an assignment or touch on the topics started, level) and the step's owner and team
+those of the assignment that started its cycle (``compare_escalations``); every decision
+routed by the rules, to a rep active in the team on the roster in force, and rotation
+fair within the strategy's bound (``roster_truth.compare_routing``); and the counters
+of :data:`COUNTERS` on ``/metrics`` equal to the truth recomputed from the topics, the
+breach counter's kind and team taken from the policy and the assignment rather than the
+step (``expected_counters``, ``breach_labels``, ``compare_counters``).
+
+No check restates what the schema already forbids (two first decisions for a lead, two
+outcome rows for one record, two rows for one ladder step: unique indexes and primary
+keys): each compares what PostgreSQL holds with what the topics carry, or with what the
+inputs say it must be. Every topic is read to its end offsets, and the number of
+records read is held to what the offsets say the topic holds (``read_topic``).
 """
 
 from __future__ import annotations
@@ -30,21 +41,34 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 from prometheus_client.parser import text_string_to_metric_families
+from tests.support.roster_truth import (
+    Decision,
+    RepEntry,
+    Routing,
+    RoutingReport,
+    compare_routing,
+    decision_of,
+    leads_of,
+    rep_entry_of,
+)
 
 from leadloop.settings import KafkaSettings
-from leadloop.topics import qualified
+from leadloop.topics import by_name, qualified
 
 __all__ = [
     "COUNTERS",
     "FIRST_DECISIONS",
+    "WARNING_KIND",
     "Assigned",
     "AssignmentReport",
     "EscalationReport",
@@ -58,13 +82,17 @@ __all__ = [
     "Step",
     "Stored",
     "TeamFairness",
+    "breach_labels",
     "check_assignment",
     "check_pipeline",
     "compare_assignment",
     "compare_counters",
     "compare_escalations",
     "compare_ingest",
+    "derived_id",
+    "escalation_ids",
     "expected_counters",
+    "expected_records",
     "parse_exposition",
     "read_accepted_leads",
     "read_published_assignments",
@@ -87,6 +115,8 @@ class Stored:
     kind: str
     owner_id: str | None
     team_id: str
+    #: Compared with the published decision's when given (the table's primary key).
+    assignment_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,14 +150,15 @@ class AssignmentReport:
     stored: int
     #: ``leads.assigned`` records read, redeliveries included.
     published: int
-    #: Accepted, but without a first decision in PostgreSQL.
+    #: Accepted, but without a first decision in PostgreSQL. (Two first decisions in
+    #: PostgreSQL cannot happen: the unique index ``assignments_one_initial`` forbids
+    #: them, so a second decision shows as ``conflicting`` or ``disagreeing``.)
     lost: tuple[str, ...]
-    #: Two or more first decisions in PostgreSQL (a duplicated effect).
-    duplicated: tuple[str, ...]
     #: ``leads.assigned`` carries two different first decisions (assignment id, owner,
     #: team or kind) for the lead; identical redeliveries are fine.
     conflicting: tuple[str, ...]
-    #: A first decision on ``leads.assigned`` that is not the one in PostgreSQL.
+    #: A first decision on ``leads.assigned`` that is not the one in PostgreSQL (kind,
+    #: owner, team, or assignment id when the stored rows carry it).
     disagreeing: tuple[str, ...]
     #: Decided in PostgreSQL but never published.
     unpublished: tuple[str, ...]
@@ -143,7 +174,6 @@ class AssignmentReport:
         """Every non-empty problem list, by name."""
         lists = {
             "lost": self.lost,
-            "duplicated": self.duplicated,
             "conflicting": self.conflicting,
             "disagreeing": self.disagreeing,
             "unpublished": self.unpublished,
@@ -203,7 +233,11 @@ def compare_assignment(
     disagreeing = []
     for lead, events in first_published.items():
         rows = first_stored.get(lead)
-        if rows and any(_decision(e) != _decision(rows[0]) for e in events):
+        if rows and any(
+            _decision(e) != _decision(rows[0])
+            or (rows[0].assignment_id and e.assignment_id != rows[0].assignment_id)
+            for e in events
+        ):
             disagreeing.append(lead)
 
     misrouted = set()
@@ -234,7 +268,6 @@ def compare_assignment(
         stored=sum(len(rows) for rows in first_stored.values()),
         published=n_published,
         lost=_sorted(accepted_ids - set(first_stored)),
-        duplicated=_sorted(lead for lead, rows in first_stored.items() if len(rows) > 1),
         conflicting=_sorted(
             lead
             for lead, events in first_published.items()
@@ -263,12 +296,17 @@ async def read_topic(
     kafka: KafkaSettings, topic: str, *, within: float = 180
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record of ``topic`` (unprefixed name), all partitions, from the beginning
-    to the end offsets as they were when reading started. No consumer group."""
+    to the end offsets as they were when reading started. No consumer group; the
+    connection is the settings' own (PLAINTEXT or SASL_SSL, ``client_kwargs``).
+
+    Raises ``AssertionError`` when fewer records were read than the offsets say the
+    topic holds (``end - beginning`` per partition): a scan that reads less than its
+    topic must not pass as if the records it missed were clean."""
     name = qualified(topic, kafka.topic_prefix)
     # No group: subscribing assigns every partition of the topic to this consumer.
     consumer = AIOKafkaConsumer(
         name,
-        bootstrap_servers=kafka.bootstrap_servers,
+        **kafka.client_kwargs(),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=8 * 1024 * 1024,
@@ -282,9 +320,10 @@ async def read_topic(
             await asyncio.sleep(0.1)
         tps = sorted(consumer.assignment())
         ends = await consumer.end_offsets(tps)
+        starts = await consumer.beginning_offsets(tps)
         await consumer.seek_to_beginning(*tps)
         got: list[ConsumerRecord[bytes, bytes]] = []
-        pending = {tp for tp in tps if ends[tp] > 0}
+        pending = {tp for tp in tps if ends[tp] > starts[tp]}
         while pending:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{name}: not read to its end within {within}s")
@@ -294,9 +333,29 @@ async def read_topic(
             for tp in list(pending):
                 if await consumer.position(tp) >= ends[tp]:
                     pending.discard(tp)
+        expected = expected_records(starts, ends)
+        # A compacted topic may hold fewer records than its offsets span.
+        short = len(got) < expected and _cleanup_policy(topic) == "delete"
+        if short or len(got) > expected:
+            raise AssertionError(f"{name}: read {len(got)} records, its offsets hold {expected}")
         return got
     finally:
         await consumer.stop()
+
+
+def _cleanup_policy(topic: str) -> str:
+    try:
+        return by_name(topic).cleanup_policy
+    except KeyError:
+        return "compact"  # not in the registry (a test's own topic): no exact count
+
+
+def expected_records(starts: Mapping[Any, int], ends: Mapping[Any, int]) -> int:
+    """Records a full read must return: ``end - beginning`` summed over the partitions.
+
+    Exact on leadloop's topics, which are never transactional (no commit markers take
+    an offset) and never compacted below their end while the checker reads."""
+    return sum(max(ends[tp] - starts.get(tp, 0), 0) for tp in ends)
 
 
 async def read_accepted_leads(kafka: KafkaSettings) -> list[str]:
@@ -323,10 +382,15 @@ async def read_published_assignments(kafka: KafkaSettings) -> list[Published]:
 async def read_stored_assignments(database_url: str) -> list[Stored]:
     conn = await asyncpg.connect(database_url)
     try:
-        rows = await conn.fetch("SELECT lead_id, kind, owner_id, team_id FROM assignments")
+        rows = await conn.fetch(
+            "SELECT assignment_id, lead_id, kind, owner_id, team_id FROM assignments"
+        )
     finally:
         await conn.close()
-    return [Stored(r["lead_id"], r["kind"], r["owner_id"], r["team_id"]) for r in rows]
+    return [
+        Stored(r["lead_id"], r["kind"], r["owner_id"], r["team_id"], r["assignment_id"])
+        for r in rows
+    ]
 
 
 async def check_assignment(
@@ -414,7 +478,9 @@ class IngestReport:
     never_seen: tuple[str, ...]
     #: Raw records with an outcome on the topic but none in PostgreSQL.
     unrecorded: tuple[str, ...]
-    #: Raw records with two or more different outcome events on ``ingest.outcomes``.
+    #: Raw records with two or more different outcome events on ``ingest.outcomes``
+    #: (two rows for one record cannot be: ``ingest_outcomes``' primary key is the
+    #: record's position).
     duplicated: tuple[str, ...]
     #: An outcome event that is not the stored outcome (id, kind, source or lead).
     disagreeing: tuple[str, ...]
@@ -473,8 +539,7 @@ def compare_ingest(
 
     never_seen = raw_set - set(by_pos) - set(events)
     unrecorded = (raw_set & set(events)) - set(by_pos)
-    duplicated = {p for p, rows in by_pos.items() if len(rows) > 1}
-    duplicated |= {p for p, evs in events.items() if len(evs) > 1}
+    duplicated = {p for p, evs in events.items() if len(evs) > 1}
     disagreeing = {
         p for p, evs in events.items() if p in by_pos and any(e != by_pos[p][0] for e in evs)
     }
@@ -536,6 +601,37 @@ class Step:
     lead_id: str
     level: int
     action: str
+    policy_id: str = ""
+    kind: str = ""
+    owner_id: str | None = None
+    team_id: str = ""
+
+
+#: What started a clock cycle, as the inputs say: an assignment (its owner and team) or
+#: a touch (an activity or stage change: None, the owner is the lead's at that time).
+Cycle = tuple[str | None, str] | None
+
+#: The namespace of leadloop's deterministic ids (uuid5 over the parts joined by U+001F):
+#: the contract's, written out here so that the checker derives the ids itself.
+ID_NAMESPACE = uuid.UUID("6f1d3c1e-5b1a-4a57-9d62-6c9a3f0e1a10")
+#: The escalation kind whose id carries a suffix of its own (a reclaim warning).
+WARNING_KIND = "reclaim_warning"
+
+
+def derived_id(*parts: str | int) -> str:
+    return str(uuid.uuid5(ID_NAMESPACE, "\x1f".join(str(p) for p in parts)))
+
+
+def escalation_ids(step: Step, cycles: Mapping[str, Cycle]) -> dict[str, str]:
+    """The ids ``step`` may carry, from its inputs: escalation id → the cycle it names.
+    One per clock cycle of the lead (an assignment or a touch on the topics), each for
+    the step's policy and level: deterministic, so a redelivery is recognisable and a
+    second firing of one step cannot slip past the primary key with a new id."""
+    warning = ("reclaim_warning",) if step.kind == WARNING_KIND else ()
+    return {
+        derived_id("escalation", step.lead_id, step.policy_id, cycle, step.level, *warning): cycle
+        for cycle in cycles
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -543,7 +639,8 @@ class EscalationReport:
     stored: int
     published: int
     #: (escalation id, status) published as two or more different events: a ladder
-    #: step emitted twice. Identical redeliveries are fine.
+    #: step emitted twice. Identical redeliveries are fine. (Two rows cannot be: the
+    #: primary key of ``escalations`` is the escalation id and status.)
     duplicated: tuple[str, ...]
     #: Published, but not what PostgreSQL holds for that step.
     disagreeing: tuple[str, ...]
@@ -551,6 +648,12 @@ class EscalationReport:
     unpublished: tuple[str, ...]
     #: Published but not stored, or for a lead that was never accepted.
     unknown: tuple[str, ...]
+    #: An escalation id that no clock cycle of the lead on the topics gives for its
+    #: policy and level, or an event id not derived from the escalation id and status.
+    misidentified: tuple[str, ...] = ()
+    #: A step of a cycle an assignment started, for another owner or team than that
+    #: assignment's.
+    misattributed: tuple[str, ...] = ()
 
     @property
     def problems(self) -> dict[str, tuple[str, ...]]:
@@ -559,18 +662,27 @@ class EscalationReport:
             "disagreeing": self.disagreeing,
             "unpublished": self.unpublished,
             "unknown": self.unknown,
+            "misidentified": self.misidentified,
+            "misattributed": self.misattributed,
         }
         return {name: ids for name, ids in lists.items() if ids}
 
 
 def compare_escalations(
-    stored: Iterable[Step], published: Iterable[Step], accepted: Collection[str] | None = None
+    stored: Iterable[Step],
+    published: Iterable[Step],
+    accepted: Collection[str] | None = None,
+    cycles: Mapping[str, Mapping[str, Cycle]] | None = None,
 ) -> EscalationReport:
-    """Each ladder step (escalation id and status) at most once in PostgreSQL and once
-    on ``sla.escalations``, the same in both."""
-    rows: dict[tuple[str, str], list[Step]] = defaultdict(list)
+    """Each ladder step (escalation id and status) once on ``sla.escalations``, as
+    PostgreSQL holds it; with ``cycles`` (lead id → its clock cycles from the topics:
+    assignment ids with their owner and team, touch event ids), each published id
+    derived from the step's inputs rather than taken on trust."""
+    rows: dict[tuple[str, str], Step] = {}
+    n_stored = 0
     for row in stored:
-        rows[(row.escalation_id, row.status)].append(row)
+        n_stored += 1
+        rows[(row.escalation_id, row.status)] = row
     events: dict[tuple[str, str], set[Step]] = defaultdict(set)
     n_published = 0
     for event in published:
@@ -585,19 +697,32 @@ def compare_escalations(
         unknown |= {
             name(k) for k, evs in events.items() if any(e.lead_id not in accepted for e in evs)
         }
+    misidentified: set[str] = set()
+    misattributed: set[str] = set()
+    if cycles is not None:
+        for k, evs in events.items():
+            for e in evs:
+                lead_cycles = cycles.get(e.lead_id, {})
+                cycle = escalation_ids(e, lead_cycles).get(e.escalation_id)
+                if cycle is None or e.event_id != derived_id(
+                    "sla.escalations", e.escalation_id, e.status
+                ):
+                    misidentified.add(name(k))
+                    continue
+                started = lead_cycles[cycle]
+                if started is not None and (e.owner_id, e.team_id) != started:
+                    misattributed.add(name(k))
     return EscalationReport(
-        stored=sum(len(v) for v in rows.values()),
+        stored=n_stored,
         published=n_published,
-        duplicated=_sorted(
-            name(k)
-            for k in set(rows) | set(events)
-            if len(rows.get(k, ())) > 1 or len(events.get(k, ())) > 1
-        ),
+        duplicated=_sorted(name(k) for k, evs in events.items() if len(evs) > 1),
         disagreeing=_sorted(
-            name(k) for k, evs in events.items() if k in rows and any(e != rows[k][0] for e in evs)
+            name(k) for k, evs in events.items() if k in rows and any(e != rows[k] for e in evs)
         ),
         unpublished=_sorted(name(k) for k in set(rows) - set(events)),
         unknown=_sorted(unknown),
+        misidentified=_sorted(misidentified),
+        misattributed=_sorted(misattributed),
     )
 
 
@@ -710,12 +835,15 @@ class PipelineReport:
     counters: Mapping[SeriesKey, tuple[float, float]]
     #: Sum of each counter's truth, for the summary.
     totals: Mapping[str, float]
+    #: Every decision against the rules and the roster (routing, eligibility, fairness).
+    routing: RoutingReport
 
     @property
     def problems(self) -> dict[str, tuple[str, ...]]:
         out = {f"ingest.{k}": v for k, v in self.ingest.problems.items()}
         out |= {f"assignment.{k}": v for k, v in self.assignment.problems.items()}
         out |= {f"sla.{k}": v for k, v in self.escalations.problems.items()}
+        out |= {f"routing.{k}": v for k, v in self.routing.problems.items()}
         if self.counters:
             out["counters"] = tuple(
                 f"{name}{dict(labels)} truth={t:g} served={s:g}"
@@ -728,6 +856,7 @@ class PipelineReport:
             f"raw={self.ingest.raw} per_source={dict(self.ingest.per_source)}",
             f"assignment: {self.assignment.summary().splitlines()[0]}",
             f"sla: stored={self.escalations.stored} published={self.escalations.published}",
+            self.routing.summary(),
             "counters: " + ", ".join(f"{k}={v:g}" for k, v in sorted(self.totals.items())),
         ]
         for name, ids in self.problems.items():
@@ -801,37 +930,75 @@ async def read_ingest(
     return [(r.partition, r.offset) for r in raw], stored, published, rejects, leads, pairs
 
 
-async def read_steps(
-    kafka: KafkaSettings, database_url: str
-) -> tuple[list[Step], list[Step], dict[str, tuple[str, str]]]:
-    """Stored and published ladder steps, and each escalation's (kind, team id)."""
+_STEP_COLUMNS = (
+    "escalation_id, status, event_id, lead_id, level, action, policy_id, kind, owner_id, team_id"
+)
+
+
+def _step(b: Mapping[str, Any]) -> Step:
+    return Step(
+        b["escalation_id"],
+        b["status"],
+        b["event_id"],
+        b["lead_id"],
+        b["level"],
+        b["action"],
+        b["policy_id"],
+        b["kind"],
+        b["owner_id"],
+        b["team_id"],
+    )
+
+
+async def read_steps(kafka: KafkaSettings, database_url: str) -> tuple[list[Step], list[Step]]:
+    """Stored and published ladder steps."""
     conn = await asyncpg.connect(database_url)
     try:
-        rows = await conn.fetch(
-            "SELECT escalation_id, status, event_id, lead_id, level, action FROM escalations"
-        )
+        rows = await conn.fetch(f"SELECT {_STEP_COLUMNS} FROM escalations")
     finally:
         await conn.close()
-    stored = [
-        Step(r["escalation_id"], r["status"], r["event_id"], r["lead_id"], r["level"], r["action"])
-        for r in rows
-    ]
-    published = []
-    kinds: dict[str, tuple[str, str]] = {}
-    for record in await read_topic(kafka, "sla.escalations"):
-        b = json.loads(record.value)
-        published.append(
-            Step(
-                b["escalation_id"],
-                b["status"],
-                b["event_id"],
-                b["lead_id"],
-                b["level"],
-                b["action"],
-            )
-        )
-        kinds[b["escalation_id"]] = (b["kind"], b["team_id"])
-    return stored, published, kinds
+    published = [_step(json.loads(r.value)) for r in await read_topic(kafka, "sla.escalations")]
+    return [_step(r) for r in rows], published
+
+
+async def read_cycles(kafka: KafkaSettings) -> dict[str, dict[str, Cycle]]:
+    """Every clock cycle the inputs of sla-monitor can start, per lead: each assignment
+    with an owner on ``leads.assigned`` (its owner and team), each activity on
+    ``crm.activities`` and each stage change on ``crm.stage-changes`` (a touch)."""
+    assigned, activities, stages = await asyncio.gather(
+        read_topic(kafka, "leads.assigned"),
+        read_topic(kafka, "crm.activities"),
+        read_topic(kafka, "crm.stage-changes"),
+    )
+    cycles: dict[str, dict[str, Cycle]] = defaultdict(dict)
+    for r in [*activities, *stages]:
+        b = json.loads(r.value)
+        cycles[b["lead_id"]][b["event_id"]] = None
+    for r in assigned:
+        b = json.loads(r.value)
+        if b.get("owner_id") is not None:
+            cycles[b["lead_id"]][b["assignment_id"]] = (b["owner_id"], b["team_id"])
+    return dict(cycles)
+
+
+def breach_labels(
+    steps: Iterable[Step],
+    cycles: Mapping[str, Mapping[str, Cycle]],
+    policy_kinds: Mapping[str, str],
+) -> dict[str, tuple[str, str]]:
+    """escalation id → (kind, team) for the breach counter, from the inputs: the kind
+    of the step's policy (or a reclaim warning), the team of the assignment whose cycle
+    the id names. A step whose id names no assignment keeps its own team; a policy not
+    in ``policy_kinds`` its own kind (both then stand out elsewhere)."""
+    out: dict[str, tuple[str, str]] = {}
+    for s in steps:
+        lead_cycles = cycles.get(s.lead_id, {})
+        cycle = escalation_ids(s, lead_cycles).get(s.escalation_id)
+        started = lead_cycles.get(cycle) if cycle is not None else None
+        team = started[1] if started is not None else s.team_id
+        kind = WARNING_KIND if s.kind == WARNING_KIND else policy_kinds.get(s.policy_id, s.kind)
+        out[s.escalation_id] = (kind, team)
+    return out
 
 
 async def read_assigned_for_counters(kafka: KafkaSettings) -> list[Assigned]:
@@ -841,14 +1008,33 @@ async def read_assigned_for_counters(kafka: KafkaSettings) -> list[Assigned]:
     ]
 
 
+async def read_routing(
+    kafka: KafkaSettings, routing: Routing
+) -> tuple[dict[str, dict[str, Any]], list[Decision], list[RepEntry]]:
+    """The leads' attributes, every decision and every roster update, from the topics."""
+    accepted, assigned, reps = await asyncio.gather(
+        read_topic(kafka, "leads.accepted"),
+        read_topic(kafka, "leads.assigned"),
+        read_topic(kafka, "crm.reps"),
+    )
+    decisions = [decision_of(json.loads(r.value)) for r in assigned]
+    updates = [rep_entry_of(json.loads(r.value), routing.reps) for r in reps if r.value]
+    return leads_of(accepted), decisions, updates
+
+
 async def check_pipeline(
     kafka: KafkaSettings,
     database_url: str,
     metrics_text: str,
     labels: Labels,
+    *,
+    routing: Routing,
+    policy_kinds: Mapping[str, str],
 ) -> PipelineReport:
-    """Read every topic from the beginning and PostgreSQL; compare them with each other
-    and ``metrics_text`` (a /metrics exposition taken once the services are quiet).
+    """Read every topic from the beginning and PostgreSQL; compare them with each other,
+    with the rule set and roster (``routing``), and with ``metrics_text`` (a /metrics
+    exposition taken once the services are quiet). ``policy_kinds``: SLA policy id →
+    its kind (the policies file the run used).
 
     Call it after the services stopped consuming (quiet or stopped), so that the
     topics' end offsets include everything the stored effects led to.
@@ -856,20 +1042,25 @@ async def check_pipeline(
     (
         (raw, stored, published, rejects, leads, accepted),
         assignment,
-        steps,
+        (stored_steps, published_steps),
         assigned,
+        cycles,
+        (attributes, decisions, updates),
     ) = await asyncio.gather(
         read_ingest(kafka, database_url),
         check_assignment(kafka, database_url),
         read_steps(kafka, database_url),
         read_assigned_for_counters(kafka),
+        read_cycles(kafka),
+        read_routing(kafka, routing),
     )
-    stored_steps, published_steps, kinds = steps
     ingest = compare_ingest(raw, stored, published, rejects, leads, accepted)
-    escalations = compare_escalations(stored_steps, published_steps, set(leads))
+    escalations = compare_escalations(stored_steps, published_steps, set(leads), cycles)
+    kinds = breach_labels(published_steps, cycles, policy_kinds)
     truth = expected_counters(published, assigned, published_steps, kinds, labels)
     counters = compare_counters(truth, parse_exposition(metrics_text))
     totals: Counter[str] = Counter()
     for (name, _), value in truth.items():
         totals[name] += value
-    return PipelineReport(ingest, assignment, escalations, counters, dict(totals))
+    routed = compare_routing(attributes, decisions, routing, updates)
+    return PipelineReport(ingest, assignment, escalations, counters, dict(totals), routed)

@@ -7,13 +7,14 @@ import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
 from tests.support.ports import free_port_base
 
 from leadloop.settings import KafkaSettings
 from leadloop.topics import qualified
 
-__all__ = ["collect", "free_port_base", "send_json"]
+__all__ = ["collect", "free_port_base", "group_members", "send_json"]
 
 
 async def collect(
@@ -52,3 +53,16 @@ async def send_json(
     await producer.send_and_wait(
         qualified(topic, kafka.topic_prefix), json.dumps(body).encode(), key=key
     )
+
+
+async def group_members(kafka: KafkaSettings, group_id: str) -> tuple[str, frozenset[str]]:
+    """The consumer group's state and the member ids in it, as the broker describes it
+    (``DescribeGroups``): what a test observes instead of sleeping through a rebalance."""
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
+    await admin.start()
+    try:
+        (described,) = await admin.describe_consumer_groups([group_id])
+        (group,) = described.to_object()["groups"]
+        return str(group["state"]), frozenset(str(m["member_id"]) for m in group["members"])
+    finally:
+        await admin.close()
