@@ -25,7 +25,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +36,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from tests.support.checker import AssignmentReport, check_assignment
+from tests.support.kafka import group_members
 from tests.support.workers import Workers, accepted_record, assignment_workers
 
 from leadloop.events import Priority
@@ -362,6 +363,38 @@ async def wait_caught_up(kafka: KafkaSettings, within: float) -> None:
         await admin.close()
 
 
+async def group_of(kafka: KafkaSettings) -> tuple[str, frozenset[str]]:
+    """State and member ids of the workers' consumer group (the only one under the
+    test's topic prefix)."""
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
+    await admin.start()
+    try:
+        groups = [g[0] for g in await admin.list_consumer_groups()]
+    finally:
+        await admin.close()
+    (group,) = [g for g in groups if g.startswith(kafka.topic_prefix)]
+    return await group_members(kafka, group)
+
+
+def evicted_from(before: frozenset[str]) -> Callable[[frozenset[str]], bool]:
+    """One member left, and one that was there before: the other was evicted."""
+    return lambda ids: len(ids) == 1 and ids < before
+
+
+async def members_settle(
+    kafka: KafkaSettings, want: Callable[[frozenset[str]], bool], within: float
+) -> frozenset[str]:
+    """Until the workers' group is Stable with members for which ``want`` holds; those."""
+    deadline = time.monotonic() + within
+    while True:
+        state, ids = await group_of(kafka)
+        if state == "Stable" and want(ids):
+            return ids
+        if time.monotonic() > deadline:
+            raise AssertionError(f"group {state} with {sorted(ids)} after {within}s")
+        await asyncio.sleep(0.2)
+
+
 #: Where a worker's PostgreSQL session can be when it is frozen (pg_stat_activity).
 #: Holding its writes: a transaction that has written or locked rows (it has an xid) —
 #: the other worker waits for those rows. Between read and write: a transaction that has
@@ -428,7 +461,8 @@ async def test_two_workers_with_rebalances_and_a_zombie_worker(
             await progress_to(conn, workers, fraction * len(load), within=TIMEOUT_S / 4)
             workers.kill_and_restart("w2")
             killed_at.append(await assigned(conn))
-            await asyncio.sleep(4)
+            # The next kill once the restarted worker is a member again, with w1.
+            await members_settle(kafka_settings, lambda ids: len(ids) == 2, within=60)
         await producing
         await progress_to(conn, workers, half, within=TIMEOUT_S / 4)
         # A quarter each with a zombie: w1 is frozen past its session timeout, so the
@@ -439,6 +473,7 @@ async def test_two_workers_with_rebalances_and_a_zombie_worker(
         # was deciding, and w1 goes on deciding them when it wakes up. A slow link between
         # w1 and PostgreSQL makes that moment last long enough to freeze w1 in it.
         pauses = []
+        evictions: list[float] = []
         for (start, end), point, delay in (
             ((half, three_quarters), "holding its writes", 0.0),
             ((three_quarters, len(load)), "between read and write", 0.03),
@@ -447,10 +482,20 @@ async def test_two_workers_with_rebalances_and_a_zombie_worker(
             await wait_caught_up(kafka_settings, within=60)
             await produce(kafka_settings, load.records[start:end])
             slow_link.delay = delay
+            (_, before) = await group_of(kafka_settings)
             statement = await freeze_when(conn, workers, "w1", slow_link, FREEZE_POINTS[point])
+            frozen = time.monotonic()
             slow_link.delay = 0.0
             frozen_at = await assigned(conn)
-            await asyncio.sleep(SESSION_TIMEOUT_S + 6)
+            # Evicted, observed: the group settles with one member, one of the two that
+            # were there before the freeze (w2, which did not rejoin under a new id).
+            survivor = await members_settle(kafka_settings, evicted_from(before), within=60)
+            evictions.append(time.monotonic() - frozen)
+            assert len(before) == 2, f"two members before the freeze: {before}"
+            assert survivor < before, (before, survivor)
+            # Then the zombie stays frozen as long as planned: w2 meets its locks or its
+            # leads before w1 wakes (a planned duration, not an observation).
+            await asyncio.sleep(max(0.0, SESSION_TIMEOUT_S + 6 - (time.monotonic() - frozen)))
             woke_at = await assigned(conn)
             workers.groups["w1"].signal("assignment", signal.SIGCONT)
             pauses.append((point, statement, frozen_at, woke_at))
@@ -461,6 +506,7 @@ async def test_two_workers_with_rebalances_and_a_zombie_worker(
         producing.cancel()
         await conn.close()
     print(f"\n{len(load)} leads, w2 killed at {killed_at}, {elapsed:.0f}s")
+    print(f"w1 evicted {[round(e, 1) for e in evictions]} s after each SIGSTOP")
     for point, statement, frozen_at, woke_at in pauses:
         print(f"w1 frozen {point} (after {statement!r}) at {frozen_at}, woke at {woke_at}")
     print(report.summary(), *workers.crashes, sep="\n")

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaProducer
-from tests.support.kafka import collect, free_port_base
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from tests.support.checker import compare_ingest, read_ingest
+from tests.support.kafka import free_port_base
 from tests.support.processes import ROOT, ServiceGroup
 from tests.support.stack import stack_env
 
@@ -69,44 +71,50 @@ async def outcome_count(conn: asyncpg.Connection) -> int:
 
 
 async def wait_until_settled(
-    conn: asyncpg.Connection, group: ServiceGroup, want: int, within: float
+    conn: asyncpg.Connection, group: ServiceGroup, kafka: KafkaSettings, want: int, within: float
 ) -> int:
+    """Poll the outcomes until ``want`` are stored and ingest's group has committed all
+    of ``leads.raw``: nothing is left to redeliver, so the count is final."""
     deadline = time.monotonic() + within
     n = await outcome_count(conn)
-    while n < want and time.monotonic() < deadline:
+    while n < want or await raw_lag(kafka) > 0:
         assert group.alive("ingest"), f"ingest died:\n{group.log('ingest')}"
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{n} of {want} outcomes, not caught up within {within}s")
         await asyncio.sleep(0.5)
         n = await outcome_count(conn)
-    await asyncio.sleep(2)  # anything beyond `want` would be a double effect
-    return await outcome_count(conn)
+    return n
 
 
-async def check_exactly_once(conn: asyncpg.Connection, kafka: KafkaSettings, produced: int) -> None:
-    """Every raw record has one outcome; every lead is stored once and published at
-    least once with one stable event id."""
-    assert await outcome_count(conn) == produced
-    per_position = await conn.fetchval(
-        "SELECT max(n) FROM (SELECT count(*) AS n FROM ingest_outcomes "
-        "GROUP BY raw_topic, raw_partition, raw_offset) AS t"
-    )
-    assert per_position == 1
-    leads = {
-        r["lead_id"]: r["accepted_event_id"]
-        for r in await conn.fetch("SELECT lead_id, accepted_event_id FROM leads")
-    }
-    accepted_outcomes = await conn.fetchval(
-        "SELECT count(*) FROM ingest_outcomes WHERE outcome = 'accepted'"
-    )
-    assert len(leads) == accepted_outcomes
-    published = await collect(kafka, "leads.accepted", len(leads), within=120)
-    event_ids: dict[str, set[str]] = {}
-    for r in published:
-        body = json.loads(r.value)
-        event_ids.setdefault(body["lead_id"], set()).add(body["event_id"])
-    assert set(event_ids) == set(leads), "every stored lead is on leads.accepted"
-    assert all(ids == {leads[lead]} for lead, ids in event_ids.items()), "stable event ids"
-    outcomes = await collect(kafka, "ingest.outcomes", produced, within=120)
-    assert len({json.loads(r.value)["event_id"] for r in outcomes}) == produced
+async def raw_lag(kafka: KafkaSettings) -> int:
+    """Records of ``leads.raw`` that ingest's consumer group has not committed."""
+    topic = qualified("leads.raw", kafka.topic_prefix)
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
+    consumer = AIOKafkaConsumer(**kafka.client_kwargs(), enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+        tps = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+        group = f"{kafka.topic_prefix}leadloop-ingest"
+        committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+        ends = await consumer.end_offsets(tps)
+        # An empty partition may come back as committed at -1.
+        done = {tp: max(committed[tp].offset, 0) if tp in committed else 0 for tp in tps}
+        return sum(ends[tp] - done[tp] for tp in tps)
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def check_exactly_once(database_url: str, kafka: KafkaSettings, produced: int) -> None:
+    """The independent checker's conservation (``compare_ingest``): every raw record has
+    one outcome, stored and on ``ingest.outcomes`` alike; every reject on
+    ``leads.rejected``; every stored lead on ``leads.accepted`` with its one event id."""
+    report = compare_ingest(*await read_ingest(kafka, database_url))
+    assert report.problems == {}, report.problems
+    assert report.raw == produced, report.raw
+    assert sum(s["received"] for s in report.per_source.values()) == produced
 
 
 async def test_kill_9_mid_stream_loses_and_duplicates_nothing(
@@ -128,9 +136,9 @@ async def test_kill_9_mid_stream_loses_and_duplicates_nothing(
             group.start("ingest")
             group.wait_ready("ingest", timeout=120)
         assert all(0 < n < LEADS for n in killed_at), killed_at
-        settled = await wait_until_settled(conn, group, LEADS, within=240)
+        settled = await wait_until_settled(conn, group, kafka_settings, LEADS, within=240)
         assert settled == LEADS
-        await check_exactly_once(conn, kafka_settings, LEADS)
+        await check_exactly_once(database_url, kafka_settings, LEADS)
     finally:
         await conn.close()
         group.stop()
@@ -169,9 +177,9 @@ async def test_postgres_outage_pauses_ingest_which_resumes_by_itself(
         finally:
             await asyncio.to_thread(subprocess.run, [pg, "start"], check=True, capture_output=True)
         conn = await asyncpg.connect(database_url)
-        settled = await wait_until_settled(conn, group, total, within=240)
+        settled = await wait_until_settled(conn, group, kafka_settings, total, within=240)
         assert settled == total
-        await check_exactly_once(conn, kafka_settings, total)
+        await check_exactly_once(database_url, kafka_settings, total)
         kinds = Counter(
             json.loads(line).get("event")
             for line in group.log("ingest", tail=None).splitlines()
