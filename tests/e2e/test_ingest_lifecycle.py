@@ -18,6 +18,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 from tests.support.kafka import collect
+from tests.support.ports import free_ports
 from tests.support.processes import ServiceGroup
 from tests.support.stack import running, stack_env
 
@@ -27,6 +28,8 @@ from leadloop.topics import qualified
 pytestmark = pytest.mark.e2e
 
 GUARD_LIMIT = 5
+ADMIN_TOKEN = "lifecycle-admin-" + uuid.uuid4().hex
+(ADMIN_PORT,) = free_ports(1)
 
 
 @pytest.fixture
@@ -39,6 +42,8 @@ def ingest(
         tmp_path,
         LEADLOOP_IDENTITY_PEPPER=uuid.uuid4().hex,
         LEADLOOP_CONSECUTIVE_INVALID_LIMIT=str(GUARD_LIMIT),
+        LEADLOOP_ADMIN_TOKEN=ADMIN_TOKEN,
+        LEADLOOP_ADMIN__PORT=str(ADMIN_PORT),
     )
     with running(env, tmp_path, "ingest") as group:
         yield group
@@ -332,7 +337,11 @@ async def test_a_broken_producer_halts_ingest_until_resumed(
         # in more than one batch the next run of rejects halts it again (by design: the
         # guard watches for a broken producer after a resume too); the operator resumes
         # each time.
-        request = urllib.request.Request(ingest.url("ingest", "/v1/admin/resume"), method="POST")
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{ADMIN_PORT}/v1/admin/resume",
+            method="POST",
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        )
         response = await asyncio.to_thread(urllib.request.urlopen, request, timeout=5)
         assert json.loads(response.read()) == {"status": "resumed"}
         resumes = 1

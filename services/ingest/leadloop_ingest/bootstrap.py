@@ -16,7 +16,7 @@ from leadloop.config_file import exit_on_config_error
 from leadloop.kafka import FaustPublisher
 from leadloop.messaging import OutMessage
 from leadloop.runtime import ReadyContributor, run_service
-from leadloop_ingest.adapters.admin import register_admin
+from leadloop_ingest.adapters.admin import AdminApi, register_admin
 from leadloop_ingest.adapters.channels_file import load_channels
 from leadloop_ingest.adapters.feedback_http import Feedback, register_feedback
 from leadloop_ingest.adapters.http import Webhook, register_webhook
@@ -73,7 +73,13 @@ def main() -> None:
             batch_size=cfg.kafka.batch_size,
             within=cfg.kafka.batch_within_s,
         )
-        register_admin(app, guard)
+        admin_token = cfg.admin_token
+        admin = (
+            None
+            if admin_token is None
+            else AdminApi(guard, admin_token.get_secret_value().encode())
+        )
+        register_admin(app, admin, cfg.admin)
 
         async def publish_raw(
             key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]

@@ -56,12 +56,34 @@ class IngestSettings(ServiceSettings):
     #: A learned score model (``leadloop score fit``, docs/scoring.md), reloaded when the
     #: file changes. Unset, or while the file cannot be used: the hand-set weights.
     score_model_file: Path | None = None
+    #: Bearer token of the admin endpoints (``POST /v1/admin/resume``), at least 16
+    #: characters. Unset: no admin listener at all.
+    admin_token: SecretStr | None = None
+    #: Where the admin endpoints listen: a port of their own, never the webhook's, on
+    #: loopback unless set otherwise (LEADLOOP_ADMIN__HOST, LEADLOOP_ADMIN__PORT).
+    admin: HttpSettings = HttpSettings(port=18181)
 
     @model_validator(mode="after")
     def _meta_tokens(self) -> IngestSettings:
         if self.meta_verify_token is not None or self.meta_access_token is not None:
             require_secret(self.meta_verify_token, "LEADLOOP_META_VERIFY_TOKEN")
             require_secret(self.meta_access_token, "LEADLOOP_META_ACCESS_TOKEN")
+        return self
+
+    @field_validator("admin_token")
+    @classmethod
+    def _admin_token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None:
+            return v
+        require_secret(v, "LEADLOOP_ADMIN_TOKEN")
+        if len(v.get_secret_value()) < 16:
+            raise ValueError("LEADLOOP_ADMIN_TOKEN is shorter than 16 characters")
+        return v
+
+    @model_validator(mode="after")
+    def _admin_port(self) -> IngestSettings:
+        if self.admin_token is not None and self.admin.port == self.http.port:
+            raise ValueError("LEADLOOP_ADMIN__PORT must differ from LEADLOOP_HTTP__PORT")
         return self
 
     @field_validator("identity_pepper")
