@@ -425,8 +425,8 @@ class ReviewPublished(Event):
     period_start: AwareDatetime
     period_end: AwareDatetime
     published_at: AwareDatetime
-    #: Where the reports are, relative to the deployment: the directory's name and the
-    #: files written there, e.g. ``reviews: review-2026-11.html, review-2026-11.md``.
+    #: Where the reports are: the files written, as paths relative to the directory's
+    #: parent, e.g. ``reviews/review-2026-11.html, reviews/review-2026-11.md``.
     where: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
     #: Headline numbers of the period: leads accepted, won, the amount won (the CRM's
     #: currency) and lost.

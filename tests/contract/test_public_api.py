@@ -26,6 +26,8 @@ EXPECTED_EVENTS_API = [
     "RejectReason",
     "RepStatus",
     "RepUpdated",
+    "ReviewKind",
+    "ReviewPublished",
     "SatisfactionRecorded",
     "Stage",
     "StageChanged",

@@ -89,6 +89,8 @@ def run(url: str, out: Path, now: str) -> list[str]:
             now,
             "--database-url",
             url,
+            # The announcement has its own test (test_review_announced.py).
+            "--no-announce",
         ],
     )
     assert result.exit_code == 0, result.output

@@ -19,6 +19,7 @@ from leadloop.events import (
     LeadAccepted,
     LeadAssigned,
     RepUpdated,
+    ReviewPublished,
     StageChanged,
 )
 from leadloop.logging import get_logger
@@ -128,7 +129,13 @@ class NotifierHandler:
             event
             for event in self.inputs.decode_all(messages)
             if isinstance(
-                event, LeadAccepted | LeadAssigned | EscalationRaised | StageChanged | RepUpdated
+                event,
+                LeadAccepted
+                | LeadAssigned
+                | EscalationRaised
+                | StageChanged
+                | RepUpdated
+                | ReviewPublished,
             )
         ]
         if not events:
@@ -151,10 +158,16 @@ class NotifierHandler:
             roster: set[str] = set()
             leads: set[str] = set()
             steps: set[str] = set()
+            managers: dict[str, tuple[str, ...]] = {}
             for e in fresh:
                 if isinstance(e, RepUpdated):
                     reps.add(e.rep_id)
                     roster.add(e.rep_id)
+                    continue
+                if isinstance(e, ReviewPublished):
+                    if not managers:
+                        managers = await tx.managers()
+                        reps.update(managers)
                     continue
                 leads.add(e.lead_id)
                 if isinstance(e, LeadAssigned):
@@ -165,6 +178,7 @@ class NotifierHandler:
                 elif isinstance(e, StageChanged):
                     reps.add(e.rep_id)
             view = await tx.load_view(reps, leads, steps, roster)
+            view.managers = managers
             changes = fold(fresh, view, self.config, self.calendars, now)
             return await tx.save(changes, now)
 

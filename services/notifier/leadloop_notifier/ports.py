@@ -33,6 +33,11 @@ class NotifierTx(Protocol):
         """What the fold needs to know of these reps, leads, steps and teams' rosters."""
         ...
 
+    async def managers(self) -> dict[str, tuple[str, ...]]:
+        """Every manager the roster names (the ``manager_id`` of a rep who has not left)
+        and the teams of the reps they manage, sorted."""
+        ...
+
     async def save(self, changes: Changes, now: datetime) -> int:
         """Persist a fold's changes; returns the outbox rows added."""
         ...

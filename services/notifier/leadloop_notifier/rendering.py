@@ -182,7 +182,20 @@ def _sample(kind: str) -> dict[str, Any]:
             }
         ],
         "more": 0,
+        "period": "2025-02",
+        "period_kind": "month",
+        "first_day": "2025-02-01",
+        "last_day": "2025-02-28",
+        "team": None,
+        "leads": 120,
+        "won": 9,
+        "won_amount": 180000.0,
+        "lost": 40,
+        "suggestions": ["team-cn: 14 owned leads silent — call, close or return them to the pool"],
+        "where": "reviews/review-2025-02.md",
     }
-    if kind == "alert":
+    if kind in ("alert", "review"):
         base["lead_id"] = None
+    if kind == "review":
+        del base["crm_link"]
     return base

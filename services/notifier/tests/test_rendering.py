@@ -122,7 +122,7 @@ def test_an_unknown_set_or_a_broken_template_fails_the_check(tmp_path: Path) -> 
 @pytest.mark.parametrize("template_set", ["zh-CN", "en"])
 def test_a_lead_name_shows_only_when_the_caller_passes_one(template_set: str) -> None:
     renderer = Renderer()
-    lead_kinds = [k for k in KINDS if k not in ("digest", "alert")]
+    lead_kinds = [k for k in KINDS if k not in ("digest", "alert", "review")]
     for kind in lead_kinds:
         plain = renderer.render(template_set, [_sample(kind)])
         named = renderer.render(template_set, [_sample(kind)], names={"L-1": "张三"})

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,6 +17,10 @@ from leadloop_review.domain.period import Period, parse_period
 from leadloop_review.domain.score_model import ScoreModel, ScoreModelError
 from leadloop_review.render import formats, renderer
 from leadloop_review.settings import ReviewSettings
+
+if TYPE_CHECKING:
+    from leadloop.settings import KafkaSettings
+    from leadloop_review.handlers import ScheduledRun
 
 __all__ = ["app"]
 
@@ -86,10 +90,21 @@ def scheduled(
         str | None, typer.Option(help="default: DATABASE_URL / LEADLOOP_DATABASE_URL")
     ] = None,
     score_model: Annotated[Path | None, SCORE_MODEL] = None,
+    announce: Annotated[
+        bool | None,
+        typer.Option(
+            "--announce/--no-announce",
+            help="announce each period written on review.published (default:"
+            " LEADLOOP_REVIEW_ANNOUNCE, else when LEADLOOP_KAFKA__* is set)",
+        ),
+    ] = None,
 ) -> None:
     """Write the reports of the last complete ISO week (from Monday 00:00 UTC) and the
     last complete month (from the 1st 00:00 UTC) to DIR as review-2026-W48.md,
-    review-2026-11.json, ..., each once: a report already in DIR is not written again."""
+    review-2026-11.json, ..., each once: a report already in DIR is not written again.
+    Each period written is announced on Kafka (review.published; the notifier tells the
+    managers); one the broker did not acknowledge is announced by the next run, and a
+    single run then exits with 1."""
     try:
         names = [f.strip() for f in fmt.split(",") if f.strip()] or list(formats())
         renders = {f: renderer(f) for f in names}
@@ -98,14 +113,31 @@ def scheduled(
         raise typer.BadParameter(str(exc)) from None
     if at is not None and at.tzinfo is None:
         raise typer.BadParameter("--now needs a time zone offset")
-    url = database_url or settings_mod.load(ReviewSettings).database_url.get_secret_value()
+    cfg = (
+        settings_mod.load(ReviewSettings, DATABASE_URL=database_url)
+        if database_url
+        else settings_mod.load(ReviewSettings)
+    )
+    url = cfg.database_url.get_secret_value()
+    kafka = cfg.kafka if (cfg.announces if announce is None else announce) else None
     while True:
         # Read on every run: a model fitted since the last one is the one to show.
         model = _model(score_model)
         now_at = at or datetime.now(UTC)
-        for path in asyncio.run(_write_due(url, directory, now_at, renders, model)):
+        run = asyncio.run(_write_due(url, directory, now_at, renders, model, kafka))
+        for path in run.wrote:
             typer.echo(f"wrote {path}", err=True)
+        for label in run.announced:
+            typer.echo(f"announced {label}", err=True)
+        if run.unannounced:
+            typer.echo(
+                f"not announced (the broker did not acknowledge): {', '.join(run.unannounced)};"
+                " the next run announces them",
+                err=True,
+            )
         if every is None:
+            if run.unannounced:
+                raise typer.Exit(1)
             return
         time.sleep(every)
 
@@ -127,18 +159,25 @@ async def _write_due(
     now: datetime,
     renders: dict[str, Callable[[Report], str]],
     model: ScoreModel | None,
-) -> list[str]:
+    kafka: KafkaSettings | None,
+) -> ScheduledRun:
     import asyncpg
 
     from leadloop_review.adapters.postgres import FactStore
+    from leadloop_review.adapters.publisher import KafkaPublisher
     from leadloop_review.adapters.report_dir import ReportDir
     from leadloop_review.handlers import write_due
 
+    publisher = KafkaPublisher(kafka) if kafka is not None else None
     conn = await asyncpg.connect(url)
     try:
-        return await write_due(FactStore(conn), ReportDir(directory), now, renders, model)
+        return await write_due(
+            FactStore(conn), ReportDir(directory), now, renders, model, publisher
+        )
     finally:
         await conn.close()
+        if publisher is not None:
+            await publisher.close()
 
 
 async def _report(

@@ -163,6 +163,14 @@ class Tx:
             )
         return view
 
+    async def managers(self) -> dict[str, tuple[str, ...]]:
+        rows = await self._c.fetch(
+            "SELECT manager_id, array_agg(DISTINCT team_id ORDER BY team_id) AS teams "
+            "FROM notifier_reps WHERE manager_id IS NOT NULL AND status <> 'left' "
+            "GROUP BY manager_id"
+        )
+        return {r["manager_id"]: tuple(r["teams"]) for r in rows}
+
     async def save(self, changes: Changes, now: datetime) -> int:
         """Persist a fold's changes; returns the outbox rows added."""
         if changes.reps:

@@ -7,14 +7,14 @@ comes in as ``now``, state as a ``View`` loaded by the caller.
 
 A notice's send time is the next working moment of the recipient's team calendar
 (quiet hours); only page-level notices (the Alertmanager bridge, ``alerts.py``) go at
-once.
+once. A published review (``review.published``) tells every manager the roster names.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,7 +27,9 @@ from leadloop.events import (
     EscalationStatus,
     LeadAccepted,
     LeadAssigned,
+    RepStatus,
     RepUpdated,
+    ReviewPublished,
     StageChanged,
 )
 from leadloop_notifier.domain.config import NotifyConfig, TeamConfig
@@ -52,7 +54,7 @@ from leadloop_notifier.domain.routing import (
 
 __all__ = ["Input", "fold"]
 
-Input = LeadAccepted | LeadAssigned | EscalationRaised | StageChanged | RepUpdated
+Input = LeadAccepted | LeadAssigned | EscalationRaised | StageChanged | RepUpdated | ReviewPublished
 
 
 @dataclass
@@ -162,6 +164,8 @@ def fold(
             _assigned(ctx, event)
         elif isinstance(event, EscalationRaised):
             _escalation(ctx, event)
+        elif isinstance(event, ReviewPublished):
+            _review(ctx, event)
         else:
             _stage(ctx, event)
     return ctx.out
@@ -394,6 +398,44 @@ def _stage(ctx: _Ctx, e: StageChanged) -> None:
             variables={"node": reminder.name, "stage": e.stage.value, "since": e.occurred_at},
             origin_at=due,
             not_before=due,
+        )
+        if notice is not None:
+            ctx.out.notices.append(notice)
+
+
+def _review(ctx: _Ctx, e: ReviewPublished) -> None:
+    """One "review ready" notice per manager (of ``e.team_id`` when the report is one
+    team's), keyed by the event id: announced again, it is not queued twice."""
+    managers = {m: set(teams) for m, teams in ctx.view.managers.items()}
+    for r in ctx.out.reps.values():  # roster entries earlier in this batch
+        if r.manager_id and r.status != RepStatus.LEFT.value:
+            managers.setdefault(r.manager_id, set()).add(r.team_id)
+    variables = {
+        "period": e.period,
+        "period_kind": e.kind.value,
+        # Periods are UTC dates (the review's); the last day is the one before the end.
+        "first_day": e.period_start.date().isoformat(),
+        "last_day": (e.period_end - timedelta(days=1)).date().isoformat(),
+        "team": e.team_id,
+        "leads": e.leads,
+        "won": e.won,
+        "won_amount": e.won_amount,
+        "lost": e.lost,
+        "suggestions": list(e.suggestions),
+        "where": e.where,
+    }
+    for manager_id in sorted(managers):
+        teams = sorted(managers[manager_id])
+        if e.team_id is not None and e.team_id not in teams:
+            continue
+        notice = ctx.to_person(
+            manager_id,
+            e.team_id or teams[0],
+            notice_key=f"review:{e.event_id}",
+            kind="review",
+            lead_id=None,
+            variables=variables,
+            origin_at=e.published_at,
         )
         if notice is not None:
             ctx.out.notices.append(notice)

@@ -41,6 +41,7 @@ KINDS = (
     "node_reminder",
     "digest",
     "alert",
+    "review",
 )
 #: Lead facts a notice may show: leads.accepted's routing attributes, none of them
 #: personal. Company, email and phone are never read by the notifier; the name only at
@@ -131,6 +132,9 @@ class View:
     notified: dict[str, list[OutboxRef]] = field(default_factory=dict)
     #: rep_id -> notices held for that rep (not in the roster when they were made).
     held: dict[str, list[Notice]] = field(default_factory=dict)
+    #: The managers the roster names (``manager_id`` of a rep who has not left) -> the
+    #: teams of the reps they manage, sorted. Loaded only for a batch that needs them.
+    managers: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass
