@@ -5,11 +5,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STATE := $(or $(LEADLOOP_STATE_DIR),.state)
 SERVICES := services/ingest services/assignment services/sla-monitor services/metrics \
-	services/handoff services/notifier services/review
+	services/handoff services/notifier services/review services/whatif
 PACKAGES := shared/leadloop services/ingest/leadloop_ingest services/assignment/leadloop_assignment \
 	services/sla-monitor/leadloop_sla_monitor services/metrics/leadloop_metrics \
 	services/handoff/leadloop_handoff services/notifier/leadloop_notifier \
-	services/review/leadloop_review
+	services/review/leadloop_review services/whatif/leadloop_whatif
 PYTEST_ARGS ?=
 
 .PHONY: help venv system stack-up stack-down up down status demo test lint unit clean logs soak

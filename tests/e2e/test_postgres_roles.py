@@ -43,6 +43,8 @@ GROUP_ROLES = {
     "notifier": "leadloop_notifier",
     # migration 0017: `leadloop review` reads the metrics' facts and forecasts only.
     "review": "leadloop_review",
+    # migration 0018: `leadloop whatif` reads decisions, the roster, CRM events and steps.
+    "whatif": "leadloop_whatif",
 }
 
 #: Every table of the schema and the one service that may use it. A new table must be
@@ -119,6 +121,17 @@ READ_ONLY = {
     ("handoff", "lead_ownership"): {"SELECT"},
     ("review", "metric_applied_events"): {"SELECT"},
     ("review", "metric_forecasts"): {"SELECT"},
+    **{
+        ("whatif", t): {"SELECT"}
+        for t in (
+            "assignments",
+            "assignment_leads",
+            "assignment_reps",
+            "lead_activities",
+            "lead_stage_changes",
+            "escalations",
+        )
+    },
 }
 #: Own tables a service only appends to (migration 0016: a forecast snapshot, once taken,
 #: is history).
@@ -407,7 +420,7 @@ def services(
     base = free_port_base()
     groups: dict[str, ServiceGroup] = {}
     try:
-        # `leadloop review` is a command, not a running service.
+        # `leadloop review` and `leadloop whatif` are commands, not running services.
         for name, url in ((n, u) for n, u in own_logins.items() if n in SERVICES):
             # One group per service: each process gets its own DATABASE_URL (as
             # deploy/services.sh does), on the port a single group would give it.

@@ -1,0 +1,1 @@
+"""whatif's pure core: the history, the replay and the comparison."""
