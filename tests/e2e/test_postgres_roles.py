@@ -61,6 +61,8 @@ OWNER = {
             "lead_satisfaction",
             "crm_rejects",
             "erasures",
+            # migration 0019: the webhook replay cache.
+            "webhook_replays",
         ),
         "ingest",
     ),
