@@ -13,16 +13,20 @@ import httpx
 from leadloop import settings as settings_mod
 from leadloop.clock import SystemClock
 from leadloop.config_file import exit_on_config_error
-from leadloop.kafka import FaustPublisher
+from leadloop.kafka import FaustPublisher, service_timer
+from leadloop.logging import get_logger
 from leadloop.messaging import OutMessage
 from leadloop.runtime import ReadyContributor, run_service
 from leadloop_ingest.adapters.admin import AdminApi, register_admin
 from leadloop_ingest.adapters.channels_file import load_channels
 from leadloop_ingest.adapters.feedback_http import Feedback, register_feedback
 from leadloop_ingest.adapters.http import Webhook, register_webhook
+from leadloop_ingest.adapters.intake_http import Replays
 from leadloop_ingest.adapters.kafka import register_agents
 from leadloop_ingest.adapters.meta import MetaLeadAds, register_lead_webhooks
+from leadloop_ingest.adapters.metrics import IngestMetrics, serve_metrics
 from leadloop_ingest.adapters.postgres import LeadStore
+from leadloop_ingest.adapters.replay_cache import PostgresReplayCache
 from leadloop_ingest.adapters.score_model_file import ScoreModelFile
 from leadloop_ingest.adapters.timeline_store import TimelineStore
 from leadloop_ingest.adapters.vendor_hooks import (
@@ -35,6 +39,8 @@ from leadloop_ingest.domain.scoring import ScoringWeights
 from leadloop_ingest.domain.validation import Limits, ValidLead, validate
 from leadloop_ingest.handlers import IngestGuard, IngestHandler, TimelineHandler
 from leadloop_ingest.settings import IngestSettings
+
+log = get_logger(__name__)
 
 
 def main() -> None:
@@ -97,7 +103,28 @@ def main() -> None:
             # One channel's secret cannot speak for another channel.
             return None if verdict.raw.source == source else "source_mismatch"
 
+        metrics = IngestMetrics()
+        serve_metrics(app, metrics)
+        replay_cache = PostgresReplayCache(pool)
+        # One cache for every signed endpoint and every worker behind the URL.
+        replays = Replays(
+            replay_cache,
+            clock,
+            retention_s=cfg.webhook_replay_retention_s,
+            counted=metrics.replayed,
+        )
+
+        async def purge_replays() -> None:
+            try:
+                metrics.purged(await replay_cache.purge(clock.now()))
+            except Exception as exc:  # PostgreSQL away: the next pass purges
+                log.warning("replay_purge_failed", error=type(exc).__name__)
+
+        service_timer(
+            app, interval=cfg.webhook_replay_purge_s, name="ingest-replay-purge", run=purge_replays
+        )
         webhook = Webhook(
+            replays=replays,
             publish_raw=publish_raw,
             secrets=cfg.webhook_secrets,
             schemes={s: c.signature for s, c in channels.channels.items()},
@@ -128,6 +155,7 @@ def main() -> None:
                 publish_raw=publish_raw,
                 clock=clock,
                 publish_timeout_s=cfg.webhook_publish_timeout_s,
+                replays=replays,
             )
             register_lead_webhooks(app, webhook, meta)
         else:
@@ -144,6 +172,7 @@ def main() -> None:
             )
             register_vendor_hooks(app, hooks)
         feedback = Feedback(
+            replays=replays,
             publish=publisher.publish,
             secrets=cfg.crm_secrets,
             clock=clock,

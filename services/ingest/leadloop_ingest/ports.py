@@ -11,9 +11,10 @@ from typing import Protocol
 
 from leadloop_ingest.domain.dedupe import Decided, Known, Merge
 from leadloop_ingest.domain.intake import LeadRecord, OutcomeRecord, Position
+from leadloop_ingest.domain.replays import Reservation
 from leadloop_ingest.domain.timeline import TimelineEvent, Unusable
 
-__all__ = ["LeadBatch", "LeadRepository", "TimelineRepository"]
+__all__ = ["LeadBatch", "LeadRepository", "ReplayCache", "TimelineRepository"]
 
 
 class LeadBatch(Protocol):
@@ -62,4 +63,23 @@ class TimelineRepository(Protocol):
     ) -> list[Unusable]:
         """Apply valid events once; store and return every rejection (the given ones and
         events of an unknown lead)."""
+        ...
+
+
+class ReplayCache(Protocol):
+    """Signed requests already seen, shared by every ingest worker (``adapters.replay_cache``;
+    unit tests hand in a dict). Every method raises when the store cannot be reached."""
+
+    async def reserve(self, reservation: Reservation) -> bool:
+        """True when the key was free (or its reservation had expired) and is now held;
+        False when another delivery of the same request holds it."""
+        ...
+
+    async def release(self, reservation: Reservation) -> None:
+        """Free the key again, if this reservation still holds it (the request failed on
+        our side before it was accepted, so the sender's retry must get through)."""
+        ...
+
+    async def purge(self, now: datetime) -> int:
+        """Remove reservations expired at ``now``; how many."""
         ...

@@ -27,6 +27,13 @@ class IngestSettings(ServiceSettings):
     webhook_secrets: dict[str, SecretStr] = Field(default_factory=dict)
     #: How far X-Leadloop-Timestamp may be from the clock, either way (replay window).
     webhook_tolerance_s: Annotated[int, Field(ge=1, le=3600)] = 300
+    #: How long a signed request of a scheme without a signed timestamp (``meta``: Meta's
+    #: lead ads, which Meta retries for up to 36 hours) is remembered by the replay
+    #: cache; a second delivery within it is refused 409 ``replayed``. Schemes with a
+    #: timestamp are remembered until the timestamp + ``webhook_tolerance_s``.
+    webhook_replay_retention_s: Annotated[int, Field(ge=3600, le=90 * 24 * 3600)] = 7 * 24 * 3600
+    #: How often each ingest worker removes expired replay-cache rows.
+    webhook_replay_purge_s: Annotated[float, Field(gt=0, le=86400)] = 300.0
     #: Webhook requests waiting on Kafka at once; more are answered 429.
     webhook_max_in_flight: Annotated[int, Field(ge=1, le=100_000)] = 1000
     #: How long a webhook request waits for the broker's acknowledgement before a 503.

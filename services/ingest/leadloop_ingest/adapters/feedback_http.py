@@ -16,6 +16,7 @@ is published. What the caller gets back:
 | 408 | ``{"error": "body_timeout"}`` | the body did not arrive in time |
 | 422 | ``{"error": ..., "detail": ...}`` | the body is not JSON, not events, or an empty array |
 | 422 | ``{"errors": [{"index", "reason", "detail"}]}`` | one entry per invalid item |
+| 409 | ``{"error": "replayed"}`` | this signed request was delivered before |
 | 429 | ``{"error": "busy"}`` | too many requests already waiting on Kafka (``Retry-After``) |
 | 503 | ``{"error": "unavailable"}`` | Kafka did not acknowledge in time (``Retry-After``) |
 
@@ -40,7 +41,14 @@ from pydantic import SecretStr
 from leadloop.clock import Clock
 from leadloop.logging import get_logger
 from leadloop.messaging import OutMessage
-from leadloop_ingest.adapters.intake_http import Intake, Limits, Reply, header, serve_post
+from leadloop_ingest.adapters.intake_http import (
+    Intake,
+    Limits,
+    Replays,
+    Reply,
+    header,
+    serve_post,
+)
 from leadloop_ingest.domain.feedback import FEEDBACK_TOPICS, MAX_ITEMS, Refusal, judge
 
 __all__ = ["CLIENT", "CLIENT_HEADER", "PATH", "Feedback", "register_feedback"]
@@ -69,6 +77,7 @@ class Feedback:
         secrets: Mapping[str, SecretStr],
         clock: Clock,
         max_items: int = MAX_ITEMS,
+        replays: Replays | None = None,
         **limits: Unpack[Limits],
     ) -> None:
         self._publish = publish
@@ -81,6 +90,7 @@ class Feedback:
             publish_failed="crm_feedback_publish_failed",
             realm='HMAC-SHA256 realm="leadloop-crm"',
             clock=clock,
+            replays=replays,
             **limits,
         )
 
@@ -120,6 +130,9 @@ class Feedback:
                 bytes=len(body),
             )
             return Reply(decision.status, decision.body())
+        reserved = await intake.reserve("leadloop", f"crm:{client}", headers, context)
+        if isinstance(reserved, Reply):
+            return reserved
         received = (
             (CLIENT_HEADER, client.encode()),
             ("received-at", self._clock.now().isoformat().encode()),
@@ -133,6 +146,7 @@ class Feedback:
             context,
             size=len(body),
             counts={"items": len(messages)},
+            reserved=reserved,
         ):
             return refused
         log.debug("crm_feedback_accepted", topic=topic, client=client, items=len(messages))

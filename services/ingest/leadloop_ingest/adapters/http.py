@@ -11,13 +11,17 @@ the ingest agent validates it like any other record there. What the caller gets 
 | 408 | ``body_timeout`` | the body did not arrive in time |
 | 401 | a ``signatures.Failure`` | missing, malformed, wrong or stale signature; no secret |
 | 422 | a reason from ``prevalidate`` | the body can never become a lead (e.g. ``invalid_json``) |
+| 409 | ``replayed`` | this signed request was delivered before (``domain.replays``) |
 | 429 | ``busy`` | too many requests already waiting on Kafka (``Retry-After``) |
 | 503 | ``unavailable`` | Kafka did not acknowledge in time or failed (``Retry-After``) |
 
 Never a 2xx before the broker acknowledged. A 503 after a timeout leaves the send
 running, so the record may still arrive; the channel's retry is then a duplicate, which
-ingest recognises by (``source``, ``source_lead_id``). That idempotency is also the
-replay protection of the ``meta`` scheme, which has no timestamp.
+ingest recognises by (``source``, ``source_lead_id``); a 429 or 503 releases the
+request's replay reservation first, so that retry is not taken for a replay. A second
+delivery of a request that was accepted is refused (409) for as long as it could verify:
+its signed timestamp + the tolerance, or the retention for the ``meta`` scheme, which has
+no timestamp.
 
 Logs carry status codes, reason codes, configured source ids and sizes only: never a
 body or a header value (bodies hold personal data, headers hold signatures).
@@ -34,7 +38,7 @@ from pydantic import SecretStr
 
 from leadloop.clock import Clock
 from leadloop.logging import get_logger
-from leadloop_ingest.adapters.intake_http import Intake, Limits, Reply, serve_post
+from leadloop_ingest.adapters.intake_http import Intake, Limits, Replays, Reply, serve_post
 from leadloop_ingest.domain.intake import SOURCE_HEADER
 from leadloop_ingest.domain.signatures import Failure, Scheme
 
@@ -77,6 +81,7 @@ class Webhook:
         sources: frozenset[str],
         prevalidate: Prevalidate,
         clock: Clock,
+        replays: Replays | None = None,
         **limits: Unpack[Limits],
     ) -> None:
         self._publish_raw = publish_raw
@@ -90,6 +95,7 @@ class Webhook:
             publish_failed="webhook_publish_failed",
             realm=REALM,
             clock=clock,
+            replays=replays,
             **limits,
         )
 
@@ -118,6 +124,9 @@ class Webhook:
         reason = self._prevalidate(source, body)
         if reason is not None:
             return intake.refuse(422, reason, context, size=len(body))
+        reserved = await intake.reserve(scheme, f"lead:{source}", headers, context)
+        if isinstance(reserved, Reply):
+            return reserved
         record_headers = [
             (SOURCE_HEADER, source.encode()),
             ("received-at", self._clock.now().isoformat().encode()),
@@ -128,6 +137,7 @@ class Webhook:
             context,
             size=len(body),
             counts={"bytes": len(body)},
+            reserved=reserved,
         ):
             return refused
         log.debug("webhook_accepted", source=source, bytes=len(body))

@@ -11,6 +11,10 @@ own decisions (routes, secrets, what a body must be, what a success says).
 - ``Sends``: a hand-off to Kafka that answers only after the broker acknowledged, with
   a cap on sends in flight and a timeout that answers the caller without cancelling the
   send midway (``asyncio.shield``).
+- ``Replays``: the replay cache's use (``domain.replays``): reserve a verified request's
+  key before anything is published, 409 ``replayed`` for a key already held, 503 when
+  the cache cannot be reached, and release the key when the request then fails on our
+  side (429/503), so that the sender's retry gets through.
 - ``Intake``: the above plus the signature check, for a signed endpoint that publishes
   to Kafka, with the endpoint's own log event names; it logs status and reason codes,
   sizes and the fields the endpoint names, never a body or a header value.
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TypedDict, Unpack, cast
 
 import faust
@@ -28,7 +33,16 @@ from aiohttp import web
 
 from leadloop.clock import Clock
 from leadloop.logging import get_logger
-from leadloop_ingest.domain.signatures import DEFAULT_TOLERANCE_S, Scheme, verify
+from leadloop_ingest.domain.replays import DEFAULT_RETENTION_S, REPLAYED, Reservation, reservation
+from leadloop_ingest.domain.signatures import (
+    DEFAULT_TOLERANCE_S,
+    META_SIGNATURE,
+    SIGNATURE,
+    TIMESTAMP,
+    Scheme,
+    verify,
+)
+from leadloop_ingest.ports import ReplayCache
 
 __all__ = [
     "RETRY_AFTER_BUSY_S",
@@ -36,6 +50,7 @@ __all__ = [
     "Handle",
     "Intake",
     "Limits",
+    "Replays",
     "Reply",
     "Sends",
     "TooLarge",
@@ -45,6 +60,7 @@ __all__ = [
     "refusal",
     "reply_json",
     "serve_post",
+    "signed_parts",
     "unavailable",
 ]
 
@@ -175,6 +191,73 @@ class Sends:
             task.exception()
 
 
+class Replays:
+    """Reserve each verified request in the replay cache before it is accepted.
+
+    ``reserve`` returns the reservation, or the refusal: 409 ``replayed`` (another
+    delivery of the same signed request holds the key; ``counted(endpoint)`` is called
+    with the scope's kind, e.g. ``lead`` of ``lead:web_form``)
+    or 503 ``unavailable`` (the cache cannot be reached: accepting unprotected would
+    reopen the replay, and the sender retries). ``release`` frees a reservation whose
+    request then failed on our side; a failure to release is logged, not raised (the
+    key then only expires).
+    """
+
+    def __init__(
+        self,
+        cache: ReplayCache,
+        clock: Clock,
+        *,
+        retention_s: int = DEFAULT_RETENTION_S,
+        counted: Callable[[str], None] = lambda endpoint: None,
+    ) -> None:
+        self._cache = cache
+        self._clock = clock
+        self._retention_s = retention_s
+        self._counted = counted
+
+    async def reserve(
+        self,
+        *,
+        scope: str,
+        signature: str,
+        signed_at: datetime | None,
+        tolerance_s: int,
+    ) -> Reservation | Reply:
+        # The endpoint's kind (``lead``, ``crm``, ``meta``): a bounded metric label.
+        endpoint = scope.partition(":")[0]
+        held = reservation(
+            scope=scope,
+            signature=signature,
+            signed_at=signed_at,
+            now=self._clock.now(),
+            tolerance_s=tolerance_s,
+            retention_s=self._retention_s,
+        )
+        try:
+            fresh = await self._cache.reserve(held)
+        except Exception as exc:  # PostgreSQL down or slow: retryable, never unprotected
+            log.warning("replay_cache_unavailable", endpoint=endpoint, error=type(exc).__name__)
+            return unavailable()
+        if not fresh:
+            self._counted(endpoint)
+            return refusal(409, REPLAYED)
+        return held
+
+    async def release(self, held: Reservation) -> None:
+        try:
+            await self._cache.release(held)
+        except Exception as exc:  # the key then stays until it expires
+            log.warning("replay_release_failed", scope=held.scope, error=type(exc).__name__)
+
+
+def signed_parts(scheme: Scheme, headers: Mapping[str, str]) -> tuple[str, datetime | None]:
+    """The signature header's value and the signed time of a request that verified."""
+    if scheme == "meta":
+        return header(headers, META_SIGNATURE), None
+    return header(headers, SIGNATURE), datetime.fromtimestamp(int(header(headers, TIMESTAMP)), UTC)
+
+
 class Limits(TypedDict, total=False):
     """What a signed endpoint may be told beyond its own decisions (defaults: ``Intake``)."""
 
@@ -203,8 +286,10 @@ class Intake:
         publish_failed: str,
         realm: str,
         clock: Clock,
+        replays: Replays | None = None,
         **limits: Unpack[Limits],
     ) -> None:
+        self._replays = replays
         self._refused = refused
         self._publish_failed = publish_failed
         self._realm = realm
@@ -283,6 +368,24 @@ class Intake:
             return None
         return self.refuse(401, verdict.reason.value, context, size=len(body))
 
+    async def reserve(
+        self, scheme: Scheme, scope: str, headers: Mapping[str, str], context: Context
+    ) -> Reservation | Reply | None:
+        """Hold a verified request's replay key (``Replays``): the reservation, its 409 or
+        503, or None when this endpoint keeps no replay cache."""
+        if self._replays is None:
+            return None
+        signature, signed_at = signed_parts(scheme, headers)
+        held = await self._replays.reserve(
+            scope=scope,
+            signature=signature,
+            signed_at=signed_at,
+            tolerance_s=self._tolerance_s,
+        )
+        if isinstance(held, Reply) and held.status == 409:
+            log.info(self._refused, status=409, reason=REPLAYED, **context)
+        return held
+
     async def publish(
         self,
         sending: Callable[[], Awaitable[None]],
@@ -290,11 +393,14 @@ class Intake:
         *,
         size: int,
         counts: Mapping[str, int],
+        reserved: Reservation | None = None,
     ) -> Reply | None:
         """None once the broker acknowledged what ``sending()`` sends; else 429 (too many
-        in flight, nothing sent) or 503 (failed or timed out, maybe still arriving).
+        in flight, nothing sent) or 503 (failed or timed out, maybe still arriving), after
+        which ``reserved`` is released: the sender's retry is not a replay.
         ``size`` (bytes) goes into the 429's log line, ``counts`` into the 503's."""
         if self._sends.full:
+            await self._release(reserved)
             return self.refuse(429, "busy", context, size=size, retry_after=RETRY_AFTER_BUSY_S)
         try:
             await self._sends.send(sending())
@@ -306,8 +412,13 @@ class Intake:
                 **counts,
                 in_flight=self._sends.in_flight,
             )
+            await self._release(reserved)
             return unavailable()
         return None
+
+    async def _release(self, reserved: Reservation | None) -> None:
+        if reserved is not None and self._replays is not None:
+            await self._replays.release(reserved)
 
 
 def reply_json(view: faust.web.View, reply: Reply) -> faust.web.Response:

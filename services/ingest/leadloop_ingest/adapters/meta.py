@@ -16,6 +16,10 @@ the channels configured as Meta lead ads (adapter ``lead_ads``, signature ``meta
   ``Retry-After`` when throttled) or 502, so that Meta delivers it again; Meta retries a
   failed delivery for up to 36 hours and then drops it. Leads already published by an
   earlier attempt are duplicates by (``source``, ``source_lead_id``).
+- Meta signs no timestamp, so a captured envelope verifies forever: each signed envelope
+  is reserved in the replay cache (``Replays``) before the Graph is read, and a second
+  delivery is refused 409 ``replayed`` for the retention (seven days by default, beyond
+  Meta's 36 hours of retries). A 502/503 of ours releases it: Meta's retry gets through.
 - Any other POST body (a lead in the contract shape) is the ordinary webhook's.
 
 Logs carry Graph error codes, the problem class and Meta's trace id; never a token, a
@@ -38,11 +42,13 @@ from leadloop.clock import Clock
 from leadloop.logging import get_logger
 from leadloop_ingest.adapters.http import PATH, REALM, PublishRaw, Webhook
 from leadloop_ingest.adapters.intake_http import (
+    Replays,
     Reply,
     TooLarge,
     read_body,
     refusal,
     reply_json,
+    signed_parts,
     unavailable,
 )
 from leadloop_ingest.domain.intake import SOURCE_HEADER
@@ -57,6 +63,7 @@ from leadloop_ingest.domain.leadgen import (
     lead_record,
     leadgen_changes,
 )
+from leadloop_ingest.domain.replays import REPLAYED
 from leadloop_ingest.domain.signatures import verify
 
 __all__ = ["MetaLeadAds", "register_lead_webhooks"]
@@ -88,7 +95,9 @@ class MetaLeadAds:
         clock: Clock,
         publish_timeout_s: float = 10.0,
         max_concurrent_fetches: int = 8,
+        replays: Replays | None = None,
     ) -> None:
+        self._replays = replays
         self._webhook = webhook
         self._sources = sources
         self._secrets = {s: v.get_secret_value().encode() for s, v in app_secrets.items()}
@@ -140,6 +149,23 @@ class MetaLeadAds:
         changes = leadgen_changes(decoded)
         if changes is None:
             return refusal(400, "invalid_envelope", log_as=REFUSED, source=source)
+        if self._replays is None:
+            return await self._deliver(source, changes)
+        signature, _ = signed_parts("meta", headers)
+        reserved = await self._replays.reserve(
+            scope=f"meta:{source}", signature=signature, signed_at=None, tolerance_s=0
+        )
+        if isinstance(reserved, Reply):
+            if reserved.status == 409:
+                log.info(REFUSED, status=409, reason=REPLAYED, source=source)
+            return reserved
+        reply = await self._deliver(source, changes)
+        if reply.status >= 300:
+            # Our failure (Graph or broker): Meta delivers again, which is no replay.
+            await self._replays.release(reserved)
+        return reply
+
+    async def _deliver(self, source: str, changes: list[LeadgenChange]) -> Reply:
         fetched = await asyncio.gather(*(self._fetch(source, c) for c in changes))
         failures = [f for f in fetched if isinstance(f, GraphFailure)]
         if failures:
