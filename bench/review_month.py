@@ -20,13 +20,14 @@ Contenders, each a process of its own, alternating (``--runs`` pairs, default 3)
 Per run: wall time from start to exit, peak resident memory (``ru_maxrss`` of that
 process, from ``wait4``), CPU seconds. The summary has the medians and their ratios.
 
-    python -m bench.review_month [--leads 1000000] [--runs 3]
+    python -m bench.review_month [--leads 1000000] [--runs 3] [--keep | --reuse URL]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -34,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -51,7 +52,7 @@ from bench.common import (
     write_result,
 )
 from tests.support.processes import ROOT
-from tests.support.stack import fresh_database
+from tests.support.stack import Stack, create_database, fresh_database
 
 from leadloop_metrics.domain.facts import (
     Accepted,
@@ -255,14 +256,27 @@ async def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=3, help="alternating pairs")
     parser.add_argument("--seed", type=int, default=2611)
     parser.add_argument("--out", type=Path, default=RESULT)
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the loaded database and print its URL (loading a million leads' facts "
+        "takes minutes)",
+    )
+    parser.add_argument(
+        "--reuse", metavar="URL", help="a database a --keep run loaded with the same --leads"
+    )
     args = parser.parse_args(argv)
     stack = running_stack()
     machine = await machine_info(stack)
     started = time.monotonic()
-    async with fresh_database(stack, "review") as url:
-        t0 = time.monotonic()
-        rows = await load(url, args.leads, args.seed)
-        print(f"loaded {rows} facts of {2 * args.leads} leads in {time.monotonic() - t0:.0f} s")
+    async with _database(stack, args.reuse, args.keep) as url:
+        if args.reuse:
+            rows = await _count(url)
+        else:
+            t0 = time.monotonic()
+            rows = await load(url, args.leads, args.seed)
+            elapsed = time.monotonic() - t0
+            print(f"loaded {rows} facts of {2 * args.leads} leads in {elapsed:.0f} s", flush=True)
         env = {**os.environ, "DATABASE_URL": url}
         report = Path(tempfile.mkdtemp(prefix="leadloop-review-")) / "review.json"
         review = [str(Path(sys.executable).parent / "leadloop"), "review", "--period", "2026-11"]
@@ -276,7 +290,8 @@ async def main(argv: list[str] | None = None) -> None:
                 runs.append(run)
                 print(
                     f"run {i} {name}: {run.wall_s:.1f} s, peak {run.peak_rss_mib:.0f} MiB, "
-                    f"cpu {run.cpu_s:.1f} s"
+                    f"cpu {run.cpu_s:.1f} s",
+                    flush=True,
                 )
         data: dict[str, Any] = json.loads(report.read_text(encoding="utf-8"))
     if _leads_in(data) != args.leads:
@@ -316,6 +331,32 @@ async def main(argv: list[str] | None = None) -> None:
         ]
     )
     write_result(args.out, result, markdown)
+
+
+@contextlib.asynccontextmanager
+async def _database(stack: Stack, reuse: str | None, keep: bool) -> AsyncIterator[str]:
+    if reuse is not None:
+        yield reuse
+        return
+    if not keep:
+        async with fresh_database(stack, "review") as url:
+            yield url
+        return
+    url = await create_database(stack.admin_url, f"bench_review_{args_token()}")
+    print(f"database kept: {url}", flush=True)
+    yield url
+
+
+def args_token() -> str:
+    return time.strftime("%Y%m%d%H%M%S")
+
+
+async def _count(url: str) -> int:
+    conn = await asyncpg.connect(url)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM metric_applied_events"))
+    finally:
+        await conn.close()
 
 
 def _leads_in(report: dict[str, Any]) -> int:
