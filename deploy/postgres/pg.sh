@@ -7,6 +7,14 @@
 #   pg.sh roles     create (once) the services' group roles and a LOGIN user per service
 #   pg.sh service-url SERVICE   print the URL of SERVICE's own LOGIN user
 #   pg.sh status
+#   pg.sh standby start [sync|async]   a streaming standby of the private cluster on
+#                   127.0.0.1:$standby_port (pg_basebackup -R as the replication login);
+#                   sync: the primary acknowledges a commit only once the standby has it
+#   pg.sh standby promote   the standby becomes the primary (after the primary died)
+#   pg.sh standby rejoin    the old primary comes back as a read-only standby of the
+#                   promoted one (pg_rewind first), never as a second primary
+#   pg.sh standby stop|status|url   url: the multi-host DATABASE_URL of both servers,
+#                   target_session_attrs=read-write (clients pick whichever is primary)
 # When DATABASE_URL is set, that server is used and start/stop do nothing.
 # The cluster lives under .state/postgres (git-ignored), owned by the "postgres" system
 # user because PostgreSQL refuses to run as root; authentication is scram-sha-256 with a
@@ -21,6 +29,9 @@ state=${LEADLOOP_STATE_DIR:-$root/.state}/postgres
 port=${LEADLOOP_PG_PORT:-15432}
 data=$state/data
 user=leadloop
+standby_port=${LEADLOOP_PG_STANDBY_PORT:-15433}
+standby=$state/standby
+replicator=leadloop_replicator
 
 bindir() {
   local d
@@ -83,6 +94,8 @@ shared_buffers = 256MB
 fsync = on
 synchronous_commit = on
 log_min_messages = warning
+# pg_rewind needs it to bring a failed primary back as a standby (pg.sh standby rejoin).
+wal_log_hints = on
 CONF
   fi
   if running; then echo "postgres: already running on 127.0.0.1:$port"; return 0; fi
@@ -142,10 +155,124 @@ stop() {
   as_owner "$(bindir)/pg_ctl" -D "$data" -m fast -w stop >/dev/null && echo "postgres: stopped"
 }
 
+# --- a streaming standby on loopback and failover ---------------------------------------
+
+psql_at() { PGPASSWORD=$(cat "$state/password") "$(bindir)/psql" -h 127.0.0.1 -p "$1" -U "$user" -d postgres -qXtA -v ON_ERROR_STOP=1 "${@:2}"; }
+standby_running() { [ -f "$standby/postmaster.pid" ] && as_owner "$(bindir)/pg_ctl" -D "$standby" status >/dev/null 2>&1; }
+# What a walreceiver (or pg_rewind) connects with; passwords come from a passfile, so
+# neither a command line nor a config file holds one.
+conninfo() { echo "host=127.0.0.1 port=$1 user=$2 application_name=$3 passfile=$state/pgpass"; }
+
+# Settings that must win over what a copied data directory carries: ALTER SYSTEM's file
+# (postgresql.auto.conf) is read last, and its last line for a name wins.
+override() { as_owner tee -a "$1/postgresql.auto.conf" >/dev/null; }
+
+# A standby of the private cluster: the replication login (REPLICATION, no other
+# privilege; initdb's pg_hba.conf already admits replication connections from
+# 127.0.0.1 with scram-sha-256), a base backup streamed with its WAL, and the primary's
+# synchronous_standby_names set (sync) or cleared (async).
+standby_start() {
+  if external; then echo "postgres: using DATABASE_URL; a standby is yours to run" >&2; return 1; fi
+  running || { echo "postgres: the primary is not running; run '$0 start' first" >&2; return 1; }
+  local mode=${1:-async} bin names
+  bin=$(bindir)
+  case $mode in sync) names="'leadloop_standby'" ;; async) names="''" ;;
+    *) echo "usage: $0 standby start [sync|async]" >&2; return 2 ;; esac
+  [ -f "$state/replicator.password" ] || (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=' > "$state/replicator.password")
+  printf '127.0.0.1:*:*:%s:%s\n127.0.0.1:*:*:%s:%s\n' "$replicator" "$(cat "$state/replicator.password")" \
+    "$user" "$(cat "$state/password")" | as_owner tee "$state/pgpass" >/dev/null
+  as_owner chmod 600 "$state/pgpass"
+  psql_at "$port" -v login="$replicator" >/dev/null <<SQL
+\\set pw \`cat '$state/replicator.password'\`
+SET password_encryption = 'scram-sha-256';
+SET client_min_messages = warning;
+SELECT format('CREATE ROLE %I', :'login')
+  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'login') \\gexec
+SELECT format('ALTER ROLE %I LOGIN REPLICATION NOSUPERUSER PASSWORD %L', :'login', :'pw') \\gexec
+ALTER SYSTEM SET synchronous_standby_names = $names;
+-- pg_rewind (standby rejoin) reads the failed primary's own WAL back to the checkpoint
+-- before the fork; keep that much through its crash recovery's checkpoint.
+ALTER SYSTEM SET wal_keep_size = '1GB';
+SELECT pg_reload_conf();
+SQL
+  if [ ! -f "$standby/PG_VERSION" ]; then
+    as_owner env PGPASSFILE="$state/pgpass" "$bin/pg_basebackup" -h 127.0.0.1 -p "$port" \
+      -U "$replicator" -D "$standby" -X stream -c fast -R
+    # Its own port, a conninfo naming it for synchronous_standby_names, and none of the
+    # primary's: once promoted it acknowledges alone until another standby joins.
+    override "$standby" <<CONF
+port = $standby_port
+primary_conninfo = '$(conninfo "$port" "$replicator" leadloop_standby)'
+synchronous_standby_names = ''
+CONF
+  fi
+  standby_running || as_owner "$bin/pg_ctl" -D "$standby" -l "$state/standby.log" -w -t 60 start >/dev/null
+  # Streaming (and so, with sync, the synchronous standby) before we say ready.
+  local i
+  for i in $(seq 1 60); do
+    [ -n "$(psql_at "$port" -c "SELECT 1 FROM pg_stat_replication WHERE application_name = 'leadloop_standby' AND state = 'streaming'")" ] && break
+    sleep 0.5
+  done
+  [ "$i" -lt 60 ] || { echo "postgres: the standby does not stream" >&2; return 1; }
+  echo "postgres: standby ($mode) streaming on 127.0.0.1:$standby_port"
+}
+
+standby_promote() {
+  as_owner "$(bindir)/pg_ctl" -D "$standby" -w -t 60 promote >/dev/null
+  echo "postgres: standby on 127.0.0.1:$standby_port promoted"
+}
+
+# The fence: the old primary's data directory is never started as a primary again. It
+# is rewound to the promoted server's timeline (discarding what it had that the standby
+# never got: with async replication, commits it had acknowledged) and comes back with
+# standby.signal, read-only, which target_session_attrs=read-write skips.
+standby_rejoin() {
+  local bin; bin=$(bindir)
+  standby_running || { echo "postgres: the promoted standby is not running" >&2; return 1; }
+  # Asked, not pg_ctl status: a killed postmaster may linger as a zombie nobody reaps.
+  if "$bin/pg_isready" -q -h 127.0.0.1 -p "$port"; [ $? != 2 ]; then
+    as_owner "$bin/pg_ctl" -D "$data" -m fast -w stop >/dev/null
+  fi
+  rm -f "$data/postmaster.pid"  # a killed postmaster's; pg_rewind recovers the data first
+  # A just-promoted server records its new timeline in pg_control only at its next
+  # checkpoint; before that pg_rewind sees one timeline and rewinds nothing.
+  psql_at "$standby_port" -c "CHECKPOINT" >/dev/null
+  as_owner "$bin/pg_rewind" -D "$data" \
+    --source-server="$(conninfo "$standby_port" "$user" pg_rewind) dbname=postgres" \
+    >"$state/rewind.log" 2>&1 || { tail -n 5 "$state/rewind.log" >&2; echo "postgres: pg_rewind failed" >&2; return 1; }
+  as_owner touch "$data/standby.signal"
+  # pg_rewind copied the promoted server's configuration: put back this one's port.
+  override "$data" <<CONF
+port = $port
+primary_conninfo = '$(conninfo "$standby_port" "$replicator" leadloop_old_primary)'
+synchronous_standby_names = ''
+CONF
+  as_owner "$bin/pg_ctl" -D "$data" -l "$state/server.log" -w -t 60 start >/dev/null
+  echo "postgres: old primary back on 127.0.0.1:$port as a standby of 127.0.0.1:$standby_port"
+}
+
+standby_stop() {
+  if bindir >/dev/null && standby_running; then
+    as_owner "$(bindir)/pg_ctl" -D "$standby" -m fast -w stop >/dev/null && echo "postgres: standby stopped"
+  fi
+}
+
+standby_status() { if standby_running; then echo "postgres: standby running on 127.0.0.1:$standby_port"; else echo "postgres: standby stopped"; fi; }
+
+standby_url() { echo "postgresql://$user:$(cat "$state/password")@127.0.0.1:$port,127.0.0.1:$standby_port/leadloop?target_session_attrs=read-write"; }
+
+standby() {
+  case "${1:-}" in
+    start) standby_start "${2:-async}" ;; promote) standby_promote ;; rejoin) standby_rejoin ;;
+    stop) standby_stop ;; status) standby_status ;; url) standby_url ;;
+    *) echo "usage: $0 standby start [sync|async]|promote|rejoin|stop|status|url" >&2; exit 2 ;;
+  esac
+}
+
 status() { if running; then echo "postgres: running on 127.0.0.1:$port"; else echo "postgres: stopped"; fi; }
 
 case "${1:-}" in
   install) install ;; start) start ;; stop) stop ;; status) status ;; url) url ;;
-  roles) roles ;; service-url) service_url "${2:-}" ;;
-  *) echo "usage: $0 install|start|stop|status|url|roles|service-url SERVICE" >&2; exit 2 ;;
+  roles) roles ;; service-url) service_url "${2:-}" ;; standby) standby "${@:2}" ;;
+  *) echo "usage: $0 install|start|stop|status|url|roles|service-url SERVICE|standby ..." >&2; exit 2 ;;
 esac

@@ -47,7 +47,8 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.DeadlockDetectedError,
     # Raised when the server vanished while an operation was in flight on the
     # connection (e.g. a commit as the postmaster is killed); the pool discards that
-    # connection and the retry gets a new one.
+    # connection and the retry gets a new one. Its subclass TargetServerAttributeNotMatched
+    # is a failover in progress: every host of a multi-host URL answered, none read-write.
     asyncpg.exceptions.InternalClientError,
     asyncio.TimeoutError,
 )
