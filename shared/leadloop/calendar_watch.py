@@ -95,15 +95,22 @@ class CalendarGauge(Collector):
 
 
 def watch_calendars(
-    app: faust.App, calendars: CalendarSet, clock: Clock, *, ahead: timedelta = LOOKAHEAD
+    app: faust.App,
+    calendars: CalendarSet,
+    clock: Clock,
+    *,
+    ahead: timedelta = LOOKAHEAD,
+    registry: CollectorRegistry | None = None,
 ) -> ReadyContributor:
     """Log the missing years now, serve the gauge on ``/metrics``, and return the
-    ``/readyz`` contributor (always ready). Call it from the service's ``wire``."""
+    ``/readyz`` contributor (always ready). Call it from the service's ``wire``;
+    ``registry`` holds the service's own metrics, served on the same page."""
     gauge = CalendarGauge(calendars, clock, ahead)
     for team, years in sorted(gauge.missing().items()):
         for year in years:
             log.warning("calendar_without_holidays", team=team, year=year)
-    registry = CollectorRegistry(auto_describe=True)
+    if registry is None:
+        registry = CollectorRegistry(auto_describe=True)
     registry.register(gauge)
     serve_dead_letters(app, registry)
 

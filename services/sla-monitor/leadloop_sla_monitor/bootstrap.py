@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
+
 import asyncpg
 import faust
+from prometheus_client import CollectorRegistry
 
 from leadloop import settings as settings_mod
 from leadloop.calendar import CalendarSet
@@ -15,10 +19,12 @@ from leadloop.logging import get_logger
 from leadloop.runtime import ReadyContributor, run_service
 from leadloop_sla_monitor.adapters.alertmanager import AlertmanagerClient
 from leadloop_sla_monitor.adapters.kafka import register_agents
+from leadloop_sla_monitor.adapters.metrics import PrometheusSlaMetrics
 from leadloop_sla_monitor.adapters.postgres import PostgresUnitOfWork
 from leadloop_sla_monitor.domain.firing import Escalator
 from leadloop_sla_monitor.domain.ladder import PolicySet
 from leadloop_sla_monitor.domain.lifecycle import Lifecycle
+from leadloop_sla_monitor.domain.restraint import Guard, Restraint
 from leadloop_sla_monitor.handlers import SlaHandler
 from leadloop_sla_monitor.settings import SlaSettings
 
@@ -37,8 +43,16 @@ def main() -> None:
         clock = ScaledClock(cfg.test_time_scale, cfg.origin())
         log.warning("accelerated_time", scale=cfg.test_time_scale)
 
+    guard = Guard(
+        jump_threshold=timedelta(seconds=cfg.clock_jump_threshold_seconds),
+        hold=timedelta(seconds=cfg.clock_jump_hold_seconds),
+        per_minute=cfg.taking_actions_per_minute,
+        rate=cfg.test_time_scale,
+    )
+
     def wire(app: faust.App, pool: asyncpg.Pool) -> ReadyContributor:
         notifier = AlertmanagerClient(cfg.alertmanager_url) if cfg.alertmanager_url else None
+        registry = CollectorRegistry(auto_describe=True)
         handler = SlaHandler(
             uow=PostgresUnitOfWork(pool),
             lifecycle=Lifecycle(policies, calendars),
@@ -48,6 +62,9 @@ def main() -> None:
             alerting=policies.alerting,
             send_alerts=notifier.send if notifier else None,
             alert_actions=policies.alerting.actions if notifier else frozenset(),
+            restraint=Restraint(guard),
+            monotonic=_boottime,
+            metrics=PrometheusSlaMetrics(registry),
         )
         register_agents(
             app,
@@ -59,6 +76,13 @@ def main() -> None:
             alert_poll_seconds=cfg.alert_poll_seconds,
         )
         # Loud, not fatal: a team's calendar without this year's holidays.
-        return watch_calendars(app, calendars, clock)
+        return watch_calendars(app, calendars, clock, registry=registry)
 
     run_service("sla-monitor", cfg, cfg.http, wire)
+
+
+def _boottime() -> float:
+    """Monotonic seconds that count a suspended machine too (Linux ``CLOCK_BOOTTIME``):
+    a host waking from suspend is elapsed time for the restraint, not a jump."""
+    boottime = getattr(time, "CLOCK_BOOTTIME", None)
+    return time.clock_gettime(boottime) if boottime is not None else time.monotonic()

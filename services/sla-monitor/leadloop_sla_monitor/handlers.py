@@ -8,6 +8,8 @@ round trips per batch are fixed, whatever its size.
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,10 +23,11 @@ from leadloop.events import EscalationAction, EscalationRaised
 from leadloop.logging import get_logger
 from leadloop.messaging import Publisher, event_message
 from leadloop_sla_monitor.domain.alerts import Alerting, DeliveryFailed, alert_payload, retry_delay
-from leadloop_sla_monitor.domain.firing import Escalator
+from leadloop_sla_monitor.domain.firing import Escalator, HeldStep
 from leadloop_sla_monitor.domain.lifecycle import Lifecycle
+from leadloop_sla_monitor.domain.restraint import Gate, Restraint
 from leadloop_sla_monitor.domain.state import Input, scope_of
-from leadloop_sla_monitor.ports import UnitOfWork
+from leadloop_sla_monitor.ports import NoMetrics, SlaMetrics, UnitOfWork
 
 __all__ = ["FIRE_BATCH", "FIRE_LANES", "SlaHandler"]
 
@@ -55,6 +58,11 @@ class SlaHandler:
     send_alerts: AlertSender | None = None
     #: Actions whose steps go to Alertmanager (empty: no Alertmanager configured).
     alert_actions: frozenset[EscalationAction] = frozenset()
+    #: Holds and caps taking steps on a wall-clock jump (None: fire whatever is due).
+    restraint: Restraint | None = None
+    #: Seconds on a clock the wall clock's jumps do not move (see ``domain.restraint``).
+    monotonic: Callable[[], float] = time.monotonic
+    metrics: SlaMetrics = field(default_factory=NoMetrics)
 
     # --- input events -----------------------------------------------------------------
 
@@ -84,6 +92,7 @@ class SlaHandler:
 
     async def tick(self) -> int:
         """Fire what is due now and publish it."""
+        self._watch_clock()
         # Two lanes claim batches side by side (SKIP LOCKED keeps them apart): while one
         # waits on PostgreSQL or the broker's acknowledgement, the other computes.
         fired = sum(await asyncio.gather(*(self._fire_lane() for _ in range(FIRE_LANES))))
@@ -101,10 +110,30 @@ class SlaHandler:
             if n < FIRE_BATCH:
                 return fired
 
-    async def _fire_now(self) -> int:
-        return await self.fire_due(self.clock.now())
+    def _watch_clock(self) -> None:
+        """Compare the wall clock with the monotonic one once a tick: a jump holds the
+        taking steps it made due (``domain.restraint``)."""
+        if self.restraint is None:
+            return
+        jump = self.restraint.observe(self.clock.now(), self.monotonic())
+        if jump is not None:
+            log.warning(
+                "clock_jump",
+                seconds=round(jump.seconds, 3),
+                expected=jump.expected.isoformat(),
+                read=jump.read.isoformat(),
+                hold_seconds=self.restraint.guard.hold.total_seconds(),
+            )
+            self.metrics.clock_jumped(jump.seconds)
 
-    async def fire_due(self, now: datetime, limit: int = FIRE_BATCH) -> int:
+    async def _fire_now(self) -> int:
+        now = self.clock.now()
+        gate = self.restraint.gate(now, self.monotonic()) if self.restraint else None
+        return await self.fire_due(now, gate=gate)
+
+    async def fire_due(
+        self, now: datetime, limit: int = FIRE_BATCH, gate: Gate | None = None
+    ) -> int:
         """Fire every ladder step due by ``now`` (up to ``limit`` clocks); return how many
         steps fired.
 
@@ -117,18 +146,35 @@ class SlaHandler:
         arriving before the retry kept from ever being stored. A crash after the commit
         leaves the steps in the outbox for ``drain``: published again with the same
         event ids, which consumers drop.
+
+        ``gate``: the restraint of this pass; a taking step it holds waits, with the
+        rest of its clock's ladder, until the time the gate names.
         """
         async with self.uow() as repo:
             due = await repo.due(now, limit)
             if not due:
                 return 0
-            firing = self.escalator.fire(due, now)
+            firing = self.escalator.fire(due, now, gate)
             await repo.record_fired(firing.events, firing.advances, self._paged(firing.events), now)
+        if firing.held:
+            self._count_held(firing.held)
         if firing.events:
             await self._publish(firing.events)
             async with self.uow() as repo:
                 await repo.mark_published(firing.events)
         return len(firing.events)
+
+    def _count_held(self, held: Sequence[HeldStep]) -> None:
+        by = Counter((h.reason.value, h.action.value) for h in held)
+        for (reason, action), n in sorted(by.items()):
+            self.metrics.actions_held(reason, action, n)
+        teams = Counter(h.team_id for h in held)
+        log.warning(
+            "taking_actions_held",
+            held=len(held),
+            by_reason=dict(Counter(h.reason.value for h in held)),
+            teams=dict(teams.most_common(5)),
+        )
 
     # --- outboxes ---------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from leadloop_sla_monitor.domain.firing import Advance
 from leadloop_sla_monitor.domain.ladder import Clock
 from leadloop_sla_monitor.domain.state import Decision, Fired, Scope, Snapshot
 
-__all__ = ["AlertDue", "ClockRepository", "UnitOfWork"]
+__all__ = ["AlertDue", "ClockRepository", "NoMetrics", "SlaMetrics", "UnitOfWork"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,3 +96,25 @@ class UnitOfWork(Protocol):
     def __call__(self) -> AbstractAsyncContextManager[ClockRepository]:
         """One transaction: committed when the block ends, rolled back on an error."""
         ...
+
+
+class SlaMetrics(Protocol):
+    """What the ticker counts (``adapters.metrics`` serves them on ``/metrics``)."""
+
+    def clock_jumped(self, seconds: float) -> None:
+        """A forward jump of the wall clock of ``seconds`` was seen."""
+        ...
+
+    def actions_held(self, reason: str, action: str, n: int) -> None:
+        """``n`` taking steps of ``action`` were held back for ``reason``."""
+        ...
+
+
+class NoMetrics:
+    """Counts nothing (tests that do not look, tools)."""
+
+    def clock_jumped(self, seconds: float) -> None:
+        pass
+
+    def actions_held(self, reason: str, action: str, n: int) -> None:
+        pass

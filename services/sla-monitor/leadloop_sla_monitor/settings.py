@@ -26,6 +26,14 @@ class SlaSettings(ServiceSettings):
     alertmanager_url: str | None = None
     #: How often pending on-call deliveries are looked for.
     alert_poll_seconds: Annotated[float, Field(gt=0, le=60)] = 0.5
+    #: A wall clock ahead of the monotonic one by more than this between two ticks is a
+    #: jump: the reassign / return_to_pool steps it made due wait (docs/reliability.md).
+    clock_jump_threshold_seconds: Annotated[float, Field(gt=0)] = 300.0
+    #: How long those steps wait before they fire after all (0: they do not wait).
+    clock_jump_hold_seconds: Annotated[float, Field(ge=0)] = 1800.0
+    #: reassign / return_to_pool steps per team per minute, per worker (0: no cap);
+    #: the rest fire in the next minutes, after an outage as after a jump.
+    taking_actions_per_minute: Annotated[int, Field(ge=0)] = 500
     #: Test only: service time runs this many times faster than real time ...
     test_time_scale: Annotated[float, Field(gt=0, le=1_000_000)] = 1.0
     #: ... starting from this instant (default: the real time at start-up).

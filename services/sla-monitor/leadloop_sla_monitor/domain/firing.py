@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from leadloop.calendar import BusinessCalendar, CalendarSet
-from leadloop.events import EscalationRaised, EscalationStatus
+from leadloop.events import EscalationAction, EscalationRaised, EscalationStatus
 from leadloop_sla_monitor.domain.ladder import (
     Clock,
     PolicySet,
@@ -25,9 +25,10 @@ from leadloop_sla_monitor.domain.ladder import (
     fired_steps,
     slots_due,
 )
+from leadloop_sla_monitor.domain.restraint import Gate, HoldReason
 from leadloop_sla_monitor.domain.state import ClockKey, Fired
 
-__all__ = ["Advance", "Escalator", "Firing"]
+__all__ = ["Advance", "Escalator", "Firing", "HeldStep"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +42,22 @@ class Advance:
 
 
 @dataclass(frozen=True, slots=True)
+class HeldStep:
+    """A taking step the restraint kept from firing in this pass."""
+
+    lead_id: str
+    team_id: str
+    action: EscalationAction
+    reason: HoldReason
+
+
+@dataclass(frozen=True, slots=True)
 class Firing:
-    """The steps a pass fires, and how each due clock advances."""
+    """The steps a pass fires, how each due clock advances, and the steps held back."""
 
     events: tuple[EscalationRaised, ...]
     advances: tuple[Advance, ...]
+    held: tuple[HeldStep, ...] = ()
 
 
 class Escalator:
@@ -58,11 +70,15 @@ class Escalator:
         self._by_id = {p.policy_id: p for p in policies.policies}
         self._schedules = {p.policy_id: (p.schedule, p.limit_seconds) for p in policies.policies}
 
-    def fire(self, due: Sequence[Clock], now: datetime) -> Firing:
+    def fire(self, due: Sequence[Clock], now: datetime, gate: Gate | None = None) -> Firing:
         """Every slot of ``due`` clocks that has come due by ``now``, in schedule order
-        (a worker that was down fires each missed slot once), breached at ``now``."""
+        (a worker that was down fires each missed slot once), breached at ``now``.
+
+        With a ``gate`` (``domain.restraint``), a taking step it holds stops its clock
+        there: the slots before it fire, and the clock is due again when the hold ends."""
         events: list[EscalationRaised] = []
         advances: list[Advance] = []
+        held: list[HeldStep] = []
         calendars: dict[str, BusinessCalendar | None] = {}
         for clock in due:
             key = (clock.lead_id, clock.kind, clock.cycle)
@@ -81,6 +97,15 @@ class Escalator:
                 now,
                 calendars[clock.team_id],
             )
+            if gate is not None:
+                for i, step in enumerate(steps):
+                    hold = gate.check(clock.team_id, step.action, step.due_at)
+                    if hold is not None:
+                        held.append(
+                            HeldStep(clock.lead_id, clock.team_id, step.action, hold.reason)
+                        )
+                        steps, next_due = steps[:i], hold.until
+                        break
             advances.append(Advance(key, clock.next_level + len(steps), next_due))
             events.extend(
                 escalation_event(
@@ -88,7 +113,7 @@ class Escalator:
                 )
                 for step in steps
             )
-        return Firing(tuple(events), tuple(advances))
+        return Firing(tuple(events), tuple(advances), tuple(held))
 
     def fired_ids(self, stopped: Iterable[Clock]) -> list[str]:
         """The escalation ids of the steps ``stopped`` clocks fired (to look them up)."""
