@@ -99,6 +99,9 @@ REGISTRY: tuple[TopicSpec, ...] = (
         producers=("ingest",),
         consumers=("humans",),
         retention_ms=14 * _DAY_MS,
+        # Original bytes of rejected CRM events: an activity's outcome is a rep's free
+        # text about the person.
+        contains_pii=True,
         notes="CRM activities, stage changes and satisfaction scores ingest could not use:"
         " bytes + reject-* headers",
     ),
@@ -130,6 +133,9 @@ REGISTRY: tuple[TopicSpec, ...] = (
         model=events.ActivityRecorded,
         producers=("crm", "ingest"),
         consumers=("ingest", "sla-monitor", "metrics"),
+        # ``outcome`` is free text a rep typed about the person (erase nulls it in
+        # lead_activities); on the topic it stays until the retention.
+        contains_pii=True,
     ),
     TopicSpec(
         name="crm.stage-changes",

@@ -13,16 +13,19 @@ import csv
 import json
 import os
 import sys
+import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from leadloop.settings import KafkaSettings
 from leadloop.topics import by_name, qualified
+from leadloop_ingest.domain.erasure import subject_for
 from leadloop_ingest.domain.validation import Limits, ValidLead, validate
 
 pytestmark = pytest.mark.integration
@@ -33,13 +36,14 @@ LIMITS = Limits(
 )
 
 
-async def run_tool(kafka: KafkaSettings, *args: str) -> tuple[int, str]:
+async def run_tool(kafka: KafkaSettings, *args: str, **extra_env: str) -> tuple[int, str]:
     """``python -m leadloop_ingest.tools ARGS`` with the test's broker and topic prefix."""
     env = {
         **os.environ,
         "LEADLOOP_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
         "LEADLOOP_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,
         "COLUMNS": "200",  # rich tables: one line per row
+        **extra_env,
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -155,8 +159,16 @@ async def test_import_csv_sends_valid_rows_and_reports_the_rest(
 # --------------------------------------------------------------------------------- replay
 
 
+def replay_env(database_url: str) -> dict[str, str]:
+    """What replay needs beyond Kafka: the erasures to withhold, and the pepper."""
+    return {
+        "LEADLOOP_INGEST_DATABASE_URL": database_url,
+        "LEADLOOP_IDENTITY_PEPPER": "replay-pepper-" + uuid.uuid4().hex,
+    }
+
+
 async def test_replay_re_feeds_exactly_the_selected_rejects(
-    kafka_settings: KafkaSettings,
+    kafka_settings: KafkaSettings, database_url: str
 ) -> None:
     rejected_topic = qualified("leads.rejected", kafka_settings.topic_prefix)
     t0 = datetime(2025, 3, 3, 1, 0, tzinfo=UTC)
@@ -214,12 +226,13 @@ async def test_replay_re_feeds_exactly_the_selected_rejects(
         until.isoformat().replace("+00:00", "Z"),
     )
 
-    code, out = await run_tool(kafka_settings, *selection, "--dry-run")
+    env = replay_env(database_url)
+    code, out = await run_tool(kafka_settings, *selection, "--dry-run", **env)
     assert code == 0, out
     assert "dry run" in out
     assert await read_topic(kafka_settings, "leads.raw") == []
 
-    code, out = await run_tool(kafka_settings, *selection)
+    code, out = await run_tool(kafka_settings, *selection, **env)
     assert code == 0, out
     replayed = await read_topic(kafka_settings, "leads.raw")
     selected = ("phone_in_range", "phone_in_range_no_key", "contact_in_range")
@@ -242,3 +255,54 @@ async def test_replay_refuses_bad_signature_rejects(kafka_settings: KafkaSetting
     code, out = await run_tool(kafka_settings, "replay", "--reason", "bad_signature")
     assert code == 2
     assert "not authenticated" in out
+
+
+async def test_replay_withholds_the_rejects_of_an_erased_person(
+    kafka_settings: KafkaSettings, database_url: str
+) -> None:
+    """An erased person's rejected records stay on leads.rejected for its retention; the
+    replay must not bring them back, in any channel's shape, and refuses to run at all
+    when it cannot read the erasures."""
+    pepper = "replay-pepper-" + uuid.uuid4().hex
+    rejected_topic = qualified("leads.rejected", kafka_settings.topic_prefix)
+    at = datetime.now(UTC).isoformat().encode()
+    headers = [("reject-reason", b"invalid_phone"), ("rejected-at", at)]
+    erased_form = b'{"source": "web_form", "source_lead_id": "e-1", "email": "Gone@Example.com"}'
+    erased_wechat = json.dumps({"openid": "o-9", "purePhoneNumber": "13800138000"}).encode()
+    kept = b'{"source": "web_form", "source_lead_id": "k-1", "email": "stays@example.com"}'
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_settings.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(rejected_topic, erased_form, headers=headers)
+        await producer.send_and_wait(
+            rejected_topic, erased_wechat, headers=[*headers, ("leadloop-source", b"wechat")]
+        )
+        await producer.send_and_wait(rejected_topic, kept, headers=headers)
+    finally:
+        await producer.stop()
+    # Two erasures, as `erase` records them (keyed HMACs of the erasure domain).
+    email_key, _ = subject_for("gone@example.com", None).record_keys(pepper.encode())
+    _, phone_key = subject_for(None, "+86 138 0013 8000").record_keys(pepper.encode())
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.executemany(
+            "INSERT INTO erasures (subject_email_key, subject_phone_key, requested_at,"
+            " rows_erased, leads_erased) VALUES ($1, $2, now(), '{}', 0)",
+            [(email_key, None), (None, phone_key)],
+        )
+    finally:
+        await conn.close()
+    env = {**replay_env(database_url), "LEADLOOP_IDENTITY_PEPPER": pepper}
+
+    code, out = await run_tool(kafka_settings, "replay", "--reason", "invalid_phone", **env)
+    assert code == 0, out
+    replayed = await read_topic(kafka_settings, "leads.raw")
+    assert [r.value for r in replayed] == [kept]
+    total = next(line for line in out.splitlines() if "total" in line)
+    assert [c.strip() for c in total.split("│")[1:5]] == ["total", "3", "2", "1"], out
+
+    unreachable = {**env, "LEADLOOP_INGEST_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/x"}
+    code, out = await run_tool(kafka_settings, "replay", "--reason", "invalid_phone", **unreachable)
+    assert code == 2, out
+    assert "cannot read the erasures" in out
+    assert len(await read_topic(kafka_settings, "leads.raw")) == 1

@@ -9,8 +9,10 @@ given address was erased; the record matches no dedupe key and names nobody.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from leadloop.topics import TopicSpec
 from leadloop_ingest.domain.identity import identity_key
@@ -22,6 +24,7 @@ __all__ = [
     "ErasureCounts",
     "ErasureSubject",
     "InvalidSubject",
+    "erasure_keys_of",
     "subject_for",
     "subjects_from_lines",
     "tombstone_topics",
@@ -174,3 +177,53 @@ class ErasureCounts:
     @property
     def total_rows(self) -> int:
         return sum(self.rows.values())
+
+
+#: Field names (lower-cased, any depth) whose string values are taken for a phone when a
+#: raw record is checked against the erasures: the contract's name and the channels'
+#: native ones (WeChat ``purePhoneNumber``, Meta ``field_data`` entries).
+_PHONE_HINTS = ("phone", "mobile", "tel")
+
+
+def erasure_keys_of(value: bytes, pepper: bytes, region: str | None) -> set[str]:
+    """The erasure-record keys (``ErasureSubject.record_keys``) of every email and phone
+    a raw record (JSON, in any channel's shape) holds, normalised as ingest normalises
+    them; a phone without a country code is read in the record's ``country`` or else
+    ``region``. Erase can only name a valid address or number, so values that do not
+    normalise match no erasure and are skipped. Total: bytes that are not JSON hold
+    no keys."""
+    try:
+        decoded: Any = json.loads(value.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return set()
+    if isinstance(decoded, dict) and isinstance(decoded.get("country"), str):
+        region = decoded["country"].strip().upper() or region
+    found: set[str | None] = set()
+    for name, text in _named_strings(decoded, ""):
+        # Any string that is an address counts, whatever its field is called; a phone
+        # only where the field says so (digits alone could be anything).
+        email = normalise_email(text.strip()) if "@" in text else None
+        if email is not None:
+            found.add(identity_key(pepper, "erasure:email", email))
+        elif any(hint in name.lower() for hint in _PHONE_HINTS):
+            phone = normalise_phone(text.strip(), region)
+            found.add(identity_key(pepper, "erasure:phone", phone))
+    return {key for key in found if key is not None}
+
+
+def _named_strings(node: Any, name: str, depth: int = 0) -> Iterator[tuple[str, str]]:
+    """(field name, string) for every string in a decoded JSON document; a Meta-style
+    ``{"name": n, "values": [...]}`` entry names its values ``n``."""
+    if depth > 32:
+        return
+    if isinstance(node, str):
+        yield name, node
+    elif isinstance(node, list):
+        for item in node:
+            yield from _named_strings(item, name, depth + 1)
+    elif isinstance(node, dict):
+        entry_name = node.get("name")
+        if isinstance(entry_name, str) and "values" in node:
+            yield from _named_strings(node["values"], entry_name, depth + 1)
+        for key, item in node.items():
+            yield from _named_strings(item, str(key), depth + 1)

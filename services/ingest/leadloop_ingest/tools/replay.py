@@ -1,26 +1,36 @@
 """``replay``: re-feed selected records of ``leads.rejected`` to ``leads.raw`` after a
-fix."""
+fix — never one of an erased person.
+
+An erasure removes a person from PostgreSQL, but their rejected records stay on
+``leads.rejected`` for its retention: replayed, one would bring them back as a lead. So
+the replay reads the erasure records first (keyed HMACs, ``erasures``) and withholds
+every selected record that holds an erased email or phone (``domain.erasure.
+erasure_keys_of``); it needs the database and the identity pepper for that, and refuses
+to run without them."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Final
 
+import asyncpg
 import typer
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from rich.markup import escape
 from rich.table import Table
 
 from leadloop import settings as settings_mod
 from leadloop.events import RejectReason
-from leadloop.settings import KafkaSettings
+from leadloop.settings import KafkaSettings, require_secret
 from leadloop.topics import qualified
+from leadloop_ingest.domain.erasure import erasure_keys_of
 from leadloop_ingest.domain.intake import SOURCE_HEADER
 from leadloop_ingest.tools.common import (
     Acks,
@@ -29,9 +39,22 @@ from leadloop_ingest.tools.common import (
     console,
     err_console,
     kafka_producer,
+    load_limits,
 )
 
-__all__ = ["REPLAYED_FROM_HEADER", "ReplaySelection", "ReplaySummary", "replay", "replay_rejected"]
+__all__ = [
+    "REPLAYED_FROM_HEADER",
+    "Erased",
+    "ReplaySelection",
+    "ReplaySettings",
+    "ReplaySummary",
+    "erased_identities",
+    "replay",
+    "replay_rejected",
+]
+
+#: (record value, its channel) -> whether it holds an erased person's email or phone.
+Erased = Callable[[bytes, str | None], bool]
 
 #: Header on a replayed record: where in leads.rejected it was read.
 REPLAYED_FROM_HEADER: Final = "replayed-from"
@@ -75,20 +98,56 @@ def _parse_header_time(value: bytes | None) -> datetime | None:
     return at if at.tzinfo is not None else None
 
 
+class ReplaySettings(ToolSettings):
+    """The replay's environment: the tools' own, plus PostgreSQL (ingest's login when
+    ``LEADLOOP_INGEST_DATABASE_URL`` is set, else ``DATABASE_URL``) and the identity
+    pepper, to withhold erased people's records."""
+
+    database_url: SecretStr = Field(
+        validation_alias=AliasChoices("LEADLOOP_INGEST_DATABASE_URL", "DATABASE_URL")
+    )
+    identity_pepper: SecretStr | None = None
+
+    @field_validator("identity_pepper")
+    @classmethod
+    def _pepper(cls, v: SecretStr | None) -> SecretStr:
+        return require_secret(v, "LEADLOOP_IDENTITY_PEPPER")
+
+
+async def erased_identities(database_url: str, pepper: bytes, regions: Mapping[str, str]) -> Erased:
+    """Whether a record holds an erased email or phone, by the erasure records stored
+    now (read once: an erasure made while the replay runs is not seen)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch("SELECT subject_email_key, subject_phone_key FROM erasures")
+    finally:
+        await conn.close()
+    erased = {key for row in rows for key in row.values() if key is not None}
+
+    def holds_erased(value: bytes, source: str | None) -> bool:
+        region = regions.get(source) if source is not None else None
+        return bool(erased) and not erased.isdisjoint(erasure_keys_of(value, pepper, region))
+
+    return holds_erased
+
+
 @dataclass(slots=True)
 class ReplaySummary:
     scanned: int = 0
     selected: Counter[str] = field(default_factory=Counter)
     replayed: Counter[str] = field(default_factory=Counter)
+    #: Selected, but holding an erased person's email or phone: never sent.
+    withheld: Counter[str] = field(default_factory=Counter)
     dry_run: bool = False
 
     def table(self, title: str) -> Table:
-        table = Table("reason", "selected", "replayed", title=title)
+        table = Table("reason", "selected", "erased (withheld)", "replayed", title=title)
         for reason in sorted(self.selected):
             done = "-" if self.dry_run else str(self.replayed[reason])
-            table.add_row(reason, str(self.selected[reason]), done)
+            table.add_row(reason, str(self.selected[reason]), str(self.withheld[reason]), done)
         total = "-" if self.dry_run else str(sum(self.replayed.values()))
-        table.add_row("total", str(sum(self.selected.values())), total)
+        withheld = str(sum(self.withheld.values()))
+        table.add_row("total", str(sum(self.selected.values())), withheld, total)
         table.caption = f"{self.scanned} rejected records read" + (
             " (dry run: nothing sent)" if self.dry_run else ""
         )
@@ -101,6 +160,7 @@ async def replay_rejected(
     *,
     dry_run: bool = False,
     summary: ReplaySummary | None = None,
+    erased: Erased | None = None,
 ) -> ReplaySummary:
     """Re-produce the selected records of ``leads.rejected`` to ``leads.raw``.
 
@@ -109,7 +169,8 @@ async def replay_rejected(
     record keeps its original value and key, gets ``replayed-from:
     <topic>/<partition>/<offset>`` and keeps its ``leadloop-source`` header. Counts go
     into ``summary`` as they happen, so a caller that passes one keeps partial counts
-    when an error propagates.
+    when an error propagates. A selected record ``erased`` says holds an erased person's
+    data is counted as withheld and never sent.
     """
     summary = summary if summary is not None else ReplaySummary()
     summary.dry_run = dry_run
@@ -145,6 +206,12 @@ async def replay_rejected(
                 if reason is None or record.value is None:
                     continue
                 summary.selected[reason] += 1
+                source = headers.get(SOURCE_HEADER)
+                if erased is not None and erased(
+                    record.value, source.decode("utf-8", "replace") if source else None
+                ):
+                    summary.withheld[reason] += 1
+                    continue
                 if dry_run:
                     continue
                 out_headers = [
@@ -231,6 +298,8 @@ def replay(
     header. Replaying the same selection twice is harmless: (source, source_lead_id)
     is ingest's idempotency key, so a lead already accepted comes back as a duplicate.
     Rejects for bad_signature are never replayed: their sender was not authenticated.
+    Records holding an erased person's email or phone are never replayed either (needs
+    the database and LEADLOOP_IDENTITY_PEPPER, as `erase` does).
     """
     if RejectReason.BAD_SIGNATURE in reason:
         raise typer.BadParameter(
@@ -243,13 +312,32 @@ def replay(
         until=_rfc3339(until, "--until"),
     )
     configure_logging()
-    kafka = settings_mod.load(ToolSettings).kafka
+    settings = settings_mod.load(ReplaySettings)
+    assert settings.identity_pepper is not None  # enforced by the validator
+    kafka = settings.kafka
+    regions = load_limits(settings).default_phone_region
     summary = ReplaySummary()
     title = f"replay of {qualified('leads.rejected', kafka.topic_prefix)}"
+
+    async def run() -> None:
+        assert settings.identity_pepper is not None
+        erased = await erased_identities(
+            settings.database_url.get_secret_value(),
+            settings.identity_pepper.get_secret_value().encode(),
+            regions,
+        )
+        await replay_rejected(kafka, selection, dry_run=dry_run, summary=summary, erased=erased)
+
     try:
-        asyncio.run(replay_rejected(kafka, selection, dry_run=dry_run, summary=summary))
+        asyncio.run(run())
     except LookupError as exc:
         err_console.print(f"[red]{escape(str(exc))}[/red]; run `leadloop topics create`")
+        raise typer.Exit(2) from None
+    except (OSError, asyncpg.PostgresError) as exc:
+        err_console.print(
+            f"[red]cannot read the erasures: {type(exc).__name__}[/red]; nothing was replayed "
+            "(a record of an erased person must never come back)"
+        )
         raise typer.Exit(2) from None
     except (KafkaError, TimeoutError, KeyboardInterrupt) as exc:
         console.print(summary.table(title + " (incomplete)"))
