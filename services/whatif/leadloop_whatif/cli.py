@@ -1,7 +1,7 @@
 """``leadloop whatif``: what a candidate rule set or SLA ladder would have done.
 
     leadloop whatif --rules candidate.yaml [--sla sla.yaml] [--calendars calendars.yaml]
-                    --from 2026-11-01T00:00:00Z --to 2026-12-01T00:00:00Z [--format json]
+                    --from 2026-11-01T00:00:00Z --to 2026-12-01T00:00:00Z [--format json|html]
 
 Reads PostgreSQL only (``DATABASE_URL``, a login of ``leadloop_whatif``) and changes
 nothing. Exit codes: 0 done, 2 bad arguments or configuration.
@@ -79,14 +79,14 @@ def whatif(
     calendars: Annotated[
         Path | None, typer.Option(help="business calendars (default: the ones in force)")
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    fmt: Annotated[str, typer.Option("--format", help="table, json or html")] = "table",
     out: Annotated[Path | None, typer.Option(help="write here instead of standard output")] = None,
 ) -> None:
     """Replay the leads first decided in [FROM, TO) — their touches, stage changes and
     the roster — through the candidate configuration, and show it next to what
     actually happened."""
-    if fmt not in ("table", "json"):
-        raise typer.BadParameter("--format is table or json")
+    if fmt not in ("table", "json", "html"):
+        raise typer.BadParameter("--format is table, json or html")
     since, until = _instant(start, "--from"), _instant(end, "--to")
     cfg = WhatifSettings()
     url = cfg.database_url.get_secret_value()
@@ -109,8 +109,14 @@ def whatif(
         "rule_version": config.rules.version,
         "seconds": {"read": round(read_s, 2), "total": round(time.perf_counter() - began, 2)},
     }
-    if fmt == "json":
-        text = json.dumps(as_dict(result, meta), indent=2, ensure_ascii=False) + "\n"
+    if fmt in ("json", "html"):
+        report = as_dict(result, meta)
+        if fmt == "html":
+            from leadloop_whatif.render_html import render  # matplotlib loads only here
+
+            text = render(report)
+        else:
+            text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
         if out is None:
             typer.echo(text, nl=False)
         else:

@@ -4,7 +4,8 @@ Assignment decides with ``leadloop_assignment.domain`` (``plan`` for first decis
 ``plan_moves`` for escalations and the pool) and the SLA clocks run on
 ``leadloop_sla_monitor.domain`` (``Lifecycle`` starts and stops clocks; ``slots_due`` and
 ``escalation_id`` fire ladder steps, as ``Escalator.fire`` does) — the same functions the
-services call, over in-memory state instead of PostgreSQL. Nothing here reads the wall clock: time is the history's.
+services call, over in-memory state instead of PostgreSQL. Nothing here reads the wall
+clock: time is the history's.
 
 The replay walks *moments*: the next instant at which a CRM event occurred, a lead
 arrives (the instant assignment first decided it in reality) or a clock comes due. At a
