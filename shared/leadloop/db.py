@@ -1,4 +1,5 @@
-"""PostgreSQL access: a pool helper that waits out outages, and the migration runner.
+"""PostgreSQL access: a pool helper that waits out outages, the retry of transient
+errors (watched: ``RETRIES``), and the migration runner.
 
 Migrations are forward-only SQL files ``NNNN_name.sql`` under
 ``deploy/postgres/migrations``; each runs once, in order, in its own transaction, under
@@ -12,19 +13,26 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import re
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
 import asyncpg
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from leadloop.logging import get_logger
 from leadloop.scram import scram_sha256_verifier
 
 __all__ = [
+    "RETRIES",
+    "RETRYING_GAUGE",
     "SERVICE_ROLES",
     "TRANSIENT_ERRORS",
+    "RetryWatch",
     "apply_migrations",
     "create_pool",
     "ensure_logins",
@@ -90,31 +98,92 @@ async def create_pool(
     raise AssertionError("unreachable")
 
 
+#: Seconds the oldest retry still running of an operation has been retrying.
+RETRYING_GAUGE = "leadloop_postgres_retrying_seconds"
+
+
+class RetryWatch(Collector):
+    """``leadloop_postgres_retrying_seconds{what}``: how long the oldest ``retrying`` call
+    still failing for ``what`` has been at it; no series while none is.
+
+    ``retrying`` never gives up on a transient error, on purpose: a PostgreSQL outage
+    pauses consumption instead of losing work. But "transient" includes a statement that
+    always times out (``command_timeout``) and a deadlock that recurs every attempt,
+    which never end; the consumer then stalls with only a warning per attempt in its
+    log. This makes the stall visible (rules/postgres.yml alerts after five minutes).
+    """
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
+        self._running: dict[str, dict[int, float]] = {}
+        self._tokens = itertools.count()
+
+    def failing(self, what: str) -> int:
+        """A retry of ``what`` has started failing; the token ends it."""
+        token = next(self._tokens)
+        self._running.setdefault(what, {})[token] = self._monotonic()
+        return token
+
+    def ended(self, what: str, token: int) -> None:
+        running = self._running.get(what, {})
+        running.pop(token, None)
+        if not running:
+            self._running.pop(what, None)
+
+    def stalled(self) -> dict[str, float]:
+        now = self._monotonic()
+        return {what: now - min(r.values()) for what, r in self._running.items() if r}
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            RETRYING_GAUGE,
+            "Seconds the oldest still-failing PostgreSQL retry of an operation has run",
+            labels=["what"],
+        )
+        for what, seconds in sorted(self.stalled().items()):
+            family.add_metric([what], seconds)
+        yield family
+
+
+#: The process's retries (a passive record: no I/O, nothing started). Every service's
+#: ``/metrics`` serves it (``leadloop.kafka.serve_dead_letters``).
+RETRIES = RetryWatch()
+
+
 async def retrying(
     op: Callable[[], Awaitable[T]],
     *,
     what: str,
     on_retry: Callable[[int], None] | None = None,
     max_delay: float = 5.0,
+    watch: RetryWatch = RETRIES,
 ) -> T:
     """Run ``op`` until it succeeds, backing off while PostgreSQL is unavailable.
 
     Only transient errors are retried; anything else propagates. The caller holds its
     input (and its uncommitted Kafka offsets) meanwhile, so an outage pauses
-    consumption instead of losing work.
+    consumption instead of losing work. While it retries, ``watch`` shows for how long
+    (``leadloop_postgres_retrying_seconds{what}``), so a retry that never ends alerts.
     """
     delay = 0.1
     attempt = 0
-    while True:
-        try:
-            return await op()
-        except TRANSIENT_ERRORS as exc:
-            attempt += 1
-            if on_retry is not None:
-                on_retry(attempt)
-            log.warning("postgres_retry", what=what, attempt=attempt, error=type(exc).__name__)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, max_delay)
+    token: int | None = None
+    try:
+        while True:
+            try:
+                return await op()
+            except TRANSIENT_ERRORS as exc:
+                attempt += 1
+                if token is None:
+                    token = watch.failing(what)
+                if on_retry is not None:
+                    on_retry(attempt)
+                log.warning("postgres_retry", what=what, attempt=attempt, error=type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, max_delay)
+    finally:
+        if token is not None:
+            watch.ended(what, token)
 
 
 async def apply_migrations(url: str, directory: Path | None = None) -> list[str]:

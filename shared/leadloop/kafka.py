@@ -24,7 +24,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from leadloop.db import TRANSIENT_ERRORS
+from leadloop.db import RETRIES, TRANSIENT_ERRORS
 from leadloop.faults import fault_point
 from leadloop.logging import get_logger
 from leadloop.messaging import OutMessage
@@ -176,9 +176,11 @@ def dead_letters_of(app: faust.App) -> DeadLetters | None:
 
 def serve_dead_letters(app: faust.App, registry: CollectorRegistry) -> None:
     """Put the app's ``leadloop_dead_letters_total`` on the registry its ``/metrics``
-    serves (every service that consumes has one)."""
+    serves (every service that consumes has one), and the process's PostgreSQL retries
+    (``leadloop_postgres_retrying_seconds``, ``leadloop.db.RETRIES``)."""
     if (dead_letters := dead_letters_of(app)) is not None:
         registry.register(dead_letters.counter)
+    registry.register(RETRIES)
 
 
 def make_app(
