@@ -21,6 +21,7 @@ from leadloop_ingest.adapters.admin import AdminApi, register_admin
 from leadloop_ingest.adapters.channels_file import load_channels
 from leadloop_ingest.adapters.feedback_http import Feedback, register_feedback
 from leadloop_ingest.adapters.http import Webhook, register_webhook
+from leadloop_ingest.adapters.http_limits import install_http_limits
 from leadloop_ingest.adapters.intake_http import Replays
 from leadloop_ingest.adapters.kafka import register_agents
 from leadloop_ingest.adapters.meta import MetaLeadAds, register_lead_webhooks
@@ -35,6 +36,7 @@ from leadloop_ingest.adapters.vendor_hooks import (
     register_vendor_hooks,
 )
 from leadloop_ingest.domain.channels import Channels
+from leadloop_ingest.domain.rate_limit import RateLimiter
 from leadloop_ingest.domain.scoring import ScoringWeights
 from leadloop_ingest.domain.validation import Limits, ValidLead, validate
 from leadloop_ingest.handlers import IngestGuard, IngestHandler, TimelineHandler
@@ -103,6 +105,11 @@ def main() -> None:
             # One channel's secret cannot speak for another channel.
             return None if verdict.raw.source == source else "source_mismatch"
 
+        install_http_limits(
+            app,
+            limiter=RateLimiter(rate_per_s=cfg.http_rate_per_s, burst=cfg.http_burst),
+            max_connections=cfg.http_max_connections,
+        )
         metrics = IngestMetrics()
         serve_metrics(app, metrics)
         replay_cache = PostgresReplayCache(pool)

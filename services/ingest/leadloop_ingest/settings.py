@@ -34,6 +34,15 @@ class IngestSettings(ServiceSettings):
     webhook_replay_retention_s: Annotated[int, Field(ge=3600, le=90 * 24 * 3600)] = 7 * 24 * 3600
     #: How often each ingest worker removes expired replay-cache rows.
     webhook_replay_purge_s: Annotated[float, Field(gt=0, le=86400)] = 300.0
+    #: Per-client-address rate limit on ingest's API (``/v1/…`` on the webhook's port):
+    #: a sustained rate and a burst; beyond them, 429 with Retry-After. Sized for a
+    #: channel or CRM that posts one request per lead; raise it behind a proxy (every
+    #: request then comes from the proxy's address).
+    http_rate_per_s: Annotated[float, Field(gt=0, le=100_000)] = 50.0
+    http_burst: Annotated[int, Field(ge=1, le=100_000)] = 200
+    #: Open connections per ingest worker on the webhook's port; one more is answered
+    #: 429 and closed before its request is read.
+    http_max_connections: Annotated[int, Field(ge=1, le=100_000)] = 512
     #: Webhook requests waiting on Kafka at once; more are answered 429.
     webhook_max_in_flight: Annotated[int, Field(ge=1, le=100_000)] = 1000
     #: How long a webhook request waits for the broker's acknowledgement before a 503.
