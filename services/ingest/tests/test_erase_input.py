@@ -22,6 +22,14 @@ from leadloop_ingest.tools.__main__ import app
 ADDRESS = "Erase.Me.5521@Example.org"
 
 
+@pytest.fixture(autouse=True)
+def _process_logging_untouched(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command configures logging for the whole process, with loggers cached on
+    first use: in the test process that would outlive this file and blind later tests'
+    ``capture_logs``. What is checked here is the input handling."""
+    monkeypatch.setattr(erase_mod, "configure_logging", lambda: None)
+
+
 def test_lines_name_one_person_each() -> None:
     lines = [
         "# people who asked on 2026-12-01",
