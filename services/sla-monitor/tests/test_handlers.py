@@ -10,8 +10,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from leadloop.calendar import CalendarSet
 from leadloop.clock import FixedClock
+from leadloop.decoding import Undecodable
 from leadloop.events import ActivityRecorded, EscalationKind, EscalationRaised
 from leadloop.messaging import OutMessage, RecordingPublisher
 from leadloop_sla_monitor.domain.firing import Advance, Escalator
@@ -171,13 +174,25 @@ async def test_a_batch_is_decoded_by_the_shared_decoder_and_applied_in_one_unit(
     good = ActivityRecorded(
         event_id="e-1", lead_id="l1", rep_id="rep-a", kind="call", occurred_at=at(60)
     )
-    applied = await handler(uow).handle(
-        [("crm.activities", good.model_dump_json().encode()), ("crm.activities", b"{oops")]
-    )
+    applied = await handler(uow).handle([("crm.activities", good.model_dump_json().encode())])
     assert applied == 1
     assert [s.event_ids for s in uow.scopes] == [(good.event_id,)]
     # One unit applies the batch, one finds the outbox empty.
     assert uow.units == 2
+
+
+async def test_an_undecodable_record_raises_before_anything_is_applied() -> None:
+    # The agent isolates the record and parks it on sla-monitor.dead-letter (leadloop.poison).
+    uow = Recorded()
+    good = ActivityRecorded(
+        event_id="e-1", lead_id="l1", rep_id="rep-a", kind="call", occurred_at=at(60)
+    )
+    with pytest.raises(Undecodable):
+        await handler(uow).handle(
+            [("crm.activities", good.model_dump_json().encode()), ("crm.activities", b"{oops")]
+        )
+    assert uow.scopes == []
+    assert uow.units == 0
 
 
 async def test_fired_steps_are_committed_before_they_reach_the_broker() -> None:
