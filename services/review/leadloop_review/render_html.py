@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import jinja2
@@ -20,10 +20,9 @@ from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from leadloop_review.domain.model import SECTIONS, FunnelRow, Report
+from leadloop_review.domain.model import SECTIONS, Report
 from leadloop_review.domain.record import FUNNEL_STAGES
-from leadloop_review.domain.suggest import duration
-from leadloop_review.render_md import PREDICTOR_HEAD, predictor_lines
+from leadloop_review.sections import content, money
 from leadloop_review.templates import REPORT_HTML
 
 __all__ = ["render"]
@@ -65,20 +64,6 @@ class _Section:
     charts: list[Markup] = field(default_factory=list)
     tables: list[_Table] = field(default_factory=list)
     items: list[str] | None = None
-
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{x * 100:.1f} %"
-
-
-def _money(cents: int | None) -> str:
-    return "-" if cents is None else f"{cents / 100:,.2f}"
-
-
-def _table(
-    title: str, head: Sequence[str], rows: Sequence[Sequence[object]], text: int = 1
-) -> _Table:
-    return _Table(title, list(head), [_Row(list(r)) for r in rows], text)
 
 
 # --- charts ---------------------------------------------------------------------------
@@ -269,328 +254,39 @@ def _forecast_chart(r: Report) -> Markup:
 
 # --- sections -------------------------------------------------------------------------
 
-
-def _funnel(r: Report, s: _Section) -> None:
-    stages = [x for x in FUNNEL_STAGES if x not in ("new", "won", "lost")]
-    head = [
-        "",
-        "leads",
-        *stages,
-        "won",
-        "lost",
-        "open",
-        "conversion",
-        "win rate",
-        "won amount",
-        "first touch p50",
-    ]
-
-    def row(label: str, f: FunnelRow) -> list[object]:
-        return [
-            label,
-            f.leads,
-            *(f.reached.get(x, 0) for x in stages),
-            f.won,
-            f.lost,
-            f.open,
-            _pct(f.conversion),
-            _pct(f.win_rate),
-            _money(f.won_cents),
-            duration(f.first_touch_p50_ms),
-        ]
-
-    s.charts.append(_funnel_chart(r))
-    by_source = _table("By source 按渠道", head, [row(f.key, f) for f in r.funnel.by_source])
-    by_source.rows.append(_Row(row("total 合计", r.funnel.total), total=True))
-    s.tables += [
-        by_source,
-        _table("By campaign 按活动", head, [row(f.key, f) for f in r.funnel.by_campaign]),
-        _table(
-            "By team and source 按团队与渠道",
-            ["team", *head],
-            [[f.team, *row(f.key, f)] for f in r.funnel.by_team_source],
-            2,
-        ),
-    ]
-
-
-def _losses(r: Report, s: _Section) -> None:
-    s.lines.append(f"{r.losses.lost} leads lost.")
-    s.charts.append(_loss_chart(r))
-    s.tables += [
-        _table(
-            "Stage × reason 阶段×原因",
-            ["stage", "reason", "lost", "share"],
-            [[c.stage, c.reason, c.lost, _pct(c.share)] for c in r.losses.by_stage_reason],
-            2,
-        ),
-        _table(
-            "Stage × reason × source × rep 阶段×原因×渠道×销售",
-            ["stage", "reason", "source", "team", "rep", "lost"],
-            [[x.stage, x.reason, x.source, x.team, x.rep, x.lost] for x in r.losses.rows],
-            5,
-        ),
-    ]
-
-
-def _bottlenecks(r: Report, s: _Section) -> None:
-    def value(measure: str, v: float) -> str:
-        return _pct(v) if measure == "loss_rate" else duration(v)
-
-    s.tables += [
-        _table(
-            "Flagged 预警",
-            ["team", "stage", "measure", "value", "baseline", "baseline of", "leads"],
-            [
-                [
-                    b.team,
-                    b.stage,
-                    b.measure,
-                    value(b.measure, b.value),
-                    value(b.measure, b.baseline),
-                    b.baseline_of,
-                    b.leads,
-                ]
-                for b in r.bottlenecks.flagged
-            ],
-            3,
-        ),
-        _table(
-            "Every stage 各阶段",
-            ["team", "stage", "reached", "lost at", "loss rate", "left", "median time"],
-            [
-                [
-                    x.team,
-                    x.stage,
-                    x.reached,
-                    x.lost_at,
-                    _pct(x.loss_rate),
-                    x.left,
-                    duration(x.median_ms),
-                ]
-                for x in r.bottlenecks.stages
-            ],
-            2,
-        ),
-    ]
-
-
-def _levels(total: int, by_level: dict[str, int]) -> str:
-    return f"{total} ({', '.join(f'L{k}: {v}' for k, v in by_level.items()) or '-'})"
-
-
-def _accountability(r: Report, s: _Section) -> None:
-    s.charts.append(_accountability_chart(r))
-    s.tables.append(
-        _table(
-            "Ranking 排名",
-            [
-                "#",
-                "team",
-                "rep",
-                "有效跟进率",
-                "owed",
-                "within SLA",
-                "late",
-                "missed",
-                "pending",
-                "SLA attainment",
-                "breaches (by level)",
-                "first touch p50",
-                "owned",
-                "won",
-                "lost",
-                "silent",
-            ],
-            [
-                [
-                    a.rank,
-                    a.team,
-                    a.rep,
-                    _pct(a.effective_rate),
-                    a.owed,
-                    a.within_sla,
-                    a.late,
-                    a.missed,
-                    a.pending,
-                    _pct(a.sla_attainment),
-                    _levels(a.breaches, a.breaches_by_level),
-                    duration(a.first_touch_p50_ms),
-                    a.owned,
-                    a.won,
-                    a.lost,
-                    a.silent,
-                ]
-                for a in r.accountability.rows
-            ],
-            3,
-        )
-    )
-
-
-def _silent(r: Report, s: _Section) -> None:
-    x = r.silent
-    s.lines.append(f"{x.silent} of {x.open_owned} owned open leads silent ({_pct(x.share)}).")
-    s.tables.append(
-        _table(
-            "By rep 按销售",
-            ["team", "rep", "silent"],
-            [[y.team, y.rep, y.silent] for y in x.rows],
-            2,
-        )
-    )
-
-
-def _repurchase(r: Report, s: _Section) -> None:
-    s.tables.append(
-        _table(
-            "By team 按团队",
-            ["team", "won", "repeat won", "rate", "repeat amount"],
-            [
-                [x.team, x.won, x.repeat_won, _pct(x.rate), _money(x.repeat_cents)]
-                for x in r.repurchase.rows
-            ],
-        )
-    )
-
-
-def _satisfaction(r: Report, s: _Section) -> None:
-    s.tables.append(
-        _table(
-            "Ratings 评分",
-            ["team", "rep", "ratings", "mean", "1", "2", "3", "4", "5"],
-            [
-                [
-                    x.team,
-                    x.rep,
-                    x.ratings,
-                    "-" if x.mean is None else f"{x.mean:.2f}",
-                    *(x.scores.get(str(n), 0) for n in range(1, 6)),
-                ]
-                for x in r.satisfaction.rows
-            ],
-            2,
-        )
-    )
-
-
-def _forecast(r: Report, s: _Section) -> None:
-    s.charts.append(_forecast_chart(r))
-    s.tables.append(
-        _table(
-            "Snapshots 快照",
-            [
-                "team",
-                "month",
-                "taken at",
-                "weeks ahead",
-                "weighted",
-                "commit",
-                "best case",
-                "actual",
-                "won",
-                "accuracy",
-            ],
-            [
-                [
-                    x.team,
-                    f"{x.month:%Y-%m}",
-                    "-" if x.taken_at is None else f"{x.taken_at:%Y-%m-%d}",
-                    "-" if x.age_weeks is None else x.age_weeks,
-                    _money(x.weighted_cents),
-                    _money(x.commit_cents),
-                    _money(x.best_case_cents),
-                    _money(x.actual_cents),
-                    x.actual_won,
-                    _pct(x.accuracy),
-                ]
-                for x in r.forecast.rows
-            ],
-            3,
-        )
-    )
-
-
-def _trends(r: Report, s: _Section) -> None:
-    s.charts.append(_trend_chart(r))
-    s.tables += [
-        _table(
-            "Biggest movers 变化最大",
-            ["dimension", "value", "previous", "leads", "change"],
-            [
-                [m.dimension, m.value, m.previous_leads, m.leads, f"{m.change:+d}"]
-                for m in r.trends.movers
-            ],
-            2,
-        ),
-        _table(
-            "Leads over time 线索走势",
-            [
-                "dimension",
-                "value",
-                "leads",
-                "previous",
-                "conversion",
-                "previous conversion",
-                "won amount",
-                *r.trends.buckets,
-            ],
-            [
-                [
-                    t.dimension,
-                    t.value,
-                    t.leads,
-                    t.previous_leads,
-                    _pct(t.conversion),
-                    _pct(t.previous_conversion),
-                    _money(t.won_cents),
-                    *(t.by_bucket.get(b, 0) for b in r.trends.buckets),
-                ]
-                for t in r.trends.rows
-            ],
-            2,
-        ),
-    ]
-
-
-def _predictors(r: Report, s: _Section) -> None:
-    line, rows = predictor_lines(r)
-    s.lines.append(line)
-    if rows:
-        s.tables.append(_table("Attributes 属性", PREDICTOR_HEAD, rows, 4))
-
-
-def _suggestions(r: Report, s: _Section) -> None:
-    s.items = [x.text for x in r.suggestions]
-
-
-_BUILDERS: dict[str, Callable[[Report, _Section], None]] = {
-    "suggestions": _suggestions,
-    "funnel": _funnel,
-    "losses": _losses,
-    "bottlenecks": _bottlenecks,
-    "accountability": _accountability,
-    "silent": _silent,
-    "repurchase": _repurchase,
-    "satisfaction": _satisfaction,
-    "forecast": _forecast,
-    "trends": _trends,
-    "predictors": _predictors,
+_CHARTS: dict[str, Callable[[Report], Markup]] = {
+    "funnel": _funnel_chart,
+    "losses": _loss_chart,
+    "accountability": _accountability_chart,
+    "forecast": _forecast_chart,
+    "trends": _trend_chart,
 }
+
+
+def _section(key: str, zh: str, en: str, report: Report) -> _Section:
+    c = content(key, report)
+    tables = [
+        _Table(
+            t.title,
+            list(t.head),
+            [_Row(list(row)) for row in t.rows]
+            + ([_Row(list(t.total), total=True)] if t.total is not None else []),
+            t.text_cols,
+        )
+        for t in c.tables
+    ]
+    charts = [_CHARTS[key](report)] if key in _CHARTS else []
+    return _Section(key, zh, en, list(c.lines), charts, tables, c.items)
 
 
 def render(report: Report) -> str:
     """The page; suggestions first after the summary, as in the Markdown."""
     titles = {key: (zh, en) for key, zh, en in SECTIONS}
     order = ["suggestions"] + [k for k, _, _ in SECTIONS if k != "suggestions"]
-    sections = []
-    for key in order:
-        section = _Section(key, *titles[key])
-        _BUILDERS[key](report, section)
-        sections.append(section)
+    sections = [_section(key, *titles[key], report) for key in order]
     return _TEMPLATE.render(
         r=report,
         scope=report.team or "all teams / 全部团队",
-        won_amount=_money(report.funnel.total.won_cents),
+        won_amount=money(report.funnel.total.won_cents),
         sections=sections,
     )

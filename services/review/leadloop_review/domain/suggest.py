@@ -221,7 +221,8 @@ def _forecast(report: Report) -> list[Suggestion]:
         Suggestion(
             "forecast_miss",
             r.team,
-            f"{r.team}: forecast of {r.month:%Y-%m} {r.age_weeks} weeks ahead was "
+            f"{r.team}: forecast of {r.month:%Y-%m} {r.age_weeks} "
+            f"week{'' if r.age_weeks == 1 else 's'} ahead was "
             f"{_pct(r.accuracy)} accurate — check the expected close dates in the CRM",
             {
                 "month": r.month.isoformat(),
