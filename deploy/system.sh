@@ -17,7 +17,8 @@ command -v amtool >/dev/null || need+=(prometheus-alertmanager)
 # The review report is looked at in a real headless browser; its Chinese text needs a
 # CJK font (in the charts too).
 command -v chromium >/dev/null || need+=(chromium)
-fc-list 2>/dev/null | grep -qi "Noto Sans CJK" || need+=(fonts-noto-cjk)
+# (grep -c reads to the end: with pipefail, grep -q's early exit fails fc-list's pipe)
+[ "$(fc-list 2>/dev/null | grep -ci "Noto Sans CJK")" -gt 0 ] || need+=(fonts-noto-cjk)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "system: installing ${need[*]}"
 sudo=""
