@@ -103,7 +103,7 @@ soak: stack-up ## the fault tests at a larger scale (LEADLOOP_FAULT_SCALE, defau
 	  $(VENV)/bin/pytest tests/faults --timeout 7200 $(PYTEST_ARGS)
 
 test: stack-up lint ## the whole suite against the real Kafka and PostgreSQL
-	@. $(STATE)/env && $(VENV)/bin/pytest $(PYTEST_ARGS)
+	@. $(STATE)/env && $(VENV)/bin/pytest --durations=30 $(PYTEST_ARGS)
 
 clean: down ## stop everything and delete local state (data, jars, logs, secrets)
 	rm -rf $(STATE)

@@ -445,10 +445,16 @@ async def test_who_gets_what_in_which_order(
         await until("the released notice", lambda: items(n.received(), "sunqi"))
         assert items(n.received(), "sunqi") == [["H1"]]
 
-        # Metrics on the notifier's own /metrics.
-        text = await asyncio.to_thread(_get, n.url("/metrics"))
+        # Metrics on the notifier's own /metrics. The fake records H1 before the notifier
+        # has marked it sent and counted it: wait for the count, then read the rest.
         sent_new = 'channel="wecom_app",kind="new_lead",outcome="delivered"} 5.0'
-        assert f"leadloop_notifier_sent_total{{{sent_new}" in text
+
+        async def counted() -> bool:
+            page = await asyncio.to_thread(_get, n.url("/metrics"))
+            return f"leadloop_notifier_sent_total{{{sent_new}" in page
+
+        await until("H1 counted as delivered", counted)
+        text = await asyncio.to_thread(_get, n.url("/metrics"))
         retries = 'channel="wecom_app",kind="new_lead",outcome="retry"} 2.0'
         assert f"leadloop_notifier_sent_total{{{retries}" in text
         dead_line = 'channel="wecom_app",code="invalid_user"} 1.0'
