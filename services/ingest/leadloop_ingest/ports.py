@@ -23,7 +23,8 @@ class LeadBatch(Protocol):
     all of it commits together or not at all."""
 
     async def outcomes(self, positions: Sequence[Position]) -> dict[Position, OutcomeRecord]:
-        """The outcomes stored for these raw positions."""
+        """The outcomes stored for these raw positions, read after locking the positions
+        until the transaction ends (one writer per raw record, a zombie worker included)."""
         ...
 
     async def known(self, fresh: Decided) -> Known:

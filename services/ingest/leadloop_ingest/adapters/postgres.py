@@ -127,7 +127,20 @@ class LeadBatch:
         self._conn = conn
 
     async def outcomes(self, positions: Sequence[Position]) -> dict[Position, OutcomeRecord]:
-        """The outcomes stored for these raw positions (a redelivery has them)."""
+        """The outcomes stored for these raw positions (a redelivery has them), read
+        after locking the positions until the transaction ends."""
+        # One writer per raw record: a zombie worker still holding a batch the group has
+        # given to another worker waits here until that worker commits, then finds its
+        # outcome and publishes it again instead of deciding the record a second time
+        # (read before the lock, it would find nothing, then meet the other worker's lead
+        # under the identity lock and publish "duplicate" under the same event id).
+        # Positions are locked before identity keys in every batch, each set in one
+        # order, so two batches cannot wait on each other.
+        await self._conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM (SELECT k FROM "
+            "unnest($1::text[]) AS k ORDER BY k) AS ordered",
+            sorted({f"raw-position:{p.topic}:{p.partition}:{p.offset}" for p in positions}),
+        )
         rows = await self._conn.fetch(
             _EXISTING_OUTCOMES,
             [p.topic for p in positions],
