@@ -53,6 +53,11 @@ start() {
   mkdir -p "$state/data"
   sed -e "s#@PORT@#$port#g" -e "s#@CONTROLLER_PORT@#$controller_port#g" \
       -e "s#@DATA@#$state/data#g" "$here/server.properties" > "$state/server.properties"
+  # A test's own broker may add settings (a second listener): the lines of the file
+  # LEADLOOP_KAFKA_EXTRA_CONFIG names are appended, and a key given again there wins.
+  if [ -n "${LEADLOOP_KAFKA_EXTRA_CONFIG:-}" ]; then
+    cat "$LEADLOOP_KAFKA_EXTRA_CONFIG" >> "$state/server.properties"
+  fi
   sed -e "s#@LOG@#$state/server.log#g" "$here/log4j2.properties" > "$state/log4j2.properties"
   if [ ! -f "$state/data/meta.properties" ]; then
     java -cp "$libs/*" kafka.tools.StorageTool format --ignore-formatted \

@@ -33,6 +33,7 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from tests.support.broker import Broker, private_broker
 from tests.support.checker import Labels, PipelineReport, check_pipeline, read_topic
 from tests.support.kafka import group_members
 from tests.support.ports import free_port_base, free_ports
@@ -515,56 +516,12 @@ async def test_sigterm_of_each_worker_mid_run(
 # --- kill -9 of the broker: on a broker of the test's own ----------------------------------
 
 
-@dataclass
-class Broker:
-    """A second single-node broker from deploy/kafka/kafka.sh, on its own ports and with
-    its own state folder, so that killing it touches no other test."""
-
-    env: dict[str, str]
-    state: Path
-    bootstrap: str
-
-    def run(self, command: str) -> None:
-        deploy("deploy/kafka/kafka.sh", command, self.env)
-
-    @property
-    def pid(self) -> int:
-        return int((self.state / "kafka" / "kafka.pid").read_text())
-
-    async def kill_9(self) -> None:
-        pid = self.pid
-        os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"broker {pid} still alive after SIGKILL")
-
-
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
-    port, controller = free_ports(2)
-    state = tmp_path / "broker-state"
-    shared = Path(os.environ.get("LEADLOOP_STATE_DIR", ROOT / ".state"))
-    bootstrap = f"127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "LEADLOOP_STATE_DIR": str(state),
-        "LEADLOOP_KAFKA_PORT": str(port),
-        "LEADLOOP_KAFKA_CONTROLLER_PORT": str(controller),
-        # The suite's broker jars, not a second Maven resolution.
-        "LEADLOOP_KAFKA_LIBS": str(shared / "kafka" / "libs"),
-        "LEADLOOP_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
-    }
-    b = Broker(env=env, state=state, bootstrap=bootstrap)
-    b.run("start")
-    try:
+    """A second single-node broker on its own ports and state folder, so that killing
+    it touches no other test."""
+    with private_broker(tmp_path / "broker-state") as b:
         yield b
-    finally:
-        b.run("stop")
 
 
 @pytest.mark.e2e
