@@ -495,6 +495,9 @@ class IngestReport:
     conflicting: tuple[str, ...]
     #: Accepted outcomes without their lead row, or lead rows without an outcome.
     unbalanced: tuple[str, ...]
+    #: Event ids of ``ingest.outcomes`` published with two different outcomes or lead
+    #: ids: two workers that said different things about one raw record.
+    contradicting: tuple[str, ...] = ()
 
     @property
     def problems(self) -> dict[str, tuple[str, ...]]:
@@ -507,6 +510,7 @@ class IngestReport:
             "unknown": self.unknown,
             "conflicting": self.conflicting,
             "unbalanced": self.unbalanced,
+            "contradicting": self.contradicting,
         }
         return {name: ids for name, ids in lists.items() if ids}
 
@@ -534,8 +538,10 @@ def compare_ingest(
     for row in stored:
         by_pos[row.position].append(row)
     events: dict[RawPosition, set[Outcome]] = defaultdict(set)
+    said: dict[str, set[tuple[str, str | None]]] = defaultdict(set)
     for event in published:
         events[event.position].add(event)
+        said[event.event_id].add((event.outcome, event.lead_id))
 
     never_seen = raw_set - set(by_pos) - set(events)
     unrecorded = (raw_set & set(events)) - set(by_pos)
@@ -587,6 +593,7 @@ def compare_ingest(
         unknown=_sorted(unknown),
         conflicting=_sorted(str(lead) for lead in conflicting),
         unbalanced=_sorted(str(lead) for lead in unbalanced),
+        contradicting=_sorted(event_id for event_id, what in said.items() if len(what) > 1),
     )
 
 

@@ -216,6 +216,27 @@ def test_ingest_reports_a_record_with_two_outcomes_and_an_event_unlike_the_row()
     assert report.disagreeing == ("0:0", "0:1")
 
 
+def test_ingest_reports_an_event_id_published_with_two_different_outcomes() -> None:
+    """A zombie and the worker that took its partition over both publish the record's
+    outcome under its one event id: identical events are a redelivery, different
+    ones a contradiction, whichever of them the table kept."""
+    report = compare_ingest(
+        raw=[(0, 0), (0, 1)],
+        stored=[out(0), out(1)],
+        published=[
+            out(0),
+            out(0, "duplicate", lead="l9"),  # the other worker's word on record 0:0
+            out(1),
+            out(1),  # a redelivery
+        ],
+        rejected=[],
+        stored_leads={"l0": "a0", "l1": "a1"},
+        accepted=[("l0", "a0"), ("l1", "a1")],
+    )
+    assert report.contradicting == ("o0",)
+    assert set(report.problems) == {"duplicated", "disagreeing", "contradicting"}
+
+
 def test_ingest_reports_missing_rejects_stray_rejects_and_unpublished_outcomes() -> None:
     report = compare_ingest(
         raw=[(0, 0), (0, 1), (0, 2)],
