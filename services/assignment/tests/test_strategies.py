@@ -23,6 +23,7 @@ from leadloop_assignment.domain.routing import (
     ROTATIONS,
     Decision,
     RoutingState,
+    _earliest_due,
     apply,
     decide,
     eligibility,
@@ -647,6 +648,27 @@ def test_weighted_shares_stay_within_one_lead_of_the_weights_after_every_lead(
     assert all(counts[r.rep_id] == 0 for r in reps if r.weight == 0)
     roster = roster_id(rules.teams[0])
     assert {k[2]: v for k, v in state.weighted.items() if k[1] == roster} == dict(counts)
+
+
+@settings(max_examples=300)
+@given(
+    members=st.lists(st.tuples(st.integers(1, 50), st.integers(0, 10_000)), max_size=70),
+    slack=st.integers(0, 1),
+)
+def test_weighted_picks_the_rep_exact_fractions_would(
+    members: list[tuple[int, int]], slack: int
+) -> None:
+    """The integer comparison picks the rep that ``min`` over ``Fraction`` due times
+    (the first of equals) picks, for any weights, counts and δ."""
+    reps = [Rep(rep_id=f"r{i:02d}", weight=w) for i, (w, _) in enumerate(members)]
+    counts = {f"r{i:02d}": n for i, (_, n) in enumerate(members)}
+    scale = 2 * len(reps) - 2 if slack else 1
+    expected = min(
+        reps,
+        key=lambda r: Fraction((counts[r.rep_id] + 1) * scale - slack, r.weight),
+        default=None,
+    )
+    assert _earliest_due(reps, counts, scale, slack) is expected
 
 
 @settings(max_examples=100, deadline=None)

@@ -45,7 +45,6 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
-from fractions import Fraction
 from zoneinfo import ZoneInfo
 
 from leadloop.calendar import is_working
@@ -326,14 +325,26 @@ def _weighted(rule: Rule, team: Team, state: RoutingState, now: datetime, lead_i
         for r in eligible
         if counts[r.rep_id] * total * scale <= lead_no * r.weight * scale - slack * total
     ]
-    # The earliest due: min (n + 1 − δ) / w. min() keeps the first of equals, so the
-    # rotation order breaks ties.
-    pick = min(
-        not_ahead or eligible,
-        key=lambda r: Fraction((counts[r.rep_id] + 1) * scale - slack, r.weight),
-        default=None,
-    )
+    pick = _earliest_due(not_ahead or eligible, counts, scale, slack)
     return (pick.rep_id if pick else None), candidates, roster
+
+
+def _earliest_due(
+    reps: Sequence[Rep], counts: Mapping[str, int], scale: int, slack: int
+) -> Rep | None:
+    """The rep whose next lead is due first, min ((n + 1)·scale − slack) / w; the first of
+    equals (the rotation order breaks ties).
+
+    Due times are compared by cross-multiplying (a/w < b/v ⇔ a·v < b·w for positive
+    weights) instead of as ``Fraction``s: the same order, exactly, without building and
+    normalising a fraction per rep and comparison (a quarter of a replay's time)."""
+    pick: Rep | None = None
+    due = weight = 0
+    for rep in reps:
+        mine = (counts[rep.rep_id] + 1) * scale - slack
+        if pick is None or mine * weight < due * rep.weight:
+            pick, due, weight = rep, mine, rep.weight
+    return pick
 
 
 def _least_loaded(
