@@ -345,11 +345,20 @@ class TopicReader:
 
 
 async def start_relay_worker(
-    module: str, kafka: KafkaSettings, source: str, output: str, *, log_path: Path, label: str
+    module: str,
+    kafka: KafkaSettings,
+    source: str,
+    output: str,
+    *,
+    log_path: Path,
+    label: str,
+    idempotent: bool = False,
 ) -> ChildProcess:
     """``module``'s ``bare-worker`` (``relay_worker``) relaying ``source`` to ``output``
-    (registry names) on the run's topics, in a consumer group of its own."""
+    (registry names) on the run's topics, in a consumer group of its own; with
+    ``idempotent`` its producer has idempotence on, as leadloop's have."""
     args = [
+        *(["--idempotent"] if idempotent else []),
         "--bootstrap",
         kafka.bootstrap_servers,
         "--source",
@@ -370,6 +379,7 @@ def add_relay_worker_command(parser: argparse.ArgumentParser) -> None:
     worker.add_argument("--source", required=True)
     worker.add_argument("--output", required=True, dest="output_topic")
     worker.add_argument("--group", required=True)
+    worker.add_argument("--idempotent", action="store_true", help="enable_idempotence")
 
 
 class _OnAssigned(ConsumerRebalanceListener):
@@ -403,7 +413,9 @@ async def relay_worker(args: argparse.Namespace, *, fetch_until_assigned: bool) 
     )
     assigned = asyncio.Event()
     consumer.subscribe([args.source], listener=_OnAssigned(assigned))
-    producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=args.bootstrap, acks="all", enable_idempotence=args.idempotent
+    )
     output = args.output_topic
     await consumer.start()
     await producer.start()
