@@ -39,6 +39,7 @@ import heapq
 import math
 import re
 import threading
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
@@ -373,6 +374,7 @@ class BusinessCalendar(_Frozen):
     ] = Field(default_factory=dict)
 
     _days: _DayRule = PrivateAttr()
+    _timelines: _Timelines = PrivateAttr(default_factory=lambda: _Timelines())
 
     @field_validator("timezone")
     @classmethod
@@ -482,8 +484,17 @@ def due_at(start: datetime, business_seconds: float, calendar: BusinessCalendar)
     interval is due at that end (18:00 Friday, not 09:00 Monday). ``business_seconds``
     is rounded to the microsecond.
     """
-    remaining = _duration(business_seconds)
-    for begin, end in _spans(_utc(start), calendar):
+    t, remaining = _utc(start), _duration(business_seconds)
+    line = calendar._timelines.around(t, calendar)
+    if line is not None:
+        found = line.due_at(t, remaining)
+        if found is not None:
+            return found
+    return _walk_due_at(t, remaining, calendar)
+
+
+def _walk_due_at(t: datetime, remaining: timedelta, calendar: BusinessCalendar) -> datetime:
+    for begin, end in _spans(t, calendar):
         if remaining <= end - begin:
             return begin + remaining
         remaining -= end - begin
@@ -498,6 +509,11 @@ def business_seconds_between(a: datetime, b: datetime, calendar: BusinessCalenda
     a, b = _utc(a), _utc(b)
     if b < a:
         return -business_seconds_between(b, a, calendar)
+    line = calendar._timelines.around(a, calendar)
+    if line is not None:
+        worked = line.worked_between(a, b)
+        if worked is not None:
+            return worked.total_seconds()
     total = timedelta()
     for begin, end in _spans(a, calendar):
         if begin >= b:
@@ -514,7 +530,13 @@ def is_working(t: datetime, calendar: BusinessCalendar) -> bool:
 
 def next_working_instant(t: datetime, calendar: BusinessCalendar) -> datetime:
     """``t`` itself (in UTC) if it is working time, else where working time next begins."""
-    begin, _ = next(_spans(_utc(t), calendar))
+    t = _utc(t)
+    line = calendar._timelines.around(t, calendar)
+    if line is not None:
+        found = line.next_working_instant(t)
+        if found is not None:
+            return found
+    begin, _ = next(_spans(t, calendar))
     return begin
 
 
@@ -568,6 +590,123 @@ def _spans(t: datetime, calendar: BusinessCalendar) -> Iterator[Span]:
             begin, end = heapq.heappop(pending)
             yield max(begin, t), end
         day += _DAY
+
+
+class _Timeline(NamedTuple):
+    """A calendar's working spans from ``lo`` for about two months, exactly as ``_spans(lo)``
+    yields them, with the working time worked up to the end of each: ``due_at`` and
+    friends become two binary searches instead of a walk over local days (an SLA
+    service or a replay asks for thousands of due times a second, a few calendars and a
+    few months at a time).
+
+    Only kept when the spans do not overlap (every calendar but those with working
+    hours inside a fold that crosses midnight). Then the spans a walk from any ``t ≥ lo``
+    visits are the listed ones ending after ``t``, in the same order, the first clipped
+    to ``t`` — so the answers are the walk's, to the microsecond. An answer that lies
+    beyond the listed spans is None: the caller walks.
+    """
+
+    begins: list[datetime]
+    ends: list[datetime]
+    #: Working time from the first span's start to the end of span i.
+    worked: list[timedelta]
+    #: Every span that begins before ``until`` is listed.
+    until: datetime
+
+    def due_at(self, t: datetime, remaining: timedelta) -> datetime | None:
+        i = bisect_right(self.ends, t)  # the first span ending after t
+        if i == len(self.ends):
+            return None
+        begin = max(self.begins[i], t)
+        first = self.ends[i] - begin
+        if remaining <= first:
+            return begin + remaining
+        # The walk stops in the first span j whose end has ``target`` worked.
+        target = self.worked[i] + (remaining - first)
+        j = bisect_left(self.worked, target, i + 1)
+        if j == len(self.worked):
+            return None
+        return self.begins[j] + (target - self.worked[j - 1])
+
+    def worked_between(self, a: datetime, b: datetime) -> timedelta | None:
+        """Working time in ``[a, b)``, ``a ≤ b``."""
+        if b > self.until:
+            return None
+        i = bisect_right(self.ends, a)  # the first span ending after a
+        j = bisect_left(self.begins, b)  # the first span beginning at or after b
+        if j <= i:
+            return timedelta()
+        before = self.worked[i - 1] if i else timedelta()
+        total = self.worked[j - 1] - before
+        total -= max(self.begins[i], a) - self.begins[i]  # the first span starts at a
+        total -= self.ends[j - 1] - min(self.ends[j - 1], b)  # the last ends at b
+        return total
+
+    def next_working_instant(self, t: datetime) -> datetime | None:
+        i = bisect_right(self.ends, t)
+        return max(self.begins[i], t) if i < len(self.ends) else None
+
+
+#: A timeline starts on the first of a UTC month and lists the spans of 62 days.
+_TIMELINE_DAYS = timedelta(days=62)
+#: Timelines kept per calendar before they are all dropped (a few KB each).
+_TIMELINES_KEPT = 48
+
+
+class _Timelines:
+    """A calendar's timelines by UTC month, built on first use.
+
+    Derived from the calendar's fields only, so it takes no part in comparing or
+    copying calendars: every instance equals every other (pydantic compares private
+    attributes). Safe to share between threads: a timeline is never changed once built,
+    and two threads that build the same month build the same timeline.
+    """
+
+    __slots__ = ("_months",)
+
+    def __init__(self) -> None:
+        self._months: dict[tuple[int, int], _Timeline | None] = {}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Timelines)
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __reduce__(self) -> tuple[type[_Timelines], tuple[()]]:
+        # Copies and pickles start empty: a timeline is rebuilt on first use.
+        return _Timelines, ()
+
+    def around(self, t: datetime, calendar: BusinessCalendar) -> _Timeline | None:
+        """The timeline of ``t``'s UTC month, or None when the spans overlap."""
+        key = (t.year, t.month)
+        try:
+            return self._months[key]
+        except KeyError:
+            pass
+        line = _timeline(datetime(t.year, t.month, 1, tzinfo=UTC), calendar)
+        if len(self._months) >= _TIMELINES_KEPT:
+            self._months.clear()
+        self._months[key] = line
+        return line
+
+
+def _timeline(lo: datetime, calendar: BusinessCalendar) -> _Timeline | None:
+    until = lo + _TIMELINE_DAYS
+    begins: list[datetime] = []
+    ends: list[datetime] = []
+    worked: list[timedelta] = []
+    total = timedelta()
+    for begin, end in _spans(lo, calendar):
+        if begin >= until:
+            return _Timeline(begins, ends, worked, until)
+        if ends and begin < ends[-1]:
+            return None  # overlapping spans (a fold across midnight): the walk counts both
+        total += end - begin
+        begins.append(begin)
+        ends.append(end)
+        worked.append(total)
+    raise AssertionError("unreachable: _spans is endless")
 
 
 def _midnight(day: date) -> datetime:

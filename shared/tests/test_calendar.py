@@ -4,12 +4,14 @@ hypothesis properties checked against a brute-force minute-by-minute reference."
 
 from __future__ import annotations
 
+import copy
 import math
+import pickle
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cache, cached_property
-from itertools import accumulate
+from itertools import accumulate, takewhile
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -27,6 +29,8 @@ from leadloop.calendar import (
     CalendarSet,
     Interval,
     Weekday,
+    _spans,
+    _walk_due_at,
     business_seconds_between,
     due_at,
     is_working,
@@ -629,6 +633,36 @@ def test_round_the_clock_is_elapsed_time_even_across_dst(
     _, start, _ = pair
     always = every_day("00:00-24:00", tz=pair[0].cal.timezone)
     assert due_at(start, s, always) == start + timedelta(seconds=s)
+
+
+@settings(max_examples=300, deadline=None)
+@given(instants(), limits)
+def test_the_month_timelines_answer_as_the_walk_over_local_days(
+    pair: tuple[Window, datetime, datetime], s: float
+) -> None:
+    """``due_at`` and friends read cached month timelines; the walk over local days
+    that builds them gives the same answers, including limits that run into the next month,
+    and calendars whose spans overlap (a fold across midnight) keep walking."""
+    window, a, b = pair
+    limit = timedelta(seconds=s)
+    assert due_at(a, s, window.cal) == _walk_due_at(a, limit, window.cal)
+    assert next_working_instant(a, window.cal) == next(_spans(a, window.cal))[0]
+    walked = sum(
+        (
+            min(end, b) - begin
+            for begin, end in takewhile(lambda x: x[0] < b, _spans(a, window.cal))
+        ),
+        timedelta(),
+    )
+    assert business_seconds_between(a, b, window.cal) == walked.total_seconds()
+
+
+def test_calendars_with_timelines_still_compare_copy_and_pickle_as_values() -> None:
+    fresh = calendars().calendars["cn-default"]
+    due_at(utc(2026, 11, 3, 5), 900, CN)  # CN has built a timeline, fresh has none
+    assert fresh == CN
+    assert pickle.loads(pickle.dumps(CN)) == CN
+    assert copy.deepcopy(CN) == CN
 
 
 def test_working_day_start_counts_working_days_not_calendar_days() -> None:
