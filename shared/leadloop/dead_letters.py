@@ -184,7 +184,7 @@ async def read(kafka: KafkaSettings, service: str, *, within: float = 60) -> lis
 
 async def publish(kafka: KafkaSettings, messages: Sequence[OutMessage]) -> None:
     """Send every message and wait for all acknowledgements (acks=all)."""
-    producer = AIOKafkaProducer(acks="all", **kafka.client_kwargs())
+    producer = AIOKafkaProducer(**kafka.producer_kwargs())
     await producer.start()
     try:
         futures = [

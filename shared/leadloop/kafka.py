@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -21,6 +21,8 @@ from typing import Any, TypeVar, cast
 import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from faust.transport.drivers.aiokafka import Producer as AIOKafkaDriverProducer
+from faust.types import ProducerT
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
@@ -43,12 +45,14 @@ __all__ = [
     "DeadLetterCounter",
     "DeadLetters",
     "FaustPublisher",
+    "IdempotentProducer",
     "ServiceApp",
     "TopicsNotCreated",
     "batch_agent",
     "create_topics",
     "dead_letters_of",
     "faust_credentials",
+    "is_transient",
     "make_app",
     "process_or_die",
     "raw_topic",
@@ -89,7 +93,7 @@ class DeadLetterCounter(Collector):
         yield family
 
 
-def _transient(exc: BaseException) -> bool:
+def is_transient(exc: BaseException) -> bool:
     """An outage, not a bad record: PostgreSQL unavailable (``leadloop.db``) or a broker
     error. Left to stop the worker, whose batch is then redelivered."""
     return isinstance(exc, (*TRANSIENT_ERRORS, KafkaError))
@@ -143,7 +147,7 @@ class DeadLetters:
     ) -> None:
         """Handle a batch; park what fails, acknowledged before the batch moves on."""
         failures = await isolate(
-            events, handle, attempts=self.attempts, is_transient=_transient, streak=self.streak
+            events, handle, attempts=self.attempts, is_transient=is_transient, streak=self.streak
         )
         if not failures:
             return
@@ -163,10 +167,26 @@ class DeadLetters:
             )
 
 
+class IdempotentProducer(AIOKafkaDriverProducer):
+    """faust's aiokafka producer with idempotence on outside transactions too.
+
+    faust turns it on only in its ``exactly_once`` mode. Without it, a send the broker
+    wrote but whose acknowledgement was lost (a leader change, a timed-out request) is
+    retried by the client and written twice; downstream idempotence would absorb the
+    copy, but the topic, its lag and every bare consumer would see it."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+
+
 class ServiceApp(faust.App):
-    """faust's App with the service's dead-letter policy (set by ``make_app``)."""
+    """faust's App with the service's dead-letter policy (set by ``make_app``) and an
+    idempotent producer."""
 
     dead_letters: DeadLetters
+
+    def _new_producer(self) -> ProducerT:
+        return IdempotentProducer(self.transport, loop=self.loop, beacon=self.beacon)
 
 
 def dead_letters_of(app: faust.App) -> DeadLetters | None:

@@ -94,9 +94,14 @@ class KafkaSettings(BaseModel):
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         return context
 
+    def producer_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for an ``AIOKafkaProducer``: the connection, acks=all, and
+        idempotence, so a retried send the broker already wrote is not written twice."""
+        return {**self.client_kwargs(), "acks": "all", "enable_idempotence": True}
+
     def client_kwargs(self) -> dict[str, Any]:
-        """Connection keyword arguments for any aiokafka producer, consumer or admin
-        client: ``AIOKafkaProducer(**kafka.client_kwargs(), acks="all")``."""
+        """Connection keyword arguments for any aiokafka consumer or admin client
+        (producers take ``producer_kwargs``)."""
         kwargs: dict[str, Any] = {
             "bootstrap_servers": self.bootstrap_servers,
             "security_protocol": self.security_protocol,

@@ -107,7 +107,7 @@ async def test_a_service_cannot_write_or_read_topics_that_are_not_its_own(
     broker: SecureBroker,
 ) -> None:
     assignment = broker.settings("assignment")
-    producer = AIOKafkaProducer(**assignment.client_kwargs(), acks="all")
+    producer = AIOKafkaProducer(**assignment.producer_kwargs())
     await producer.start()
     try:
         # Its own topic: allowed.

@@ -67,9 +67,7 @@ def load_limits(settings: ToolSettings) -> Limits:
 
 def kafka_producer(kafka: KafkaSettings) -> AIOKafkaProducer:
     return AIOKafkaProducer(
-        **kafka.client_kwargs(),
-        acks="all",
-        enable_idempotence=True,  # broker-side retries must not add copies
+        **kafka.producer_kwargs(),
         linger_ms=10,  # fill batches: thousands of rows go out in a few requests
         max_batch_size=256 * 1024,
     )

@@ -49,10 +49,8 @@ class KafkaPublisher:
     async def _started(self) -> AIOKafkaProducer:
         if self._producer is None:
             producer = AIOKafkaProducer(
-                acks="all",
-                enable_idempotence=True,
                 request_timeout_ms=int(self._timeout_s * 1000),
-                **self._kafka.client_kwargs(),
+                **self._kafka.producer_kwargs(),
             )
             try:
                 await producer.start()
