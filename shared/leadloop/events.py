@@ -11,6 +11,7 @@ A change that removes a field, narrows a type or adds a required field is breaki
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import date, datetime
 from enum import StrEnum
@@ -59,11 +60,23 @@ SCHEMA_VERSION: Final = 1
 # Namespace for deterministic ids (uuid5): the same input always yields the same id,
 # which is what makes a redelivered record recognisable downstream.
 _ID_NAMESPACE = uuid.UUID("6f1d3c1e-5b1a-4a57-9d62-6c9a3f0e1a10")
+_NAMESPACE_BYTES: Final = _ID_NAMESPACE.bytes
+# The version (5) and RFC 4122 variant bits, as ``uuid.UUID(..., version=5)`` sets them.
+_UUID5_KEEP: Final = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID5_SET: Final = (5 << 76) | (0x8000 << 48)
 
 
 def deterministic_id(*parts: str | int) -> str:
-    """A stable id derived from its parts: a redelivery produces the same id."""
-    return str(uuid.uuid5(_ID_NAMESPACE, "\x1f".join(str(p) for p in parts)))
+    """A stable id derived from its parts: a redelivery produces the same id.
+
+    ``str(uuid.uuid5(_ID_NAMESPACE, name))``, computed without building the ``UUID``
+    objects (a what-if replay derives an id for every decision and ladder step)."""
+    name = "\x1f".join(str(p) for p in parts)
+    digest = int.from_bytes(
+        hashlib.sha1(_NAMESPACE_BYTES + name.encode(), usedforsecurity=False).digest()[:16]
+    )
+    h = f"{(digest & _UUID5_KEEP) | _UUID5_SET:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]

@@ -291,6 +291,20 @@ def test_a_lost_stage_without_a_loss_reason_is_invalid() -> None:
     assert stage_change(stage="qualified").loss_reason is None
 
 
+@settings(max_examples=300)
+@given(st.lists(st.text() | st.integers(), min_size=1, max_size=5))
+def test_deterministic_id_is_the_uuid5_of_its_parts(parts: list[str | int]) -> None:
+    namespace = uuid.UUID("6f1d3c1e-5b1a-4a57-9d62-6c9a3f0e1a10")
+    name = "\x1f".join(str(p) for p in parts)
+    try:
+        expected = str(uuid.uuid5(namespace, name))
+    except UnicodeEncodeError:  # a lone surrogate: neither can encode it
+        with pytest.raises(UnicodeEncodeError):
+            deterministic_id(*parts)
+        return
+    assert deterministic_id(*parts) == expected
+
+
 def test_deterministic_id_is_stable_and_distinct() -> None:
     a = deterministic_id("lead", "web_form", "wf-1")
     assert a == deterministic_id("lead", "web_form", "wf-1")
