@@ -17,8 +17,11 @@
 #                           127.0.0.1:18086)
 #   LEADLOOP_PROM_INTERVAL  scrape and rule evaluation interval (default that of
 #                           prometheus.yml, 5s)
+#   LEADLOOP_PROM_RULES     directory of rule files (default deploy/prometheus/rules); a
+#                           test that must see an alert fire within seconds points it at
+#                           the repository's rules with their windows shortened
 # The config written is deploy/prometheus/prometheus.yml with those values and an
-# absolute path to deploy/prometheus/rules, so the rules are always the repository's.
+# absolute path to the rules, by default deploy/prometheus/rules, the repository's.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -35,7 +38,8 @@ write_config() {
   local target=${LEADLOOP_PROM_TARGET:-} interval=${LEADLOOP_PROM_INTERVAL:-}
   local assignment=${LEADLOOP_PROM_ASSIGNMENT_TARGET:-} sla=${LEADLOOP_PROM_SLA_TARGET:-}
   local handoff=${LEADLOOP_PROM_HANDOFF_TARGET:-} notifier=${LEADLOOP_PROM_NOTIFIER_TARGET:-}
-  sed -e "s#^  - rules/\*\.yml#  - $here/rules/*.yml#" \
+  local rules=${LEADLOOP_PROM_RULES:-$here/rules}
+  sed -e "s#^  - rules/\*\.yml#  - $rules/*.yml#" \
       ${target:+-e "s#\"127.0.0.1:18084\"#\"$target\"#"} \
       ${assignment:+-e "s#\"127.0.0.1:18082\"#\"$assignment\"#"} \
       ${sla:+-e "s#\"127.0.0.1:18083\"#\"$sla\"#"} \

@@ -21,11 +21,13 @@ from typing import Any, TypeVar, cast
 import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from faust.sensors import Sensor
 from faust.transport.drivers.aiokafka import Producer as AIOKafkaDriverProducer
-from faust.types import ProducerT
+from faust.types import TP, Message, ProducerT
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from leadloop.consumer_lag import LAG_INTERVAL_S, ConsumerLag, Offsets
 from leadloop.db import RETRIES, TRANSIENT_ERRORS
 from leadloop.faults import fault_point
 from leadloop.logging import get_logger
@@ -54,6 +56,7 @@ __all__ = [
     "faust_credentials",
     "is_transient",
     "make_app",
+    "observe_consumer_lag",
     "process_or_die",
     "raw_topic",
     "register_health",
@@ -180,10 +183,11 @@ class IdempotentProducer(AIOKafkaDriverProducer):
 
 
 class ServiceApp(faust.App):
-    """faust's App with the service's dead-letter policy (set by ``make_app``) and an
-    idempotent producer."""
+    """faust's App with the service's dead-letter policy and consumer lag (set by
+    ``make_app``) and an idempotent producer."""
 
     dead_letters: DeadLetters
+    consumer_lag: ConsumerLag
 
     def _new_producer(self) -> ProducerT:
         return IdempotentProducer(self.transport, loop=self.loop, beacon=self.beacon)
@@ -196,11 +200,57 @@ def dead_letters_of(app: faust.App) -> DeadLetters | None:
 
 def serve_dead_letters(app: faust.App, registry: CollectorRegistry) -> None:
     """Put the app's ``leadloop_dead_letters_total`` on the registry its ``/metrics``
-    serves (every service that consumes has one), and the process's PostgreSQL retries
-    (``leadloop_postgres_retrying_seconds``, ``leadloop.db.RETRIES``)."""
+    serves (every service that consumes has one), the process's PostgreSQL retries
+    (``leadloop_postgres_retrying_seconds``, ``leadloop.db.RETRIES``) and its consumer
+    lag (``leadloop.consumer_lag``)."""
     if (dead_letters := dead_letters_of(app)) is not None:
         registry.register(dead_letters.counter)
+    if isinstance(app, ServiceApp):
+        registry.register(app.consumer_lag)
     registry.register(RETRIES)
+
+
+class _LagSensor(Sensor):
+    """Tells ``ConsumerLag`` which records the agents hold and which they finished."""
+
+    def __init__(self, lag: ConsumerLag) -> None:
+        super().__init__()
+        self._lag = lag
+
+    def on_message_in(self, tp: TP, offset: int, message: Message) -> None:
+        self._lag.received(tp, offset, message.timestamp)
+
+    def on_message_out(self, tp: TP, offset: int, message: Message) -> None:
+        self._lag.finished(tp, offset)
+
+
+async def observe_consumer_lag(app: faust.App, lag: ConsumerLag) -> None:
+    """One pass of the lag timer: the broker's high watermarks of the assigned
+    partitions and the offsets this worker committed.
+
+    The committed offsets are faust's own record (``Consumer._committed_offset``: read
+    from the broker on assignment, updated on every commit), an attribute of the pinned
+    faust-streaming that shared/tests/test_consumer_lag.py checks is there. A
+    partition that has never committed is behind from its earliest offset
+    (``auto_offset_reset=earliest``). A broker that does not answer leaves the last
+    observation standing and says so in the log: the worker's work does not depend
+    on it (so the series go flat: no stall alert on a broker outage, which alerts on its
+    own)."""
+    consumer = app.consumer
+    try:
+        assigned = [tp for tp in consumer.assignment() if tp.topic in lag.topics]
+    except Exception:  # the consumer has not started yet: nothing assigned to observe
+        return
+    try:
+        highwaters = await consumer.highwaters(*assigned) if assigned else {}
+        done: Mapping[TP, int | None] = getattr(consumer, "_committed_offset", {})
+        committed = {tp: done.get(tp) for tp in assigned}
+        if never := [tp for tp, offset in committed.items() if offset is None]:
+            committed.update(await consumer.earliest_offsets(*never))
+    except Exception as exc:  # a metric must never fail the worker whose work it watches
+        log.warning("consumer_lag_unavailable", error=type(exc).__name__)
+        return
+    lag.observe({tp: Offsets(highwaters.get(tp), committed.get(tp)) for tp in assigned})
 
 
 def make_app(
@@ -237,6 +287,22 @@ def make_app(
     )
     app.dead_letters = DeadLetters(
         service, prefix=kafka.topic_prefix, attempts=kafka.poison_attempts
+    )
+    lag = app.consumer_lag = ConsumerLag(
+        service,
+        topics={qualified(spec.name, kafka.topic_prefix): spec.name for spec in REGISTRY},
+        retention_s={
+            spec.name: spec.retention_ms / 1000
+            for spec in REGISTRY
+            if spec.cleanup_policy == "delete"
+        },
+    )
+    app.sensors.add(_LagSensor(lag))
+    service_timer(
+        app,
+        interval=LAG_INTERVAL_S,
+        name="consumer-lag",
+        run=lambda: observe_consumer_lag(app, lag),
     )
     return app
 
