@@ -101,6 +101,7 @@ bench: stack-up ## benchmarks on the real stack (BENCH_ARGS='--leads 20000 --run
 
 soak: stack-up ## the fault tests at a larger scale (LEADLOOP_FAULT_SCALE, default 500000 leads)
 	@. $(STATE)/env && LEADLOOP_FAULT_SCALE=$${LEADLOOP_FAULT_SCALE:-500000} \
+	  LEADLOOP_BROKER_PAUSE_SECONDS=$${LEADLOOP_BROKER_PAUSE_SECONDS:-30} \
 	  $(VENV)/bin/pytest tests/faults --timeout 7200 $(PYTEST_ARGS)
 
 test: stack-up lint ## the whole suite against the real Kafka and PostgreSQL
