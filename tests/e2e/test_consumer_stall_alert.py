@@ -13,6 +13,7 @@ twenty minutes); every expression is the production one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -148,10 +149,13 @@ class Leads:
             )
             self.sent += 1
 
-    async def trickle(self, producer: AIOKafkaProducer, every: float) -> None:
-        while True:
+    async def trickle(self, producer: AIOKafkaProducer, every: float, stop: asyncio.Event) -> None:
+        # Stopped between sends, never inside one: a send cancelled after the broker
+        # took it would be a lead the final count does not know of.
+        while not stop.is_set():
             await self.send(producer, 1)
-            await asyncio.sleep(every)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
 
 
 async def test_a_stalled_worker_fires_the_alert_and_clears_it_on_recovery(
@@ -165,6 +169,7 @@ async def test_a_stalled_worker_fires_the_alert_and_clears_it_on_recovery(
     producer = AIOKafkaProducer(bootstrap_servers=kafka_settings.bootstrap_servers, acks="all")
     await producer.start()
     blocker = await asyncpg.connect(database_url)
+    stop = asyncio.Event()
     trickle: asyncio.Task[None] | None = None
     try:
         # Busy and keeping up: the worker finishes what arrives, no alert.
@@ -180,7 +185,7 @@ async def test_a_stalled_worker_fires_the_alert_and_clears_it_on_recovery(
         await blocker.execute("BEGIN")
         await blocker.execute("LOCK TABLE metric_applied_events IN EXCLUSIVE MODE")
         stalled_at = time.monotonic()
-        trickle = asyncio.create_task(leads.trickle(producer, 0.5))
+        trickle = asyncio.create_task(leads.trickle(producer, 0.5, stop))
         # The worker still serves /metrics: the lag and the age of the oldest held
         # record grow while its progress stays put.
         await until("the lag grows", lambda: (prometheus.value(lag) or 0) >= 5)
@@ -205,7 +210,8 @@ async def test_a_stalled_worker_fires_the_alert_and_clears_it_on_recovery(
         assert fired_after < 60, fired_after
 
         # The lock goes: the worker finishes the backlog and the alert clears.
-        trickle.cancel()
+        stop.set()
+        await trickle
         await blocker.execute("ROLLBACK")
         before = prometheus.value(progress) or 0
         await until("progress resumes", lambda: (prometheus.value(progress) or 0) > before)
@@ -214,8 +220,9 @@ async def test_a_stalled_worker_fires_the_alert_and_clears_it_on_recovery(
         # Every lead finished once, the ones held through the stall included.
         await until("every lead counted", lambda: prometheus.value(progress) == leads.sent)
     finally:
+        stop.set()
         if trickle is not None:
-            trickle.cancel()
+            await asyncio.gather(trickle, return_exceptions=True)
         await blocker.close()
         await producer.stop()
     print(
