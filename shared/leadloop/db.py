@@ -49,7 +49,11 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,
-    asyncpg.exceptions.TooManyConnectionsError,
+    # Class 53, insufficient resources: a full disk, out of memory, too many
+    # connections. The record is fine and the server is up; the operator frees the
+    # resource and the same batch goes through. Taken for a bad record, every record
+    # would fail until the poison policy stopped the worker.
+    asyncpg.exceptions.InsufficientResourcesError,
     asyncpg.exceptions.InterfaceError,
     asyncpg.exceptions.SerializationError,
     asyncpg.exceptions.DeadlockDetectedError,
