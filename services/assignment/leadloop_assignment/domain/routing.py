@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -278,23 +278,40 @@ _Outcome = tuple[str | None, list[Candidate], str | None]
 def _check(
     rep: Rep, team: Team, state: RoutingState, now: datetime, lead_id: str, **kw: bool
 ) -> str | None:
-    today = state.intake.get((rep.rep_id, intake_day(team, now)), 0)
-    return eligibility(
-        rep,
-        state.load.get(rep.rep_id, 0),
-        today,
-        off_hours=team.calendar is not None and not is_working(now, team.calendar),
-        cooling=rep.rep_id in state.cooling.get(lead_id, frozenset()),
-        **kw,
-    )
+    return _checker(team, state, now, lead_id, **kw)(rep)
+
+
+def _checker(
+    team: Team, state: RoutingState, now: datetime, lead_id: str, *, needs_weight: bool = False
+) -> Callable[[Rep], str | None]:
+    """``eligibility`` of the team's reps for one lead at ``now``, with what is the same
+    for every rep (the intake day, working hours, the lead's cooling reps) worked out
+    once: a rotation asks it of every rep of the team."""
+    day = intake_day(team, now)
+    off_hours = team.calendar is not None and not is_working(now, team.calendar)
+    cooling = state.cooling.get(lead_id, frozenset())
+    load, intake = state.load, state.intake
+
+    def check(rep: Rep) -> str | None:
+        return eligibility(
+            rep,
+            load.get(rep.rep_id, 0),
+            intake.get((rep.rep_id, day), 0),
+            needs_weight=needs_weight,
+            off_hours=off_hours,
+            cooling=rep.rep_id in cooling,
+        )
+
+    return check
 
 
 def _round_robin(
     rule: Rule, team: Team, state: RoutingState, now: datetime, lead_id: str
 ) -> _Outcome:
     candidates: list[Candidate] = []
+    check = _checker(team, state, now, lead_id)
     for rep in _rotation(team, state.cursors.get(team.team_id)):
-        skipped = _check(rep, team, state, now, lead_id)
+        skipped = check(rep)
         candidates.append(Candidate(rep.rep_id, skipped))
         if skipped is None:
             return rep.rep_id, candidates, None
@@ -312,8 +329,9 @@ def _weighted(rule: Rule, team: Team, state: RoutingState, now: datetime, lead_i
 
     candidates: list[Candidate] = []
     eligible: list[Rep] = []
+    check = _checker(team, state, now, lead_id, needs_weight=True)
     for rep in _rotation(team, state.cursors.get(team.team_id)):
-        skipped = _check(rep, team, state, now, lead_id, needs_weight=True)
+        skipped = check(rep)
         detail = None
         if skipped is None:
             eligible.append(rep)
@@ -352,8 +370,9 @@ def _least_loaded(
 ) -> _Outcome:
     candidates: list[Candidate] = []
     pick: Rep | None = None
+    check = _checker(team, state, now, lead_id)
     for rep in _rotation(team, state.cursors.get(team.team_id)):
-        skipped = _check(rep, team, state, now, lead_id)
+        skipped = check(rep)
         load = state.load.get(rep.rep_id, 0)
         candidates.append(
             Candidate(rep.rep_id, skipped, None if skipped else f"{load}/{rep.capacity} open")
