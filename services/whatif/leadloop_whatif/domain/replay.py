@@ -30,7 +30,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from leadloop.calendar import BusinessCalendar, CalendarSet
 from leadloop.events import (
@@ -127,6 +127,7 @@ class _Replay:
         self.arrived: set[str] = set()
         self.dirty = False
         self.drained_quarter = -1
+        self.day = -1
         # sla-monitor
         self.leads: dict[str, LeadState] = {}
         self.touches: dict[str, SlaTouch] = {}
@@ -141,6 +142,10 @@ class _Replay:
 
     def run(self) -> Outcome:
         for t, crm, arrivals in _moments(self.history):
+            day = t.toordinal()
+            if day != self.day:
+                self.day = day
+                self.forget_past_intake(t)
             while self.due and self.due[0][0] < t:
                 self.fire(self.due[0][0])
             for event in crm:
@@ -174,6 +179,18 @@ class _Replay:
                 continue
             h = HeldLead(lead, d.team_id, d.rule_id, d.owner_id)
             self.hold(h)
+
+    def forget_past_intake(self, t: datetime) -> None:
+        """Drop daily-cap counts of days that are over in every time zone.
+
+        A decision copies the state's intake map, which would otherwise grow by a day's
+        worth of reps every day of the range. Time only moves forward here, and a
+        team's local day is never more than a day before the UTC one."""
+        cutoff = t.astimezone(UTC).date() - timedelta(days=2)
+        intake = self.state.intake
+        if any(day < cutoff for _, day in intake):
+            kept = {key: n for key, n in intake.items() if key[1] >= cutoff}
+            self.state = replace(self.state, intake=kept)
 
     def hold(self, h: HeldLead) -> None:
         lead_id = h.lead.lead_id
@@ -364,7 +381,10 @@ class _Replay:
                 cal,
             )
             moved = replace(clock, next_level=clock.next_level + len(steps))
-            self.keep_fired(replace(state, clock=moved, due_at=next_due or NEVER))
+            # ``replace`` spelled out: it costs more than the rest of this loop.
+            self.keep_fired(
+                ClockState(moved, next_due or NEVER, state.stopped_at, state.stop_reason)
+            )
             fired = self.fired_by_clock.setdefault(state.key, [])
             for step in steps:
                 esc_id = escalation_id(clock, step.level, warning=step.warning)
