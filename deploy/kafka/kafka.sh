@@ -13,6 +13,19 @@
 #                                         for each are written at format time
 #   kafka.sh acls DIR SPEC_FILE           create the ACL entries in SPEC_FILE as admin
 #   kafka.sh stop-secure DIR
+# A 3-node KRaft cluster in its own folder, beside the default broker (each node broker
+# and controller; replication factor 3, min.insync.replicas 2; docs/reliability.md):
+#   kafka.sh start-cluster DIR BASE_PORT  nodes 1..3 listen on BASE_PORT+N-1 (clients)
+#                                         and BASE_PORT+N+2 (controllers); data, config
+#                                         and log of node N under DIR/node-N; waits
+#                                         until all three answer, prints the bootstrap
+#   kafka.sh stop-cluster DIR             SIGTERM to every node, SIGKILL after 30 s
+#   kafka.sh stop-node DIR N              SIGTERM: a controlled shutdown of node N (its
+#                                         partitions get other leaders first)
+#   kafka.sh kill-node DIR N              SIGKILL of node N
+#   kafka.sh start-node DIR N             start node N again on its data, wait for it
+#   kafka.sh controller DIR               the node id of the active controller
+#   kafka.sh elect-leaders DIR            preferred leader election on every partition
 # A user with their own Kafka sets LEADLOOP_KAFKA__BOOTSTRAP_SERVERS to its address;
 # then start/stop do nothing.
 set -euo pipefail
@@ -189,6 +202,125 @@ secure_stop() {
   if [ -f "$1/kafka.pid" ]; then stop_pidfile "$1/kafka.pid"; fi
 }
 
+# --- the 3-node cluster --------------------------------------------------------------------
+
+cluster_nodes="1 2 3"
+
+node_dir() { echo "$1/node-$2"; }
+
+node_running() { local pf; pf="$(node_dir "$1" "$2")/kafka.pid"; [ -f "$pf" ] && kill -0 "$(cat "$pf")" 2>/dev/null; }
+
+cluster_bootstrap() {
+  local base n out=""; base=$(cat "$1/base_port")
+  for n in $cluster_nodes; do out="$out${out:+,}127.0.0.1:$((base + n - 1))"; done
+  echo "$out"
+}
+
+# Launch node N of the cluster in DIR (its configuration rendered and its storage
+# formatted already) without waiting.
+node_launch() {
+  local nd; nd=$(node_dir "$1" "$2")
+  : > "$nd/server.log"
+  nohup java -Xms128m -Xmx384m -XX:+UseG1GC \
+    -Dlog4j2.configurationFile="$nd/log4j2.properties" \
+    -cp "$libs/*" kafka.Kafka "$nd/server.properties" \
+    > "$nd/stdout.log" 2>&1 < /dev/null &
+  echo $! > "$nd/kafka.pid"
+}
+
+# Wait until node N logged its start and its client port answers.
+node_wait() {
+  local nd port; nd=$(node_dir "$1" "$2"); port=$(( $(cat "$1/base_port") + $2 - 1 ))
+  local wait_s=${LEADLOOP_KAFKA_START_S:-240}
+  for _ in $(seq 1 $((wait_s * 2))); do
+    if grep -q "Kafka Server started" "$nd/server.log" 2>/dev/null \
+        && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      return 0
+    fi
+    if ! node_running "$1" "$2"; then
+      echo "kafka: node $2 exited; see $nd/stdout.log and $nd/server.log" >&2; exit 1
+    fi
+    sleep 0.5
+  done
+  echo "kafka: node $2 not ready after $wait_s s; see $nd/server.log" >&2; exit 1
+}
+
+cluster_start() {
+  local dir="$1" base="$2" n nd voters=""
+  fetch
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  echo "$base" > "$dir/base_port"
+  for n in $cluster_nodes; do voters="$voters${voters:+,}$n@127.0.0.1:$((base + n + 2))"; done
+  [ -f "$dir/cluster.id" ] || java -cp "$libs/*" kafka.tools.StorageTool random-uuid > "$dir/cluster.id"
+  for n in $cluster_nodes; do
+    if node_running "$dir" "$n"; then continue; fi
+    nd=$(node_dir "$dir" "$n")
+    mkdir -p "$nd/data"
+    sed -e "s#@NODE_ID@#$n#g" -e "s#@VOTERS@#$voters#g" -e "s#@PORT@#$((base + n - 1))#g" \
+        -e "s#@CONTROLLER_PORT@#$((base + n + 2))#g" -e "s#@DATA@#$nd/data#g" \
+        "$here/cluster.properties" > "$nd/server.properties"
+    sed -e "s#@LOG@#$nd/server.log#g" "$here/log4j2.properties" > "$nd/log4j2.properties"
+    if [ ! -f "$nd/data/meta.properties" ]; then
+      java -cp "$libs/*" kafka.tools.StorageTool format --ignore-formatted \
+        -t "$(cat "$dir/cluster.id")" -c "$nd/server.properties" >/dev/null
+    fi
+    node_launch "$dir" "$n"
+  done
+  # The nodes wait for each other (a quorum needs two voters), so all start first.
+  for n in $cluster_nodes; do node_wait "$dir" "$n"; done
+  echo "kafka: cluster ready on $(cluster_bootstrap "$dir")"
+}
+
+node_start() {
+  if node_running "$1" "$2"; then echo "kafka: node $2 already running"; return 0; fi
+  [ -f "$(node_dir "$1" "$2")/server.properties" ] || { echo "kafka: no node $2 in $1" >&2; exit 2; }
+  node_launch "$1" "$2"
+  node_wait "$1" "$2"
+  echo "kafka: node $2 ready (pid $(cat "$(node_dir "$1" "$2")/kafka.pid"))"
+}
+
+node_stop() {
+  local pf; pf="$(node_dir "$1" "$2")/kafka.pid"
+  if node_running "$1" "$2"; then stop_pidfile "$pf"; else rm -f "$pf"; fi
+}
+
+node_kill() {
+  local pf pid; pf="$(node_dir "$1" "$2")/kafka.pid"
+  node_running "$1" "$2" || { echo "kafka: node $2 is not running" >&2; exit 1; }
+  pid=$(cat "$pf")
+  kill -KILL "$pid"
+  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  rm -f "$pf"; echo "kafka: node $2 killed (pid $pid)"
+}
+
+# All nodes at once: stopped one after the other, the last ones would wait for a
+# quorum that is already gone before giving up.
+cluster_stop() {
+  local n pids=() pid
+  for n in $cluster_nodes; do
+    if node_running "$1" "$n"; then
+      pid=$(cat "$(node_dir "$1" "$n")/kafka.pid"); pids+=("$pid"); kill -TERM "$pid" 2>/dev/null || true
+    fi
+    rm -f "$(node_dir "$1" "$n")/kafka.pid"
+  done
+  for _ in $(seq 1 60); do
+    local left=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && left=1; done
+    [ "$left" = 0 ] && break
+    sleep 0.5
+  done
+  for pid in "${pids[@]}"; do
+    kill -0 "$pid" 2>/dev/null && { echo "kafka: forcing stop of $pid"; kill -KILL "$pid" || true; }
+  done
+  echo "kafka: cluster stopped"
+}
+
+cluster_admin() {
+  fetch
+  java -cp "$libs/*" "$here/ClusterAdmin.java" "$2" "$(cluster_bootstrap "$1")"
+}
+
 status() { if running; then echo "kafka: running (pid $(cat "$pidfile"))"; else echo "kafka: stopped"; fi; }
 
 case "${1:-}" in
@@ -197,5 +329,12 @@ case "${1:-}" in
   start-secure) secure_start "${2:?DIR}" "${3:?PORT}" "${4:?CONTROLLER_PORT}" ;;
   acls) secure_acls "${2:?DIR}" "${3:?SPEC_FILE}" ;;
   stop-secure) secure_stop "${2:?DIR}" ;;
-  *) echo "usage: $0 fetch|start|stop|status|secure-certs|start-secure|acls|stop-secure" >&2; exit 2 ;;
+  start-cluster) cluster_start "${2:?DIR}" "${3:?BASE_PORT}" ;;
+  stop-cluster) cluster_stop "${2:?DIR}" ;;
+  start-node) node_start "${2:?DIR}" "${3:?N}" ;;
+  stop-node) node_stop "${2:?DIR}" "${3:?N}" ;;
+  kill-node) node_kill "${2:?DIR}" "${3:?N}" ;;
+  controller) cluster_admin "${2:?DIR}" controller ;;
+  elect-leaders) cluster_admin "${2:?DIR}" elect-preferred ;;
+  *) echo "usage: $0 fetch|start|stop|status|secure-certs|start-secure|acls|stop-secure|start-cluster|stop-cluster|start-node|stop-node|kill-node|controller|elect-leaders" >&2; exit 2 ;;
 esac
