@@ -3,15 +3,23 @@ moves and the pool, and the same outcome every time."""
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 
 from leadloop.calendar import CalendarSet
-from leadloop.events import ActivityKind, LeadAccepted, Priority, Stage
+from leadloop.events import (
+    ActivityKind,
+    EscalationAction,
+    EscalationKind,
+    LeadAccepted,
+    Priority,
+    Stage,
+)
 from leadloop_assignment.domain.rules import Rep, Rule, RuleSet, Team
-from leadloop_sla_monitor.domain.ladder import PolicySet
+from leadloop_sla_monitor.domain.ladder import Clock, PolicySet
 from leadloop_whatif.domain.compare import compare
-from leadloop_whatif.domain.history import Arrival, History, StageMove, Touch
-from leadloop_whatif.domain.replay import Configuration, replay
+from leadloop_whatif.domain.history import Arrival, History, StageMove, Step, Touch
+from leadloop_whatif.domain.replay import Configuration, _at_level, _resolved, replay
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -155,3 +163,39 @@ def test_a_pool_rule_waits_and_drains() -> None:
     assert c.whatif.pooled_first >= 4
     assert c.whatif.pool_peak >= 4
     assert c.fidelity.decisions_matched < c.fidelity.decisions
+
+
+def test_the_rows_spelled_out_copy_every_field() -> None:
+    """The replay builds fired clocks and resolved steps field by field (faster than
+    ``dataclasses.replace``): the same rows, and no field left behind."""
+    clock = Clock(
+        "lead-01", EscalationKind.FOLLOW_UP, "c", "fu", "a", "t", "m", T0, 1, T0 + timedelta(1)
+    )
+    assert [f.name for f in fields(Clock)] == [
+        "lead_id",
+        "kind",
+        "cycle",
+        "policy_id",
+        "owner_id",
+        "team_id",
+        "manager_id",
+        "started_at",
+        "next_level",
+        "promised_at",
+    ]
+    assert _at_level(clock, 3) == replace(clock, next_level=3)
+    step = Step(
+        "e", "firing", "lead-01", EscalationKind.FOLLOW_UP, 2, EscalationAction.REASSIGN, T0
+    )
+    assert [f.name for f in fields(Step)] == [
+        "escalation_id",
+        "status",
+        "lead_id",
+        "kind",
+        "level",
+        "action",
+        "at",
+    ]
+    assert _resolved(step, T0 + timedelta(1)) == replace(
+        step, status="resolved", at=T0 + timedelta(1)
+    )

@@ -48,6 +48,7 @@ from leadloop_assignment.domain.planning import assigned_event, plan
 from leadloop_assignment.domain.routing import Decision, RoutingState
 from leadloop_assignment.domain.rules import RosterEntry, RuleSet, with_calendars, with_roster
 from leadloop_sla_monitor.domain.ladder import (
+    Clock,
     PolicySet,
     counts_every_second,
     escalation_id,
@@ -329,9 +330,7 @@ class _Replay:
             for esc_id in self.fired_by_clock.pop((clock.lead_id, clock.kind, clock.cycle), ()):
                 step = self.fired.pop(esc_id, None)
                 if step is not None:
-                    self.out.steps.append(
-                        replace(step, status=EscalationStatus.RESOLVED.value, at=t)
-                    )
+                    self.out.steps.append(_resolved(step, t))
         if lead_id in self.closed and lead_id in self.arrived and not self.clocks.get(lead_id):
             # Decided, closed and no clock running: nothing of it can change any more.
             self.leads.pop(lead_id, None)
@@ -380,7 +379,7 @@ class _Replay:
                 t,
                 cal,
             )
-            moved = replace(clock, next_level=clock.next_level + len(steps))
+            moved = _at_level(clock, clock.next_level + len(steps))
             # ``replace`` spelled out: it costs more than the rest of this loop.
             self.keep_fired(
                 ClockState(moved, next_due or NEVER, state.stopped_at, state.stop_reason)
@@ -420,6 +419,37 @@ class _Replay:
         if state.due_at < NEVER:
             self.seq += 1
             heapq.heappush(self.due, (state.due_at, self.seq, state.key))
+
+
+# ``dataclasses.replace`` spelled out for the two rows made per fired step (it inspects
+# the fields on every call); tests/test_replay.py checks they copy every field.
+
+
+def _at_level(clock: Clock, level: int) -> Clock:
+    return Clock(
+        clock.lead_id,
+        clock.kind,
+        clock.cycle,
+        clock.policy_id,
+        clock.owner_id,
+        clock.team_id,
+        clock.manager_id,
+        clock.started_at,
+        level,
+        clock.promised_at,
+    )
+
+
+def _resolved(step: Step, t: datetime) -> Step:
+    return Step(
+        step.escalation_id,
+        EscalationStatus.RESOLVED.value,
+        step.lead_id,
+        step.kind,
+        step.level,
+        step.action,
+        t,
+    )
 
 
 def _moments(
