@@ -4,12 +4,14 @@ A service process started by a test connects to PostgreSQL or Kafka through the 
 instead of directly. ``forward`` copies bytes both ways. ``black_hole()`` is what a
 partition does: every byte of every open connection is dropped, both ways, and the
 connections stay open — no FIN, no RST, so neither end learns anything until its own
-timeouts fire. A connection opened during the black hole is accepted and never
-answered (the proxy does not even connect to the target): a client's connect "works"
-and its first request hangs, much as a SYN that is never answered leaves it hanging.
-``heal()`` forwards again for connections opened from then on; the ones cut off stay
-dead (their bytes are gone, the stream can never be resumed), so clients must notice
-and reconnect, as they must after a real partition.
+timeouts fire. A connection opened during the black hole is accepted and never answered
+while it lasts (the proxy does not even connect to the target, and reads nothing of it):
+a client's connect "works" and its first request hangs, much as behind a SYN that is
+never answered. ``heal()`` forwards again: connections opened from then on, and the ones
+held meanwhile, whose unread bytes then go through intact (a retransmitted SYN finally
+answered). The connections cut off mid-stream stay dead (their dropped bytes are gone,
+the stream can never be resumed), so clients must notice and reconnect, as they must
+after a real partition.
 
 One thing of TCP is kept when healing: a side that closed its end during the
 partition has that close delivered to the other side (its FIN is retransmitted until
@@ -26,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -53,7 +55,6 @@ class _Link:
     dead: bool = False
     #: Sides that closed their end while the link was dead (delivered on heal).
     closed: set[str] = field(default_factory=set)
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 class BlackHole:
@@ -81,6 +82,11 @@ class BlackHole:
         self.forwarded = 0
         self.dropped = 0
         self._links: set[_Link] = set()
+        #: Clients that connected during a black hole, waiting for the heal.
+        self._held: set[asyncio.StreamWriter] = set()
+        self._closing = False
+        self._healed = asyncio.Event()
+        self._healed.set()
         self._server: asyncio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -97,18 +103,22 @@ class BlackHole:
 
     def black_hole(self) -> None:
         """Drop everything from now on: open connections go dead, new ones are held."""
-        self.mode = Mode.BLACK_HOLE  # the pumps read it before passing each chunk on
-        self._in_loop(self._cut_all)
+        self._run(self._cut_all)
 
     def heal(self) -> None:
-        """Forward new connections again; deliver the closes the partition swallowed."""
-        self.mode = Mode.FORWARD
-        self._in_loop(self._deliver_closes)
+        """Forward again: held connections go through, new ones are forwarded, and the
+        closes the partition swallowed are delivered."""
+        self._run(self._heal)
 
-    def _in_loop(self, fn: object) -> None:
+    def _run(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the proxy's loop and wait for it: when a control returns, every
+        chunk from then on is handled under the new mode."""
         assert self._loop is not None, "the proxy is not running"
-        assert callable(fn)
-        self._loop.call_soon_threadsafe(fn)
+
+        async def call() -> None:
+            fn()
+
+        asyncio.run_coroutine_threadsafe(call(), self._loop).result(10)
 
     # --- the loop's side --------------------------------------------------------------------
 
@@ -126,19 +136,27 @@ class BlackHole:
     ) -> None:
         assert self._server is not None
         self._server.close()
+        self._closing = True
+        self._healed.set()
+        for w in list(self._held):
+            w.transport.abort()
+        # Aborting the transports ends every pump (its reader sees the connection lost);
+        # cancelling the connection's task instead would be logged by asyncio's streams.
         for link in list(self._links):
-            for task in link.tasks:
-                task.cancel()
             for w in (link.client, link.upstream):
                 if w is not None:
                     w.transport.abort()
         await self._server.wait_closed()
 
     def _cut_all(self) -> None:
+        self.mode = Mode.BLACK_HOLE
+        self._healed.clear()
         for link in self._links:
             link.dead = True
 
-    def _deliver_closes(self) -> None:
+    def _heal(self) -> None:
+        self.mode = Mode.FORWARD
+        self._healed.set()
         for link in list(self._links):
             if link.dead and link.closed:
                 for w in (link.client, link.upstream):
@@ -148,12 +166,17 @@ class BlackHole:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
-        link = _Link(client=writer, dead=self.mode is Mode.BLACK_HOLE)
-        self._links.add(link)
-        if link.dead:
+        if self.mode is Mode.BLACK_HOLE:
+            # Like a SYN nobody answers: the client waits, what it sent stays unread;
+            # once healed it goes through intact (a retransmitted SYN got answered).
             self.accepted_in_black_hole += 1
-            await self._pump(link, reader, None, "client")
-            return
+            self._held.add(writer)
+            await self._healed.wait()
+            self._held.discard(writer)
+            if self._closing:
+                return
+        link = _Link(client=writer)
+        self._links.add(link)
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
@@ -161,10 +184,7 @@ class BlackHole:
             writer.transport.abort()
             return
         link.upstream = up_writer
-        this = asyncio.current_task()
-        assert this is not None
         down = asyncio.create_task(self._pump(link, up_reader, writer, "upstream"))
-        link.tasks += [this, down]
         await self._pump(link, reader, up_writer, "client")
         await down
         if not link.dead:  # both ends closed while forwarding: done
