@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -249,25 +250,31 @@ def apply(state: RoutingState, decision: Decision) -> RoutingState:
     """The state after a decision: the owner's load and intake grow (the load of a rep
     the lead was taken from shrinks); a rotation moves the team's cursor to the owner; a
     weighted decision counts under its roster."""
+    # One copy of each map that changes, and one new state (a decision is made for
+    # every lead and every move: copies add up).
+    load = dict(state.load)
     if decision.released is not None:
         gone = decision.released
-        state = replace(state, load={**state.load, gone: max(state.load.get(gone, 0) - 1, 0)})
+        load[gone] = max(load.get(gone, 0) - 1, 0)
     owner = decision.owner_id
     if owner is None:
-        return state
+        return state if decision.released is None else replace(state, load=load)
     assert decision.day is not None
     day_key = (owner, decision.day)
-    new = replace(
-        state,
-        load={**state.load, owner: state.load.get(owner, 0) + 1},
-        intake={**state.intake, day_key: state.intake.get(day_key, 0) + 1},
-    )
+    load[owner] = load.get(owner, 0) + 1
+    cursors, weighted = state.cursors, state.weighted
     if decision.strategy in ROTATIONS:
-        new = replace(new, cursors={**new.cursors, decision.team_id: owner})
+        cursors = {**cursors, decision.team_id: owner}
     if decision.strategy is Strategy.WEIGHTED and decision.roster is not None:
         key = (decision.team_id, decision.roster, owner)
-        new = replace(new, weighted={**new.weighted, key: new.weighted.get(key, 0) + 1})
-    return new
+        weighted = {**weighted, key: weighted.get(key, 0) + 1}
+    return replace(
+        state,
+        load=load,
+        intake={**state.intake, day_key: state.intake.get(day_key, 0) + 1},
+        cursors=cursors,
+        weighted=weighted,
+    )
 
 
 # --- strategies within a team -------------------------------------------------------------
@@ -479,8 +486,28 @@ def place(
 
 
 def _rotation(team: Team, last: str | None) -> list[Rep]:
-    reps = sorted(team.reps, key=lambda r: r.rep_id)
+    """The team's reps in rep-id order, starting after ``last``."""
+    reps, ids = _in_id_order(team)
     if last is None:
-        return reps
-    after = [r for r in reps if r.rep_id > last]
-    return after + [r for r in reps if r.rep_id <= last]
+        return list(reps)
+    cut = bisect_right(ids, last)  # reps[cut:] are those after ``last``
+    return [*reps[cut:], *reps[:cut]]
+
+
+#: id(team) → (the team, its reps in rep-id order, their ids). The team is kept so
+#: that its id cannot be reused while the entry lives; teams live as long as the
+#: rule set that a service or a replay decides with, so a few are in use at a time.
+_ORDERED: dict[int, tuple[Team, tuple[Rep, ...], list[str]]] = {}
+_ORDERED_KEPT = 256
+
+
+def _in_id_order(team: Team) -> tuple[tuple[Rep, ...], list[str]]:
+    """A team's reps sorted once per team instead of for every decision."""
+    found = _ORDERED.get(id(team))
+    if found is not None and found[0] is team:
+        return found[1], found[2]
+    reps = tuple(sorted(team.reps, key=lambda r: r.rep_id))
+    if len(_ORDERED) >= _ORDERED_KEPT:
+        _ORDERED.clear()
+    _ORDERED[id(team)] = (team, reps, [r.rep_id for r in reps])
+    return reps, [r.rep_id for r in reps]
