@@ -485,7 +485,7 @@ def due_at(start: datetime, business_seconds: float, calendar: BusinessCalendar)
     is rounded to the microsecond.
     """
     t, remaining = _utc(start), _duration(business_seconds)
-    line = calendar._timelines.around(t, calendar)
+    line = _timelines(calendar).around(t, calendar)
     if line is not None:
         found = line.due_at(t, remaining)
         if found is not None:
@@ -509,7 +509,7 @@ def business_seconds_between(a: datetime, b: datetime, calendar: BusinessCalenda
     a, b = _utc(a), _utc(b)
     if b < a:
         return -business_seconds_between(b, a, calendar)
-    line = calendar._timelines.around(a, calendar)
+    line = _timelines(calendar).around(a, calendar)
     if line is not None:
         worked = line.worked_between(a, b)
         if worked is not None:
@@ -531,7 +531,7 @@ def is_working(t: datetime, calendar: BusinessCalendar) -> bool:
 def next_working_instant(t: datetime, calendar: BusinessCalendar) -> datetime:
     """``t`` itself (in UTC) if it is working time, else where working time next begins."""
     t = _utc(t)
-    line = calendar._timelines.around(t, calendar)
+    line = _timelines(calendar).around(t, calendar)
     if line is not None:
         found = line.next_working_instant(t)
         if found is not None:
@@ -689,6 +689,15 @@ class _Timelines:
             self._months.clear()
         self._months[key] = line
         return line
+
+
+def _timelines(calendar: BusinessCalendar) -> _Timelines:
+    # Read from pydantic's store of private attributes directly: its ``__getattr__``
+    # costs more than the binary searches the timelines answer with.
+    private = calendar.__pydantic_private__
+    assert private is not None  # a calendar has private attributes
+    timelines: _Timelines = private["_timelines"]
+    return timelines
 
 
 def _timeline(lo: datetime, calendar: BusinessCalendar) -> _Timeline | None:
