@@ -6,21 +6,25 @@ Two independent checks: ``reconcile`` (the stored facts replayed, compared with 
 stored and the served values, every bucket included), and a ground truth computed from
 the generated leads alone (``tests/support/metrics_truth.py``, which shares no code with
 the service) — every funnel, pipeline, outcome, SLA, per-rep and leak-ledger series —
-compared with /metrics; and repeat business and customer satisfaction, histograms whole.
+compared with /metrics; and repeat business and customer satisfaction; histograms whole
+(buckets, sums and counts of assignment latency, first response and time in stage, their
+boundaries as the truth writes them).
 
-The workload keeps that truth independent of the order in which the topics interleave:
-a lead keeps one team; a won or lost lead has one assignment decision (the owner and
-team a win or loss is attributed to are frozen when it becomes known), and its stage
-changes reach an open stage before it is lost; only leads that stay open are
-reassigned to another rep or reclaimed into the pool, by a second decision on the same
-partition after the first. Owners are reps of the roster of config/rules.yaml (mostly
-of the lead's team, some of any team) and one rep not on it; activities (some of them
-notes, which are no touch) and stage changes carry the owner of the moment, ladder
-steps the owner they fired for. A fifth of the leads come from customers who had won
-before (``customer_won_before`` on leads.accepted): their wins are repurchases. A fifth
-are rated on crm.satisfaction, once or twice, decided or not, each score about an owner
-of the lead, another rep on or off the roster, or nobody. Producer retries are
-simulated by sending a share of the events twice.
+The workload keeps that truth independent of the order in which the topics interleave: a
+lead keeps one team; a won or lost lead has one assignment decision (the owner and team
+a win or loss is attributed to are frozen when it becomes known), and its stage changes
+reach an open stage before it is lost; only leads that stay open are reassigned to
+another rep or reclaimed into the pool, by a second decision on the same partition after
+the first; a lead touched and moved by the CRM is moved to `contacted` at its first
+touch (a stage's time is fixed when the next stage is first known). Owners are reps of
+the roster of config/rules.yaml (mostly of the lead's team, some of any team) and one
+rep not on it; activities (some of them notes, which are no touch) and stage changes
+carry the owner of the moment, ladder steps the owner they fired for. A fifth of the
+leads come from customers who had won before (``customer_won_before`` on
+leads.accepted): their wins are repurchases. A fifth are rated on crm.satisfaction, once
+or twice, decided or not, each score about an owner of the lead, another rep on or off
+the roster, or nobody. Producer retries are simulated by sending a share of the events
+twice.
 
 The events are dated January 2026: the metrics' silence sweep would find every owned
 open lead silent, so it is off here (``LEADLOOP_SILENT_AFTER_BUSINESS_DAYS=0``) and no
@@ -59,6 +63,7 @@ from tests.support.metrics_truth import (
     Sample,
     StageChange,
     Step,
+    bucket_differences,
     describe,
     differences,
     key,
@@ -170,7 +175,7 @@ def workload(scale: int, seed: int) -> Workload:
             exp[key("leadloop_leads_received_total", source=source_l)] += 1
             exp[key("leadloop_leads_rejected_total", source=source_l, reason=reason)] += 1
             continue
-        plan = Lead(lead_id, source, priority.value, team)
+        plan = Lead(lead_id, source, priority.value, team, t)
         plan.customer_won_before = rng.random() < 0.2
         generate(rng, plan, t)
         rate(rng, plan, t)
@@ -212,9 +217,14 @@ def generate(rng: random.Random, plan: Lead, t: datetime) -> None:
         timeline.append((at, f"activity:{kind.value}"))
     stages = list(OPEN[: rng.randint(0, 4)]) if timeline else []
     end = rng.choice([None, "won", "lost"]) if stages else None
+    # The CRM moves a touched lead to `contacted` at its first touch (the time in a
+    # stage would otherwise depend on which topic the metrics read first).
+    first_touch = next((when for when, what in timeline if what != "activity:note"), None)
     for stage in [*stages, *([end] if end else [])]:
         at += timedelta(minutes=rng.randint(5, 600))
-        timeline.append((at, f"stage:{stage}"))
+        when = first_touch if stage == "contacted" and first_touch is not None else at
+        timeline.append((when, f"stage:{stage}"))
+    timeline.sort(key=lambda item: item[0])
     # Only leads that stay open move to another owner: an outcome is attributed to the
     # owner when it becomes known, which would depend on the order of arrival.
     moved_at: datetime | None = None
@@ -483,7 +493,10 @@ async def test_kill_9_of_the_metrics_worker_leaves_every_series_exact(
         producing.cancel()
         await conn.close()
 
-    got = served(await asyncio.to_thread(scrape, metrics))
+    exposition = await asyncio.to_thread(scrape, metrics)
+    # The time histograms' boundaries are the truth's own: the scrape must serve them.
+    assert not bucket_differences(exposition), "\n".join(bucket_differences(exposition))
+    got = served(exposition)
     wanted = served_units(load.expected)
     # Every covered series must have samples in the truth: a comparison of nothing
     # would pass.

@@ -14,11 +14,23 @@ facts arriving from several topics in any interleaving, such a value is only wel
 defined when the lead had one owner and one team. :func:`lead_samples` therefore
 refuses histories whose truth would depend on the order of arrival: a lead has one
 team, a won or lost lead one assignment decision, and a lost lead reports an open stage
-before its loss.
+before its loss. The time a lead spent in a stage is fixed by the service when the next
+stage is first known, so a stage entered earlier that arrives later (a touch on
+crm.activities behind a stage change on crm.stage-changes) would not count: a lead
+worked on is owned by its first decision and worked on after it, and a lead both touched
+and moved by the CRM reports ``contacted`` first, at its first touch. Each topic's events
+of a lead are taken to arrive in time order (one partition, produced in that order).
 
 Amounts are counted here in hundredths (integers, exact in any order);
 :func:`served_units` turns them into the currency units the service serves. Satisfaction
 scores are whole numbers 1-5 and served as such (``_sum`` in score units).
+
+Times are observed in whole milliseconds, the part of a millisecond cut off and a time
+before its start counted as 0 (a histogram has no negative bucket); a ``_sum`` is counted
+here in milliseconds and served in seconds. The buckets are the served contract, written
+out here (:data:`TIME_BUCKETS`) rather than read from the service or from a scrape: a
+truth that took them from what it checks could not find them wrong.
+:func:`bucket_differences` compares them with the ``le`` labels of a scrape.
 """
 
 from __future__ import annotations
@@ -26,16 +38,21 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
+from itertools import pairwise
 from pathlib import Path
 
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 __all__ = [
     "AMOUNT_SERIES",
     "COVERED",
     "NEW_SERIES",
     "OPEN_STAGES",
+    "TIME_BUCKETS",
+    "TIME_HISTOGRAMS",
     "Activity",
     "Decision",
     "Difference",
@@ -45,6 +62,7 @@ __all__ = [
     "Sample",
     "StageChange",
     "Step",
+    "bucket_differences",
     "describe",
     "differences",
     "followup",
@@ -96,28 +114,56 @@ REPEAT_AND_SATISFACTION = (
 #: The buckets of the satisfaction histograms: one per score, as the service labels them.
 SATISFACTION_LE = ("1.0", "2.0", "3.0", "4.0", "5.0", "+Inf")
 
-#: Every series name this truth gives. Of the time histograms the ``_count`` only: their
-#: buckets and sums need the exact times and are left to ``reconcile``; satisfaction
-#: scores are exact, so its histograms are given whole.
-COVERED = (
-    "leadloop_leads_received_total",
-    "leadloop_leads_accepted_total",
-    "leadloop_leads_rejected_total",
-    "leadloop_leads_assigned_total",
-    "leadloop_assignment_latency_seconds_count",
-    "leadloop_funnel_entered_total",
-    "leadloop_funnel_open_leads",
-    "leadloop_pipeline_amount",
-    "leadloop_pool_leads",
-    "leadloop_leads_won_total",
-    "leadloop_won_amount_total",
-    "leadloop_leads_lost_total",
-    "leadloop_first_response_seconds_count",
-    "leadloop_sla_breaches_total",
-    "leadloop_sla_resolved_total",
-    "leadloop_sla_open_clocks",
-    *NEW_SERIES,
-    *REPEAT_AND_SATISFACTION,
+_FIRST_RESPONSE_LE = (
+    *("60.0", "300.0", "900.0", "1800.0", "3600.0", "7200.0", "14400.0", "28800.0"),
+    *("86400.0", "172800.0", "604800.0", "+Inf"),
+)
+#: Every time histogram the truth gives and its buckets as the exposition labels them
+#: (``le``, seconds): the metric definitions' boundaries, written out.
+#: ``leadloop_stage_duration_seconds`` is among them: its times are the events' own
+#: (acceptance, first owner, first touch, the CRM's stage changes), no business calendar.
+TIME_BUCKETS: dict[str, tuple[str, ...]] = {
+    "leadloop_assignment_latency_seconds": (
+        *("0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0"),
+        *("10.0", "30.0", "60.0", "+Inf"),
+    ),
+    "leadloop_first_response_seconds": _FIRST_RESPONSE_LE,
+    "leadloop_rep_first_response_seconds": _FIRST_RESPONSE_LE,
+    "leadloop_stage_duration_seconds": (
+        *("300.0", "3600.0", "14400.0", "86400.0", "259200.0", "604800.0", "1209600.0"),
+        *("2592000.0", "7776000.0", "+Inf"),
+    ),
+}
+#: Their series, buckets and sums (in seconds) included.
+TIME_HISTOGRAMS = tuple(
+    f"{name}{part}" for name in TIME_BUCKETS for part in ("_bucket", "_sum", "_count")
+)
+#: Time sums are counted here in milliseconds.
+_TIME_SUMS = frozenset(f"{name}_sum" for name in TIME_BUCKETS)
+
+#: Every series name this truth gives; the histograms whole.
+COVERED = tuple(
+    dict.fromkeys(
+        (
+            "leadloop_leads_received_total",
+            "leadloop_leads_accepted_total",
+            "leadloop_leads_rejected_total",
+            "leadloop_leads_assigned_total",
+            "leadloop_funnel_entered_total",
+            "leadloop_funnel_open_leads",
+            "leadloop_pipeline_amount",
+            "leadloop_pool_leads",
+            "leadloop_leads_won_total",
+            "leadloop_won_amount_total",
+            "leadloop_leads_lost_total",
+            "leadloop_sla_breaches_total",
+            "leadloop_sla_resolved_total",
+            "leadloop_sla_open_clocks",
+            *TIME_HISTOGRAMS,
+            *NEW_SERIES,
+            *REPEAT_AND_SATISFACTION,
+        )
+    )
 )
 
 
@@ -217,6 +263,8 @@ class Lead:
     source: str
     priority: str
     team: str
+    #: leads.accepted's ``accepted_at``: where assignment latency and time in ``new`` start.
+    accepted_at: datetime
     decisions: list[Decision] = field(default_factory=list)
     activities: list[Activity] = field(default_factory=list)
     stages: list[StageChange] = field(default_factory=list)
@@ -259,19 +307,76 @@ def _check(lead: Lead) -> None:
             f"{lead.lead_id}: a lost lead reports an open stage before its loss"
         )
     assert all(1 <= r.score <= 5 for r in lead.ratings), f"{lead.lead_id}: scores are 1-5"
+    # The time in a stage is fixed when the next stage is first known, so an entry that
+    # arrives after it and falls in between would be too late. Each topic arrives in
+    # time order; the topics race, so the first touch and the CRM's stage changes must
+    # not put two different times on the lead's path after its first owner.
+    touches = [a.at for a in lead.activities if a.touch]
+    moved = [c.at for c in lead.stages]
+    if (touches or moved) and lead.decisions:
+        first = min(lead.decisions, key=lambda d: d.at)
+        assert first.owned, f"{lead.lead_id}: a lead worked on is owned by its first decision"
+        assert min(touches + moved) >= first.at, f"{lead.lead_id}: worked on after its owner"
+    if touches and moved:
+        first_moved = min(lead.stages, key=lambda c: c.at)
+        assert (first_moved.stage, first_moved.at) == ("contacted", min(touches)), (
+            f"{lead.lead_id}: the CRM reports contacted first, at the first touch"
+        )
+
+
+def _observe(
+    exp: Counter[Sample], name: str, bounds: Mapping[str, float], value: int, **labels: str
+) -> None:
+    """One observation into a histogram: every bucket whose bound (in the unit of
+    ``value``) it does not exceed, the sum and the count."""
+    for le, bound in bounds.items():
+        if value <= bound:
+            exp[key(f"{name}_bucket", le=le, **labels)] += 1
+    exp[key(f"{name}_sum", **labels)] += value
+    exp[key(f"{name}_count", **labels)] += 1
+
+
+def _bounds(les: tuple[str, ...], scale: int) -> dict[str, float]:
+    """``le`` label -> its bound times ``scale``, exact (``0.005`` s is 5 ms)."""
+    return {le: float("inf") if le == "+Inf" else int(Decimal(le) * scale) for le in les}
+
+
+_SCORE_BOUNDS = _bounds(SATISFACTION_LE, 1)
+#: In milliseconds.
+_TIME_BOUNDS = {name: _bounds(les, 1000) for name, les in TIME_BUCKETS.items()}
 
 
 def _rated(exp: Counter[Sample], name: str, score: int, **labels: str) -> None:
     """One score into a satisfaction histogram: every bucket from its own up."""
-    for le in SATISFACTION_LE:
-        if le == "+Inf" or score <= float(le):
-            exp[key(f"{name}_bucket", le=le, **labels)] += 1
-    exp[key(f"{name}_sum", **labels)] += score
-    exp[key(f"{name}_count", **labels)] += 1
+    _observe(exp, name, _SCORE_BOUNDS, score, **labels)
+
+
+def _timed(exp: Counter[Sample], name: str, start: datetime, end: datetime, **labels: str) -> None:
+    """The time from ``start`` to ``end`` into a time histogram, in whole milliseconds:
+    what is left of a millisecond is dropped, and an end before its start is 0."""
+    micros = (end - start) // timedelta(microseconds=1)
+    _observe(exp, name, _TIME_BOUNDS[name], max(micros, 0) // 1000, **labels)
+
+
+def _entered(lead: Lead) -> dict[str, datetime]:
+    """When the lead first entered each stage: ``new`` at its acceptance, ``assigned``
+    at its first owner, ``contacted`` at its first touch, and every stage the CRM
+    reported (a stage entered again keeps its first time)."""
+    starts = [
+        ("new", lead.accepted_at),
+        *(("assigned", d.at) for d in lead.decisions if d.owned),
+        *(("contacted", a.at) for a in lead.activities if a.touch),
+        *((c.stage, c.at) for c in lead.stages),
+    ]
+    out: dict[str, datetime] = {}
+    for stage, when in starts:
+        out[stage] = min(out.get(stage, when), when)
+    return out
 
 
 def lead_samples(lead: Lead, labels: LabelSets) -> Counter[Sample]:
-    """Every sample one accepted lead adds to the served series (amounts in hundredths)."""
+    """Every sample one accepted lead adds to the served series (amounts in hundredths,
+    time sums in milliseconds)."""
     _check(lead)
     exp: Counter[Sample] = Counter()
     source = labels.source(lead.source)
@@ -315,13 +420,25 @@ def lead_samples(lead: Lead, labels: LabelSets) -> Counter[Sample]:
         reached.add("contacted")
     for stage in reached:
         exp[key("leadloop_funnel_entered_total", stage=stage, source=source)] += 1
+    # Times: acceptance to the first decision (pooled too), the first owner to the
+    # first touch, and each stage left to the next one entered.
     if lead.decisions:
-        exp[key("leadloop_assignment_latency_seconds_count")] += 1
+        first_decided = min(d.at for d in lead.decisions)
+        _timed(exp, "leadloop_assignment_latency_seconds", lead.accepted_at, first_decided)
     # The first response is owed by the first owner, whoever touches the lead.
     first_owner = owning[0].owner if owning else None
     if first_owner is not None and touches:
-        exp[key("leadloop_first_response_seconds_count", team=team, priority=lead.priority)] += 1
-        exp[key("leadloop_rep_first_response_seconds_count", **labels.rep(first_owner))] += 1
+        start, end = owning[0].at, min(a.at for a in touches)
+        by = {"team": team, "priority": lead.priority}
+        _timed(exp, "leadloop_first_response_seconds", start, end, **by)
+        by_rep = labels.rep(first_owner)
+        _timed(exp, "leadloop_rep_first_response_seconds", start, end, **by_rep)
+    if lead.decisions:  # a stage's time waits for the lead's team
+        rank = (*OPEN_STAGES, *CLOSED).index
+        path = sorted(_entered(lead).items(), key=lambda e: (e[1], rank(e[0])))
+        for (left, start), (_, end) in pairwise(path):
+            if left not in CLOSED:
+                _timed(exp, "leadloop_stage_duration_seconds", start, end, stage=left, team=team)
     status = followup(lead)
     if first_owner is not None and status is not None:
         exp[key("leadloop_rep_followups", status=status, **labels.rep(first_owner))] += 1
@@ -376,8 +493,10 @@ def lead_samples(lead: Lead, labels: LabelSets) -> Counter[Sample]:
 
 
 def served_units(expected: Counter[Sample]) -> dict[Sample, float]:
-    """The non-zero expected samples in the units the service serves."""
-    return {k: (v / 100 if k[0] in AMOUNT_SERIES else float(v)) for k, v in expected.items() if v}
+    """The non-zero expected samples in the units the service serves: amounts from
+    hundredths, time sums from milliseconds to seconds."""
+    scale = {**dict.fromkeys(AMOUNT_SERIES, 100), **dict.fromkeys(_TIME_SUMS, 1000)}
+    return {k: v / scale.get(k[0], 1) for k, v in expected.items() if v}
 
 
 @dataclass(frozen=True)
@@ -403,6 +522,25 @@ def differences(
         for k in sorted(keys)
         if expected.get(k, 0.0) != served.get(k, 0.0)
     ]
+
+
+def bucket_differences(exposition: str) -> list[str]:
+    """How the ``le`` labels of the time histograms in a scrape differ from
+    :data:`TIME_BUCKETS`, one line per histogram and label set (empty: they agree; a
+    histogram without samples in the scrape is reported too)."""
+    seen: dict[str, dict[tuple[tuple[str, str], ...], list[str]]] = defaultdict(dict)
+    for family in text_string_to_metric_families(exposition):
+        for s in family.samples:
+            name = s.name.removesuffix("_bucket")
+            if s.name.endswith("_bucket") and name in TIME_BUCKETS:
+                rest = tuple(sorted((k, v) for k, v in s.labels.items() if k != "le"))
+                seen[name].setdefault(rest, []).append(s.labels["le"])
+    out = [f"{name}: no buckets served" for name in TIME_BUCKETS if name not in seen]
+    for name, by_labels in sorted(seen.items()):
+        for rest, les in sorted(by_labels.items()):
+            if tuple(les) != TIME_BUCKETS[name]:
+                out.append(f"{name}{dict(rest)}: served le {les}, expected {TIME_BUCKETS[name]}")
+    return out
 
 
 def describe(diffs: list[Difference], per_series: int = 5) -> str:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from tests.support.metrics_truth import (
     COVERED,
+    TIME_BUCKETS,
     Activity,
     Decision,
     LabelSets,
@@ -18,6 +19,7 @@ from tests.support.metrics_truth import (
     Sample,
     StageChange,
     Step,
+    bucket_differences,
     describe,
     differences,
     followup,
@@ -42,7 +44,7 @@ def at(minutes: float) -> datetime:
 
 
 def lead(*decisions: Decision, team: str = "north", source: str = "web_form") -> Lead:
-    return Lead("l1", source, "hot", team, decisions=list(decisions))
+    return Lead("l1", source, "hot", team, T0, decisions=list(decisions))
 
 
 def initial(rep: str = "rep-a", minutes: float = 1) -> Decision:
@@ -113,7 +115,7 @@ def test_a_won_lead_is_the_owners_with_its_latest_amount() -> None:
     plan = lead(initial())
     plan.activities = [Activity(at(5), "rep-a", "call")]
     plan.stages = [
-        StageChange(at(10), "contacted", "rep-a"),
+        StageChange(at(5), "contacted", "rep-a"),
         StageChange(at(20), "proposal", "rep-a", amount_cents=150_000),
         StageChange(at(30), "won", "rep-a", amount_cents=123_456),
     ]
@@ -260,8 +262,8 @@ def test_differences_name_every_disagreeing_covered_series_and_nothing_else() ->
         key("leadloop_rep_open_leads", **A): 1.0,  # wrong value
         key("leadloop_rep_touches_total", **B): 1.0,  # not in the truth
         key("leadloop_leads_by_state", state="pooled", team="north"): 1.0,
-        key("leadloop_stage_duration_seconds_count", stage="new", team="north"): 3.0,
-        key("leadloop_rep_first_response_seconds_bucket", le="60.0", **A): 1.0,
+        key("leadloop_leads_duplicate_total", source="web_form"): 3.0,
+        key("leadloop_forecast_amount", team="north", month="current", kind="commit"): 1.0,
     }
     diffs = differences(expected, served)
     assert [(str(d.sample[0]), d.expected, d.served) for d in diffs] == [
@@ -295,7 +297,7 @@ def won_lead(*, won_before: bool, team: str = "north") -> Lead:
     plan.customer_won_before = won_before
     plan.activities = [Activity(at(5), "rep-a", "call")]
     plan.stages = [
-        StageChange(at(10), "contacted", "rep-a"),
+        StageChange(at(5), "contacted", "rep-a"),
         StageChange(at(30), "won", "rep-a", amount_cents=10_000),
     ]
     return plan
@@ -372,3 +374,161 @@ def test_a_score_off_the_scale_is_refused() -> None:
     plan.ratings = [Rating(at(1), 6, None)]
     with pytest.raises(AssertionError, match="1-5"):
         lead_samples(plan, LABELS)
+
+
+def ms(n: float) -> datetime:
+    return T0 + timedelta(milliseconds=n)
+
+
+def buckets(samples: Counter[Sample], name: str, **values: str) -> list[str]:
+    """The ``le`` of the buckets of one series that the samples count in."""
+    return [
+        dict(k)["le"]
+        for k, v in of(samples, f"{name}_bucket").items()
+        if v and {n: x for n, x in k if n != "le"} == values
+    ]
+
+
+LATENCY = "leadloop_assignment_latency_seconds"
+
+
+@pytest.mark.parametrize(
+    ("after_ms", "first_le", "summed_ms"),
+    [
+        (5, "0.005", 5),  # on a boundary: in that bucket
+        (6, "0.01", 6),  # a millisecond more: the next
+        (5.999, "0.005", 5),  # what is left of a millisecond is dropped
+        (60_000, "60.0", 60_000),
+        (60_001, "+Inf", 60_001),
+        (-3, "0.005", 0),  # decided before its acceptance (clock skew): 0
+    ],
+)
+def test_assignment_latency_is_whole_milliseconds_in_every_bucket_from_its_own_up(
+    after_ms: float, first_le: str, summed_ms: int
+) -> None:
+    s = lead_samples(lead(Decision(ms(after_ms), "pooled", "pool", None)), LABELS)
+    les = TIME_BUCKETS[LATENCY]
+    assert buckets(s, LATENCY) == list(les[les.index(first_le) :])
+    assert s[key(f"{LATENCY}_sum")] == summed_ms
+    assert of(s, f"{LATENCY}_count") == {(): 1}
+    assert served_units(s).get(key(f"{LATENCY}_sum"), 0.0) == summed_ms / 1000
+
+
+def test_assignment_latency_runs_to_the_first_decision_whatever_it_decided() -> None:
+    moved = Decision(ms(900), "reassigned", "round_robin", "rep-b", previous_owner="rep-a")
+    s = lead_samples(lead(moved, Decision(ms(30), "initial", "round_robin", "rep-a")), LABELS)
+    assert buckets(s, LATENCY)[0] == "0.05"
+    assert of(s, f"{LATENCY}_sum") == {(): 30}
+    assert of(lead_samples(lead(), LABELS), f"{LATENCY}_count") == {}  # never decided
+
+
+def test_first_response_runs_from_the_first_owner_to_the_first_touch() -> None:
+    first_response = "leadloop_first_response_seconds"
+    by_rep = "leadloop_rep_first_response_seconds"
+    plan = lead(initial(minutes=1))
+    # A note is no touch; 300 s after the owner is exactly the 300 s boundary.
+    plan.activities = [Activity(at(2), "rep-a", "note"), Activity(at(6), "rep-b", "call")]
+    s = lead_samples(plan, LABELS)
+    team = {"team": "north", "priority": "hot"}
+    les = TIME_BUCKETS[first_response]
+    assert buckets(s, first_response, **team) == list(les[1:])
+    assert buckets(s, by_rep, **A) == list(les[1:])  # the first owner's, not the toucher's
+    assert of(s, f"{first_response}_sum") == {labels(**team): 300_000}
+    assert served_units(s)[key(f"{by_rep}_sum", **A)] == 300.0
+    plan.activities.append(Activity(at(6) - timedelta(microseconds=1), "rep-a", "email"))
+    assert buckets(lead_samples(plan, LABELS), first_response, **team) == list(les[1:])
+    plan.activities = [Activity(at(6) + timedelta(milliseconds=1), "rep-a", "email")]
+    s = lead_samples(plan, LABELS)
+    assert buckets(s, first_response, **team) == list(les[2:])  # 300.001 s: the next
+    assert of(s, f"{by_rep}_sum") == {labels(**A): 300_001}
+
+
+def test_each_stage_left_is_timed_from_its_first_entry_to_the_next_stage_entered() -> None:
+    duration = "leadloop_stage_duration_seconds"
+    plan = lead(
+        initial(minutes=1),
+        Decision(at(2), "reassigned", "round_robin", "rep-b", previous_owner="rep-a"),
+    )
+    plan.activities = [Activity(at(5), "rep-b", "call"), Activity(at(7), "rep-b", "call")]
+    plan.stages = [
+        StageChange(at(5), "contacted", "rep-b"),
+        StageChange(at(65), "qualified", "rep-b"),
+        StageChange(at(70), "contacted", "rep-b"),  # back: not a new entry
+        StageChange(at(200), "negotiation", "rep-b", amount_cents=1),
+    ]
+    s = lead_samples(plan, LABELS)
+    assert of(s, f"{duration}_sum") == {
+        labels(stage="new", team="north"): 60_000,
+        labels(stage="assigned", team="north"): 240_000,
+        labels(stage="contacted", team="north"): 3_600_000,
+        labels(stage="qualified", team="north"): 8_100_000,
+    }
+    assert buckets(s, duration, stage="contacted", team="north")[0] == "3600.0"
+    assert buckets(s, duration, stage="qualified", team="north")[0] == "14400.0"
+    # The stage it is in is not timed, nor a closed one; a lead never decided has no
+    # team to time its stages for.
+    plan.stages.append(StageChange(at(300), "won", "rep-b", amount_cents=1))
+    plan.decisions = plan.decisions[:1]
+    s = lead_samples(plan, LABELS)
+    assert of(s, f"{duration}_count")[labels(stage="negotiation", team="north")] == 1
+    assert {dict(k)["stage"] for k in of(s, f"{duration}_count")} == {
+        *("new", "assigned", "contacted", "qualified", "negotiation")
+    }
+    assert of(lead_samples(lead(), LABELS), f"{duration}_count") == {}
+
+
+def test_histories_whose_stage_times_depend_on_the_order_of_arrival_are_refused() -> None:
+    # A touch before the CRM's `contacted`: the time in `assigned` would depend on which
+    # of the two topics the service read first.
+    early_touch = lead(initial())
+    early_touch.activities = [Activity(at(3), "rep-a", "call")]
+    early_touch.stages = [StageChange(at(4), "contacted", "rep-a")]
+    with pytest.raises(AssertionError, match="contacted first"):
+        lead_samples(early_touch, LABELS)
+    # Pooled first, owned later: the time in `new` would depend on when the owner came.
+    pooled_first = lead(
+        Decision(at(1), "pooled", "pool", None),
+        Decision(at(2), "initial", "round_robin", "rep-a"),
+    )
+    pooled_first.activities = [Activity(at(3), "rep-a", "call")]
+    with pytest.raises(AssertionError, match="owned by its first decision"):
+        lead_samples(pooled_first, LABELS)
+
+
+def test_a_served_bucket_off_by_one_is_reported() -> None:
+    plan = lead(initial(minutes=1))
+    plan.activities = [Activity(at(6), "rep-a", "call")]
+    plan.stages = [StageChange(at(6), "contacted", "rep-a")]
+    expected = served_units(lead_samples(plan, LABELS))
+    assert differences(expected, dict(expected)) == []
+    bucket = key("leadloop_first_response_seconds_bucket", le="900.0", team="north", priority="hot")
+    total = key("leadloop_assignment_latency_seconds_sum")
+    served = {**expected, bucket: expected[bucket] + 1, total: expected[total] + 0.001}
+    diffs = differences(expected, served)
+    assert [(d.sample, d.expected, d.served) for d in diffs] == [
+        (total, 60.0, 60.001),
+        (bucket, 1.0, 2.0),
+    ]
+    assert "2 samples differ in 2 series" in describe(diffs)
+
+
+def exposition(les: dict[str, tuple[str, ...]]) -> str:
+    lines = []
+    for name, bounds in les.items():
+        lines.append(f"# TYPE {name} histogram")
+        lines.extend(f'{name}_bucket{{le="{le}",team="north"}} 1.0' for le in bounds)
+        lines.append(f'{name}_count{{team="north"}} 1.0')
+        lines.append(f'{name}_sum{{team="north"}} 0.5')
+    return "\n".join(lines) + "\n"
+
+
+def test_bucket_differences_reports_boundaries_the_scrape_does_not_share() -> None:
+    assert bucket_differences(exposition(TIME_BUCKETS)) == []
+    wrong = dict(TIME_BUCKETS)
+    latency = TIME_BUCKETS[LATENCY]
+    wrong[LATENCY] = (*latency[:2], "0.02", *latency[3:])
+    del wrong["leadloop_stage_duration_seconds"]
+    found = bucket_differences(exposition(wrong))
+    assert len(found) == 2
+    assert found[0] == "leadloop_stage_duration_seconds: no buckets served"
+    assert found[1].startswith(LATENCY + "{'team': 'north'}: served le ['0.005', '0.01', '0.02'")
