@@ -5,6 +5,9 @@ PostgreSQL, with fakes of HubSpot's CRM API and Meta's Graph API on loopback.
   (signed data push) land on ``crm.stage-changes`` / ``crm.activities`` as contract
   events keyed by lead id; a bad signature is 401 and publishes nothing; an unmapped
   loss reason is one record on ``crm.rejected`` carrying no submitted value.
+- Replays: the same signed HubSpot request, and the same signed 简道云 push, again is
+  refused 409 (``fail`` for 简道云), published once and counted (endpoint ``crm-hook``);
+  a request that failed on our side (HubSpot's API answered 500: 503) is taken on retry.
 - A Salesforce Outbound Message is answered ``<Ack>true</Ack>``; its redelivery is
   acked again and published once; another org's message is 403.
 - Meta: the GET handshake echoes the challenge only for our verify token; a signed
@@ -28,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 import yaml
 from tests.fakes.meta_graph import FakeGraph
@@ -354,3 +358,83 @@ async def test_meta_lead_ads_end_to_end(
     assert (await post(http, url, body, signed(body, "not-the-app-secret")))[0] == 401
     raw = await collect(kafka_settings, "leads.raw", 3, within=5, linger_ms=1000)
     assert len(raw) == 2, "a failed Graph read publishes nothing"
+
+
+async def test_vendor_webhook_replays_are_refused_and_our_failures_released(
+    ingest: ServiceGroup,
+    hubspot: FakeHubSpotCrm,
+    kafka_settings: Any,
+    database_url: str,
+    http: aiohttp.ClientSession,
+) -> None:
+    hubspot.add("deals", "1101", {"leadloop_lead_id": "lead-r1", "hubspot_owner_id": "rep-1"})
+    hubspot.add("deals", "1102", {"leadloop_lead_id": "lead-r2", "hubspot_owner_id": "rep-1"})
+
+    def deal(object_id: int, event_id: int) -> bytes:
+        change = {
+            "objectId": object_id,
+            "propertyName": "dealstage",
+            "propertyValue": "closedwon",
+            "eventId": event_id,
+            "subscriptionId": 25,
+            "portalId": 33,
+            "occurredAt": 1765000000000 + event_id,
+            "subscriptionType": "deal.propertyChange",
+            "attemptNumber": 0,
+        }
+        return json.dumps([change]).encode()
+
+    # --- HubSpot: the same signed request again is refused ------------------------------
+    url = ingest.url("ingest", "/v1/crm/hooks/hubspot/hs")
+    body = deal(1101, 11)
+    headers = {"Content-Type": "application/json", **hubspot_signed(HS_SECRET, "POST", url, body)}
+    assert (await post(http, url, body, headers))[0] == 200
+    assert await post(http, url, body, headers) == (409, b'{"error": "replayed"}')
+
+    # --- HubSpot's API fails on our side: 503, then HubSpot's retry is taken ------------
+    body = deal(1102, 12)
+    headers = {"Content-Type": "application/json", **hubspot_signed(HS_SECRET, "POST", url, body)}
+    hubspot.fail_next = 1
+    assert (await post(http, url, body, headers))[0] == 503
+    assert (await post(http, url, body, headers))[0] == 200
+    assert (await post(http, url, body, headers))[0] == 409
+
+    # --- 简道云: the same signed push again is refused with ``fail`` -------------------
+    jdy_url = ingest.url("ingest", "/v1/crm/hooks/jiandaoyun/jdy")
+    won = {
+        "op": "data_update",
+        "data": {
+            "_id": "r9",
+            "_widget_1": "lead-r3",
+            "_widget_2": {"username": "zs"},
+            "_widget_3": "赢单",
+        },
+    }
+    payload = json.dumps(won, ensure_ascii=False).encode()
+    query, sig = jdy_signed(JDY_SECRET, payload)
+    jdy_headers = {"Content-Type": "application/json", "X-JDY-DeliverId": "dv-r", **sig}
+    assert await post(http, jdy_url, payload, jdy_headers, query) == (200, b"success")
+    assert await post(http, jdy_url, payload, jdy_headers, query) == (409, b"fail")
+
+    # --- each stage change once; the replays counted, the keys in PostgreSQL ------------
+    stages = await collect(kafka_settings, "crm.stage-changes", 3, linger_ms=2000)
+    leads = sorted(StageChanged.model_validate_json(r.value).lead_id for r in stages)
+    assert leads == ["lead-r1", "lead-r2", "lead-r3"]
+    async with http.get(ingest.url("ingest", "/metrics")) as response:
+        metrics = await response.text()
+    assert 'leadloop_ingest_webhook_replays_total{endpoint="crm-hook"} 3.0' in metrics
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT scope, expires_at - reserved_at AS kept FROM webhook_replays ORDER BY scope"
+        )
+    finally:
+        await conn.close()
+    assert [r["scope"] for r in rows] == [
+        "crm-hook:hubspot:hs",
+        "crm-hook:hubspot:hs",
+        "crm-hook:jiandaoyun:jdy",
+    ]
+    # HubSpot's keys last its 5-minute window; 简道云's (no window) the retention.
+    assert all(r["kept"].total_seconds() <= 302 for r in rows[:2])
+    assert rows[2]["kept"].total_seconds() >= 7 * 24 * 3600

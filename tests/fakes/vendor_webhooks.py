@@ -14,7 +14,7 @@ a subscription event names).
 - HubSpot CRM v3 objects (developers.hubspot.com/docs/api/crm/understanding-the-crm):
   ``GET /crm/v3/objects/{type}/{id}?properties=…&associations=contacts`` with
   ``Authorization: Bearer <private-app token>``; 401 with HubSpot's error body for a
-  wrong token, 404 for an unknown record.
+  wrong token, 404 for an unknown record; ``fail_next`` answers the next calls 500.
 """
 
 from __future__ import annotations
@@ -96,6 +96,8 @@ class FakeHubSpotCrm(LoopbackServer):
     token: str
     records: dict[tuple[str, str], tuple[dict[str, Any], list[str]]] = field(default_factory=dict)
     requests: list[tuple[str, dict[str, str], str]] = field(default_factory=list)
+    #: The next N calls answer HTTP 500 (HubSpot's error body), as an outage would.
+    fail_next: int = 0
 
     def add(
         self,
@@ -109,6 +111,15 @@ class FakeHubSpotCrm(LoopbackServer):
     async def _get(self, request: web.Request) -> web.Response:
         auth = request.headers.get("Authorization", "")
         self.requests.append((request.path, dict(request.query), auth))
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            failed = {
+                "status": "error",
+                "message": "internal error",
+                "correlationId": "00000000-0000-0000-0000-000000000000",
+                "category": "INTERNAL_ERROR",
+            }
+            return web.json_response(failed, status=500)
         if auth != f"Bearer {self.token}":
             denied = {
                 "status": "error",

@@ -176,6 +176,7 @@ def main() -> None:
                 clock=clock,
                 http=vendor_http,
                 publish_timeout_s=cfg.webhook_publish_timeout_s,
+                replays=replays,
             )
             register_vendor_hooks(app, hooks)
         feedback = Feedback(

@@ -2,7 +2,7 @@
 
 - ``leadloop_ingest_webhook_replays_total{endpoint}`` — signed requests refused 409
   ``replayed`` (a second delivery of a request already accepted); endpoint ``lead``,
-  ``meta`` or ``crm``.
+  ``meta``, ``crm`` (CRM feedback) or ``crm-hook`` (the vendor CRM webhooks).
 - ``leadloop_ingest_webhook_replays_purged_total`` — expired replay-cache rows removed by
   this worker.
 - ``leadloop_dead_letters_total`` — the shared dead-letter counter (``leadloop.kafka``).
@@ -19,7 +19,7 @@ from leadloop.kafka import serve_dead_letters
 
 __all__ = ["ENDPOINTS", "IngestMetrics", "serve_metrics"]
 
-ENDPOINTS = ("lead", "meta", "crm")
+ENDPOINTS = ("lead", "meta", "crm", "crm-hook")
 
 
 class IngestMetrics:

@@ -9,13 +9,20 @@ acks=all to ``crm.activities`` / ``crm.stage-changes`` (key: lead_id), unusable 
 | 401 | HubSpot / 简道云 signature missing, wrong or stale (body ``fail`` for 简道云) |
 | 403 | Salesforce message from another ``OrganizationId`` |
 | 404 | no target of that name and kind |
+| 409 | HubSpot / 简道云: this signed request came before (``replayed``; ``fail`` for 简道云) |
 | 400 / 413 | not the vendor's format / body over 1 MiB |
-| 503 | the broker did not acknowledge, or HubSpot's CRM API did not answer: the vendor retries |
+| 503 | the broker, HubSpot's CRM API or the replay cache did not answer: the vendor retries |
 
 ``crm.rejected`` gets a PII-free reference, not the vendor's body (a 简道云 push or a
 Salesforce sObject holds every field of the record, contact data included): value
 ``{"reason", "detail", "reference": {vendor ids}}``, headers ``reject-reason``,
 ``reject-detail``, ``source-endpoint``, ``rejected-at``.
+
+Replays: a HubSpot or 简道云 request whose signature verified is reserved in ingest's
+replay cache (``Replays``, scope ``crm-hook:<vendor>:<target>``) before its items are
+looked up or published; HubSpot's until its signed timestamp + 5 minutes (after which
+it no longer verifies), 简道云's for the retention (its timestamp has no window). A 503
+of ours releases it, so the vendor's retry is taken. Salesforce signs nothing: no key.
 
 Redelivery: every event id is derived from the vendor's ids, so a redelivered item is
 the same event and consumers dedupe it (ingest's timeline keys rows by event_id); this
@@ -28,8 +35,9 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import quote
@@ -42,8 +50,15 @@ from leadloop.clock import Clock
 from leadloop.config_file import ConfigFileError, load_yaml
 from leadloop.logging import get_logger
 from leadloop.messaging import OutMessage, Publisher, event_message
-from leadloop_ingest.adapters.intake_http import Reply, TooLarge, read_body, refusal
-from leadloop_ingest.domain.vendor_signatures import verify_hubspot_v3, verify_jiandaoyun
+from leadloop_ingest.adapters.intake_http import Replays, Reply, TooLarge, read_body, refusal
+from leadloop_ingest.domain.replays import REPLAYED, Reservation
+from leadloop_ingest.domain.vendor_signatures import (
+    HUBSPOT_TOLERANCE_S,
+    JDY_SIGNATURE,
+    hubspot_replay_parts,
+    verify_hubspot_v3,
+    verify_jiandaoyun,
+)
 from leadloop_ingest.domain.vendors.hubspot import (
     HubSpotLookup,
     HubSpotRecord,
@@ -144,7 +159,9 @@ class VendorHooks:
         clock: Clock,
         http: httpx.AsyncClient,
         publish_timeout_s: float = 10.0,
+        replays: Replays | None = None,
     ) -> None:
+        self._replays = replays
         self._targets = inbound.targets
         self._secrets = dict(secrets)
         self._tokens = dict(api_tokens)
@@ -210,6 +227,15 @@ class VendorHooks:
         events = hubspot_events(body)
         if events is None:
             return self._refuse(400, "invalid_payload", "hubspot", name)
+        signature, signed_at = hubspot_replay_parts(headers)
+        held = await self._reserve("hubspot", name, signature, signed_at, HUBSPOT_TOLERANCE_S)
+        if isinstance(held, Reply):
+            return _json_reply(held)
+        return await self._kept(held, self._hubspot_deliver(name, target, events))
+
+    async def _hubspot_deliver(
+        self, name: str, target: Target, events: Sequence[dict[str, Any]]
+    ) -> HookReply:
         lookups = [hubspot_lookup(e, target) for e in events]
         gate = asyncio.Semaphore(8)
 
@@ -309,6 +335,18 @@ class VendorHooks:
             # The vendor's demo answers "fail"; the status says why to a human.
             return HookReply(401, b"fail", "text/plain")
         lowered = {k.lower(): v for k, v in headers.items()}
+        # The signature covers nonce and timestamp, but no window applies to them (none is
+        # documented): the key is kept for the retention, as for Meta's untimed signature.
+        held = await self._reserve("jiandaoyun", name, lowered[JDY_SIGNATURE.lower()], None, 0)
+        if isinstance(held, Reply):
+            if held.status == 409:
+                return HookReply(409, b"fail", "text/plain")
+            return _json_reply(held)
+        return await self._kept(held, self._jiandaoyun_deliver(name, target, lowered, body))
+
+    async def _jiandaoyun_deliver(
+        self, name: str, target: Target, lowered: Mapping[str, str], body: bytes
+    ) -> HookReply:
         outcome = map_jiandaoyun(
             body, lowered.get("x-jdy-deliverid"), target, name, self._clock.now()
         )
@@ -318,6 +356,10 @@ class VendorHooks:
     # ----------------------------------------------------------------------- Salesforce
 
     async def _salesforce(self, name: str, target: Target, body: bytes) -> HookReply:
+        # No replay cache here: an Outbound Message carries no signature (its authenticity
+        # is the OrganizationId, TLS and Salesforce's IP ranges), so there is no signed
+        # request to hold a key for; a replayed message is its Notification Ids again, the
+        # same event ids, deduped downstream.
         message = parse_outbound(body)
         if isinstance(message, Reject):
             return self._refuse(400, message.reason, "salesforce", name)
@@ -331,6 +373,48 @@ class VendorHooks:
         return HookReply(200, soap_ack(True), "text/xml")
 
     # --------------------------------------------------------------------------- shared
+
+    async def _reserve(
+        self,
+        vendor: str,
+        name: str,
+        signature: str,
+        signed_at: datetime | None,
+        tolerance_s: int,
+    ) -> Reservation | Reply | None:
+        """Hold a verified request's replay key: the reservation; a 409 ``replayed``
+        (counted as endpoint ``crm-hook``) or 503 (cache unreachable) for the vendor's
+        format; None when no replay cache is wired.
+
+        A replay is refused 409, not answered 2xx: the key may belong to a first delivery
+        still in flight that can yet fail (503) and be released, and a 2xx would tell the
+        vendor to drop what no later retry could then repair. The refusal's retries are
+        bounded: HubSpot retries a 4xx at most 10 times over 24 hours (and a retry with
+        the same signature is stale after 5 minutes); 简道云 documents no retry schedule,
+        and its key expires after the retention, when a redelivery is taken again and
+        deduped by event id.
+        """
+        if self._replays is None:
+            return None
+        held = await self._replays.reserve(
+            scope=f"crm-hook:{vendor}:{name}",
+            signature=signature,
+            signed_at=signed_at,
+            tolerance_s=tolerance_s,
+        )
+        if isinstance(held, Reply) and held.status == 409:
+            log.info("vendor_hook_refused", status=409, reason=REPLAYED, vendor=vendor, target=name)
+        return held
+
+    async def _kept(self, held: Reservation | None, delivery: Awaitable[HookReply]) -> HookReply:
+        """``delivery``'s reply. Any failure of ours (``_Unavailable``, answered 503, or a
+        bug) releases ``held`` first: the vendor's retry of the request is not a replay."""
+        try:
+            return await delivery
+        except BaseException:
+            if held is not None and self._replays is not None:
+                await self._replays.release(held)
+            raise
 
     async def _publish(self, outcomes: Sequence[Outcome], vendor: str, name: str) -> dict[str, int]:
         now = self._clock.now()

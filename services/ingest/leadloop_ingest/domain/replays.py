@@ -3,15 +3,15 @@ how long a second delivery of one must be refused.
 
 A signature check says a request was signed by a holder of the secret, not that it is
 being delivered for the first time: a captured request replays verbatim inside the
-timestamp window (``leadloop``, HubSpot v3) or forever (``meta``, 简道云, which sign no
-timestamp). So the webhook reserves each verified request's *replay key* in a cache
-shared by every ingest worker before it accepts anything, and refuses a key already
-reserved (409 ``replayed``).
+timestamp window (``leadloop``, HubSpot v3) or forever (``meta``, which signs no
+timestamp; 简道云, whose signed timestamp has no window). So the webhook reserves each
+verified request's *replay key* in a cache shared by every ingest worker before it
+accepts anything, and refuses a key already reserved (409 ``replayed``).
 
-- The key is SHA-256 over the endpoint's scope (``lead:<source>``, ``crm:<client>``)
-  and the signature header's value, normalised (stripped; hex lower-cased). For a valid
-  signature that value is a MAC over the body (and timestamp), so one key per signed
-  request; no body and no secret is kept.
+- The key is SHA-256 over the endpoint's scope (``lead:<source>``, ``crm:<client>``,
+  ``crm-hook:<vendor>:<target>``) and the signature header's value, normalised
+  (stripped; hex lower-cased). For a valid signature that value is a MAC over the body
+  (and timestamp), so one key per signed request; no body and no secret is kept.
 - A reservation expires when a replay could no longer pass the signature check: the
   signed timestamp + the tolerance, for a scheme with one; else ``retention_s`` after
   ``now`` (default seven days), after which the leads' idempotency on

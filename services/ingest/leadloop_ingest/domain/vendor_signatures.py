@@ -10,8 +10,9 @@
 - **简道云 数据推送** (hc.jiandaoyun.com/open/11507; jiandaoyun/webhook-demo-python):
   ``X-JDY-Signature`` = hex(SHA-1(utf8("{nonce}:{payload}:{secret}:{timestamp}"))),
   ``nonce`` and ``timestamp`` from the query string, ``payload`` the raw body. The docs
-  give no freshness window and no retry schedule, so no window is enforced here: replay
-  protection rests on the deterministic ``event_id`` of what the push maps to.
+  give no freshness window and no retry schedule, so no window is enforced here: a
+  captured push verifies forever, and the endpoint's replay cache (``domain.replays``)
+  remembers it for the retention instead of a window.
 
 Both checks are pure and total: whatever the headers hold they return a
 :class:`~leadloop_ingest.domain.signatures.Failure` or None, never raise; digests are
@@ -27,7 +28,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final
 
 from leadloop_ingest.domain.signatures import Failure
@@ -37,6 +38,7 @@ __all__ = [
     "HUBSPOT_TIMESTAMP",
     "HUBSPOT_TOLERANCE_S",
     "JDY_SIGNATURE",
+    "hubspot_replay_parts",
     "hubspot_uri",
     "verify_hubspot_v3",
     "verify_jiandaoyun",
@@ -91,6 +93,20 @@ def verify_hubspot_v3(
     if abs(now.timestamp() * 1000 - int(timestamp)) > tolerance_s * 1000:
         return Failure.STALE_TIMESTAMP
     return None
+
+
+def hubspot_replay_parts(headers: Mapping[str, str]) -> tuple[str, datetime]:
+    """The signature and the signed time of a request ``verify_hubspot_v3`` passed, for its
+    replay key (``domain.replays``); raises on headers that did not verify.
+
+    The signature comes back in canonical base64: its last character carries two bits
+    the digest does not use and ``b64decode`` ignores, so four spellings of one signature
+    verify, and a replay re-spelled that way would otherwise get a key of its own.
+    """
+    lowered = {k.lower(): v for k, v in headers.items()}
+    given = base64.b64decode(lowered[HUBSPOT_SIGNATURE.lower()].strip(), validate=True)
+    millis = int(lowered[HUBSPOT_TIMESTAMP.lower()].strip())
+    return base64.b64encode(given).decode("ascii"), datetime.fromtimestamp(millis / 1000, UTC)
 
 
 def verify_jiandaoyun(
