@@ -12,8 +12,10 @@ python-holidays reads (its country module and translations) while a calendar is 
 validated. After that a year's public holidays are computed on first use, without I/O,
 and kept (a few hundred bytes per country and year). Every instant in and out is an aware
 ``datetime``; results are in UTC. Arithmetic is exact to the microsecond (durations are
-``timedelta``s inside), and costs O(days spanned): each local date contributes at most a
-few UTC spans, computed once and cached.
+``timedelta``s inside). Each local date contributes at most a few UTC spans, computed
+once and cached; a calendar keeps, per UTC month it is asked about, the spans of 62 days
+with the working time up to each, so a due time is two binary searches (a limit that
+runs past them walks the days, at O(days spanned)).
 
 Daylight saving time. Working hours are local wall time, and an interval of date D
 covers exactly the instants whose local wall time falls inside it on date D — the same
