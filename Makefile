@@ -102,7 +102,8 @@ bench: stack-up ## benchmarks on the real stack (BENCH_ARGS='--leads 20000 --run
 soak: stack-up ## the fault tests at a larger scale (LEADLOOP_FAULT_SCALE, default 500000 leads)
 	@. $(STATE)/env && LEADLOOP_FAULT_SCALE=$${LEADLOOP_FAULT_SCALE:-500000} \
 	  LEADLOOP_BROKER_PAUSE_SECONDS=$${LEADLOOP_BROKER_PAUSE_SECONDS:-30} \
-	  $(VENV)/bin/pytest tests/faults --timeout 7200 $(PYTEST_ARGS)
+	  LEADLOOP_FUZZ_EXAMPLES=$${LEADLOOP_FUZZ_EXAMPLES:-12} \
+	  $(VENV)/bin/pytest tests/faults tests/e2e/test_ingest_fuzz.py --timeout 7200 $(PYTEST_ARGS)
 
 test: stack-up lint ## the whole suite against the real Kafka and PostgreSQL
 	@. $(STATE)/env && $(VENV)/bin/pytest --durations=30 $(PYTEST_ARGS)

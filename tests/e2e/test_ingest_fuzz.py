@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import uuid
 from collections import Counter
@@ -33,7 +34,8 @@ from leadloop_ingest.domain.validation import Limits, Rejection, validate
 pytestmark = pytest.mark.e2e
 
 RECORDS_PER_EXAMPLE = 600
-EXAMPLES = 4
+#: Hypothesis examples of that many records each (``make soak`` runs 12).
+EXAMPLES = int(os.environ.get("LEADLOOP_FUZZ_EXAMPLES", "2"))
 
 CHANNELS = load_channels(ROOT / "config/channels.yaml")
 LIMITS = Limits(

@@ -48,8 +48,8 @@ from tests.support.broker import private_broker
 from leadloop.kafka import create_topics
 from leadloop.settings import KafkaSettings
 
-#: Room for the topics' first records, far from all of a run's.
-TMPFS_MB = 256
+#: Room for the topics' first records, far from all of a run's (a soak's run is larger).
+TMPFS_MB = max(256, SCALE // 100)
 HALTED = "all log dirs"
 
 

@@ -1,6 +1,6 @@
 """metrics under `kill -9`: the worker is killed three times while it folds
-``LEADLOOP_FAULT_SCALE`` events (default 100,000) from all seven input topics, and after
-the restarts every served series equals the truth.
+``LEADLOOP_FAULT_SCALE`` events (default 30,000; ``make soak`` runs 500,000) from all
+seven input topics, and after the restarts every served series equals the truth.
 
 Two independent checks: ``reconcile`` (the stored facts replayed, compared with the
 stored and the served values, every bucket included), and a ground truth computed from
@@ -94,7 +94,7 @@ from leadloop.topics import qualified
 
 pytestmark = pytest.mark.e2e
 
-SCALE = int(os.environ.get("LEADLOOP_FAULT_SCALE", "100000"))
+SCALE = int(os.environ.get("LEADLOOP_FAULT_SCALE", "30000"))
 TIMEOUT_S = 300 + SCALE // 200
 SESSION_TIMEOUT_S = 10
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
