@@ -19,8 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import subprocess
-import tempfile
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator
@@ -37,6 +35,7 @@ from tests.faults.test_ingest_faults import (
     start_ingest,
     wait_until_settled,
 )
+from tests.support.small_disk import fill, small_disk
 from tests.support.stack import Stack
 
 from leadloop.db import apply_migrations
@@ -58,16 +57,16 @@ async def small_disk_database(stack: Stack) -> AsyncIterator[tuple[str, Path]]:
     mount point (where the test puts its filler file)."""
     if os.geteuid() != 0:
         pytest.skip(reason="mounting a small tmpfs for the tablespace needs root")
-    # Not under pytest's tmp_path: the server's OS user could not reach a directory in
-    # root's private tree.
-    mount = Path(tempfile.mkdtemp(prefix="leadloop-small-disk-"))
-    await asyncio.to_thread(
-        subprocess.run,
-        ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_MB}m,mode=0755", "tmpfs", str(mount)],
-        check=True,
-    )
-    space = mount / "tablespace"
-    space.mkdir()
+    with small_disk(TMPFS_MB, "leadloop-small-disk-") as mount:
+        space = mount / "tablespace"
+        space.mkdir()
+        async with tablespace_database(stack, space) as url:
+            yield url, mount
+
+
+@contextlib.asynccontextmanager
+async def tablespace_database(stack: Stack, space: Path) -> AsyncIterator[str]:
+    """A migrated database whose tables live in ``space``; dropped with it afterwards."""
     name = f"small_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(stack.admin_url)
     try:
@@ -79,25 +78,11 @@ async def small_disk_database(stack: Stack) -> AsyncIterator[tuple[str, Path]]:
         await admin.execute(f'CREATE DATABASE "{name}" TABLESPACE {name}')
         url = stack.admin_url.rsplit("/", 1)[0] + f"/{name}"
         await apply_migrations(url)
-        yield url, mount
+        yield url
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.execute(f"DROP TABLESPACE IF EXISTS {name}")
         await admin.close()
-        await asyncio.to_thread(subprocess.run, ["umount", "-l", str(mount)], check=False)
-        await asyncio.to_thread(mount.rmdir)
-
-
-def fill(mount: Path) -> Path:
-    """Write a file until the file system is full; the file."""
-    filler = mount / "filler"
-    chunk = b"\0" * (1 << 20)
-    with filler.open("wb") as out, contextlib.suppress(OSError):
-        while True:
-            out.write(chunk)
-            out.flush()
-    assert os.statvfs(mount).f_bavail == 0, "the file system is not full"
-    return filler
 
 
 async def test_postgres_out_of_disk_pauses_ingest_which_resumes_when_space_is_freed(

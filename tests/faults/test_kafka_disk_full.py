@@ -20,10 +20,7 @@ it fills is the production setting (docs/reliability.md).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +30,7 @@ from tests.faults.test_pipeline_faults import (
     SCALE,
     TIMEOUT_S,
     Pipeline,
+    alive,
     assert_clean,
     at_least,
     count,
@@ -44,6 +42,7 @@ from tests.faults.test_pipeline_faults import (
     started_pipeline,
 )
 from tests.support.broker import private_broker
+from tests.support.small_disk import fill, small_disk
 
 from leadloop.kafka import create_topics
 from leadloop.settings import KafkaSettings
@@ -54,43 +53,17 @@ HALTED = "all log dirs"
 
 
 @pytest.fixture
-def small_disk() -> Iterator[Path]:
+def broker_disk() -> Iterator[Path]:
     if os.geteuid() != 0:
         pytest.skip(reason="mounting a small tmpfs for the broker's log directory needs root")
-    mount = Path(tempfile.mkdtemp(prefix="leadloop-kafka-disk-"))
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_MB}m", "tmpfs", str(mount)], check=True
-    )
-    try:
+    with small_disk(TMPFS_MB, "leadloop-kafka-disk-") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-        mount.rmdir()
-
-
-def fill(mount: Path) -> Path:
-    """Write a file until the file system is full; the file."""
-    filler = mount / "filler"
-    chunk = b"\0" * (1 << 20)
-    with filler.open("wb") as out, contextlib.suppress(OSError):
-        while True:
-            out.write(chunk)
-            out.flush()
-    return filler
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.mark.e2e
 @pytest.mark.timeout(TIMEOUT_S + 180)
 async def test_kafka_out_of_disk_halts_the_broker_and_the_pipeline_resumes_after(
-    small_disk: Path,
+    broker_disk: Path,
     pipelines: list[Pipeline],  # noqa: F811 - the imported fixture
     database_url: str,
     topic_prefix: str,
@@ -98,8 +71,8 @@ async def test_kafka_out_of_disk_halts_the_broker_and_the_pipeline_resumes_after
 ) -> None:
     state = tmp_path / "broker-state"
     (state / "kafka").mkdir(parents=True)
-    (small_disk / "data").mkdir()
-    (state / "kafka" / "data").symlink_to(small_disk / "data")
+    (broker_disk / "data").mkdir()
+    (state / "kafka" / "data").symlink_to(broker_disk / "data")
     with private_broker(state) as broker:
         kafka = KafkaSettings(bootstrap_servers=broker.bootstrap, topic_prefix=topic_prefix)
         await create_topics(kafka)
@@ -109,7 +82,7 @@ async def test_kafka_out_of_disk_halts_the_broker_and_the_pipeline_resumes_after
         await at_least(p, "outcomes", outcomes(p), SCALE * 0.3)
         filled_at = await count(database_url, "SELECT count(*) FROM ingest_outcomes")
         pid = broker.pid
-        filler = await asyncio.to_thread(fill, small_disk)
+        filler = await asyncio.to_thread(fill, broker_disk)
 
         # The broker halts by itself, and says why.
         server_log = state / "kafka" / "server.log"
