@@ -6,6 +6,7 @@ so days of business time take milliseconds.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -326,3 +327,39 @@ async def test_steps_are_stored_before_the_broker_sees_them_and_wait_for_it_in_t
         )
         == 0
     )
+
+
+async def test_a_drain_beside_the_ticker_never_publishes_a_step_the_ticker_is_publishing(
+    db: tuple[SlaHandler, asyncpg.Pool],
+) -> None:
+    """An input batch drains the outbox while the ticker publishes the steps it just
+    fired: the ticker holds them while the broker answers, so the drain skips them and
+    each step reaches the topic once."""
+    sla, pool = db
+    await sla.apply([rep("rep-a", "mgr-1"), assigned("l8", "rep-a", T0)], T0)
+    in_flight = asyncio.Event()
+    answer = asyncio.Event()
+    ticker_sent: list[str] = []
+
+    async def slow(events: list[EscalationRaised]) -> None:
+        in_flight.set()
+        await answer.wait()
+        ticker_sent.extend(e.escalation_id for e in events)
+
+    firing = asyncio.create_task(replace(sla, publisher=Broker(slow)).fire_due(at(H)))
+    await asyncio.wait_for(in_flight.wait(), 10)
+    drained: list[str] = []
+
+    async def record(events: list[EscalationRaised]) -> None:
+        drained.extend(e.escalation_id for e in events)
+
+    assert await replace(sla, publisher=Broker(record)).drain() == 0
+    answer.set()
+    fired = await asyncio.wait_for(firing, 10)
+    assert fired >= 1
+    assert drained == []
+    rows = await pool.fetch(
+        "SELECT escalation_id FROM escalations WHERE lead_id = 'l8' AND published_at IS NOT NULL"
+    )
+    assert sorted(ticker_sent) == sorted(r["escalation_id"] for r in rows)
+    assert len(rows) == fired

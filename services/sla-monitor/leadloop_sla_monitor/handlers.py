@@ -147,6 +147,11 @@ class SlaHandler:
         leaves the steps in the outbox for ``drain``: published again with the same
         event ids, which consumers drop.
 
+        The publishing transaction first claims the steps it fired (locked, still
+        unpublished): between the two transactions they are in the outbox, where the
+        drain an input batch runs beside the ticker could take them. Whichever claims
+        a step publishes it; the other skips it, so it is on the topic once.
+
         ``gate``: the restraint of this pass; a taking step it holds waits, with the
         rest of its clock's ladder, until the time the gate names.
         """
@@ -159,9 +164,11 @@ class SlaHandler:
         if firing.held:
             self._count_held(firing.held)
         if firing.events:
-            await self._publish(firing.events)
             async with self.uow() as repo:
-                await repo.mark_published(firing.events)
+                claimed = await repo.claim_unpublished(firing.events)
+                if claimed:
+                    await self._publish(claimed)
+                    await repo.mark_published(claimed)
         return len(firing.events)
 
     def _count_held(self, held: Sequence[HeldStep]) -> None:

@@ -77,6 +77,11 @@ class ClockRepository(Protocol):
         """Up to ``limit`` steps not yet published, oldest first; locked."""
         ...
 
+    async def claim_unpublished(self, events: Sequence[EscalationRaised]) -> list[EscalationRaised]:
+        """Those of ``events`` still unpublished, in their order; locked, skipping
+        steps another transaction (the outbox drain) holds."""
+        ...
+
     async def mark_published(self, events: Sequence[EscalationRaised]) -> None: ...
 
     async def alerts_due(self, now: datetime, limit: int) -> list[AlertDue]:

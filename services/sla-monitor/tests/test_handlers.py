@@ -65,6 +65,8 @@ class Recorded:
     fired: list[tuple[EscalationRaised, ...]] = field(default_factory=list)
     #: What happened, in order: units begun and committed, steps stored, published, marked.
     journal: list[str] = field(default_factory=list)
+    #: The outbox drain published every step first (the claim finds them taken).
+    drained_first: bool = False
 
     @asynccontextmanager
     async def __call__(self) -> AsyncIterator[ClockRepository]:
@@ -114,6 +116,11 @@ class _Repo:
 
     async def unpublished(self, limit: int) -> list[EscalationRaised]:
         return []
+
+    async def claim_unpublished(self, events: Sequence[EscalationRaised]) -> list[EscalationRaised]:
+        claimed = [] if self.log.drained_first else list(events)
+        self.log.journal.append(f"claim {len(claimed)}")
+        return claimed
 
     async def mark_published(self, events: Sequence[EscalationRaised]) -> None:
         self.log.journal.append(f"mark {len(events)}")
@@ -199,10 +206,21 @@ async def test_fired_steps_are_committed_before_they_reach_the_broker() -> None:
     uow = Recorded(due_clocks=[DUE])
     publisher = Journaled(uow.journal)
     assert await handler(uow, publisher).fire_due(at(H_AND_A_HALF)) == 2
-    assert uow.journal == ["begin", "store 2", "commit", "publish 2", "begin", "mark 2", "commit"]
+    assert uow.journal == [
+        *("begin", "store 2", "commit"),
+        *("begin", "claim 2", "publish 2", "mark 2", "commit"),
+    ]
     assert [m.key for m in publisher.messages] == [b"l1", b"l1"]
     (events,) = uow.fired
     assert [e.level for e in events] == [1, 2]
+
+
+async def test_steps_the_outbox_drain_took_first_are_not_published_again() -> None:
+    uow = Recorded(due_clocks=[DUE], drained_first=True)
+    publisher = Journaled(uow.journal)
+    assert await handler(uow, publisher).fire_due(at(H_AND_A_HALF)) == 2
+    assert uow.journal == [*("begin", "store 2", "commit"), *("begin", "claim 0", "commit")]
+    assert publisher.messages == []
 
 
 async def test_a_broker_that_refuses_leaves_the_stored_steps_unmarked_in_the_outbox() -> None:
@@ -215,4 +233,7 @@ async def test_a_broker_that_refuses_leaves_the_stored_steps_unmarked_in_the_out
         pass
     else:
         raise AssertionError("the broker's refusal must reach the caller")
-    assert uow.journal == ["begin", "store 2", "commit", "publish failed"]
+    assert uow.journal == [
+        *("begin", "store 2", "commit"),
+        *("begin", "claim 2", "publish failed", "rollback"),
+    ]

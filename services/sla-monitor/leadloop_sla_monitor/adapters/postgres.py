@@ -272,6 +272,18 @@ class PostgresClocks:
         )
         return [_escalation(r) for r in rows]
 
+    async def claim_unpublished(self, events: Sequence[EscalationRaised]) -> list[EscalationRaised]:
+        rows = await self._conn.fetch(
+            "SELECT escalation_id, status FROM escalations "
+            "WHERE (escalation_id, status) IN "
+            "(SELECT * FROM unnest($1::text[], $2::text[])) "
+            "AND published_at IS NULL FOR UPDATE SKIP LOCKED",
+            [e.escalation_id for e in events],
+            [e.status.value for e in events],
+        )
+        held = {(r["escalation_id"], r["status"]) for r in rows}
+        return [e for e in events if (e.escalation_id, e.status.value) in held]
+
     async def mark_published(self, events: Sequence[EscalationRaised]) -> None:
         await self._conn.execute(
             "UPDATE escalations SET published_at = clock_timestamp() "
