@@ -278,6 +278,7 @@ def make_app(
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=kafka.commit_interval_s,
+        broker_session_timeout=kafka.session_timeout_s,
         web_enabled=True,
         web_bind=http.host,
         web_host=http.host,

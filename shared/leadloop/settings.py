@@ -63,6 +63,13 @@ class KafkaSettings(BaseModel):
     commit_interval_s: float = 1.0
     batch_size: Annotated[int, Field(ge=1, le=10_000)] = 500
     batch_within_s: Annotated[float, Field(gt=0, le=10)] = 0.2
+    #: Seconds the broker waits for a silent worker before giving its partitions to the
+    #: others. A worker that died (``kill -9``, a lost host) holds its partitions that
+    #: long, and its own replacement waits as long to join: faust's default of 60 s
+    #: left leads unassigned for a minute after a crash. Heartbeats go every 3 s from
+    #: the consumer's own thread, so a slow batch does not count against it; raise it
+    #: where the network drops packets for seconds (Kafka's clients default to 45 s).
+    session_timeout_s: Annotated[float, Field(ge=6, le=300)] = 10.0
     #: How often a record whose processing fails (not for a transient outage) is
     #: attempted on its own before it is parked on the service's dead-letter topic.
     poison_attempts: Annotated[int, Field(ge=1, le=100)] = 3
