@@ -217,7 +217,6 @@ async def leadloop_run(ctx: Context, index: int) -> dict[str, Any]:
             data_dir=ctx.tmp / f"data-{index}",
             extra={
                 "LEADLOOP_POLICIES_FILE": str(ctx.policy),
-                "BROKER_SESSION_TIMEOUT": "10",
                 **({"LEADLOOP_TICK_SECONDS": str(ctx.tick)} if ctx.tick else {}),
             },
             name="sla-monitor",
@@ -265,6 +264,8 @@ async def leadloop_run(ctx: Context, index: int) -> dict[str, Any]:
             "overdue_steps": ctx.due,
             "start_to_ready_s": round(ready_s, 2),
             "start_to_all_overdue_published_s": round(recovered_s, 2),
+            # Issue 17's goal (≤ 2 s): from /readyz answering ready to the last step.
+            "ready_to_all_overdue_published_s": round(recovered_s - ready_s, 2),
         },
     }
 
@@ -405,7 +406,11 @@ def summarise(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
     out["restart_median"] = {
         k: round(median([r["restart"][k] for r in lead]), 2)
-        for k in ("start_to_ready_s", "start_to_all_overdue_published_s")
+        for k in (
+            "start_to_ready_s",
+            "start_to_all_overdue_published_s",
+            "ready_to_all_overdue_published_s",
+        )
     }
     return out
 
@@ -452,7 +457,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"{s['memory_median']['worker_rss_mib_after_firing']:.0f} MiB after firing. "
         f"Restart after kill -9 with {w['due_at_once']:,} steps overdue: ready in "
         f"{s['restart_median']['start_to_ready_s']:.2f} s, all published "
-        f"{s['restart_median']['start_to_all_overdue_published_s']:.2f} s after the start. "
+        f"{s['restart_median']['start_to_all_overdue_published_s']:.2f} s after the start, "
+        f"{s['restart_median']['ready_to_all_overdue_published_s']:.2f} s after it was ready. "
         f"Machine: {m['nproc']} cores ({m['cpu_model']}), load average "
         f"{m['load_average_at_start'][0]:.2f} at start, "
         f"{m['load_average_at_end'][0]:.2f} at end.",
