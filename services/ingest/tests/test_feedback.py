@@ -122,7 +122,7 @@ def test_one_object_or_an_array_is_a_batch_keyed_by_lead_or_rep() -> None:
     assert [i.key for i in reps.items] == [b"rep-1", b"rep-2"], "crm.reps is keyed by rep_id"
 
 
-def test_values_are_the_items_compact_utf8_with_unknown_fields_kept() -> None:
+def test_activity_values_are_the_items_compact_utf8_with_unknown_fields_kept() -> None:
     item = activity(1, outcome="约了下周三", crm_extra={"deal": "D-9"})
     pretty = json.dumps([item], indent=4, ensure_ascii=True).encode()
     batch = judge("crm.activities", pretty)
@@ -170,6 +170,23 @@ def test_a_satisfaction_item_publishes_only_the_contracts_fields() -> None:
     assert json.loads(value) == csat(1)
     assert "张伟".encode() not in value
     assert b"13800138000" not in value
+
+
+def test_stage_changes_and_reps_publish_only_the_contracts_fields() -> None:
+    # Both topics are PII-free: a CRM's extras (a contact's name) are not passed on.
+    change = stage(contact_name="张伟", contact_phone="13800138000")
+    rep_item = rep(1, timezone="Asia/Shanghai", home_address="北京市朝阳区")
+    for topic, item in (("crm.stage-changes", change), ("crm.reps", rep_item)):
+        batch = judge(topic, dumps(item))
+        assert isinstance(batch, Batch), topic
+        (value,) = [i.value for i in batch.items]
+        kept = {k: v for k, v in item.items() if k not in _EXTRAS}
+        assert json.loads(value) == kept, topic
+        assert "张伟".encode() not in value
+        assert "北京".encode() not in value
+
+
+_EXTRAS = frozenset({"contact_name", "contact_phone", "home_address"})
 
 
 def test_a_lost_stage_with_its_reason_is_accepted() -> None:

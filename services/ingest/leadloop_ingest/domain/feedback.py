@@ -20,9 +20,11 @@ An item is valid when both readers of its topic will use it:
 ``crm.reps`` items are validated against ``RepUpdated`` (``contacts`` and
 ``external_ids`` included) and their ``timezone`` must name an IANA zone.
 
-Unknown fields are passed on, except on ``crm.satisfaction``: a survey is where a
-customer's own words (a comment) would ride along, and that topic carries no personal
-data, so only the contract's fields are published.
+Unknown fields are passed on only where the topic may carry personal data
+(``crm.activities``, whose notes can name the customer). On the PII-free topics
+(``crm.stage-changes``, ``crm.satisfaction``, ``crm.reps``) only the contract's fields
+are published: a CRM's own extras (a contact's name on a stage change, a customer's
+comment on a survey) would otherwise ride onto a topic every service reads and keeps.
 
 Whether a ``lead_id`` exists cannot be judged here: such an item is published and the
 timeline consumer puts it on ``crm.rejected`` with ``unknown_lead``, as for Kafka input.
@@ -43,6 +45,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import from_json
 
 from leadloop.events import ActivityRecorded, RepUpdated, SatisfactionRecorded, StageChanged
+from leadloop.topics import by_name
 from leadloop_ingest.domain.timeline import CrmRejection, parse
 
 __all__ = [
@@ -185,13 +188,12 @@ def check_item(topic: str, item: Any) -> Item | CrmRejection:
     """One decoded item as the value its topic's consumers will read, or why not."""
     if not isinstance(item, dict):
         return CrmRejection(ItemReason.SCHEMA_VIOLATION.value, "expected a JSON object")
-    if topic == "crm.satisfaction":
-        # Only the contract's fields: a comment is not carried onto a PII-free topic.
-        item = {k: v for k, v in item.items() if k in SatisfactionRecorded.model_fields}
+    if not by_name(topic).contains_pii:
+        # Only the contract's fields: a CRM's extras are not carried onto a PII-free topic.
+        item = {k: v for k, v in item.items() if k in _MODELS[topic].model_fields}
     try:
-        # Compact and UTF-8, the form Kafka producers of these topics send; unknown
-        # fields stay (the models ignore them, a CRM may rely on them downstream),
-        # satisfaction's aside.
+        # Compact and UTF-8, the form Kafka producers of these topics send; on
+        # crm.activities unknown fields stay (the model ignores them).
         text = json.dumps(item, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         value = text.encode("utf-8")
     except ValueError:  # a number beyond float range was read as inf; JSON has no inf
