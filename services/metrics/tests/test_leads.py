@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
+from leadloop_metrics.adapters.lead_state_json import state_from_json, state_to_json
 from leadloop_metrics.adapters.prometheus import SeriesView
 from leadloop_metrics.domain.facts import (
     Accepted,
@@ -42,8 +43,6 @@ from leadloop_metrics.domain.leads import (
     LeadState,
     apply,
     contributions,
-    state_from_json,
-    state_to_json,
 )
 from leadloop_metrics.domain.metric_defs import (
     METRICS,

@@ -9,6 +9,7 @@ from itertools import permutations
 
 import pytest
 
+from leadloop_metrics.adapters.lead_state_json import state_from_json, state_to_json
 from leadloop_metrics.domain.facts import (
     Accepted,
     Assigned,
@@ -19,7 +20,7 @@ from leadloop_metrics.domain.facts import (
 )
 from leadloop_metrics.domain.fold import merge, step
 from leadloop_metrics.domain.labels import Delta, LabelPolicy, series
-from leadloop_metrics.domain.leads import LeadState, state_from_json, state_to_json
+from leadloop_metrics.domain.leads import LeadState
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 L = "lead-1"

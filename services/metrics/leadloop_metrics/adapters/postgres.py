@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncpg
 
+from leadloop_metrics.adapters.lead_state_json import state_from_json, state_to_json
 from leadloop_metrics.domain.facts import Fact, Outcome, fact_from_json, fact_to_json
 from leadloop_metrics.domain.fold import Step
 from leadloop_metrics.domain.forecast import (
@@ -29,7 +30,7 @@ from leadloop_metrics.domain.forecast import (
     pipeline_of,
 )
 from leadloop_metrics.domain.labels import SeriesKey
-from leadloop_metrics.domain.leads import LeadState, state_from_json, state_to_json
+from leadloop_metrics.domain.leads import LeadState
 from leadloop_metrics.domain.metric_defs import DERIVED
 from leadloop_metrics.domain.silence import Quiet, quiet_since
 
