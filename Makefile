@@ -98,6 +98,8 @@ bench: stack-up ## benchmarks on the real stack (BENCH_ARGS='--leads 20000 --run
 	@$(PY) -m leadloop_review.score_backtest $(BENCH_SCORE_ARGS)
 	@. $(STATE)/env && $(PY) -m bench.review_month $(BENCH_REVIEW_ARGS)
 	@. $(STATE)/env && $(PY) -m bench.idempotence_cost $(BENCH_IDEMPOTENCE_ARGS)
+	@. $(STATE)/env && $(PY) -m bench.chain_latency $(BENCH_CHAIN_ARGS)
+	@. $(STATE)/env && $(PY) -m bench.chain_latency --workers 2 $(BENCH_CHAIN_ARGS)
 
 soak: stack-up ## the fault tests at a larger scale (LEADLOOP_FAULT_SCALE, default 500000 leads)
 	@. $(STATE)/env && LEADLOOP_FAULT_SCALE=$${LEADLOOP_FAULT_SCALE:-500000} \
