@@ -73,7 +73,7 @@ from bench.common import (
     ratio,
     run_relay_benchmark,
     running_stack,
-    start_bare_worker,
+    start_relay_worker,
     wait_ready_line,
 )
 from tests.support.children import ChildProcess, Service
@@ -533,23 +533,16 @@ async def run_bare(ctx: Context, index: int) -> ChainRun:
         workers: dict[str, ChildProcess] = {}
         try:
             for hop, source, output in (("hop1-", RAW, MID), ("hop2-", MID, OUT)):
-                args = [
-                    "--bootstrap",
-                    kafka.bootstrap_servers,
-                    "--source",
-                    qualified(source, kafka.topic_prefix),
-                    "--output",
-                    qualified(output, kafka.topic_prefix),
-                    # One group per hop, as leadloop's two services have.
-                    "--group",
-                    f"{kafka.topic_prefix}bare-{hop}",
-                ]
                 for k in range(1, ctx.workers + 1):
-                    workers[f"{hop}{k}"] = await start_bare_worker(
+                    # One group per hop, as leadloop's two services have.
+                    workers[f"{hop}{k}"] = await start_relay_worker(
                         MODULE,
-                        args,
+                        kafka,
+                        source,
+                        output,
                         log_path=ctx.tmp / f"bare-{index}-{hop}{k}.log",
                         label=f"run {index} {hop}{k}",
+                        group=f"bare-{hop}",
                     )
             await asyncio.gather(*(wait_ready_line(c) for c in workers.values()))
             await asyncio.sleep(1)

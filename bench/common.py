@@ -353,10 +353,11 @@ async def start_relay_worker(
     log_path: Path,
     label: str,
     idempotent: bool = False,
+    group: str = "bare",
 ) -> ChildProcess:
     """``module``'s ``bare-worker`` (``relay_worker``) relaying ``source`` to ``output``
-    (registry names) on the run's topics, in a consumer group of its own; with
-    ``idempotent`` its producer has idempotence on, as leadloop's have."""
+    (registry names) on the run's topics, in the consumer group ``group`` of the run;
+    with ``idempotent`` its producer has idempotence on, as leadloop's have."""
     args = [
         *(["--idempotent"] if idempotent else []),
         "--bootstrap",
@@ -366,7 +367,7 @@ async def start_relay_worker(
         "--output",
         qualified(output, kafka.topic_prefix),
         "--group",
-        f"{kafka.topic_prefix}bare",
+        f"{kafka.topic_prefix}{group}",
     ]
     return await start_bare_worker(module, args, log_path=log_path, label=label)
 
