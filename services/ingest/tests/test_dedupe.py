@@ -124,3 +124,30 @@ def test_a_person_with_an_open_lead_is_merged_not_a_repurchase(stage: str) -> No
     [(outcome, lead, merge)] = resolve(proposals, Known(stored={}, people=people))
     assert (outcome.outcome, outcome.lead_id, lead) == (IngestOutcome.DUPLICATE, "open", None)
     assert merge is not None
+
+
+def test_a_stored_phone_key_equal_to_the_new_email_key_is_not_the_same_person() -> None:
+    """The identity index holds email and phone keys side by side; a match is still
+    field by field."""
+    email_key = identity_key(PEPPER, "email", EMAIL)
+    odd = PersonLead(
+        lead_id="l-odd",
+        email_key=None,
+        phone_key=email_key,
+        owner_id="rep-9",
+        accepted_at=NOW - timedelta(days=3),
+        closed_at=NOW - timedelta(days=2),
+        stage="won",
+    )
+    lead = new_lead([odd], email=EMAIL)
+    assert not lead.is_returning
+    assert not lead.customer_won_before
+
+
+def test_the_latest_of_several_closed_leads_sharing_either_key_gives_the_previous_owner() -> None:
+    by_email = stored("l-1", "lost", days_ago=30, owner="rep-1")
+    by_phone = stored("l-2", "lost", days_ago=10, email=None, phone=PHONE, owner="rep-2")
+    someone_else = stored("l-3", "lost", days_ago=5, email="x@example.com", owner="rep-3")
+    lead = new_lead([by_phone, someone_else, by_email], email=EMAIL, phone=PHONE)
+    assert lead.is_returning
+    assert lead.previous_owner_id == "rep-2"

@@ -12,7 +12,8 @@ parameters with ``unnest`` keep a batch to a handful of round trips.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+import operator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -251,21 +252,27 @@ def _merge_row(m: Merge, now: datetime) -> tuple[Any, ...]:
     )
 
 
-def _lead_columns(leads: Sequence[LeadRecord]) -> list[list[Any]]:
-    def value(lead: LeadRecord, column: str) -> Any:
-        if column in ROUTING_FIELDS or column in PROFILE_FIELDS:
-            return lead.fields.get(column)
-        if column == "attributes":
-            return json.dumps(lead.attributes, ensure_ascii=False)
-        if column == "priority":
-            return lead.priority.value
-        if column == "raw_partition":
-            return lead.position.partition
-        if column == "raw_offset":
-            return lead.position.offset
-        return getattr(lead, column)
+def _lead_column(column: str) -> Callable[[LeadRecord], Any]:
+    """How one column of ``leads`` is read off a lead (decided once per column, not per
+    value: this runs for every column of every lead a batch inserts)."""
+    if column in ROUTING_FIELDS or column in PROFILE_FIELDS:
+        return lambda lead: lead.fields.get(column)
+    if column == "attributes":
+        return lambda lead: json.dumps(lead.attributes, ensure_ascii=False)
+    if column == "priority":
+        return lambda lead: lead.priority.value
+    if column == "raw_partition":
+        return lambda lead: lead.position.partition
+    if column == "raw_offset":
+        return lambda lead: lead.position.offset
+    return operator.attrgetter(column)
 
-    return [[value(lead, c) for lead in leads] for c in _LEAD_COLUMNS]
+
+_LEAD_READERS = tuple(_lead_column(c) for c in _LEAD_COLUMNS)
+
+
+def _lead_columns(leads: Sequence[LeadRecord]) -> list[list[Any]]:
+    return [[read(lead) for lead in leads] for read in _LEAD_READERS]
 
 
 def _outcome_columns(outcomes: list[OutcomeRecord]) -> list[list[Any]]:

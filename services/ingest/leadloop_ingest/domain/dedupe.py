@@ -111,7 +111,7 @@ def identity_keys(proposals: Sequence[tuple[OutcomeRecord, LeadRecord | None]]) 
 def resolve(
     proposals: Sequence[tuple[OutcomeRecord, LeadRecord | None]], known: Known
 ) -> list[Resolved]:
-    people = list(known.people)
+    people = _People(known.people)
     # Proposed lead id → the lead it ended as (itself, a stored lead, or a merge
     # target), so a later copy of the same record in the batch points at a real lead.
     ended_as: dict[str, str] = {}
@@ -221,21 +221,54 @@ def _matches(p: PersonLead, lead: LeadRecord) -> Literal["email", "phone"] | Non
     return None
 
 
+class _People:
+    """The people a batch knows, stored and added as it goes, indexed by identity key.
+
+    A record is compared only with the people sharing one of its keys, in the order
+    they were added (so ties resolve as a scan of the whole list would): without the
+    index every record scanned every lead added before it, quadratic in the batch."""
+
+    def __init__(self, people: Sequence[PersonLead]) -> None:
+        self._all: list[PersonLead] = []
+        self._by_key: dict[str, list[int]] = {}
+        for p in people:
+            self.append(p)
+
+    def append(self, p: PersonLead) -> None:
+        at = len(self._all)
+        self._all.append(p)
+        for key in {p.email_key, p.phone_key}:
+            if key is not None:
+                self._by_key.setdefault(key, []).append(at)
+
+    def sharing_a_key(self, lead: LeadRecord) -> list[PersonLead]:
+        found: set[int] = set()
+        for key in (lead.email_key, lead.phone_key):
+            if key is not None:
+                found.update(self._by_key.get(key, ()))
+        # An email key equal to a phone key is not a match: compare field by field.
+        return [p for at in sorted(found) if _matches(p := self._all[at], lead) is not None]
+
+
 def _latest_open(
-    people: Sequence[PersonLead], lead: LeadRecord
+    people: _People, lead: LeadRecord
 ) -> tuple[PersonLead, Literal["email", "phone"]] | None:
-    found = [(p, m) for p in people if p.closed_at is None and (m := _matches(p, lead)) is not None]
+    found = [
+        (p, m)
+        for p in people.sharing_a_key(lead)
+        if p.closed_at is None and (m := _matches(p, lead)) is not None
+    ]
     return max(found, key=lambda pm: (pm[0].accepted_at, pm[0].lead_id), default=None)
 
 
-def _latest_closed(people: Sequence[PersonLead], lead: LeadRecord) -> PersonLead | None:
-    closed = [p for p in people if p.closed_at is not None and _matches(p, lead) is not None]
+def _latest_closed(people: _People, lead: LeadRecord) -> PersonLead | None:
+    closed = [p for p in people.sharing_a_key(lead) if p.closed_at is not None]
     return max(closed, key=lambda p: (p.closed_at, p.lead_id), default=None)
 
 
-def _won_before(people: Sequence[PersonLead], lead: LeadRecord) -> bool:
+def _won_before(people: _People, lead: LeadRecord) -> bool:
     """Any of the person's stored leads was won, not only the latest to close."""
-    return any(p.stage == "won" and _matches(p, lead) is not None for p in people)
+    return any(p.stage == "won" for p in people.sharing_a_key(lead))
 
 
 def _merged(outcome: OutcomeRecord, lead_id: str) -> OutcomeRecord:
