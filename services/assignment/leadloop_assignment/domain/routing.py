@@ -224,6 +224,10 @@ def _local_day(timezone: str, now: datetime) -> date:
 
 def roster_id(team: Team) -> str:
     """Identifies the team's weighted roster: its active reps with a positive weight."""
+    return _view(team).roster
+
+
+def _roster_id(team: Team) -> str:
     members = sorted(
         f"{r.rep_id}:{r.weight}" for r in team.reps if r.status is RepStatus.ACTIVE and r.weight
     )
@@ -494,20 +498,37 @@ def _rotation(team: Team, last: str | None) -> list[Rep]:
     return [*reps[cut:], *reps[:cut]]
 
 
-#: id(team) → (the team, its reps in rep-id order, their ids). The team is kept so
-#: that its id cannot be reused while the entry lives; teams live as long as the
-#: rule set that a service or a replay decides with, so a few are in use at a time.
-_ORDERED: dict[int, tuple[Team, tuple[Rep, ...], list[str]]] = {}
-_ORDERED_KEPT = 256
+@dataclass(frozen=True, slots=True)
+class _TeamView:
+    """What every decision in a team reads off it, worked out once per team object."""
+
+    #: Kept so that the team's id cannot be reused while the entry lives.
+    team: Team
+    #: The reps in rep-id order, and their ids.
+    reps: tuple[Rep, ...]
+    ids: list[str]
+    #: ``roster_id``: a hash over the weighted roster.
+    roster: str
+
+
+#: id(team) → its view. Teams live as long as the rule set that a service or a replay
+#: decides with, so a few are in use at a time.
+_VIEWS: dict[int, _TeamView] = {}
+_VIEWS_KEPT = 256
+
+
+def _view(team: Team) -> _TeamView:
+    found = _VIEWS.get(id(team))
+    if found is not None and found.team is team:
+        return found
+    reps = tuple(sorted(team.reps, key=lambda r: r.rep_id))
+    if len(_VIEWS) >= _VIEWS_KEPT:
+        _VIEWS.clear()
+    view = _VIEWS[id(team)] = _TeamView(team, reps, [r.rep_id for r in reps], _roster_id(team))
+    return view
 
 
 def _in_id_order(team: Team) -> tuple[tuple[Rep, ...], list[str]]:
     """A team's reps sorted once per team instead of for every decision."""
-    found = _ORDERED.get(id(team))
-    if found is not None and found[0] is team:
-        return found[1], found[2]
-    reps = tuple(sorted(team.reps, key=lambda r: r.rep_id))
-    if len(_ORDERED) >= _ORDERED_KEPT:
-        _ORDERED.clear()
-    _ORDERED[id(team)] = (team, reps, [r.rep_id for r in reps])
-    return reps, [r.rep_id for r in reps]
+    view = _view(team)
+    return view.reps, view.ids
