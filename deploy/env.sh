@@ -6,8 +6,9 @@
 # DATABASE_URL stays the owner's, for migrations and tools.
 # It also adds, when missing, the secrets shared by the local stand-ins and the services
 # (config/demo/crm.yaml, config/demo/notify.yaml): LEADLOOP_DEMO_CRM_SECRET (the CRM
-# webhook's HMAC key), LEADLOOP_DEMO_WECOM_SECRET (the local WeCom's corp secret) and
-# LEADLOOP_DEMO_WECOM_ROBOT_KEY (team-global's group robot). Only secrets: which config
+# webhook's HMAC key), LEADLOOP_DEMO_WECOM_SECRET (the local WeCom's corp secret),
+# LEADLOOP_DEMO_WECOM_ROBOT_KEY (team-global's group robot) and LEADLOOP_DEMO_ADMIN_TOKEN
+# (ingest's admin token under `make up`, see deploy/services.sh). Only secrets: which config
 # files the services read is `make up`'s choice, so a test that sources .state/env keeps
 # the production defaults.
 set -euo pipefail
@@ -32,7 +33,7 @@ if [ ! -f "$env" ]; then
   } > "$env"
   chmod 600 "$env"
 fi
-for var in LEADLOOP_DEMO_CRM_SECRET LEADLOOP_DEMO_WECOM_SECRET LEADLOOP_DEMO_WECOM_ROBOT_KEY; do
+for var in LEADLOOP_DEMO_CRM_SECRET LEADLOOP_DEMO_WECOM_SECRET LEADLOOP_DEMO_WECOM_ROBOT_KEY LEADLOOP_DEMO_ADMIN_TOKEN; do
   grep -q "^export $var=" "$env" || echo "export $var='$(secret)'" >> "$env"
 done
 

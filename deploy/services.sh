@@ -9,6 +9,10 @@
 # (LEADLOOP_INGEST_DATABASE_URL, LEADLOOP_ASSIGNMENT_DATABASE_URL,
 # LEADLOOP_SLA_MONITOR_DATABASE_URL, LEADLOOP_METRICS_DATABASE_URL, LEADLOOP_HANDOFF_DATABASE_URL,
 # LEADLOOP_NOTIFIER_DATABASE_URL), else as DATABASE_URL.
+# Ingest's admin listener (POST /v1/admin/resume after the broken-producer guard halted
+# it) is on LEADLOOP_PORT_BASE + 101 (18181) with LEADLOOP_DEMO_ADMIN_TOKEN from
+# .state/env as its bearer token, unless LEADLOOP_ADMIN_TOKEN / LEADLOOP_ADMIN__PORT are
+# set: a local stack an operator cannot resume would stay halted until restarted.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -45,7 +49,12 @@ start() {
     IFS=: read -r name pkg port <<<"$s"
     if alive "$name"; then echo "$name: already running (pid $(cat "$run/$name.pid"))"; continue; fi
     own=LEADLOOP_$(echo "$name" | tr 'a-z-' 'A-Z_')_DATABASE_URL
-    (cd "$root" && DATABASE_URL=${!own:-$DATABASE_URL} LEADLOOP_HTTP__PORT=$port LEADLOOP_DATA_DIR=$state/data exec setsid "$py" -m "$pkg" >>"$logs/$name.log" 2>&1 </dev/null) &
+    extra=()
+    if [ "$name" = ingest ] && [ -n "${LEADLOOP_ADMIN_TOKEN:-${LEADLOOP_DEMO_ADMIN_TOKEN:-}}" ]; then
+      extra=("LEADLOOP_ADMIN_TOKEN=${LEADLOOP_ADMIN_TOKEN:-$LEADLOOP_DEMO_ADMIN_TOKEN}"
+             "LEADLOOP_ADMIN__PORT=${LEADLOOP_ADMIN__PORT:-$((base+101))}")
+    fi
+    (cd "$root" && exec env ${extra[@]+"${extra[@]}"} DATABASE_URL="${!own:-$DATABASE_URL}" LEADLOOP_HTTP__PORT="$port" LEADLOOP_DATA_DIR="$state/data" setsid "$py" -m "$pkg" >>"$logs/$name.log" 2>&1 </dev/null) &
     echo $! > "$run/$name.pid"
     echo "$name: started (pid $!, http://127.0.0.1:$port)"
   done

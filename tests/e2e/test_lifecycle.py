@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -71,15 +72,41 @@ def _processes_mentioning(text: str) -> list[str]:
     return found
 
 
+def _exported(env_file: Path, name: str) -> str:
+    for line in env_file.read_text().splitlines():
+        if line.startswith(f"export {name}="):
+            return line.split("=", 1)[1].strip("'")
+    raise AssertionError(f"{name} is not in {env_file}")
+
+
+def _resume(port: int, token: str | None) -> int:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/admin/resume", method="POST")
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)
+
+
 def test_make_up_twice_runs_one_of_each_and_make_down_leaves_nothing(tmp_path: Path) -> None:
     state = tmp_path / "state"
     env = {
         k: v for k, v in os.environ.items() if not k.startswith("LEADLOOP_") and k != "DATABASE_URL"
     }
-    ports = free_ports(8)
-    kafka_port, controller_port, pg_port, prom_port, am_port, sink_port, crm_port, wecom_port = (
-        ports
-    )
+    ports = free_ports(9)
+    (
+        kafka_port,
+        controller_port,
+        pg_port,
+        prom_port,
+        am_port,
+        sink_port,
+        crm_port,
+        wecom_port,
+        admin_port,
+    ) = ports
     env.update(
         LEADLOOP_STATE_DIR=str(state),
         LEADLOOP_KAFKA_PORT=str(kafka_port),
@@ -91,6 +118,7 @@ def test_make_up_twice_runs_one_of_each_and_make_down_leaves_nothing(tmp_path: P
         LEADLOOP_CHAT_SINK_PORT=str(sink_port),
         LEADLOOP_CRM_SINK_PORT=str(crm_port),
         LEADLOOP_WECOM_SINK_PORT=str(wecom_port),
+        LEADLOOP_ADMIN__PORT=str(admin_port),
     )
     shared_jars = ROOT / ".state" / "kafka" / "libs"
     if (shared_jars / ".stamp").exists():
@@ -127,6 +155,13 @@ def test_make_up_twice_runs_one_of_each_and_make_down_leaves_nothing(tmp_path: P
             assert f"{variable}={state / 'observe' / name}".encode() in environ
         assert f"127.0.0.1:{crm_port}/hook" in (state / "observe" / "crm.yaml").read_text()
         assert f"127.0.0.1:{wecom_port}" in (state / "observe" / "notify.yaml").read_text()
+
+        # An operator can resume a halted ingest: its admin listener runs, behind the
+        # token generated into the state folder's env.
+        token = _exported(state / "env", "LEADLOOP_DEMO_ADMIN_TOKEN")
+        assert _resume(admin_port, None) == 401
+        assert _resume(admin_port, "wrong-token-of-twenty-chars") == 401
+        assert _resume(admin_port, token) == 409  # answered, and ingest is not halted
 
         again = _make("up", env)
         assert again.count("already running") >= 9, again
