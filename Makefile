@@ -89,6 +89,7 @@ unit: venv ## unit tests only (no broker, no database)
 .PHONY: bench
 bench: stack-up ## benchmarks on the real stack (BENCH_ARGS='--leads 20000 --runs 5')
 	@. $(STATE)/env && $(PY) -m bench.ingest_throughput $(BENCH_ARGS)
+	@. $(STATE)/env && $(PY) -m bench.ingest_throughput --workers 2 $(BENCH_ARGS)
 	@. $(STATE)/env && $(PY) -m bench.assignment_latency $(BENCH_ASSIGNMENT_ARGS)
 	@. $(STATE)/env && $(PY) -m bench.sla_clocks $(BENCH_SLA_ARGS)
 	@. $(STATE)/env && $(PY) -m bench.handoff_delivery $(BENCH_HANDOFF_ARGS)

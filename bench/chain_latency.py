@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import os
@@ -48,7 +47,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import yaml
@@ -58,7 +57,6 @@ from bench.assignment_latency import percentiles, rule_set
 from bench.common import (
     RELAY_BATCH,
     ContenderRun,
-    CpuMeter,
     TopicReader,
     add_relay_benchmark_options,
     alternating,
@@ -66,6 +64,7 @@ from bench.common import (
     check_exit,
     env_pairs,
     finish_result,
+    grouped_cores,
     leadloop_and_bare,
     machine_info,
     machine_line,
@@ -73,8 +72,13 @@ from bench.common import (
     ratio,
     run_relay_benchmark,
     running_stack,
+    scale_out,
+    scale_out_line,
     start_relay_worker,
+    stop_all,
     wait_ready_line,
+    watch,
+    worker_meter,
 )
 from tests.support.children import ChildProcess, Service
 from tests.support.processes import ROOT
@@ -91,8 +95,6 @@ OUT = "leads.assigned"
 RESULTS = ROOT / "bench" / "results"
 MODULE = "bench.chain_latency"
 DEFAULT_RESULTS = RESULTS / "chain_latency.json"
-
-T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------- workload
@@ -298,63 +300,6 @@ class Context:
         return self.warmup_leads + round(self.rate * self.seconds)
 
 
-def _server_pids() -> dict[str, int]:
-    """The broker and PostgreSQL's processes, to meter what the chain costs them: the
-    services' connections are open before a window starts, so their backends are here."""
-    pids: dict[str, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            comm = (entry / "comm").read_text().strip()
-            if comm == "java" and b"kafka.Kafka" in (entry / "cmdline").read_bytes():
-                pids[f"kafka:{entry.name}"] = int(entry.name)
-            elif comm == "postgres":
-                pids[f"postgresql:{entry.name}"] = int(entry.name)
-    return pids
-
-
-def _meter(workers: Mapping[str, ChildProcess]) -> CpuMeter:
-    return CpuMeter(
-        **{name: c.pid for name, c in workers.items()}, driver=os.getpid(), **_server_pids()
-    )
-
-
-def _grouped(cores: Mapping[str, float], workers: Sequence[str]) -> dict[str, float]:
-    """Per worker, then the contender's total, the broker, PostgreSQL, driver, machine."""
-    out = {name: cores.get(name, 0.0) for name in workers}
-    out["contender"] = round(sum(out.values()), 2)
-    for group in ("kafka", "postgresql"):
-        out[group] = round(sum(v for k, v in cores.items() if k.startswith(f"{group}:")), 2)
-    out["driver"] = cores.get("driver", 0.0)
-    out["machine"] = cores["machine"]
-    return out
-
-
-async def _watch(
-    workers: Mapping[str, ChildProcess],
-    work: asyncio.Task[T],
-    timeout_s: float,
-    progress: Callable[[], str],
-    feeding: asyncio.Task[Any] | None = None,
-) -> T:
-    """``work`` while every worker lives (``common.watch`` for several processes)."""
-    try:
-        async with asyncio.timeout(timeout_s):
-            while not work.done():
-                for child in workers.values():
-                    if not child.alive():
-                        work.cancel()
-                        raise RuntimeError(f"{child.name} died mid-run:\n{child.log_tail()}")
-                if feeding is not None and feeding.done():
-                    feeding.result()
-                await asyncio.wait({work}, timeout=0.5)
-            return work.result()
-    except TimeoutError:
-        work.cancel()
-        raise RuntimeError(f"{progress()} after {timeout_s:.0f} s") from None
-
-
 async def measure(
     ctx: Context,
     kafka: KafkaSettings,
@@ -381,7 +326,7 @@ async def measure(
     flood = Producer(kafka, w, linger_ms=5, max_batch_size=1024 * 1024)
     load = os.getloadavg()[0]
     names = list(workers)
-    lat_cpu = _meter(workers)
+    lat_cpu = worker_meter(workers)
     marks: list[float] = []
 
     def window_starts() -> None:
@@ -399,20 +344,24 @@ async def measure(
         watching = asyncio.create_task(arrivals.until(lat_n))
         first_hop = asyncio.create_task(accepted.until(lat_n))
         producing = asyncio.create_task(paced.paced(range(lat_n), ctx.rate, window_starts, warm))
-        sent_last = await _watch(workers, producing, ctx.run_timeout_s, progress)
-        lat_cores = _grouped(lat_cpu.cores(), names)
-        lat_last = await _watch(workers, watching, ctx.run_timeout_s, progress)
-        await _watch(workers, first_hop, ctx.run_timeout_s, progress)
+        sent_last = await watch(workers, producing, timeout_s=ctx.run_timeout_s, progress=progress)
+        lat_cores = grouped_cores(lat_cpu.cores(), names)
+        lat_last = await watch(workers, watching, timeout_s=ctx.run_timeout_s, progress=progress)
+        await watch(workers, first_hop, timeout_s=ctx.run_timeout_s, progress=progress)
 
-        sat_cpu = _meter(workers)
+        sat_cpu = worker_meter(workers)
         sat_cpu.start()
         t0 = time.perf_counter()
         producing = asyncio.create_task(flood.flood(range(lat_n, total)))
         watching = asyncio.create_task(arrivals.until(total))
         first_hop = asyncio.create_task(accepted.until(total))
-        last = await _watch(workers, watching, ctx.run_timeout_s, progress, feeding=producing)
-        first_hop_last = await _watch(workers, first_hop, ctx.run_timeout_s, progress)
-        sat_cores = _grouped(sat_cpu.cores(), names)
+        last = await watch(
+            workers, watching, timeout_s=ctx.run_timeout_s, progress=progress, feeding=producing
+        )
+        first_hop_last = await watch(
+            workers, first_hop, timeout_s=ctx.run_timeout_s, progress=progress
+        )
+        sat_cores = grouped_cores(sat_cpu.cores(), names)
         produced = await producing
     finally:
         await flood.stop()
@@ -465,11 +414,6 @@ def _slices(observed: Sequence[float], rate: float, seconds: float = 5) -> list[
     return [round(median(observed[i : i + size]), 1) for i in range(0, len(observed), size)]
 
 
-async def _stop_all(workers: Mapping[str, ChildProcess]) -> dict[str, int]:
-    codes = await asyncio.gather(*(c.stop() for c in workers.values()))
-    return dict(zip(workers, codes, strict=True))
-
-
 async def run_leadloop(ctx: Context, index: int) -> ChainRun:
     async with (
         fresh_topics(ctx.stack, unique_prefix("chain")) as kafka,
@@ -504,7 +448,7 @@ async def run_leadloop(ctx: Context, index: int) -> ChainRun:
                 await asyncio.sleep(1)
             run = await measure(ctx, kafka, "leadloop", workers, index)
         finally:
-            codes = await _stop_all(workers)
+            codes = await stop_all(workers)
         run.detail["exit_codes"] = codes
         for name, code in codes.items():
             if code != 0:
@@ -548,7 +492,7 @@ async def run_bare(ctx: Context, index: int) -> ChainRun:
             await asyncio.sleep(1)
             run = await measure(ctx, kafka, "bare", workers, index)
         finally:
-            codes = await _stop_all(workers)
+            codes = await stop_all(workers)
         run.detail["exit_codes"] = codes
         for name, code in codes.items():
             check_exit(workers[name], code)
@@ -593,21 +537,6 @@ def summarise(runs: Sequence[ChainRun]) -> dict[str, Any]:
         median(out["per_pair_throughput_ratio"]), 3
     )
     return out
-
-
-def scale_out(summary: Mapping[str, Any], baseline: Mapping[str, Any]) -> dict[str, Any]:
-    """Saturation leads/s with this run's workers over the baseline's (one worker)."""
-    b = baseline["summary"]
-    return {
-        "baseline_workers": baseline["workload"]["workers"],
-        "baseline_measured_at": baseline["measured_at"],
-        "leadloop": ratio(
-            summary["leadloop_leads_per_s_median"], b["leadloop_leads_per_s_median"], 2
-        ),
-        "bare": ratio(summary["bare_leads_per_s_median"], b["bare_leads_per_s_median"], 2),
-        "baseline_leadloop_leads_per_s": b["leadloop_leads_per_s_median"],
-        "baseline_bare_leads_per_s": b["bare_leads_per_s_median"],
-    }
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -662,14 +591,7 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     if "scale_out" in result:
         so = result["scale_out"]
-        lines += [
-            "",
-            f"Scale-out, saturation leads/s with {w['workers']} workers per hop over "
-            f"{so['baseline_workers']} (baseline measured {so['baseline_measured_at']}): "
-            f"leadloop ×{so['leadloop']:.2f} ({so['baseline_leadloop_leads_per_s']:,.0f} → "
-            f"{s['leadloop_leads_per_s_median']:,.0f}), bare ×{so['bare']:.2f} "
-            f"({so['baseline_bare_leads_per_s']:,.0f} → {s['bare_leads_per_s_median']:,.0f}).",
-        ]
+        lines += ["", scale_out_line("saturation leads/s", "per hop", w["workers"], so, s)]
     lines += ["", machine_line(m)]
     return "\n".join(lines)
 

@@ -290,31 +290,74 @@ def stop_on_signals() -> asyncio.Event:
 
 
 async def watch(
-    contender: ChildProcess,
+    contenders: ChildProcess | Mapping[str, ChildProcess],
     work: asyncio.Task[T],
     *,
     timeout_s: float,
     progress: Callable[[], str],
     feeding: asyncio.Task[Any] | None = None,
 ) -> T:
-    """Await ``work`` while the contender lives: a crashed contender would otherwise look
-    like a slow one until the timeout. A ``feeding`` task that failed (the driver's
-    producer) raises here instead of timing out. ``progress`` says how far it got."""
+    """Await ``work`` while the contender (or every worker of it) lives: a crashed one
+    would otherwise look like a slow one until the timeout. A ``feeding`` task that
+    failed (the driver's producer) raises here instead of timing out. ``progress`` says
+    how far it got."""
+    children = [contenders] if isinstance(contenders, ChildProcess) else list(contenders.values())
     try:
         async with asyncio.timeout(timeout_s):
             while not work.done():
-                if not contender.alive():
-                    work.cancel()
-                    raise RuntimeError(f"{contender.name} died mid-run:\n{contender.log_tail()}")
+                for child in children:
+                    if not child.alive():
+                        work.cancel()
+                        raise RuntimeError(f"{child.name} died mid-run:\n{child.log_tail()}")
                 if feeding is not None and feeding.done():
                     feeding.result()
                 await asyncio.wait({work}, timeout=0.5)
             return work.result()
     except TimeoutError:
         work.cancel()
-        raise RuntimeError(
-            f"{contender.name}: {progress()} after {timeout_s:.0f} s:\n{contender.log_tail()}"
-        ) from None
+        tails = "\n".join(f"{c.name}:\n{c.log_tail()}" for c in children)
+        raise RuntimeError(f"{progress()} after {timeout_s:.0f} s:\n{tails}") from None
+
+
+async def stop_all(workers: Mapping[str, ChildProcess]) -> dict[str, int]:
+    """Stop every worker of a contender at once; each one's exit code."""
+    codes = await asyncio.gather(*(c.stop() for c in workers.values()))
+    return dict(zip(workers, codes, strict=True))
+
+
+def server_pids() -> dict[str, int]:
+    """The broker and PostgreSQL's processes, to meter what a contender costs them: the
+    services' connections are open before a window starts, so their backends are here."""
+    pids: dict[str, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            comm = (entry / "comm").read_text().strip()
+            if comm == "java" and b"kafka.Kafka" in (entry / "cmdline").read_bytes():
+                pids[f"kafka:{entry.name}"] = int(entry.name)
+            elif comm == "postgres":
+                pids[f"postgresql:{entry.name}"] = int(entry.name)
+    return pids
+
+
+def worker_meter(workers: Mapping[str, ChildProcess]) -> CpuMeter:
+    """A meter of every worker, this driver, the broker and PostgreSQL."""
+    return CpuMeter(
+        **{name: c.pid for name, c in workers.items()}, driver=os.getpid(), **server_pids()
+    )
+
+
+def grouped_cores(cores: Mapping[str, float], workers: Sequence[str]) -> dict[str, float]:
+    """A ``worker_meter``'s reading: per worker, then the contender's total, the broker,
+    PostgreSQL, the driver and the machine."""
+    out = {name: cores.get(name, 0.0) for name in workers}
+    out["contender"] = round(sum(out.values()), 2)
+    for group in ("kafka", "postgresql"):
+        out[group] = round(sum(v for k, v in cores.items() if k.startswith(f"{group}:")), 2)
+    out["driver"] = cores.get("driver", 0.0)
+    out["machine"] = cores["machine"]
+    return out
 
 
 class TopicReader:
@@ -622,6 +665,41 @@ def throughput_summary(
         "per_pair_cpu_ratio": cpu_ratios,
         "cpu_per_lead_ratio_leadloop_over_bare_median": round(median(cpu_ratios), 2),
     }
+
+
+def scale_out(summary: Mapping[str, Any], baseline: Mapping[str, Any]) -> dict[str, Any]:
+    """leads/s with this run's workers over the baseline's (one worker), for leadloop
+    and for the bare contender, from two results' ``throughput_summary``-shaped
+    medians."""
+    b = baseline["summary"]
+    return {
+        # A result from before a benchmark took ``--workers`` ran one.
+        "baseline_workers": baseline["workload"].get("workers", 1),
+        "baseline_measured_at": baseline["measured_at"],
+        "leadloop": ratio(
+            summary["leadloop_leads_per_s_median"], b["leadloop_leads_per_s_median"], 2
+        ),
+        "bare": ratio(summary["bare_leads_per_s_median"], b["bare_leads_per_s_median"], 2),
+        "baseline_leadloop_leads_per_s": b["leadloop_leads_per_s_median"],
+        "baseline_bare_leads_per_s": b["bare_leads_per_s_median"],
+    }
+
+
+def scale_out_line(
+    figure: str,
+    where: str,
+    workers: int,
+    so: Mapping[str, Any],
+    summary: Mapping[str, Any],
+) -> str:
+    """A ``scale_out`` as one sentence under a benchmark's table."""
+    return (
+        f"Scale-out, {figure} with {workers} workers {where} over "
+        f"{so['baseline_workers']} (baseline measured {so['baseline_measured_at']}): "
+        f"leadloop ×{so['leadloop']:.2f} ({so['baseline_leadloop_leads_per_s']:,.0f} → "
+        f"{summary['leadloop_leads_per_s_median']:,.0f}), bare ×{so['bare']:.2f} "
+        f"({so['baseline_bare_leads_per_s']:,.0f} → {summary['bare_leads_per_s_median']:,.0f})."
+    )
 
 
 def throughput_table(

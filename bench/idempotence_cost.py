@@ -56,11 +56,11 @@ async def run_relay(ctx: Context, index: int, *, idempotent: bool) -> Run:
         )
         try:
             await wait_ready_line(worker)
-            run = await timed_run(ctx, kafka, worker, index)
+            run = await timed_run(ctx, kafka, name, {name: worker}, index)
         finally:
             code = await worker.stop()
         check_exit(worker, code)
-        return replace(run, contender=name, detail={"exit_code": code})
+        return replace(run, detail={"exit_code": code})
 
 
 def summarise(runs: Sequence[Run]) -> dict[str, Any]:

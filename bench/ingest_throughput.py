@@ -14,13 +14,18 @@ The clock runs from the first record produced to the n-th output record observed
 both include the same production work done by this (driver) process. Runs alternate
 (leadloop, bare, leadloop, …); the ratio reported is the median of the per-pair ratios.
 
-    python -m bench.ingest_throughput [--leads 50000] [--runs 3]
+With ``--workers N`` each contender is N processes in one consumer group (N ingest
+services on the one database, N bare loops), and the result also holds the scale-out
+factor against the one-worker result (``--baseline``): leads/s with N workers over one.
+
+    python -m bench.ingest_throughput [--leads 50000] [--runs 3] [--workers 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
 import sys
@@ -35,7 +40,6 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from bench.common import (
     RELAY_BATCH,
-    CpuMeter,
     ThroughputRun,
     TopicReader,
     add_relay_benchmark_options,
@@ -44,16 +48,21 @@ from bench.common import (
     check_exit,
     env_pairs,
     finish_result,
+    grouped_cores,
     leadloop_and_bare,
     machine_info,
     machine_line,
     run_relay_benchmark,
     running_stack,
+    scale_out,
+    scale_out_line,
     start_relay_worker,
+    stop_all,
     throughput_summary,
     throughput_table,
     wait_ready_line,
     watch,
+    worker_meter,
 )
 from tests.support.children import ChildProcess, Service
 from tests.support.processes import ROOT
@@ -65,7 +74,8 @@ from leadloop.topics import by_name, qualified
 
 RAW = "leads.raw"
 OUT = "ingest.outcomes"
-DEFAULT_RESULTS = ROOT / "bench" / "results" / "ingest_throughput.json"
+RESULTS = ROOT / "bench" / "results"
+DEFAULT_RESULTS = RESULTS / "ingest_throughput.json"
 
 
 @dataclass(frozen=True)
@@ -173,13 +183,22 @@ class Context:
     run_timeout_s: float
     #: Extra environment for the ingest service (configuration experiments).
     ingest_env: dict[str, str] = field(default_factory=dict)
+    #: Processes of each contender, in one consumer group.
+    workers: int = 1
 
 
-async def timed_run(ctx: Context, kafka: KafkaSettings, contender: ChildProcess, index: int) -> Run:
-    """Feed the workload to a contender that is ready and time it to the last output."""
+async def timed_run(
+    ctx: Context,
+    kafka: KafkaSettings,
+    contender: str,
+    workers: dict[str, ChildProcess],
+    index: int,
+) -> Run:
+    """Feed the workload to a contender whose workers are ready and time it to the last
+    output."""
     counter = OutputCounter(kafka, OUT)
     feeder = Feeder(kafka, ctx.workload)
-    cpu = CpuMeter(contender=contender.pid, driver=os.getpid())
+    cpu = worker_meter(workers)
     load = os.getloadavg()[0]
     # Connections and metadata are set up before the clock starts.
     await counter.start()
@@ -189,13 +208,13 @@ async def timed_run(ctx: Context, kafka: KafkaSettings, contender: ChildProcess,
         t0 = time.perf_counter()
         producing = asyncio.create_task(feeder.send_all())
         first, last = await watch(
-            contender,
+            workers,
             asyncio.create_task(counter.until(ctx.workload.n)),
             timeout_s=ctx.run_timeout_s,
             progress=lambda: f"{counter.count} of {ctx.workload.n} output records",
             feeding=producing,
         )
-        cores = cpu.cores()
+        cores = grouped_cores(cpu.cores(), list(workers))
         produced = await producing
     finally:
         producing.cancel()
@@ -203,7 +222,7 @@ async def timed_run(ctx: Context, kafka: KafkaSettings, contender: ChildProcess,
         await counter.stop()
     n = ctx.workload.n
     return Run(
-        contender=contender.name,
+        contender=contender,
         index=index,
         leads=n,
         elapsed_s=round(last - t0, 3),
@@ -221,23 +240,39 @@ async def run_leadloop(ctx: Context, index: int) -> Run:
         fresh_topics(ctx.stack, unique_prefix("ingest")) as kafka,
         fresh_database(ctx.stack, "ingest") as db_url,
     ):
-        service = Service.on(
-            "ingest",
-            kafka,
-            db_url=db_url,
-            data_dir=ctx.tmp / f"data-{index}",
-            extra={"LEADLOOP_IDENTITY_PEPPER": secrets.token_hex(16), **ctx.ingest_env},
-        )
-        ingest = await service.start(ctx.tmp / f"ingest-{index}.log", label=f"run {index}")
+        # One pepper for every worker: they must derive the same identities.
+        pepper = secrets.token_hex(16)
+        services = {
+            f"ingest{k}": Service.on(
+                "ingest",
+                kafka,
+                db_url=db_url,
+                data_dir=ctx.tmp / f"data-{index}-{k}",
+                extra={"LEADLOOP_IDENTITY_PEPPER": pepper, **ctx.ingest_env},
+                name=f"leadloop ingest{k}",
+            )
+            for k in range(1, ctx.workers + 1)
+        }
+        workers: dict[str, ChildProcess] = {}
         try:
-            # Caught up on the empty topic: from here on the service is in its steady state.
-            await service.ready(ingest)
-            run = await timed_run(ctx, kafka, ingest, index)
+            for name, service in services.items():
+                workers[name] = await service.start(
+                    ctx.tmp / f"{name}-{index}.log", label=f"run {index} {name}"
+                )
+            # Caught up on the empty topic: from here on the service is in its steady
+            # state. With several workers, ready twice: a late joiner's rebalance can
+            # take an early one's partitions away for a moment after it said ready.
+            for _ in range(min(ctx.workers, 2)):
+                await asyncio.gather(*(services[n].ready(c) for n, c in workers.items()))
+                if ctx.workers > 1:
+                    await asyncio.sleep(1)
+            run = await timed_run(ctx, kafka, "leadloop", workers, index)
         finally:
-            code = await ingest.stop()
+            codes = await stop_all(workers)
         n = ctx.workload.n
-        run.detail = {"exit_code": code, **await _persisted(db_url)}
-        check_exit(ingest, code)
+        run.detail = {"exit_codes": codes, **await _persisted(db_url)}
+        for name, code in codes.items():
+            check_exit(workers[name], code)
         if run.detail["outcome_rows"] != n:
             raise RuntimeError(f"expected {n} outcome rows: {run.detail}")
         return run
@@ -257,21 +292,26 @@ async def _persisted(db_url: str) -> dict[str, Any]:
 
 async def run_bare(ctx: Context, index: int) -> Run:
     async with fresh_topics(ctx.stack, unique_prefix("ingest-bare")) as kafka:
-        worker = await start_relay_worker(
-            "bench.ingest_throughput",
-            kafka,
-            RAW,
-            OUT,
-            log_path=ctx.tmp / f"bare-{index}.log",
-            label=f"run {index}",
-        )
+        workers: dict[str, ChildProcess] = {}
         try:
-            await wait_ready_line(worker)
-            run = await timed_run(ctx, kafka, worker, index)
+            for k in range(1, ctx.workers + 1):
+                workers[f"bare{k}"] = await start_relay_worker(
+                    "bench.ingest_throughput",
+                    kafka,
+                    RAW,
+                    OUT,
+                    log_path=ctx.tmp / f"bare-{index}-{k}.log",
+                    label=f"run {index} bare{k}",
+                )
+            await asyncio.gather(*(wait_ready_line(c) for c in workers.values()))
+            if ctx.workers > 1:
+                await asyncio.sleep(1)
+            run = await timed_run(ctx, kafka, "bare", workers, index)
         finally:
-            code = await worker.stop()
-        run.detail = {"exit_code": code}
-        check_exit(worker, code)
+            codes = await stop_all(workers)
+        run.detail = {"exit_codes": codes}
+        for name, code in codes.items():
+            check_exit(workers[name], code)
         return run
 
 
@@ -282,16 +322,22 @@ def summarise(runs: Sequence[Run]) -> dict[str, Any]:
 def markdown(result: dict[str, Any]) -> str:
     lead, bare = leadloop_and_bare([Run(**r) for r in result["runs"]])
     m, w = result["machine"], result["workload"]
-    return "\n".join(
-        [
-            f"Ingest throughput, {w['leads']:,} leads ({w['megabytes']} MB, seed {w['seed']}), "
-            f"{len(lead)} alternating pairs",
+    workers = w.get("workers", 1)
+    lines = [
+        f"Ingest throughput, {w['leads']:,} leads ({w['megabytes']} MB, seed {w['seed']}), "
+        f"{len(lead)} alternating pairs"
+        + (f", {workers} workers per contender in one group" if workers > 1 else ""),
+        "",
+        *throughput_table(lead, bare, result["summary"], m["nproc"]),
+    ]
+    if "scale_out" in result:
+        lines += [
             "",
-            *throughput_table(lead, bare, result["summary"], m["nproc"]),
-            "",
-            machine_line(m),
+            scale_out_line(
+                "leads/s", "per contender", workers, result["scale_out"], result["summary"]
+            ),
         ]
-    )
+    return "\n".join([*lines, "", machine_line(m)])
 
 
 async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
@@ -303,7 +349,7 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
     ingest_env = env_pairs(args.ingest_env, "--ingest-env")
     with bench_dir() as tmp:
-        ctx = Context(stack, workload, tmp, args.timeout, ingest_env)
+        ctx = Context(stack, workload, tmp, args.timeout, ingest_env, args.workers)
         async for i, run in alternating(
             args.runs, lambda i: run_leadloop(ctx, i), lambda i: run_bare(ctx, i)
         ):
@@ -313,9 +359,11 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 f"({run.elapsed_s:.1f} s; production done at {run.produced_s:.1f} s)",
                 file=sys.stderr,
             )
-    return {
+    summary = summarise(runs)
+    result: dict[str, Any] = {
         **finish_result("ingest_throughput", machine, started),
         "workload": {
+            "workers": args.workers,
             "leads": workload.n,
             "seed": args.seed,
             "megabytes": round(workload.total_bytes / 1e6, 1),
@@ -323,24 +371,37 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "bare_batch_size": RELAY_BATCH,
             "ingest_env": ingest_env,
         },
-        "summary": summarise(runs),
-        "runs": [asdict(r) for r in runs],
+        "summary": summary,
     }
+    if args.workers > 1 and args.baseline.is_file():
+        result["scale_out"] = scale_out(summary, json.loads(args.baseline.read_text()))
+    result["runs"] = [asdict(r) for r in runs]
+    return result
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--leads", type=int, default=50_000, help="records per run")
+    parser.add_argument("--workers", type=int, default=1, help="processes per contender")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=DEFAULT_RESULTS,
+        help="the one-worker result the scale-out factor is computed against",
+    )
     add_relay_benchmark_options(
         parser, output=DEFAULT_RESULTS, service="ingest", env_option="--ingest-env"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.command != "bare-worker" and args.workers != 1 and args.output == DEFAULT_RESULTS:
+        args.output = RESULTS / f"ingest_throughput-{args.workers}-workers.json"
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.leads < 1 or args.runs < 1:
-        raise SystemExit("--leads and --runs must be at least 1")
+    if args.command != "bare-worker" and min(args.leads, args.runs, args.workers) < 1:
+        raise SystemExit("--leads, --runs and --workers must be at least 1")
     # The topic is empty when the bare worker starts: polling until it has its partitions
     # also resolves its start offsets before the clock starts.
     run_relay_benchmark(args, benchmark=benchmark, markdown=markdown, fetch_until_assigned=True)
