@@ -241,34 +241,34 @@ class _People:
             if key is not None:
                 self._by_key.setdefault(key, []).append(at)
 
-    def sharing_a_key(self, lead: LeadRecord) -> list[PersonLead]:
+    def sharing_a_key(self, lead: LeadRecord) -> list[tuple[PersonLead, Literal["email", "phone"]]]:
+        """The people matching ``lead``, each with the key it matched on, in the order
+        they were added."""
         found: set[int] = set()
         for key in (lead.email_key, lead.phone_key):
             if key is not None:
                 found.update(self._by_key.get(key, ()))
         # An email key equal to a phone key is not a match: compare field by field.
-        return [p for at in sorted(found) if _matches(p := self._all[at], lead) is not None]
+        return [
+            (p, m) for at in sorted(found) if (m := _matches(p := self._all[at], lead)) is not None
+        ]
 
 
 def _latest_open(
     people: _People, lead: LeadRecord
 ) -> tuple[PersonLead, Literal["email", "phone"]] | None:
-    found = [
-        (p, m)
-        for p in people.sharing_a_key(lead)
-        if p.closed_at is None and (m := _matches(p, lead)) is not None
-    ]
+    found = [(p, m) for p, m in people.sharing_a_key(lead) if p.closed_at is None]
     return max(found, key=lambda pm: (pm[0].accepted_at, pm[0].lead_id), default=None)
 
 
 def _latest_closed(people: _People, lead: LeadRecord) -> PersonLead | None:
-    closed = [p for p in people.sharing_a_key(lead) if p.closed_at is not None]
+    closed = [p for p, _ in people.sharing_a_key(lead) if p.closed_at is not None]
     return max(closed, key=lambda p: (p.closed_at, p.lead_id), default=None)
 
 
 def _won_before(people: _People, lead: LeadRecord) -> bool:
     """Any of the person's stored leads was won, not only the latest to close."""
-    return any(p.stage == "won" for p in people.sharing_a_key(lead))
+    return any(p.stage == "won" for p, _ in people.sharing_a_key(lead))
 
 
 def _merged(outcome: OutcomeRecord, lead_id: str) -> OutcomeRecord:
