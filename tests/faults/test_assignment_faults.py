@@ -122,7 +122,11 @@ def workload(n: int, seed: int) -> Workload:
     return Workload(records, teams)
 
 
-async def produce(kafka: KafkaSettings, records: list[tuple[bytes, bytes]]) -> None:
+async def produce(
+    kafka: KafkaSettings, records: list[tuple[bytes, bytes]], *, per_second: float | None = None
+) -> None:
+    """Send ``records``, all at once or spread at ``per_second`` in tenth-of-a-second
+    slices."""
     producer = AIOKafkaProducer(
         bootstrap_servers=kafka.bootstrap_servers,
         acks="all",
@@ -132,7 +136,15 @@ async def produce(kafka: KafkaSettings, records: list[tuple[bytes, bytes]]) -> N
     await producer.start()
     try:
         topic = qualified("leads.accepted", kafka.topic_prefix)
-        futures = [await producer.send(topic, value, key=key) for key, value in records]
+        step = len(records) if per_second is None else max(1, round(per_second / 10))
+        futures = []
+        for start in range(0, len(records), step):
+            if start:
+                await asyncio.sleep(0.1)
+            futures += [
+                await producer.send(topic, value, key=key)
+                for key, value in records[start : start + step]
+            ]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
@@ -451,6 +463,7 @@ async def test_two_workers_with_rebalances_and_a_zombie_worker(
     workers.wait_ready()
     half, three_quarters = len(load) // 2, len(load) * 3 // 4
     producing = asyncio.create_task(produce(kafka_settings, load.records[:half]))
+    quarters: list[asyncio.Task[None]] = []
     conn = await asyncpg.connect(database_url)
     try:
         started = time.monotonic()
@@ -480,7 +493,13 @@ async def test_two_workers_with_rebalances_and_a_zombie_worker(
         ):
             # Nothing left to redeliver: the batch w1 is frozen with holds fresh leads.
             await wait_caught_up(kafka_settings, within=60)
-            await produce(kafka_settings, load.records[start:end])
+            # Spread out, so that w1 goes through many batches, each a moment to freeze
+            # it in; all at once, the workers can decide the quarter in a few batches
+            # and leave none.
+            quarter = asyncio.create_task(
+                produce(kafka_settings, load.records[start:end], per_second=500)
+            )
+            quarters.append(quarter)
             slow_link.delay = delay
             (_, before) = await group_of(kafka_settings)
             statement = await freeze_when(conn, workers, "w1", slow_link, FREEZE_POINTS[point])
@@ -499,11 +518,13 @@ async def test_two_workers_with_rebalances_and_a_zombie_worker(
             woke_at = await assigned(conn)
             workers.groups["w1"].signal("assignment", signal.SIGCONT)
             pauses.append((point, statement, frozen_at, woke_at))
+            await quarter
             await progress_to(conn, workers, end, within=TIMEOUT_S / 4)
         report = await finish(conn, workers, kafka_settings, database_url, load)
         elapsed = time.monotonic() - started
     finally:
-        producing.cancel()
+        for task in (producing, *quarters):
+            task.cancel()
         await conn.close()
     print(f"\n{len(load)} leads, w2 killed at {killed_at}, {elapsed:.0f}s")
     print(f"w1 evicted {[round(e, 1) for e in evictions]} s after each SIGSTOP")
