@@ -55,19 +55,27 @@ class TimelineStore:
                     ids,
                 )
             }
+            # Consecutive assignments go in one statement; every other event keeps its
+            # place between them (a stage change and an owner both touch the stage).
+            owners: list[LeadAssigned] = []
             for position, event in events:
                 if event.lead_id not in known:
                     unusable.append(
                         Unusable(position, CrmRejection("unknown_lead", "no such lead_id"), now)
                     )
-                elif isinstance(event, LeadAssigned):
-                    await self._owner(conn, event)
-                elif isinstance(event, ActivityRecorded):
+                    continue
+                if isinstance(event, LeadAssigned):
+                    owners.append(event)
+                    continue
+                await self._owners(conn, owners)
+                owners.clear()
+                if isinstance(event, ActivityRecorded):
                     await self._activity(conn, event, now)
                 elif isinstance(event, StageChanged):
                     await self._stage(conn, event, now)
                 else:
                     await self._satisfaction(conn, event, now)
+            await self._owners(conn, owners)
             if unusable:
                 await conn.executemany(
                     "INSERT INTO crm_rejects (raw_topic, raw_partition, raw_offset, reason, "
@@ -86,26 +94,52 @@ class TimelineStore:
                 )
         return unusable
 
-    async def _owner(self, conn: asyncpg.Connection, e: LeadAssigned) -> None:
-        new = await conn.fetchval(
-            "INSERT INTO lead_ownership (event_id, lead_id, owner_id, kind, assigned_at) "
-            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true",
-            e.event_id,
-            e.lead_id,
-            e.owner_id,
-            e.kind.value,
-            e.assigned_at,
-        )
-        if new:
-            await conn.execute(
-                "UPDATE leads SET owner_id = $2, "
-                "stage = CASE WHEN stage = 'new' THEN 'assigned' ELSE stage END "
-                "WHERE lead_id = $1 AND NOT EXISTS (SELECT 1 FROM lead_ownership o "
-                "WHERE o.lead_id = $1 AND o.assigned_at > $3)",
-                e.lead_id,
-                e.owner_id,
-                e.assigned_at,
+    async def _owners(self, conn: asyncpg.Connection, run: Sequence[LeadAssigned]) -> None:
+        """Record a run of assignments, each once, and move each lead to the owner of its
+        newest one: the same end state as applying them one by one in order.
+
+        Only a newly recorded event moves its lead. Of a lead's new events the latest
+        ``assigned_at`` wins, the later one in the run on a tie; it applies unless an
+        ownership recorded before this statement is newer still. (The statement's own
+        inserts are invisible to its ``NOT EXISTS``: rows of this run compete through
+        ``DISTINCT ON`` instead.)
+        """
+        if not run:
+            return
+        # A redelivery inside the run counts where the event first came, as one by one.
+        firsts: dict[str, LeadAssigned] = {}
+        for e in run:
+            firsts.setdefault(e.event_id, e)
+        run = list(firsts.values())
+        await conn.execute(
+            """
+            WITH incoming AS (
+                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                                     $5::timestamptz[]) WITH ORDINALITY
+                    AS i(event_id, lead_id, owner_id, kind, assigned_at, n)
+            ), recorded AS (
+                INSERT INTO lead_ownership (event_id, lead_id, owner_id, kind, assigned_at)
+                SELECT event_id, lead_id, owner_id, kind, assigned_at FROM incoming ORDER BY n
+                ON CONFLICT DO NOTHING
+                RETURNING event_id
+            ), newest AS (
+                SELECT DISTINCT ON (i.lead_id) i.lead_id, i.owner_id, i.assigned_at
+                FROM incoming i JOIN recorded r USING (event_id)
+                ORDER BY i.lead_id, i.assigned_at DESC, i.n DESC
             )
+            UPDATE leads l SET owner_id = newest.owner_id,
+                stage = CASE WHEN l.stage = 'new' THEN 'assigned' ELSE l.stage END
+            FROM newest
+            WHERE l.lead_id = newest.lead_id AND NOT EXISTS (
+                SELECT 1 FROM lead_ownership o
+                WHERE o.lead_id = newest.lead_id AND o.assigned_at > newest.assigned_at)
+            """,
+            [e.event_id for e in run],
+            [e.lead_id for e in run],
+            [e.owner_id for e in run],
+            [e.kind.value for e in run],
+            [e.assigned_at for e in run],
+        )
 
     async def _activity(self, conn: asyncpg.Connection, e: ActivityRecorded, now: datetime) -> None:
         new = await conn.fetchval(
