@@ -27,8 +27,20 @@ Two measurements per contender and run, each on its own topics (and database):
 
 Runs alternate (leadloop, bare, leadloop, …); ratios are medians of per-pair ratios.
 
+With ``--workers N`` (N > 1) only saturation is measured (the latency at 1,000 leads/s
+is a one-worker figure: it is in the one-worker result). Each contender is N processes
+in one consumer group (N assignment services on the one database, N bare loops), CPU is
+metered per worker and summed. The workers are started on the empty topic and the clock
+only starts once every one of them is ready and the group is stable with N members, each
+with partitions of ``leads.accepted`` (so no rebalance happens while measuring); then the
+``--saturation-leads`` are produced as fast as the driver can and leads/s is counted, as
+with one worker, from the first output record observed to the last. ``preload_s`` says when the
+driver had produced them all: the contender reads them while they are produced. The
+result also holds the scale-out factor against the one-worker result (``--baseline``):
+saturation leads/s with N workers over one.
+
     python -m bench.assignment_latency [--rate 1000] [--warmup 10] [--duration 30]
-        [--saturation-leads 20000] [--runs 3]
+        [--saturation-leads 20000] [--runs 3] [--workers 1]
 """
 
 from __future__ import annotations
@@ -36,6 +48,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import json
 import math
 import os
 import random
@@ -51,6 +64,8 @@ from typing import Any
 import asyncpg
 import yaml
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.protocol.group import MemberAssignment
 from bench.common import (
     RELAY_BATCH,
     ContenderRun,
@@ -62,6 +77,7 @@ from bench.common import (
     check_exit,
     env_pairs,
     finish_result,
+    grouped_cores,
     leadloop_and_bare,
     machine_info,
     machine_line,
@@ -69,11 +85,15 @@ from bench.common import (
     ratio,
     run_relay_benchmark,
     running_stack,
+    scale_out,
+    scale_out_line,
     start_relay_worker,
+    stop_all,
     throughput_summary,
     throughput_table,
     wait_ready_line,
     watch,
+    worker_meter,
 )
 from tests.support.children import ChildProcess, Service
 from tests.support.processes import ROOT
@@ -89,7 +109,8 @@ from leadloop_ingest.domain.validation import NormalisedContact
 
 ACCEPTED = "leads.accepted"
 ASSIGNED = "leads.assigned"
-DEFAULT_RESULTS = ROOT / "bench" / "results" / "assignment_latency.json"
+RESULTS = ROOT / "bench" / "results"
+DEFAULT_RESULTS = RESULTS / "assignment_latency.json"
 PERCENTILES = (50, 90, 99)
 
 # --------------------------------------------------------------------------- workload
@@ -290,7 +311,8 @@ class SaturationRun(ThroughputRun):
     """Timed from the first output record observed to the N-th; leads/s counts the leads
     after the first fetched batch over that time, so neither start-up nor the first batch
     is in it. ``first_output_s``: contender process start → first output record
-    (start-up, group join, first batch)."""
+    (start-up, group join, first batch); with several workers, which start before the
+    leads are produced, the driver's producer start → first output record."""
 
     preload_s: float
 
@@ -426,6 +448,8 @@ class Context:
     run_timeout_s: float
     #: Extra environment for the assignment service (configuration experiments).
     service_env: dict[str, str] = field(default_factory=dict)
+    #: Processes of each contender in saturation, in one consumer group.
+    workers: int = 1
 
     @property
     def warmup_leads(self) -> int:
@@ -555,24 +579,123 @@ async def measure_saturation(
     return run, contender
 
 
+def _partitions_of(member_assignment: bytes, topic: str) -> list[int]:
+    """A group member's partitions of ``topic``, from its assignment as the broker
+    describes it (the consumer protocol's ``MemberAssignment``)."""
+    decoded = MemberAssignment.decode(member_assignment)
+    return sorted(p for t, parts in decoded.get_item("assignment") if t == topic for p in parts)
+
+
+async def group_settled(
+    kafka: KafkaSettings, group: str, members: int, timeout_s: float
+) -> dict[str, list[int]]:
+    """Until the consumer group ``group`` (full name) is stable with ``members`` members,
+    each assigned at least one partition of the run's ``leads.accepted``; then each
+    member's partitions of it. A worker that says it is ready may still lose its
+    partitions to a later joiner's rebalance; a stable group with every member assigned
+    has no rebalance pending."""
+    topic = qualified(ACCEPTED, kafka.topic_prefix)
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
+    await admin.start()
+    seen: dict[str, Any] = {}
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                [response] = await admin.describe_consumer_groups([group])
+                [seen] = response.to_object()["groups"]
+                if seen["state"] == "Stable" and len(seen["members"]) == members:
+                    assigned = {
+                        m["member_id"]: _partitions_of(m["member_assignment"], topic)
+                        for m in seen["members"]
+                        if m["member_assignment"]
+                    }
+                    if len(assigned) == members and all(assigned.values()):
+                        return assigned
+                await asyncio.sleep(0.2)
+    except TimeoutError:
+        raise RuntimeError(
+            f"group {group} not stable with {members} assigned members after "
+            f"{timeout_s:.0f} s: state {seen.get('state')}, "
+            f"{len(seen.get('members', []))} members"
+        ) from None
+    finally:
+        await admin.close()
+
+
+async def measure_saturation_group(
+    ctx: Context,
+    kafka: KafkaSettings,
+    contender: str,
+    workers: Mapping[str, ChildProcess],
+    index: int,
+) -> SaturationRun:
+    """Produce the leads to a contender whose workers are all ready in a stable group, as
+    fast as the driver can; time it from its first output to its last. ``first_output_s``
+    and ``preload_s`` count from the driver starting its producer."""
+    n = ctx.saturation_leads
+    watcher = OutputWatcher(kafka, ctx.workload.keys[:n])
+    cpu = worker_meter(workers)
+    await watcher.start()
+    load = os.getloadavg()[0]
+    first: list[float] = []
+
+    def first_output() -> None:
+        first.append(time.perf_counter())
+        cpu.start()
+
+    started = time.perf_counter()
+    producing = asyncio.create_task(preload(kafka, ctx.workload, n))
+    try:
+        last = await watch(
+            workers,
+            asyncio.create_task(watcher.until_all(first_output)),
+            timeout_s=ctx.run_timeout_s,
+            progress=lambda: f"{watcher.count} of {n} assigned",
+            feeding=producing,
+        )
+        cores = grouped_cores(cpu.cores(), list(workers))
+        preload_s = await producing
+    finally:
+        producing.cancel()
+        await watcher.stop()
+    elapsed = last - first[0]
+    counted = n - watcher.first_batch
+    return SaturationRun(
+        contender=contender,
+        index=index,
+        leads=n,
+        elapsed_s=round(elapsed, 3),
+        leads_per_s=round(counted / elapsed, 1) if elapsed > 0 else math.inf,
+        first_output_s=round(first[0] - started, 3),
+        preload_s=round(preload_s, 3),
+        cpu_cores=cores,
+        cpu_ms_per_lead=round(cores.get("contender", 0.0) * elapsed / max(1, counted) * 1000, 4),
+        load_average_1m=round(load, 2),
+        detail={"first_batch": watcher.first_batch, "output_later_records": watcher.duplicates},
+    )
+
+
 # --------------------------------------------------------------------------- contenders
 
 
 async def start_assignment(
-    ctx: Context, kafka: KafkaSettings, db_url: str, name: str
+    ctx: Context, kafka: KafkaSettings, db_url: str, name: str, process: str = "leadloop"
 ) -> tuple[ChildProcess, Service]:
-    """The service as a child process, and how to wait until it is ready."""
+    """The service as a child process (named ``process``), and how to wait until it is
+    ready."""
     service = Service.on(
         "assignment",
         kafka,
         db_url=db_url,
         data_dir=ctx.tmp / f"data-{name}",
         extra={"LEADLOOP_RULES_FILE": str(ctx.rules_file), **ctx.service_env},
+        name=process,
     )
     return await service.start(ctx.tmp / f"assignment-{name}.log", label=name), service
 
 
 async def start_bare(ctx: Context, kafka: KafkaSettings, name: str) -> ChildProcess:
+    # The child's name is "bare" (start_bare_worker), for every worker.
     return await start_relay_worker(
         "bench.assignment_latency",
         kafka,
@@ -673,6 +796,8 @@ async def bare_latency(ctx: Context, index: int) -> LatencyRun:
 
 
 async def leadloop_saturation(ctx: Context, index: int) -> SaturationRun:
+    if ctx.workers > 1:
+        return await leadloop_saturation_group(ctx, index)
     async with (
         fresh_topics(ctx.stack, unique_prefix("assignment")) as kafka,
         fresh_database(ctx.stack, "assignment") as db_url,
@@ -692,6 +817,8 @@ async def leadloop_saturation(ctx: Context, index: int) -> SaturationRun:
 
 
 async def bare_saturation(ctx: Context, index: int) -> SaturationRun:
+    if ctx.workers > 1:
+        return await bare_saturation_group(ctx, index)
     async with fresh_topics(ctx.stack, unique_prefix("assignment-bare")) as kafka:
         preload_s = await preload(kafka, ctx.workload, ctx.saturation_leads)
 
@@ -703,14 +830,72 @@ async def bare_saturation(ctx: Context, index: int) -> SaturationRun:
         return run
 
 
+async def leadloop_saturation_group(ctx: Context, index: int) -> SaturationRun:
+    """``--workers N``: N services in one group on one database, ready and settled on
+    the empty topic before the leads are produced."""
+    async with (
+        fresh_topics(ctx.stack, unique_prefix("assignment")) as kafka,
+        fresh_database(ctx.stack, "assignment") as db_url,
+    ):
+        workers: dict[str, ChildProcess] = {}
+        services: dict[str, Service] = {}
+        stopped: dict[str, dict[str, Any]] = {}
+        try:
+            for k in range(1, ctx.workers + 1):
+                name = f"assignment{k}"
+                workers[name], services[name] = await start_assignment(
+                    ctx, kafka, db_url, f"saturation-{index}-{k}", f"leadloop {name}"
+                )
+            # Caught up on the empty topic; then the group must have settled with every
+            # worker in it, and each still (or again) ready after the last rebalance.
+            await asyncio.gather(*(services[n].ready(c) for n, c in workers.items()))
+            assigned = await group_settled(
+                kafka, f"{kafka.topic_prefix}leadloop-assignment", ctx.workers, ctx.run_timeout_s
+            )
+            await asyncio.gather(*(services[n].ready(c) for n, c in workers.items()))
+            run = await measure_saturation_group(ctx, kafka, "leadloop", workers, index)
+        finally:
+            details = await asyncio.gather(*(_service_stopped(c) for c in workers.values()))
+            stopped = dict(zip(workers, details, strict=True))
+        codes = [d["exit_code"] for d in stopped.values()]
+        run.detail["exit_code"] = next((c for c in codes if c != 0), 0)
+        run.detail["workers"] = stopped
+        run.detail["partitions_by_member"] = sorted(assigned.values())
+        run.detail.update(await _decisions(db_url, ctx.saturation_leads))
+        return run
+
+
+async def bare_saturation_group(ctx: Context, index: int) -> SaturationRun:
+    """``--workers N``: N bare loops in one group, ready and settled on the empty topic
+    before the leads are produced."""
+    async with fresh_topics(ctx.stack, unique_prefix("assignment-bare")) as kafka:
+        workers: dict[str, ChildProcess] = {}
+        try:
+            for k in range(1, ctx.workers + 1):
+                workers[f"bare{k}"] = await start_bare(ctx, kafka, f"saturation-{index}-{k}")
+            await asyncio.gather(*(wait_ready_line(c) for c in workers.values()))
+            assigned = await group_settled(
+                kafka, f"{kafka.topic_prefix}bare", ctx.workers, ctx.run_timeout_s
+            )
+            run = await measure_saturation_group(ctx, kafka, "bare", workers, index)
+        finally:
+            codes = await stop_all(workers)
+        run.detail["exit_codes"] = codes
+        run.detail["partitions_by_member"] = sorted(assigned.values())
+        for name, code in codes.items():
+            check_exit(workers[name], code)
+        return run
+
+
 # --------------------------------------------------------------------------- report
 
 
 def summarise(latency: Sequence[LatencyRun], saturation: Sequence[SaturationRun]) -> dict[str, Any]:
+    """Both measurements' medians; no latency runs (``--workers N``): an empty latency."""
     lat_l, lat_b = leadloop_and_bare(latency)
     keys = [*(f"p{p}" for p in PERCENTILES), "max"]
     lat: dict[str, Any] = {}
-    for who, runs in (("leadloop", lat_l), ("bare", lat_b)):
+    for who, runs in (("leadloop", lat_l), ("bare", lat_b)) if latency else ():
         lat[f"{who}_ms_median"] = {k: round(median([r.latency_ms[k] for r in runs]), 1)
                                    for k in keys}  # fmt: skip
         lat[f"{who}_record_timestamp_ms_median"] = {
@@ -720,12 +905,13 @@ def summarise(latency: Sequence[LatencyRun], saturation: Sequence[SaturationRun]
             median([r.cpu_cores.get("contender", 0) for r in runs]), 2
         )
         lat[f"{who}_cpu_ms_per_lead_median"] = round(median([r.cpu_ms_per_lead for r in runs]), 4)
-    pairs = list(zip(lat_l, lat_b, strict=True))
-    lat["per_pair_ratio"] = {k: [ratio(a.latency_ms[k], b.latency_ms[k]) for a, b in pairs]
-                             for k in keys}  # fmt: skip
-    lat["ratio_leadloop_over_bare_median"] = {
-        k: round(median(v), 2) for k, v in lat["per_pair_ratio"].items()
-    }
+    if latency:
+        pairs = list(zip(lat_l, lat_b, strict=True))
+        lat["per_pair_ratio"] = {k: [ratio(a.latency_ms[k], b.latency_ms[k]) for a, b in pairs]
+                                 for k in keys}  # fmt: skip
+        lat["ratio_leadloop_over_bare_median"] = {
+            k: round(median(v), 2) for k, v in lat["per_pair_ratio"].items()
+        }
     sat = throughput_summary(*leadloop_and_bare(saturation))
     unclean = [
         f"{r.contender} {kind} {r.index}"
@@ -736,9 +922,11 @@ def summarise(latency: Sequence[LatencyRun], saturation: Sequence[SaturationRun]
     return {"latency": lat, "saturation": sat, "unclean_shutdowns": unclean}
 
 
-def markdown(result: dict[str, Any]) -> str:
+def _latency_lines(result: dict[str, Any]) -> list[str]:
+    """The latency table, then a blank line; nothing when latency was not measured."""
     lat_runs = [LatencyRun(**r) for r in result["latency_runs"]]
-    sat_runs = [SaturationRun(**r) for r in result["saturation_runs"]]
+    if not lat_runs:
+        return []
     s, m, w = result["summary"], result["machine"], result["workload"]
     ls = s["latency"]
     lead, bare = leadloop_and_bare(lat_runs)
@@ -781,13 +969,39 @@ def markdown(result: dict[str, Any]) -> str:
         f"| leadloop / bare | {ratio_cells} | | | | |",
         f"| record timestamps (median) | {stamp_cells} | | | | |",
         "",
-        f"Throughput at saturation, {w['saturation_leads']:,} preloaded leads",
+    ]
+    return lines
+
+
+def markdown(result: dict[str, Any]) -> str:
+    sat_runs = [SaturationRun(**r) for r in result["saturation_runs"]]
+    s, m, w = result["summary"], result["machine"], result["workload"]
+    # A result from before the benchmark took ``--workers`` ran one.
+    workers = w.get("workers", 1)
+    lines = [
+        *_latency_lines(result),
+        (
+            f"Throughput at saturation, {w['saturation_leads']:,} leads produced once "
+            f"{workers} workers per contender were settled in one group, "
+            f"{len(sat_runs) // 2} alternating pairs"
+            if workers > 1
+            else f"Throughput at saturation, {w['saturation_leads']:,} preloaded leads"
+        ),
         "",
         *throughput_table(*leadloop_and_bare(sat_runs), s["saturation"], m["nproc"]),
-        "",
-        machine_line(m),
     ]
-    return "\n".join(lines)
+    if "scale_out" in result:
+        lines += [
+            "",
+            scale_out_line(
+                "saturation leads/s",
+                "per contender",
+                workers,
+                result["scale_out"],
+                s["saturation"],
+            ),
+        ]
+    return "\n".join([*lines, "", machine_line(m)])
 
 
 async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
@@ -795,7 +1009,9 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     machine = await machine_info(stack)
     warmup_leads = round(args.rate * args.warmup)
     latency_leads = warmup_leads + round(args.rate * args.duration)
-    n = max(latency_leads, args.saturation_leads)
+    # With several workers only saturation is measured.
+    with_latency = args.workers == 1
+    n = max(latency_leads if with_latency else 0, args.saturation_leads)
     print(f"building {n:,} accepted leads (seed {args.seed})", file=sys.stderr)
     workload = Workload.build(args.seed, n)
     rules = rule_set(f"bench-{args.seed}")
@@ -818,10 +1034,11 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             saturation_leads=args.saturation_leads,
             run_timeout_s=args.timeout,
             service_env=extra_env,
+            workers=args.workers,
         )
         for i in range(1, args.runs + 1):
             # Alternating: a drift in machine load hits both contenders alike.
-            for go_l in (leadloop_latency, bare_latency):
+            for go_l in (leadloop_latency, bare_latency) if with_latency else ():
                 lat = await go_l(ctx, i)
                 latency.append(lat)
                 q = lat.latency_ms
@@ -839,13 +1056,16 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
                     f"{done.first_output_s:.1f} s)",
                     file=sys.stderr,
                 )
-    return {
+    summary = summarise(latency, saturation)
+    result: dict[str, Any] = {
         **finish_result("assignment_latency", machine, started),
         "workload": {
+            "workers": args.workers,
             "rate": args.rate,
             "warmup_s": args.warmup,
             "duration_s": args.duration,
-            "latency_leads": latency_leads,
+            # 0: not measured (several workers).
+            "latency_leads": latency_leads if with_latency else 0,
             "saturation_leads": args.saturation_leads,
             "seed": args.seed,
             "mix": workload.mix,
@@ -860,10 +1080,17 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "bare_batch_size": RELAY_BATCH,
             "service_env": extra_env,
         },
-        "summary": summarise(latency, saturation),
-        "latency_runs": [asdict(r) for r in latency],
-        "saturation_runs": [asdict(r) for r in saturation],
+        "summary": summary,
     }
+    if args.workers > 1 and args.baseline.is_file():
+        baseline = json.loads(args.baseline.read_text())
+        # scale_out reads a throughput summary: here, the baseline's saturation.
+        result["scale_out"] = scale_out(
+            summary["saturation"], {**baseline, "summary": baseline["summary"]["saturation"]}
+        )
+    result["latency_runs"] = [asdict(r) for r in latency]
+    result["saturation_runs"] = [asdict(r) for r in saturation]
+    return result
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -874,16 +1101,38 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--saturation-leads", type=int, default=20_000, help="leads preloaded for saturation"
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes per contender in one consumer group; with more than one only "
+        "saturation is measured (latency is skipped), with every worker ready and the "
+        "group stable before the leads are produced",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=DEFAULT_RESULTS,
+        help="the one-worker result the saturation scale-out factor is computed against",
+    )
     add_relay_benchmark_options(
         parser, output=DEFAULT_RESULTS, service="assignment", env_option="--service-env"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.command != "bare-worker" and args.workers != 1 and args.output == DEFAULT_RESULTS:
+        args.output = RESULTS / f"assignment_latency-{args.workers}-workers.json"
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.runs < 1 or args.saturation_leads < 1 or args.rate <= 0 or args.duration <= 0:
-        raise SystemExit("--runs, --saturation-leads, --rate and --duration must be positive")
+    if args.command != "bare-worker":
+        if args.runs < 1 or args.saturation_leads < 1 or args.rate <= 0 or args.duration <= 0:
+            raise SystemExit("--runs, --saturation-leads, --rate and --duration must be positive")
+        partitions = by_name(ACCEPTED).partitions
+        if not 1 <= args.workers <= partitions:
+            # A worker without a partition would never be settled in the group.
+            raise SystemExit(f"--workers must be between 1 and {partitions} (the partitions)")
     # The saturation topic is preloaded: the bare worker must not fetch before "ready".
     run_relay_benchmark(args, benchmark=benchmark, markdown=markdown, fetch_until_assigned=False)
 
