@@ -91,6 +91,7 @@ bench: stack-up ## benchmarks on the real stack (BENCH_ARGS='--leads 20000 --run
 	@. $(STATE)/env && $(PY) -m bench.ingest_throughput $(BENCH_ARGS)
 	@. $(STATE)/env && $(PY) -m bench.ingest_throughput --workers 2 $(BENCH_ARGS)
 	@. $(STATE)/env && $(PY) -m bench.assignment_latency $(BENCH_ASSIGNMENT_ARGS)
+	@. $(STATE)/env && $(PY) -m bench.assignment_latency --workers 2 $(BENCH_ASSIGNMENT_ARGS)
 	@. $(STATE)/env && $(PY) -m bench.sla_clocks $(BENCH_SLA_ARGS)
 	@. $(STATE)/env && $(PY) -m bench.handoff_delivery $(BENCH_HANDOFF_ARGS)
 	@. $(STATE)/env && $(PY) -m bench.notifier_delivery $(BENCH_NOTIFIER_ARGS)
