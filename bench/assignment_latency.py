@@ -561,20 +561,8 @@ async def measure_saturation(
         raise
     finally:
         await watcher.stop()
-    elapsed = last - first[0]
-    counted = n - watcher.first_batch
-    run = SaturationRun(
-        contender=contender.name,
-        index=index,
-        leads=n,
-        elapsed_s=round(elapsed, 3),
-        leads_per_s=round(counted / elapsed, 1) if elapsed > 0 else math.inf,
-        first_output_s=round(first[0] - started, 3),
-        preload_s=round(preload_s, 3),
-        cpu_cores=cores,
-        cpu_ms_per_lead=round(cores.get("contender", 0.0) * elapsed / max(1, counted) * 1000, 4),
-        load_average_1m=round(load, 2),
-        detail={"first_batch": watcher.first_batch, "output_later_records": watcher.duplicates},
+    run = _saturation_run(
+        contender.name, index, watcher, (started, first[0], last), preload_s, cores, load
     )
     return run, contender
 
@@ -658,7 +646,24 @@ async def measure_saturation_group(
     finally:
         producing.cancel()
         await watcher.stop()
-    elapsed = last - first[0]
+    return _saturation_run(
+        contender, index, watcher, (started, first[0], last), preload_s, cores, load
+    )
+
+
+def _saturation_run(
+    contender: str,
+    index: int,
+    watcher: OutputWatcher,
+    times: tuple[float, float, float],
+    preload_s: float,
+    cores: dict[str, float],
+    load: float,
+) -> SaturationRun:
+    """The run's figures from its clock (started, first output, last output)."""
+    started, first, last = times
+    n = len(watcher.seen_at)
+    elapsed = last - first
     counted = n - watcher.first_batch
     return SaturationRun(
         contender=contender,
@@ -666,7 +671,7 @@ async def measure_saturation_group(
         leads=n,
         elapsed_s=round(elapsed, 3),
         leads_per_s=round(counted / elapsed, 1) if elapsed > 0 else math.inf,
-        first_output_s=round(first[0] - started, 3),
+        first_output_s=round(first - started, 3),
         preload_s=round(preload_s, 3),
         cpu_cores=cores,
         cpu_ms_per_lead=round(cores.get("contender", 0.0) * elapsed / max(1, counted) * 1000, 4),
