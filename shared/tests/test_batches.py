@@ -18,7 +18,7 @@ from contextlib import aclosing
 import faust
 import pytest
 
-from leadloop.kafka import batches
+from leadloop.batches import batches
 
 EVENT_COST_S = 0.0002
 
